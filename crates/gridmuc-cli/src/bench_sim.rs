@@ -1,0 +1,10 @@
+//! PLACEHOLDER: `bench_sim` is being written; this stub only keeps the binary compiling.
+
+/// Arguments of this subcommand.
+#[derive(clap::Args)]
+pub struct Args {}
+
+/// Runs the subcommand.
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("bench_sim is not implemented yet")
+}

@@ -1,0 +1,71 @@
+//! `gridmuc`: one binary for the live neighbourhood, the offline simulations and the benchmarks.
+
+mod bench_ingest;
+mod bench_sim;
+mod demo;
+mod meter;
+mod report;
+mod server;
+mod simulate;
+mod substation;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Anonymous smart-grid aggregation over XMPP multi-user chat.
+#[derive(Parser)]
+#[command(name = "gridmuc", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Live demo: private Prosody, a neighbourhood of meters and the substation bot.
+    Demo(demo::Args),
+    /// Run one meter agent against any XMPP server from a TOML config.
+    Meter(meter::Args),
+    /// Run the substation operator bot against any XMPP server from a TOML config.
+    Substation(substation::Args),
+    /// Run an offline neighbourhood simulation from simulations/<name>.toml.
+    Simulate(simulate::Args),
+    /// Re-render charts and report.md from a finished simulation's output.
+    Report(report::Args),
+    /// Run a private Prosody with accounts and a provisioned room until Ctrl-C.
+    Server(server::Args),
+    /// Release-build benchmarks with a machine-readable last line.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Parse pre-built reading stanzas and feed the aggregator on one core.
+    Ingest(bench_ingest::Args),
+    /// Simulate household-years and report the rate per CPU-second.
+    Sim(bench_sim::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Demo(a) => demo::run(a),
+        Command::Meter(a) => meter::run(a),
+        Command::Substation(a) => substation::run(a),
+        Command::Simulate(a) => simulate::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Server(a) => server::run(a),
+        Command::Bench { which } => match which {
+            BenchCommand::Ingest(a) => bench_ingest::run(a),
+            BenchCommand::Sim(a) => bench_sim::run(a),
+        },
+    }
+}

@@ -1,0 +1,7 @@
+//! placeholder
+/// placeholder
+pub struct Aggregator;
+/// placeholder
+pub struct AggregatorConfig;
+/// placeholder
+pub enum Ingest {}

@@ -1,0 +1,158 @@
+//! Alerts the bot raises: typed for programs, with a body for people.
+
+use crate::nick::RoomNick;
+use crate::time::Timestamp;
+use crate::units::Watts;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What kind of trouble; one alert stream per kind and subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// Neighbourhood total above the transformer rating.
+    Overload,
+    /// Neighbourhood total far above its own recent baseline.
+    AggregateSpike,
+    /// One anonymous occupant far above its peers in the same interval.
+    HouseSpike,
+}
+
+impl AlertKind {
+    /// Wire name used in `<alert kind='…'/>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Overload => "overload",
+            AlertKind::AggregateSpike => "aggregate-spike",
+            AlertKind::HouseSpike => "house-spike",
+        }
+    }
+
+    /// Inverse of [`AlertKind::as_str`].
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        [
+            AlertKind::Overload,
+            AlertKind::AggregateSpike,
+            AlertKind::HouseSpike,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// How urgent; ordered so escalation is a comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing, no action needed.
+    Info,
+    /// Approaching a limit.
+    Warning,
+    /// Limit exceeded.
+    Critical,
+}
+
+impl Severity {
+    /// Wire name used in `<alert severity='…'/>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Inverse of [`Severity::as_str`].
+    pub fn parse(s: &str) -> Option<Severity> {
+        [Severity::Info, Severity::Warning, Severity::Critical]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Whether an alert opens an event or says it is over, so a long event is two messages, not a storm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// The condition started (or escalated).
+    Raised,
+    /// The condition has been clear long enough.
+    Cleared,
+}
+
+impl AlertState {
+    /// Wire name used in `<alert state='…'/>`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Raised => "raised",
+            AlertState::Cleared => "cleared",
+        }
+    }
+
+    /// Inverse of [`AlertState::as_str`].
+    pub fn parse(s: &str) -> Option<AlertState> {
+        match s {
+            "raised" => Some(AlertState::Raised),
+            "cleared" => Some(AlertState::Cleared),
+            _ => None,
+        }
+    }
+}
+
+/// One alert as emitted by the alert policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// What happened.
+    pub kind: AlertKind,
+    /// How bad.
+    pub severity: Severity,
+    /// Opening or closing the event.
+    pub state: AlertState,
+    /// Start of the interval that triggered it.
+    pub at: Timestamp,
+    /// The offending occupant, for per-house alerts only; never a real JID.
+    pub nick: Option<RoomNick>,
+    /// Observed value (total for neighbourhood alerts, the house's reading otherwise).
+    pub value: Watts,
+    /// The threshold or baseline it was compared with.
+    pub threshold: Watts,
+}
+
+impl Alert {
+    /// One line for a chat client, e.g. `CRITICAL overload: 412.30 kW > rating 400.00 kW at …`.
+    pub fn body(&self) -> String {
+        let sev = self.severity.as_str().to_uppercase();
+        let who = self
+            .nick
+            .as_ref()
+            .map(|n| format!(" by {n}"))
+            .unwrap_or_default();
+        match (self.state, self.kind) {
+            (AlertState::Cleared, k) => format!(
+                "cleared {}{who}: {} back under {} at {}",
+                k.as_str(),
+                self.value,
+                self.threshold,
+                self.at
+            ),
+            (AlertState::Raised, AlertKind::Overload) => format!(
+                "{sev} overload: neighbourhood load {} exceeds {} of rating at {}",
+                self.value, self.threshold, self.at
+            ),
+            (AlertState::Raised, AlertKind::AggregateSpike) => format!(
+                "{sev} aggregate-spike: neighbourhood load {} vs baseline {} at {}",
+                self.value, self.threshold, self.at
+            ),
+            (AlertState::Raised, AlertKind::HouseSpike) => format!(
+                "{sev} house-spike{who}: {} while peers' typical is {} at {}",
+                self.value, self.threshold, self.at
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Alert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.body())
+    }
+}
