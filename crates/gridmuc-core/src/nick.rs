@@ -80,8 +80,8 @@ const ANIMALS: &[&str] = &[
     "badger", "beaver", "bison", "crane", "curlew", "dingo", "dove", "eagle", "egret", "falcon",
     "ferret", "finch", "gecko", "heron", "ibis", "jackal", "koala", "lark", "lemur", "lynx",
     "marten", "mink", "moose", "newt", "ocelot", "otter", "owl", "panda", "puffin", "quail",
-    "raven", "robin", "salmon", "seal", "shrew", "stoat", "swan", "tapir", "tern", "toad",
-    "trout", "vole", "walrus", "weasel", "wombat", "wren", "yak", "zebra",
+    "raven", "robin", "salmon", "seal", "shrew", "stoat", "swan", "tapir", "tern", "toad", "trout",
+    "vole", "walrus", "weasel", "wombat", "wren", "yak", "zebra",
 ];
 
 /// Makes readable random nicknames like `amber-otter-4821` from a caller-supplied CSPRNG.

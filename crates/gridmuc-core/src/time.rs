@@ -17,7 +17,9 @@ pub const HOUR: Millis = 60 * MINUTE;
 pub const DAY: Millis = 24 * HOUR;
 
 /// Milliseconds since the Unix epoch (UTC): cheap to compare and to bucket into intervals.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -81,7 +83,10 @@ mod tests {
     fn rfc3339_round_trip() {
         let t = Timestamp::parse_rfc3339("2026-11-24T20:00:00Z").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-24T20:00:00Z");
-        assert_eq!(Timestamp::parse_rfc3339("2026-11-24T21:00:00+01:00"), Some(t));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-24T21:00:00+01:00"),
+            Some(t)
+        );
         assert_eq!(
             Timestamp::parse_rfc3339("2013-03-07T16:24:30").map(|t| t.to_rfc3339()),
             Some("2013-03-07T16:24:30Z".into())

@@ -5,7 +5,9 @@ use std::fmt;
 use std::ops::{Add, AddAssign, Neg, Sub};
 
 /// Signed power in whole watts: positive is consumption (import), negative is export (e.g. PV).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Watts(pub i64);
 
