@@ -1,1 +1,479 @@
-//! placeholder
+//! A private Prosody 0.12 for the gridmuc demo and tests.
+//!
+//! Everything is real: the Debian `prosody` binary runs from a generated configuration in
+//! a temporary directory, listens on a free loopback port, serves a certificate from our
+//! own test CA and hosts rooms provisioned with the privacy settings of DESIGN.md. The
+//! process dies with the [`PrivateServer`] value (and with the process that started it).
+
+mod accounts;
+mod admin;
+mod certs;
+mod config;
+
+use std::fs::{self, File};
+use std::io::Read as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use tempfile::TempDir;
+
+/// How long Prosody may take to start before we call it a failure.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The account that owns provisioned rooms: never one a meter or the bot uses.
+const ROOM_ADMIN: &str = "gridmuc-room-admin";
+
+/// Where we look for the Prosody binary when it is not on `PATH`.
+const PROSODY_FALLBACKS: [&str; 2] = ["/usr/bin/prosody", "/usr/sbin/prosody"];
+
+/// What kind of private server to run; the defaults are the privacy-preserving demo setup.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The XMPP domain accounts live on.
+    pub domain: String,
+    /// The MUC service hosting the neighbourhood rooms.
+    pub muc_domain: String,
+    /// Listening address; only loopback addresses are accepted, ever.
+    pub bind: IpAddr,
+    /// Require STARTTLS on c2s; `false` only for loopback tests that say so.
+    pub require_tls: bool,
+    /// Enable XEP-0198 stream management (session resumption).
+    pub smacks: bool,
+    /// Serve a certificate not issued by the test CA, to test that clients refuse it.
+    pub untrusted_cert: bool,
+    /// Raw Lua appended to the global section, for test-specific tuning.
+    pub extra_config: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            domain: "grid.test".to_owned(),
+            muc_domain: "rooms.grid.test".to_owned(),
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            require_tls: true,
+            smacks: true,
+            untrusted_cert: false,
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// How a room is provisioned; the defaults are the privacy rules of DESIGN.md, the
+/// other settings exist to build hostile rooms for refusal tests.
+#[derive(Debug, Clone, Default)]
+pub struct RoomPolicy {
+    /// Only members (and admins) may join.
+    pub members_only: bool,
+    /// Put the room on the service that advertises XEP-0421 occupant-id (hostile test room).
+    pub occupant_id: bool,
+    /// Show real JIDs to everyone (`whois=anyone`; hostile test room).
+    pub non_anonymous: bool,
+    /// Bare JIDs made room admins, hence moderators (to test that the bot refuses that).
+    pub admins: Vec<String>,
+    /// Bare JIDs made members, for members-only rooms.
+    pub members: Vec<String>,
+}
+
+/// Everything that can go wrong while running the private server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The Prosody binary is missing; the message says how to install it.
+    #[error(
+        "prosody is not installed (not on PATH nor at {0}); install it with: apt-get install -y prosody"
+    )]
+    NotInstalled(String),
+    /// A non-loopback address was asked for; test servers never leave this machine.
+    #[error("refusing to listen on {0}: only loopback addresses are allowed")]
+    NotLoopback(IpAddr),
+    /// A file or process operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Generating the test CA or server certificate failed.
+    #[error("certificate generation failed: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// Prosody did not start; carries the tail of its log.
+    #[error("prosody did not become ready: {reason}\n--- tail of {} ---\n{tail}", log.display())]
+    NotReady {
+        /// Why we gave up.
+        reason: String,
+        /// The log file to read for more.
+        log: PathBuf,
+        /// The last lines of the log and of prosody's stderr.
+        tail: String,
+    },
+    /// An account or room name or password that Prosody would store differently.
+    #[error("invalid account or room: {0}")]
+    InvalidAccount(String),
+    /// A command sent to Prosody's admin shell failed.
+    #[error("prosody admin shell: {0}")]
+    AdminShell(String),
+}
+
+/// Generates a random password (24 alphanumerics from the thread CSPRNG) for test accounts.
+pub fn generate_password() -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
+
+/// A running private Prosody; killed and its files removed when dropped.
+pub struct PrivateServer {
+    config: ServerConfig,
+    prosody: PathBuf,
+    dir: Option<TempDir>,
+    config_path: PathBuf,
+    data_path: PathBuf,
+    log_path: PathBuf,
+    stderr_path: PathBuf,
+    admin_socket: PathBuf,
+    c2s: SocketAddr,
+    certs: certs::Certificates,
+    room_admin: (String, String),
+    child: Option<Child>,
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let context = context.into();
+    move |source| ServerError::Io { context, source }
+}
+
+fn find_prosody() -> Result<PathBuf, ServerError> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("prosody"));
+    on_path
+        .chain(PROSODY_FALLBACKS.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ServerError::NotInstalled(PROSODY_FALLBACKS.join(" or ")))
+}
+
+/// The last `lines` lines of a file, or a note that it could not be read.
+fn tail(path: &Path, lines: usize) -> String {
+    let mut text = String::new();
+    match File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
+        Ok(_) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("({}: {e})", path.display()),
+    }
+}
+
+impl PrivateServer {
+    /// Generates config and certificates, starts Prosody and waits until c2s accepts connections.
+    pub fn start(config: ServerConfig) -> Result<PrivateServer, ServerError> {
+        if !config.bind.is_loopback() {
+            return Err(ServerError::NotLoopback(config.bind));
+        }
+        let prosody = find_prosody()?;
+        let dir = tempfile::Builder::new()
+            .prefix("gridmuc-prosody-")
+            .tempdir()
+            .map_err(io_error("creating the server's temporary directory"))?;
+        let root = dir.path().to_owned();
+        let c2s = TcpListener::bind((config.bind, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(io_error(format!("finding a free port on {}", config.bind)))?;
+
+        let names = [
+            config.domain.clone(),
+            config.muc_domain.clone(),
+            config::occupant_id_service(&config.muc_domain),
+        ];
+        let certs = certs::generate(&root, &names, config.untrusted_cert)?;
+        let plugins = root.join("plugins");
+        let data_path = root.join("data");
+        for d in [&plugins, &data_path] {
+            fs::create_dir_all(d).map_err(io_error(format!("creating {}", d.display())))?;
+        }
+        let plugin = plugins.join("mod_gridmuc_parent_watch.lua");
+        fs::write(&plugin, include_str!("../lua/mod_gridmuc_parent_watch.lua"))
+            .map_err(io_error(format!("writing {}", plugin.display())))?;
+
+        let log_path = root.join("prosody.log");
+        let admin_socket = root.join("admin.sock");
+        let text = config::render(
+            &config,
+            c2s,
+            &config::Paths {
+                root: &root,
+                data: &data_path,
+                plugins: &plugins,
+                log: &log_path,
+                pid: &root.join("prosody.pid"),
+                admin_socket: &admin_socket,
+                cert: &certs.cert_path,
+                key: &certs.key_path,
+            },
+        );
+        let config_path = root.join("prosody.cfg.lua");
+        fs::write(&config_path, text)
+            .map_err(io_error(format!("writing {}", config_path.display())))?;
+
+        let mut server = PrivateServer {
+            room_admin: (
+                format!("{ROOM_ADMIN}@{}", config.domain),
+                generate_password(),
+            ),
+            config,
+            prosody,
+            dir: Some(dir),
+            config_path,
+            data_path,
+            log_path,
+            stderr_path: root.join("prosody.stderr"),
+            admin_socket,
+            c2s,
+            certs,
+            child: None,
+        };
+        server.launch()?;
+        server.register(ROOM_ADMIN, &server.room_admin.1)?;
+        Ok(server)
+    }
+
+    /// Spawns Prosody and waits until both c2s and the admin socket answer.
+    fn launch(&mut self) -> Result<(), ServerError> {
+        let stderr = File::create(&self.stderr_path)
+            .map_err(io_error(format!("creating {}", self.stderr_path.display())))?;
+        let stdout = stderr
+            .try_clone()
+            .map_err(io_error("duplicating the stderr file"))?;
+        let child = Command::new(&self.prosody)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("-F")
+            .current_dir(&self.data_path)
+            // Our end of this pipe closing (we exited, even by SIGKILL) stops Prosody:
+            // see lua/mod_gridmuc_parent_watch.lua.
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(stderr)
+            // Its own process group, so a terminal's Ctrl-C reaches only us and we stop it.
+            .process_group(0)
+            .spawn()
+            .map_err(io_error(format!("starting {}", self.prosody.display())))?;
+        tracing::info!(pid = child.id(), addr = %self.c2s, "prosody started");
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn not_ready(&self, reason: String) -> ServerError {
+        ServerError::NotReady {
+            reason,
+            log: self.log_path.clone(),
+            tail: format!(
+                "{}\n--- stderr ---\n{}",
+                tail(&self.log_path, 30),
+                tail(&self.stderr_path, 10)
+            ),
+        }
+    }
+
+    fn wait_ready(&mut self) -> Result<(), ServerError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return Err(self.not_ready(format!("prosody exited with {status}")));
+            }
+            if fs::read_to_string(&self.log_path)
+                .is_ok_and(|log| log.contains("Failed to open server port"))
+            {
+                return Err(self.not_ready(format!("port {} is taken", self.c2s)));
+            }
+            let c2s_up = TcpStream::connect_timeout(&self.c2s, Duration::from_millis(200)).is_ok();
+            if c2s_up && admin::run_lua(&self.admin_socket, "return 'ready'").is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.not_ready(format!(
+                    "c2s on {} not accepting within {START_TIMEOUT:?}",
+                    self.c2s
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The c2s address clients connect to (STARTTLS unless `require_tls` was false).
+    pub fn c2s_addr(&self) -> SocketAddr {
+        self.c2s
+    }
+
+    /// The XMPP domain of the accounts.
+    pub fn domain(&self) -> &str {
+        &self.config.domain
+    }
+
+    /// The MUC service of the privacy-preserving rooms.
+    pub fn muc_domain(&self) -> &str {
+        &self.config.muc_domain
+    }
+
+    /// PEM file of the test CA, which clients add as an extra root (e.g. `SSL_CERT_FILE`).
+    pub fn ca_cert_path(&self) -> &Path {
+        &self.certs.ca_path
+    }
+
+    /// PEM text of the test CA, for clients that take roots in memory.
+    pub fn ca_cert_pem(&self) -> &str {
+        &self.certs.ca_pem
+    }
+
+    /// Prosody's log file, to read when something goes wrong.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The data directory (accounts, rooms), for tests that inspect what Prosody stored.
+    pub fn data_path(&self) -> &Path {
+        &self.data_path
+    }
+
+    /// The generated configuration file, e.g. for `prosodyctl --config … shell`.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// JID and password of the account that owns the provisioned rooms; never the bot's.
+    pub fn room_admin(&self) -> (&str, &str) {
+        (&self.room_admin.0, &self.room_admin.1)
+    }
+
+    /// Creates (or resets the password of) one account and returns its bare JID.
+    pub fn register(&self, user: &str, password: &str) -> Result<String, ServerError> {
+        self.register_many(&[(user.to_owned(), password.to_owned())])?;
+        Ok(format!("{user}@{}", self.config.domain))
+    }
+
+    /// Creates (or resets) many accounts quickly: batches of Prosody's own `create_user`
+    /// over the admin socket, ~1 ms per account instead of a `prosodyctl` run each.
+    pub fn register_many(&self, accounts: &[(String, String)]) -> Result<(), ServerError> {
+        let started = Instant::now();
+        for batch in accounts.chunks(accounts::BATCH) {
+            self.admin_lua(&accounts::create_lua(&self.config.domain, batch)?)?;
+        }
+        tracing::debug!(count = accounts.len(), elapsed = ?started.elapsed(), "accounts written");
+        Ok(())
+    }
+
+    /// Runs a Lua chunk inside the running Prosody (as `prosodyctl shell` would with `>`)
+    /// and returns the result text; for tests that inspect live server state.
+    pub fn admin_lua(&self, lua: &str) -> Result<String, ServerError> {
+        admin::run_lua(&self.admin_socket, lua)
+    }
+
+    /// Creates or re-configures a persistent room owned by the room admin account and
+    /// returns its bare JID. Nobody joins it, so it is never locked and no client ever
+    /// becomes its owner by creating it.
+    pub fn provision_room(
+        &self,
+        room_local: &str,
+        policy: &RoomPolicy,
+    ) -> Result<String, ServerError> {
+        accounts::check_localpart(room_local)?;
+        let service = if policy.occupant_id {
+            config::occupant_id_service(&self.config.muc_domain)
+        } else {
+            self.config.muc_domain.clone()
+        };
+        let room_jid = format!("{room_local}@{service}");
+        let list = |jids: &[String]| {
+            jids.iter()
+                .map(|j| admin::lua_string(j))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let lua = format!(
+            r#"local host = prosody.hosts[{service}]
+local muc = host and host.modules.muc
+if not muc then error("no MUC service " .. {service}) end
+local room = muc.get_room_from_jid({jid}) or assert(muc.create_room({jid}))
+room:set_persistent(true)
+room:set_public(false)
+room:set_whois({whois})
+room:set_members_only({members_only})
+room:set_historylength(0)
+room:set_presence_broadcast({{ moderator = true }})
+local function affiliate(jid, affiliation)
+  local ok, kind, err = room:set_affiliation(true, jid, affiliation)
+  if not ok then error(affiliation .. " " .. jid .. ": " .. tostring(err or kind)) end
+end
+affiliate({owner}, "owner")
+for _, jid in ipairs({{ {admins} }}) do affiliate(jid, "admin") end
+for _, jid in ipairs({{ {members} }}) do affiliate(jid, "member") end
+room:save(true)
+return "provisioned"
+"#,
+            service = admin::lua_string(&service),
+            jid = admin::lua_string(&room_jid),
+            whois = admin::lua_string(if policy.non_anonymous {
+                "anyone"
+            } else {
+                "moderators"
+            }),
+            members_only = policy.members_only,
+            owner = admin::lua_string(&self.room_admin.0),
+            admins = list(&policy.admins),
+            members = list(&policy.members),
+        );
+        let started = Instant::now();
+        self.admin_lua(&lua)?;
+        tracing::info!(room = %room_jid, elapsed = ?started.elapsed(), "room provisioned");
+        Ok(room_jid)
+    }
+
+    /// The process id of the running Prosody, if any (for tests that check it is gone).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn kill(&mut self) -> Result<(), ServerError> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().map_err(io_error("killing prosody"))?;
+            child.wait().map_err(io_error("waiting for prosody"))?;
+            tracing::info!(pid = child.id(), "prosody stopped");
+        }
+        Ok(())
+    }
+
+    /// Kills Prosody (SIGKILL, like a crash) and starts it again on the same port and data.
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.kill()?;
+        self.launch()
+    }
+
+    /// Kills Prosody and removes the temporary directory, reporting errors (Drop ignores them).
+    pub fn stop(mut self) -> Result<(), ServerError> {
+        self.kill()?;
+        match self.dir.take() {
+            Some(dir) => dir
+                .close()
+                .map_err(io_error("removing the server's temporary directory")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        if let Err(e) = self.kill() {
+            tracing::warn!("stopping the private prosody: {e}");
+        }
+    }
+}
