@@ -33,7 +33,8 @@ pub enum Rejection {
     /// The sensor-data payload holds no `Power` field.
     #[error("no power field")]
     NoPowerField,
-    /// More than one power field: ambiguous, so refused rather than guessed.
+    /// More than one power field (or more than one payload, node or timestamp group that could
+    /// carry one): ambiguous, so refused rather than guessed.
     #[error("more than one power field")]
     AmbiguousPowerField,
     /// Unit other than W, kW or MW.

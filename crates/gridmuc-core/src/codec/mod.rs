@@ -1,15 +1,19 @@
 //! Wire format v0 (see DESIGN.md): XEP-0323 readings and gridmuc alerts as minidom elements.
 //!
-//! PLACEHOLDER SIGNATURES — being implemented; bodies below are not final.
+//! Encoding builds minidom elements; decoding refuses anything doubtful with a typed
+//! [`Rejection`](crate::reject::Rejection) that callers count. `decode_stanza` parses raw bytes
+//! through a strict zero-copy fast path and falls back to minidom for anything unusual.
 
 mod alert;
+mod fast;
+mod node;
 mod sensordata;
 
 pub use alert::{decode_alert, encode_alert};
 pub use sensordata::{
-    Field, FieldValue, MessageKind, SensorData, SensorNode, SensorTimestamp, decode_fields,
-    decode_message, decode_stanza, encode_fields, encode_message, find_fields,
-    parse_sensor_data, reading_body,
+    FIELD_KINDS, Field, FieldValue, MessageKind, SensorData, SensorNode, SensorTimestamp,
+    decode_fields, decode_message, decode_payloads, decode_stanza, encode_fields, encode_message,
+    find_fields, parse_sensor_data, reading_body,
 };
 
 use crate::units::Watts;
