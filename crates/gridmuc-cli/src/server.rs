@@ -1,10 +1,98 @@
-//! PLACEHOLDER: `server` is being written; this stub only keeps the binary compiling.
+//! `gridmuc server`: a private Prosody with house, bot and operator accounts and a
+//! provisioned neighbourhood room, so meters and the bot can be run by hand against it.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password};
+use serde::Serialize;
 
 /// Arguments of this subcommand.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Number of house (meter) accounts to create: house-001, house-002, …
+    #[arg(long, default_value_t = 50)]
+    houses: usize,
+    /// Local part of the neighbourhood room.
+    #[arg(long, default_value = "neighbourhood")]
+    room: String,
+    /// Where to write the account passwords (default: inside the server's temporary directory).
+    #[arg(long)]
+    accounts_file: Option<PathBuf>,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("server is not implemented yet")
+/// One account in the passwords file.
+#[derive(Serialize)]
+struct Account {
+    role: &'static str,
+    jid: String,
+    password: String,
+}
+
+/// The passwords file: everything a meter or bot config needs to reach this server.
+#[derive(Serialize)]
+struct AccountsFile {
+    server: String,
+    domain: String,
+    room: String,
+    ca_cert: PathBuf,
+    account: Vec<Account>,
+}
+
+/// Starts the server, creates the accounts and the room, prints how to connect, waits for Ctrl-C.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let server = PrivateServer::start(ServerConfig::default())?;
+    let mut accounts: Vec<(&'static str, String, String)> = (1..=args.houses)
+        .map(|i| ("house", format!("house-{i:03}"), generate_password()))
+        .collect();
+    accounts.push(("bot", "substation".to_owned(), generate_password()));
+    accounts.push(("operator", "operator".to_owned(), generate_password()));
+    let credentials: Vec<(String, String)> = accounts
+        .iter()
+        .map(|(_, user, password)| (user.clone(), password.clone()))
+        .collect();
+    server.register_many(&credentials)?;
+    let room = server.provision_room(&args.room, &RoomPolicy::default())?;
+
+    let file = AccountsFile {
+        server: server.c2s_addr().to_string(),
+        domain: server.domain().to_owned(),
+        room: room.clone(),
+        ca_cert: server.ca_cert_path().to_owned(),
+        account: accounts
+            .into_iter()
+            .map(|(role, user, password)| Account {
+                role,
+                jid: format!("{user}@{}", server.domain()),
+                password,
+            })
+            .collect(),
+    };
+    let path = args
+        .accounts_file
+        .unwrap_or_else(|| server.work_dir().join("accounts.toml"));
+    std::fs::write(&path, toml::to_string(&file)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+
+    println!("private Prosody running (Ctrl-C stops it and deletes its files)");
+    println!("  address   {}  (STARTTLS required)", file.server);
+    println!("  domain    {}", file.domain);
+    println!("  room      {room}");
+    println!("  CA cert   {}  (SSL_CERT_FILE)", file.ca_cert.display());
+    println!(
+        "  accounts  {} houses, substation@{d} (bot), operator@{d}",
+        args.houses,
+        d = file.domain
+    );
+    println!("  passwords {}", path.display());
+    println!("  log       {}", server.log_path().display());
+
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(tokio::signal::ctrl_c())
+        .context("waiting for Ctrl-C")?;
+    println!("stopping");
+    server.stop()?;
+    Ok(())
 }

@@ -345,6 +345,11 @@ impl PrivateServer {
         &self.data_path
     }
 
+    /// The instance's temporary directory (removed on stop), for files that should die with it.
+    pub fn work_dir(&self) -> &Path {
+        self.config_path.parent().unwrap_or(&self.data_path)
+    }
+
     /// The generated configuration file, e.g. for `prosodyctl --config … shell`.
     pub fn config_path(&self) -> &Path {
         &self.config_path

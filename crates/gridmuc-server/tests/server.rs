@@ -296,7 +296,7 @@ fn restart_keeps_accounts_and_rooms_on_the_same_port() {
 fn dropping_the_server_kills_prosody_and_removes_its_files() {
     let server = PrivateServer::start(ServerConfig::default()).unwrap();
     let pid = server.pid().unwrap();
-    let dir = server.config_path().parent().unwrap().to_owned();
+    let dir = server.work_dir().to_owned();
     assert!(process_alive(pid));
     drop(server);
     assert!(!process_alive(pid));
@@ -313,7 +313,7 @@ fn dropping_the_server_kills_prosody_and_removes_its_files() {
 #[ignore = "helper process, run by prosody_dies_with_a_killed_parent"]
 fn helper_start_and_wait() {
     let server = PrivateServer::start(ServerConfig::default()).unwrap();
-    let dir = server.config_path().parent().unwrap();
+    let dir = server.work_dir();
     println!("DIR {}", dir.display());
     println!("PID {}", server.pid().unwrap());
     std::thread::sleep(Duration::from_secs(60));
