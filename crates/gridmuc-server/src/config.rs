@@ -92,6 +92,7 @@ https_ports = {{ }}
 c2s_require_encryption = {require_tls}
 allow_unencrypted_plain_auth = false
 c2s_stanza_size_limit = 65536
+certificates = {root}
 ssl = {ssl}
 
 -- Privacy defaults of every MUC service (DESIGN.md, "Privacy rules").

@@ -10,13 +10,31 @@ use common::RawXmpp;
 use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig};
 
 /// A plaintext server on loopback where SASL PLAIN is allowed, so the raw client can log in.
-fn plaintext_server() -> PrivateServer {
+fn plaintext_server_with(config: ServerConfig) -> PrivateServer {
     PrivateServer::start(ServerConfig {
         require_tls: false,
         extra_config: "allow_unencrypted_plain_auth = true".to_owned(),
-        ..ServerConfig::default()
+        ..config
     })
     .unwrap()
+}
+
+fn plaintext_server() -> PrivateServer {
+    plaintext_server_with(ServerConfig::default())
+}
+
+#[test]
+fn stream_management_follows_the_config() {
+    for smacks in [true, false] {
+        let server = plaintext_server_with(ServerConfig {
+            smacks,
+            ..ServerConfig::default()
+        });
+        server.register("house-a", "pw-a").unwrap();
+        let (_, features) =
+            RawXmpp::try_login(server.c2s_addr(), server.domain(), "house-a", "pw-a").unwrap();
+        assert_eq!(features.contains("urn:xmpp:sm:3"), smacks, "{features}");
+    }
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -107,8 +125,8 @@ fn a_thousand_accounts_are_created_in_seconds_and_log_in() {
     let jid = server.register("alice", "wonder land!").unwrap();
     assert_eq!(jid, "alice@grid.test");
     RawXmpp::login(server.c2s_addr(), server.domain(), "alice", "wonder land!");
-    let (_, ok) = RawXmpp::try_login(server.c2s_addr(), server.domain(), "alice", "wrong");
-    assert!(!ok, "a wrong password must be refused");
+    let wrong = RawXmpp::try_login(server.c2s_addr(), server.domain(), "alice", "wrong");
+    assert!(wrong.is_none(), "a wrong password must be refused");
 
     let accounts: Vec<(String, String)> = (0..1000)
         .map(|i| (format!("house-{i:04}"), gridmuc_server::generate_password()))
@@ -308,10 +326,16 @@ fn dropping_the_server_kills_prosody_and_removes_its_files() {
     assert!(!process_alive(pid));
 }
 
+/// Set only for the helper process, so `cargo test -- --ignored` does not start it idly.
+const HELPER_ENV: &str = "GRIDMUC_SERVER_TEST_HELPER";
+
 /// Not a test of its own: the child process for `prosody_dies_with_a_killed_parent`.
 #[test]
 #[ignore = "helper process, run by prosody_dies_with_a_killed_parent"]
 fn helper_start_and_wait() {
+    if std::env::var_os(HELPER_ENV).is_none() {
+        return; // run by hand with --ignored: nothing to do
+    }
     let server = PrivateServer::start(ServerConfig::default()).unwrap();
     let dir = server.work_dir();
     println!("DIR {}", dir.display());
@@ -329,6 +353,7 @@ fn prosody_dies_with_a_killed_parent() {
             "--ignored",
             "--nocapture",
         ])
+        .env(HELPER_ENV, "1")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -78,8 +78,14 @@ impl RawXmpp {
         }
     }
 
-    /// SASL PLAIN on a plaintext stream; returns the stanza that ends authentication.
-    pub fn try_login(addr: SocketAddr, domain: &str, user: &str, password: &str) -> (Self, bool) {
+    /// SASL PLAIN on a plaintext stream, then resource binding; returns the client and
+    /// the stream features after authentication, or `None` if authentication failed.
+    pub fn try_login(
+        addr: SocketAddr,
+        domain: &str,
+        user: &str,
+        password: &str,
+    ) -> Option<(Self, String)> {
         let mut c = Self::connect(addr, domain);
         let features = c.read_until("</stream:features>");
         assert!(
@@ -92,22 +98,22 @@ impl RawXmpp {
         ));
         let outcome = c.read_until("/>");
         if !outcome.contains("<success") {
-            return (c, false);
+            return None;
         }
         c.open(domain);
-        c.read_until("</stream:features>");
+        let features = c.read_until("</stream:features>");
         c.send(
             "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
              <resource>test</resource></bind></iq>",
         );
         c.read_until("</iq>");
-        (c, true)
+        Some((c, features))
     }
 
     pub fn login(addr: SocketAddr, domain: &str, user: &str, password: &str) -> Self {
-        let (c, ok) = Self::try_login(addr, domain, user, password);
-        assert!(ok, "login of {user} failed");
-        c
+        Self::try_login(addr, domain, user, password)
+            .unwrap_or_else(|| panic!("login of {user} failed"))
+            .0
     }
 
     /// Sends an IQ and returns the reply.
