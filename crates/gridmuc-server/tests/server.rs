@@ -120,6 +120,22 @@ fn non_loopback_addresses_are_refused() {
 }
 
 #[test]
+fn a_broken_config_fails_with_prosodys_own_words() {
+    let err = PrivateServer::start(ServerConfig {
+        extra_config: "this is not lua".to_owned(),
+        ..ServerConfig::default()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("prosody exited"), "{err}");
+    assert!(
+        err.contains("prosody.cfg.lua"),
+        "the tail names the broken file: {err}"
+    );
+}
+
+#[test]
 fn a_thousand_accounts_are_created_in_seconds_and_log_in() {
     let server = plaintext_server();
     let jid = server.register("alice", "wonder land!").unwrap();
