@@ -134,6 +134,7 @@ pub struct PrivateServer {
     config: ServerConfig,
     prosody: PathBuf,
     dir: Option<TempDir>,
+    work_dir: PathBuf,
     config_path: PathBuf,
     data_path: PathBuf,
     log_path: PathBuf,
@@ -232,6 +233,7 @@ impl PrivateServer {
             config,
             prosody,
             dir: Some(dir),
+            work_dir: root.clone(),
             config_path,
             data_path,
             log_path,
@@ -347,7 +349,7 @@ impl PrivateServer {
 
     /// The instance's temporary directory (removed on stop), for files that should die with it.
     pub fn work_dir(&self) -> &Path {
-        self.config_path.parent().unwrap_or(&self.data_path)
+        &self.work_dir
     }
 
     /// The generated configuration file, e.g. for `prosodyctl --config … shell`.
