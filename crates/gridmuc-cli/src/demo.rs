@@ -1,10 +1,306 @@
-//! PLACEHOLDER: `demo` is being written; this stub only keeps the binary compiling.
+//! `gridmuc demo`: a private Prosody, a neighbourhood of meters, the substation bot and an
+//! operator, with a staged single-house spike and a transformer overload, all on loopback.
+
+use anyhow::Context;
+use gridmuc_core::{AggregatorConfig, Alert, AlertKind, Watts};
+use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password};
+use gridmuc_xmpp::bot::{BotConfig, BotEvent, run_bot, summary_line};
+use gridmuc_xmpp::connect::ConnectConfig;
+use gridmuc_xmpp::listen::{Heard, ListenPlan, listen};
+use gridmuc_xmpp::meter::{MeterConfig, MeterEvent, Mode, run_meter};
+use gridmuc_xmpp::source::Injection;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// Arguments of this subcommand.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Number of houses (meter agents).
+    #[arg(long, default_value_t = 50)]
+    pub houses: usize,
+    /// How long the neighbourhood runs.
+    #[arg(long, default_value_t = 2.0)]
+    pub minutes: f64,
+    /// `direct` (readings privately to the bot through the room) or `broadcast` (to the room).
+    #[arg(long, default_value = "direct")]
+    pub mode: Mode,
+    /// Reporting interval in seconds (short, so a two-minute demo shows many intervals).
+    #[arg(long, default_value_t = 5.0)]
+    pub interval: f64,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("demo is not implemented yet")
+/// The substation's nickname in the room.
+const BOT_NICK: &str = "substation";
+/// Transformer rating per house: normal evenings stay under it, the staged overload does not.
+const RATING_PER_HOUSE: i64 = 3_000;
+/// Extra load per house during the staged overload ("every EV plugs in at once").
+const OVERLOAD_ADD: i64 = 3_500;
+/// Extra load of the one spiking house.
+const SPIKE_ADD: i64 = 15_000;
+
+/// Runs the demo and prints the live view and a summary.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.houses >= 5,
+        "the peer comparison needs at least 5 houses"
+    );
+    let interval = Duration::try_from_secs_f64(args.interval).context("--interval")?;
+    let run_for = Duration::try_from_secs_f64(args.minutes * 60.0).context("--minutes")?;
+    anyhow::ensure!(run_for >= interval * 6, "run at least six intervals");
+
+    eprintln!("starting a private Prosody on loopback …");
+    let server = PrivateServer::start(ServerConfig::default())?;
+    let mut accounts: Vec<(String, String)> = ["substation", "operator", "watcher"]
+        .iter()
+        .map(|u| ((*u).to_owned(), generate_password()))
+        .collect();
+    accounts.extend((0..args.houses).map(|i| (format!("house{i}"), generate_password())));
+    server.register_many(&accounts)?;
+    let room = server.provision_room("neighbourhood", &RoomPolicy::default())?;
+    let account = |i: usize| {
+        let (user, password) = &accounts[i];
+        ConnectConfig::private_tls(
+            &format!("{user}@{}", server.domain()),
+            password,
+            &server.c2s_addr().to_string(),
+            server.ca_cert_pem(),
+        )
+    };
+    println!(
+        "room {room} on {} (CA {}); watch with any XMPP client as watcher@{} / {}",
+        server.c2s_addr(),
+        server.ca_cert_path().display(),
+        server.domain(),
+        accounts[2].1
+    );
+
+    let mut bot = BotConfig::new(account(0), &room);
+    bot.nick = BOT_NICK.to_owned();
+    bot.operators = vec![format!("operator@{}", server.domain())];
+    let interval_ms = i64::try_from(interval.as_millis()).context("--interval")?;
+    bot.aggregator = AggregatorConfig {
+        interval: interval_ms,
+        grace: (interval_ms / 5).max(500),
+        ..AggregatorConfig::default()
+    };
+    let houses = i64::try_from(args.houses).context("--houses")?;
+    bot.aggregator.overload.rating = Watts(RATING_PER_HOUSE * houses);
+
+    let window = |from: f64, to: f64, add: i64| Injection {
+        from: run_for.mul_f64(from),
+        to: run_for.mul_f64(to),
+        add,
+    };
+    let meters: Vec<MeterConfig> = (0..args.houses)
+        .map(|i| {
+            let mut m = MeterConfig::new(account(3 + i), &room);
+            m.mode = args.mode;
+            m.bot_nick = BOT_NICK.to_owned();
+            m.interval = interval;
+            // Several rotations per house in a two-minute demo.
+            m.rotate = [8.0 * args.interval, 16.0 * args.interval];
+            m.rejoin_gap = [0.5, 2.0];
+            m.injections = vec![window(0.6, 0.8, OVERLOAD_ADD)];
+            if i == 0 {
+                m.injections.push(window(0.3, 0.45, SPIKE_ADD));
+            }
+            m
+        })
+        .collect();
+    println!(
+        "{} houses, {:?} mode, {}-s intervals, rating {}; staged: one-house spike at 30–45 %, overload at 60–80 % of {:.1} min",
+        args.houses, args.mode, args.interval, bot.aggregator.overload.rating, args.minutes
+    );
+    let operator = account(1);
+    let rt = tokio::runtime::Runtime::new()?;
+    let result = rt.block_on(neighbourhood(bot, meters, operator, run_for, interval));
+    server.stop()?;
+    result
+}
+
+/// Totals the live view keeps.
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    joins: u64,
+    spike_pms: u64,
+    alerts: BTreeMap<&'static str, u64>,
+    latencies: Vec<i64>,
+    operator_alerts: u64,
+}
+
+async fn neighbourhood(
+    bot: BotConfig,
+    meters: Vec<MeterConfig>,
+    operator: ConnectConfig,
+    run_for: Duration,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let (stop_bot, stop_bot_rx) = watch::channel(false);
+    let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+    let bot_task = tokio::spawn(run_bot(bot, Some(bot_tx), stopped(stop_bot_rx.clone())));
+    match bot_rx.recv().await {
+        Some(BotEvent::Joined(nick)) => println!("substation joined as {nick} (plain participant)"),
+        _ => {
+            return Err(bot_task
+                .await?
+                .err()
+                .map_or_else(|| anyhow::anyhow!("bot stopped"), Into::into));
+        }
+    }
+    let (op_tx, mut op_rx) = mpsc::unbounded_channel();
+    let op_task = tokio::spawn(listen(
+        operator,
+        ListenPlan::default(),
+        op_tx,
+        stopped(stop_bot_rx),
+    ));
+
+    let (stop, stop_rx) = watch::channel(false);
+    let (meter_tx, mut meter_rx) = mpsc::unbounded_channel();
+    let stagger = interval.div_f64(meters.len() as f64);
+    let mut tasks = Vec::new();
+    for m in meters {
+        tasks.push(tokio::spawn(run_meter(
+            m,
+            Some(meter_tx.clone()),
+            stopped(stop_rx.clone()),
+        )));
+        // Spread the logins over one interval rather than 50 SCRAM handshakes at once.
+        tokio::time::sleep(stagger).await;
+    }
+    drop(meter_tx);
+
+    let mut tally = Tally::default();
+    let end = tokio::time::sleep(run_for.saturating_sub(interval));
+    tokio::pin!(end);
+    loop {
+        tokio::select! {
+            () = &mut end => break,
+            Some(e) = bot_rx.recv() => on_bot_event(e, &mut tally),
+            Some(e) = meter_rx.recv() => on_meter_event(e, &mut tally),
+            Some(heard) = op_rx.recv() => on_operator(&heard, &mut tally),
+        }
+    }
+    stop.send(true)?;
+    let mut reports = Vec::new();
+    for t in tasks {
+        match t.await? {
+            Ok(r) => reports.push(r),
+            Err(e) => eprintln!("a meter stopped with an error: {e}"),
+        }
+    }
+    while let Ok(e) = meter_rx.try_recv() {
+        on_meter_event(e, &mut tally);
+    }
+    // Let the last readings land, then close the open intervals.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_bot.send(true)?;
+    let report = bot_task.await??;
+    while let Ok(e) = bot_rx.try_recv() {
+        on_bot_event(e, &mut tally);
+    }
+    let _ = op_task.await;
+    while let Ok(heard) = op_rx.try_recv() {
+        on_operator(&heard, &mut tally);
+    }
+
+    let sent: u64 = reports.iter().map(|r| r.sent).sum();
+    let nicks: u64 = reports.iter().map(|r| r.nicks).sum();
+    let c = &report.counters;
+    let lat = &mut tally.latencies;
+    lat.sort_unstable();
+    println!("\n── summary ──");
+    println!("houses finished cleanly: {}", reports.len());
+    println!(
+        "readings sent: {sent}   ingested by the bot: {}   rejected: {}",
+        c.accepted,
+        c.rejected.total()
+    );
+    println!(
+        "intervals closed: {}   nicknames used: {nicks} (rotations by leave + rejoin)",
+        c.intervals
+    );
+    println!(
+        "alerts: {}   house-spike PMs received by the offending nickname: {}   operator DMs: {}",
+        if tally.alerts.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("{:?}", tally.alerts)
+        },
+        tally.spike_pms,
+        tally.operator_alerts
+    );
+    if let (Some(min), Some(max)) = (lat.first(), lat.last()) {
+        println!(
+            "summary posted after interval end: min {min} ms, median {} ms, max {max} ms (includes the {} ms grace)",
+            lat[lat.len() / 2],
+            interval.as_millis() / 5
+        );
+    }
+    if sent != c.accepted {
+        println!(
+            "WARNING: {} readings sent but not ingested",
+            sent.saturating_sub(c.accepted)
+        );
+    }
+    Ok(())
+}
+
+fn on_bot_event(e: BotEvent, tally: &mut Tally) {
+    match e {
+        BotEvent::Summary {
+            stats,
+            closed_at,
+            counters,
+        } => {
+            let latency = closed_at.since(stats.start.plus(stats.length));
+            tally.latencies.push(latency);
+            println!(
+                "{}  | sent {} ingested {} | +{latency} ms",
+                summary_line(&stats),
+                tally.sent,
+                counters.accepted
+            );
+        }
+        BotEvent::Alert(a) => {
+            *tally.alerts.entry(a.kind.as_str()).or_default() += 1;
+            println!("  ALERT {}", where_to(&a));
+        }
+        BotEvent::Joined(_) | BotEvent::Stanza(_) => {}
+    }
+}
+
+fn where_to(a: &Alert) -> String {
+    match a.kind {
+        AlertKind::HouseSpike => format!("{} (private to that nickname + operator)", a.body()),
+        _ => format!("{} (room + operator)", a.body()),
+    }
+}
+
+fn on_operator(heard: &Heard, tally: &mut Tally) {
+    if heard.alert.is_some() {
+        tally.operator_alerts += 1;
+    }
+    println!("  operator inbox: {}", heard.body);
+}
+
+fn on_meter_event(e: MeterEvent, tally: &mut Tally) {
+    match e {
+        MeterEvent::Sent { .. } => tally.sent += 1,
+        MeterEvent::Joined(_) => tally.joins += 1,
+        MeterEvent::Private {
+            to, alert: Some(a), ..
+        } if a.kind == AlertKind::HouseSpike => {
+            tally.spike_pms += 1;
+            println!("  {to} got a private alert: {}", a.body());
+        }
+        MeterEvent::Bounced(why) => println!("  a direct reading bounced: {why}"),
+        _ => {}
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }

@@ -1,10 +1,31 @@
-//! PLACEHOLDER: `substation` is being written; this stub only keeps the binary compiling.
+//! `gridmuc substation`: the operator bot against any XMPP server, configured by a TOML file.
+
+use crate::meter::read_config;
+use gridmuc_xmpp::bot::{BotConfig, run_bot};
+use std::path::PathBuf;
 
 /// Arguments of this subcommand.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// TOML config (see examples/substation.toml): `[account]`, room, nick, operators, `[aggregator]`.
+    #[arg(long, short, default_value = "examples/substation.toml")]
+    pub config: PathBuf,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("substation is not implemented yet")
+/// Runs the bot until Ctrl-C, then prints the final counters.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let cfg: BotConfig = read_config(&args.config)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let report = rt.block_on(run_bot(cfg, None, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))?;
+    let c = report.counters;
+    println!(
+        "readings accepted: {}, rejected: {}, intervals: {}, alerts: {}",
+        c.accepted,
+        c.rejected.total(),
+        c.intervals,
+        c.alerts
+    );
+    Ok(())
 }

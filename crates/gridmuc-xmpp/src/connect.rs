@@ -1,0 +1,437 @@
+//! Opening a session: STARTTLS with our own rustls roots, SCRAM, and a bounded wait.
+//!
+//! tokio-xmpp retries forever and reports TLS and SASL failures only in its logs, so
+//! [`connect`] first runs one probe login of its own (same connector, same credentials)
+//! under a deadline and turns the first failure into a [`ConnectError`]. Only then does it
+//! hand the connector to a reconnecting [`Client`] and wait, again bounded, for `Online`.
+
+use futures::{SinkExt, StreamExt};
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_xmpp::connect::{DnsConfig, ServerConnector, TcpServerConnector};
+use tokio_xmpp::jid::{BareJid, Jid};
+use tokio_xmpp::rustls::pki_types::pem::PemObject;
+use tokio_xmpp::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_xmpp::rustls::{ClientConfig, RootCertStore};
+use tokio_xmpp::xmlstream::{
+    FallibleStreamElement, PendingFeaturesRecv, ReadError, StreamHeader, Timeouts,
+    XmppStreamElement, initiate_stream,
+};
+use tokio_xmpp::{Client, Event};
+use xmpp_parsers::starttls;
+
+/// How a session reaches the server; TLS is the default, plaintext exists only for loopback tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// STARTTLS with certificate verification against system roots plus an optional extra CA.
+    #[default]
+    StartTls,
+    /// Unencrypted c2s; refused unless the server address is a loopback address.
+    PlaintextLoopback,
+}
+
+/// Everything needed to log in; deserialisable so the CLI's TOML files map onto it directly.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct ConnectConfig {
+    /// Account JID, e.g. `house1@grid.test`; never logged at info level for houses.
+    pub jid: String,
+    /// Account password (SCRAM is negotiated by the server's mechanism list).
+    pub password: String,
+    /// `host:port` or `ip:port` of the c2s listener; `None` uses the SRV record of the JID's domain.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// STARTTLS (default) or loopback-only plaintext.
+    #[serde(default)]
+    pub transport: Transport,
+    /// PEM file with an extra trust anchor, e.g. the private test CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM text of an extra trust anchor, for callers that hold it in memory (tests, demo).
+    #[serde(skip)]
+    pub ca_pem: Option<String>,
+    /// Whether the operating system's roots are trusted as well (default true).
+    #[serde(default = "yes")]
+    pub system_roots: bool,
+    /// Upper bound on the whole login, so a bad certificate or password is an error, not a retry loop.
+    #[serde(default = "default_timeout", with = "secs")]
+    pub timeout: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// Reads durations from TOML as (fractional) seconds, the unit people write by hand.
+pub(crate) mod secs {
+    use serde::Deserialize;
+    use std::time::Duration;
+
+    /// Deserialises `5` or `0.5` as seconds.
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+    }
+}
+
+impl ConnectConfig {
+    /// A STARTTLS config for one account on a known address, trusting `ca_pem` in addition to nothing else.
+    pub fn private_tls(jid: &str, password: &str, server: &str, ca_pem: &str) -> ConnectConfig {
+        ConnectConfig {
+            jid: jid.to_owned(),
+            password: password.to_owned(),
+            server: Some(server.to_owned()),
+            transport: Transport::StartTls,
+            ca_file: None,
+            ca_pem: Some(ca_pem.to_owned()),
+            system_roots: false,
+            timeout: default_timeout(),
+        }
+    }
+}
+
+/// Why a session could not be opened; each variant says what the operator should fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The configured JID does not parse or has no local part.
+    #[error("invalid account JID {0:?}: {1}")]
+    BadJid(String, String),
+    /// Plaintext was requested for a non-loopback server.
+    #[error("plaintext XMPP is only allowed to a loopback address, not {0:?}")]
+    PlaintextNotLoopback(String),
+    /// The extra CA file could not be read or holds no certificate.
+    #[error("cannot use CA {0}: {1}")]
+    BadCa(String, String),
+    /// TCP, TLS handshake or certificate verification failed.
+    #[error("TLS/transport to {server} failed: {reason}")]
+    Transport {
+        /// Where we tried to connect.
+        server: String,
+        /// The first error tokio-xmpp would otherwise only have logged.
+        reason: String,
+    },
+    /// The server refused the credentials (SASL failure).
+    #[error("authentication as {jid} failed: {reason}")]
+    Auth {
+        /// The account that failed (only the operator sees this error).
+        jid: String,
+        /// The server's SASL condition.
+        reason: String,
+    },
+    /// Nothing conclusive happened before the deadline.
+    #[error("no session with {server} within {timeout:?} (last state: {state})")]
+    Timeout {
+        /// Where we tried to connect.
+        server: String,
+        /// The configured bound.
+        timeout: Duration,
+        /// What was reached before giving up.
+        state: &'static str,
+    },
+}
+
+/// STARTTLS connector with its own rustls configuration, so extra roots need no process-wide env var.
+#[derive(Clone)]
+pub struct RustlsStartTls {
+    dns: DnsConfig,
+    tls: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for RustlsStartTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RustlsStartTls")
+            .field("dns", &self.dns)
+            .finish()
+    }
+}
+
+impl ServerConnector for RustlsStartTls {
+    type Stream = BufStream<TlsStream<TcpStream>>;
+
+    async fn connect(
+        &self,
+        jid: &Jid,
+        ns: &'static str,
+        timeouts: Timeouts,
+    ) -> Result<
+        (
+            PendingFeaturesRecv<Self::Stream>,
+            sasl::common::ChannelBinding,
+        ),
+        tokio_xmpp::Error,
+    > {
+        let domain = jid.domain().as_str();
+        let tcp = BufStream::new(self.dns.resolve().await?);
+        let stream = initiate_stream(tcp, ns, header(domain), timeouts).await?;
+        let (features, mut stream) = stream.recv_features::<FallibleStreamElement>().await?;
+        if !features.can_starttls() {
+            return Err(tokio_xmpp::Error::Protocol(
+                tokio_xmpp::error::ProtocolError::NoTls,
+            ));
+        }
+        stream
+            .send(&XmppStreamElement::Starttls(starttls::Nonza::Request(
+                starttls::Request,
+            )))
+            .await?;
+        loop {
+            match stream
+                .next()
+                .await
+                .map(|r| r.and_then(|e| e.into_read_error()))
+            {
+                Some(Ok(XmppStreamElement::Starttls(starttls::Nonza::Proceed(_)))) => break,
+                Some(Ok(_)) | Some(Err(ReadError::SoftTimeout)) => {}
+                Some(Err(ReadError::HardError(e))) => return Err(e.into()),
+                Some(Err(ReadError::ParseError(e))) => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e).into());
+                }
+                None | Some(Err(ReadError::StreamFooterReceived)) => {
+                    return Err(tokio_xmpp::Error::Disconnected);
+                }
+            }
+        }
+        let name = ServerName::try_from(domain.to_owned())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let tcp = stream.into_inner().into_inner();
+        let tls = TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await?;
+        let binding = channel_binding(&tls);
+        let stream = initiate_stream(BufStream::new(tls), ns, header(domain), timeouts).await?;
+        Ok((stream, binding))
+    }
+}
+
+fn header(domain: &str) -> StreamHeader<'_> {
+    StreamHeader {
+        to: Some(Cow::Borrowed(domain)),
+        from: None,
+        id: None,
+    }
+}
+
+/// `tls-exporter` binding on TLS 1.3 (what tokio-xmpp's own connector offers), none otherwise.
+fn channel_binding(tls: &TlsStream<TcpStream>) -> sasl::common::ChannelBinding {
+    let (_, conn) = tls.get_ref();
+    if conn.protocol_version() != Some(tokio_xmpp::rustls::ProtocolVersion::TLSv1_3) {
+        return sasl::common::ChannelBinding::None;
+    }
+    conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+        .map_or(
+            sasl::common::ChannelBinding::None,
+            sasl::common::ChannelBinding::TlsExporter,
+        )
+}
+
+/// Builds the rustls configuration: optional system roots plus the configured extra CA.
+fn tls_config(cfg: &ConnectConfig) -> Result<Arc<ClientConfig>, ConnectError> {
+    let mut roots = RootCertStore::empty();
+    if cfg.system_roots {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    }
+    let mut extra = Vec::new();
+    if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| ConnectError::BadCa(path.display().to_string(), e.to_string()))?;
+        extra.push((path.display().to_string(), pem));
+    }
+    if let Some(pem) = &cfg.ca_pem {
+        extra.push(("in-memory CA".to_owned(), pem.clone().into_bytes()));
+    }
+    for (what, pem) in extra {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| ConnectError::BadCa(what.clone(), e.to_string()))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(ConnectError::BadCa(
+                what,
+                "no usable certificate".to_owned(),
+            ));
+        }
+    }
+    let provider = Arc::new(tokio_xmpp::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::BadCa("rustls".to_owned(), e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn dns_config(cfg: &ConnectConfig, jid: &BareJid) -> DnsConfig {
+    match &cfg.server {
+        Some(s) if s.parse::<std::net::SocketAddr>().is_ok() => DnsConfig::addr(s),
+        Some(s) => match s
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse().ok()?)))
+        {
+            Some((host, port)) => DnsConfig::no_srv(host, port),
+            None => DnsConfig::no_srv(s, 5222),
+        },
+        None => DnsConfig::srv_default_client(jid.domain().as_str()),
+    }
+}
+
+fn is_loopback(server: Option<&str>) -> bool {
+    let Some(s) = server else { return false };
+    let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Logs in once with `connector` and maps the first failure to a [`ConnectError`].
+async fn probe<C: ServerConnector>(
+    connector: &C,
+    jid: &BareJid,
+    password: &str,
+    server: &str,
+) -> Result<(), ConnectError> {
+    let full: Jid = jid.clone().into();
+    let transport = |e: tokio_xmpp::Error| ConnectError::Transport {
+        server: server.to_owned(),
+        reason: e.to_string(),
+    };
+    let (stream, binding) = connector
+        .connect(&full, "jabber:client", Timeouts::tight())
+        .await
+        .map_err(transport)?;
+    let (features, stream) = stream
+        .recv_features::<FallibleStreamElement>()
+        .await
+        .map_err(|e| transport(e.into()))?;
+    let username = jid.node().map(|n| n.as_str()).unwrap_or_default();
+    let creds = sasl::common::Credentials::default()
+        .with_username(username)
+        .with_password(password)
+        .with_channel_binding(binding);
+    match tokio_xmpp::client_login(stream, features.sasl_mechanisms, creds).await {
+        // Dropping the authenticated stream just closes TCP; the real session follows.
+        Ok(_stream) => Ok(()),
+        Err(tokio_xmpp::Error::Auth(e)) => Err(ConnectError::Auth {
+            jid: jid.to_string(),
+            reason: e.to_string(),
+        }),
+        Err(e) => Err(transport(e)),
+    }
+}
+
+/// Opens a reconnecting session and returns it once it is online, or a clear error within `cfg.timeout`.
+pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
+    let jid =
+        BareJid::new(&cfg.jid).map_err(|e| ConnectError::BadJid(cfg.jid.clone(), e.to_string()))?;
+    if jid.node().is_none() {
+        return Err(ConnectError::BadJid(
+            cfg.jid.clone(),
+            "no local part".to_owned(),
+        ));
+    }
+    let server = cfg
+        .server
+        .clone()
+        .unwrap_or_else(|| jid.domain().to_string());
+    let dns = dns_config(cfg, &jid);
+    let deadline = tokio::time::Instant::now() + cfg.timeout;
+    let timed_out = |state| ConnectError::Timeout {
+        server: server.clone(),
+        timeout: cfg.timeout,
+        state,
+    };
+    let timeouts = Timeouts::tight();
+    let client = match cfg.transport {
+        Transport::StartTls => {
+            let connector = RustlsStartTls {
+                dns,
+                tls: tls_config(cfg)?,
+            };
+            tokio::time::timeout_at(deadline, probe(&connector, &jid, &cfg.password, &server))
+                .await
+                .map_err(|_| timed_out("probe login"))??;
+            Client::new_with_connector(jid.clone(), cfg.password.clone(), connector, timeouts)
+        }
+        Transport::PlaintextLoopback => {
+            if !is_loopback(cfg.server.as_deref()) {
+                return Err(ConnectError::PlaintextNotLoopback(server));
+            }
+            let connector = TcpServerConnector::from(dns);
+            tokio::time::timeout_at(deadline, probe(&connector, &jid, &cfg.password, &server))
+                .await
+                .map_err(|_| timed_out("probe login"))??;
+            Client::new_with_connector(jid.clone(), cfg.password.clone(), connector, timeouts)
+        }
+    };
+    let mut client = wait_online(client, deadline)
+        .await
+        .ok_or_else(|| timed_out("session negotiation"))?;
+    announce(&mut client)
+        .await
+        .map_err(|e| ConnectError::Transport {
+            server: server.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(client)
+}
+
+/// Sends initial presence: without it the server does not route messages sent to our bare JID
+/// (operator commands to the bot, alerts to the operator). Needed again after a fresh session.
+pub async fn announce(client: &mut Client) -> std::io::Result<()> {
+    client
+        .send_stanza(xmpp_parsers::presence::Presence::available().into())
+        .await
+        .map(drop)
+}
+
+/// Polls a fresh client until `Online`; any stanza before that is impossible, so nothing is lost.
+async fn wait_online(mut client: Client, deadline: tokio::time::Instant) -> Option<Client> {
+    loop {
+        match tokio::time::timeout_at(deadline, client.next()).await {
+            Ok(Some(Event::Online { .. })) => return Some(client),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                close(client).await;
+                return None;
+            }
+        }
+    }
+}
+
+/// Ends a session without ever hanging: `send_end` can block for minutes, so it is bounded.
+pub async fn close(client: Client) {
+    if tokio::time::timeout(Duration::from_secs(2), client.send_end())
+        .await
+        .is_err()
+    {
+        tracing::debug!("stream close did not finish within 2 s; dropped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback(Some("127.0.0.1:5222")));
+        assert!(is_loopback(Some("[::1]:5222")));
+        assert!(is_loopback(Some("localhost:5222")));
+        assert!(!is_loopback(Some("10.0.0.1:5222")));
+        assert!(!is_loopback(Some("xmpp.example.org")));
+        assert!(!is_loopback(None));
+    }
+}

@@ -1,0 +1,503 @@
+//! The meter agent: one house, one account, a random nickname that rotates, one reading per interval.
+//!
+//! One task owns the [`Client`] and `select!`s over incoming events, the next send slot, the
+//! rotation deadline and shutdown (tokio-xmpp's `split()` can stall under load).
+
+use crate::connect::{self, ConnectConfig, ConnectError};
+use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
+use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
+use crate::{instant_at, now_ts};
+use futures::StreamExt;
+use gridmuc_core::codec;
+use gridmuc_core::{Alert, NickGenerator, Quality, Reading, RoomNick, Timestamp};
+use rand::rngs::OsRng;
+use rand::{Rng, TryRngCore};
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_xmpp::jid::BareJid;
+use tokio_xmpp::{Client, Event, Stanza};
+use xmpp_parsers::message::{Lang, Message, MessageType};
+
+/// Broadcast to the room or send privately to the bot through the room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// `type='chat'` to `room/<botnick>`: other houses never see the reading (default).
+    #[default]
+    Direct,
+    /// `type='groupchat'` to the room: every occupant, and any chat client, sees it.
+    Broadcast,
+}
+
+/// A meter's settings; the TOML file of `gridmuc meter` maps onto it.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterConfig {
+    /// The house's account.
+    pub account: ConnectConfig,
+    /// Bare JID of the neighbourhood room.
+    pub room: String,
+    /// Broadcast or direct.
+    #[serde(default)]
+    pub mode: Mode,
+    /// The substation bot's room nickname (direct mode's recipient).
+    #[serde(default = "default_bot_nick")]
+    pub bot_nick: String,
+    /// Reporting interval; must equal the bot's interval so each nickname sends one reading per bucket.
+    #[serde(default = "default_interval", with = "crate::connect::secs")]
+    pub interval: Duration,
+    /// Send time within the interval, as fractions `[min, max]` of it, drawn afresh each time.
+    #[serde(default = "default_jitter")]
+    pub jitter: [f64; 2],
+    /// Nickname lifetime range `[min, max]` in seconds; rotation is leave + rejoin, never a nick change.
+    #[serde(default = "default_rotate")]
+    pub rotate: [f64; 2],
+    /// Pause between leaving and rejoining, `[min, max]` seconds, so old and new nickname do not line up.
+    #[serde(default = "default_rejoin_gap")]
+    pub rejoin_gap: [f64; 2],
+    /// Quantisation step (W) applied before sending.
+    #[serde(default = "default_quantum")]
+    pub quantum_watts: u32,
+    /// Where readings come from.
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// Staged load changes (demo and tests).
+    #[serde(default)]
+    pub injections: Vec<Injection>,
+}
+
+fn default_bot_nick() -> String {
+    "substation".to_owned()
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_jitter() -> [f64; 2] {
+    [0.1, 0.6]
+}
+fn default_rotate() -> [f64; 2] {
+    [1800.0, 7200.0]
+}
+fn default_rejoin_gap() -> [f64; 2] {
+    [5.0, 60.0]
+}
+fn default_quantum() -> u32 {
+    10
+}
+
+impl MeterConfig {
+    /// Defaults for everything but the account and room.
+    pub fn new(account: ConnectConfig, room: &str) -> MeterConfig {
+        MeterConfig {
+            account,
+            room: room.to_owned(),
+            mode: Mode::default(),
+            bot_nick: default_bot_nick(),
+            interval: default_interval(),
+            jitter: default_jitter(),
+            rotate: default_rotate(),
+            rejoin_gap: default_rejoin_gap(),
+            quantum_watts: default_quantum(),
+            source: SourceConfig::default(),
+            injections: Vec::new(),
+        }
+    }
+}
+
+/// Things a meter tells its caller (demo view, tests); never includes its own JID.
+#[derive(Clone, Debug)]
+pub enum MeterEvent {
+    /// Joined under a fresh nickname.
+    Joined(RoomNick),
+    /// A reading left for the server.
+    Sent {
+        /// Nickname it was sent under.
+        nick: RoomNick,
+        /// What was sent.
+        reading: Reading,
+    },
+    /// A private message reached this nickname through the room (e.g. a house-spike alert).
+    Private {
+        /// Our nickname at the time.
+        to: RoomNick,
+        /// Sender's nickname.
+        from: RoomNick,
+        /// The human body.
+        body: String,
+        /// The alert payload, if any.
+        alert: Option<Alert>,
+    },
+    /// The room bounced a direct reading (bot not in the room).
+    Bounced(String),
+    /// Left the room (rotation or shutdown).
+    Left(RoomNick),
+}
+
+/// Totals at the end of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MeterReport {
+    /// Readings written to the stream.
+    pub sent: u64,
+    /// Direct readings the room bounced.
+    pub bounced: u64,
+    /// Nicknames used (1 + rotations + rejoins).
+    pub nicks: u64,
+    /// Nickname conflicts (409) survived.
+    pub conflicts: u64,
+}
+
+/// Why a meter stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum MeterError {
+    /// Could not log in.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Room trouble, including privacy refusals.
+    #[error(transparent)]
+    Muc(#[from] MucError),
+    /// The reading source failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The room is invalid.
+    #[error("invalid room JID {0:?}: {1}")]
+    BadRoom(String, String),
+}
+
+impl MeterError {
+    /// True for refusals on privacy grounds, which callers must not retry.
+    pub fn is_privacy_refusal(&self) -> bool {
+        matches!(self, MeterError::Muc(MucError::Privacy(_)))
+    }
+}
+
+fn uniform(rng: &mut impl Rng, [lo, hi]: [f64; 2]) -> f64 {
+    if hi > lo {
+        rng.random_range(lo..hi)
+    } else {
+        lo
+    }
+}
+
+fn secs(x: f64) -> Duration {
+    Duration::try_from_secs_f64(x.max(0.0)).unwrap_or(Duration::ZERO)
+}
+
+/// Where the agent is in its join/send/rotate cycle.
+enum State {
+    /// In the room under `nick`, next reading due at `send_at` for the interval starting at `slot`.
+    Joined {
+        nick: RoomNick,
+        seqnr: u64,
+        slot: Timestamp,
+        send_at: Instant,
+        rotate_at: Instant,
+    },
+    /// Between nicknames; rejoin at the instant.
+    Away(Instant),
+}
+
+struct Meter {
+    cfg: MeterConfig,
+    room: BareJid,
+    bot: tokio_xmpp::jid::FullJid,
+    events: Option<mpsc::UnboundedSender<MeterEvent>>,
+    report: MeterReport,
+    started: Instant,
+    source: Source,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "direct" => Ok(Mode::Direct),
+            "broadcast" => Ok(Mode::Broadcast),
+            other => Err(format!("unknown mode {other:?} (direct or broadcast)")),
+        }
+    }
+}
+
+/// Runs one meter until `shutdown` resolves, the source ends, or a fatal error (privacy refusals included).
+pub async fn run_meter(
+    cfg: MeterConfig,
+    events: Option<mpsc::UnboundedSender<MeterEvent>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<MeterReport, MeterError> {
+    let room = BareJid::new(&cfg.room)
+        .map_err(|e| MeterError::BadRoom(cfg.room.clone(), e.to_string()))?;
+    let bot_nick = RoomNick::new(cfg.bot_nick.as_str())
+        .map_err(|e| MeterError::BadRoom(cfg.room.clone(), format!("bot nickname: {e}")))?;
+    let bot = muc::occupant(&room, &bot_nick)?;
+    // The OS CSPRNG for nicknames, seqnr starts, jitter and the model alike: nothing predictable.
+    let mut rng = OsRng.unwrap_err();
+    let source = Source::open(&cfg.source, &mut rng)?;
+    let mut client = connect::connect(&cfg.account).await?;
+    let mut meter = Meter {
+        cfg,
+        room,
+        bot,
+        events,
+        report: MeterReport::default(),
+        started: Instant::now(),
+        source,
+    };
+    let result = meter.run(&mut client, &mut rng, shutdown).await;
+    connect::close(client).await;
+    result.map(|()| meter.report)
+}
+
+impl Meter {
+    fn emit(&self, e: MeterEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(e);
+        }
+    }
+
+    async fn run<R: Rng + rand::CryptoRng>(
+        &mut self,
+        client: &mut Client,
+        rng: &mut R,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), MeterError> {
+        muc::preflight(client, &self.room, self.cfg.account.timeout).await?;
+        let mut state = self.join(client, rng).await?;
+        tokio::pin!(shutdown);
+        loop {
+            let wake = match &state {
+                State::Joined {
+                    send_at, rotate_at, ..
+                } => (*send_at).min(*rotate_at),
+                State::Away(at) => *at,
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                event = client.next() => match event {
+                    None | Some(Event::Disconnected(_)) => return Err(MucError::SessionEnded.into()),
+                    Some(Event::Online { resumed: false, .. }) => {
+                        tracing::info!("session restarted without resumption; rejoining under a new nickname");
+                        state = self.join(client, rng).await?;
+                    }
+                    Some(Event::Online { .. }) => {}
+                    Some(Event::Stanza(s)) => {
+                        if self.handle_stanza(s, &state) {
+                            tracing::warn!("removed from the room; rejoining under a new nickname");
+                            state = self.join(client, rng).await?;
+                        }
+                    }
+                },
+                () = tokio::time::sleep_until(wake) => {
+                    match self.tick(client, rng, state).await? {
+                        Some(next) => state = next,
+                        None => return Ok(()),
+                    }
+                }
+            }
+        }
+        if let State::Joined { nick, .. } = &state {
+            self.leave(client, nick).await?;
+        }
+        Ok(())
+    }
+
+    async fn leave(&self, client: &mut Client, nick: &RoomNick) -> Result<(), MeterError> {
+        muc::leave(client, &self.room, nick).await?;
+        tracing::info!(%nick, "left the room");
+        self.emit(MeterEvent::Left(nick.clone()));
+        Ok(())
+    }
+
+    /// Joins under a fresh CSPRNG nickname, retrying on 409, and checks what the room says about us.
+    async fn join<R: Rng + rand::CryptoRng>(
+        &mut self,
+        client: &mut Client,
+        rng: &mut R,
+    ) -> Result<State, MeterError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let nick = NickGenerator.generate(rng);
+            let timeout = self.cfg.account.timeout;
+            match muc::join(client, &self.room, &nick, timeout, drop).await? {
+                JoinOutcome::Conflict => {
+                    self.report.conflicts += 1;
+                    tracing::debug!(%nick, "nickname taken; drawing another");
+                }
+                JoinOutcome::Joined(me) => {
+                    let room = self.room.to_string();
+                    if me.non_anonymous || me.occupant_id || me.created {
+                        muc::leave(client, &self.room, &nick).await?;
+                        return Err(MucError::from(if me.occupant_id {
+                            PrivacyError::OccupantId(room)
+                        } else if me.created {
+                            PrivacyError::NoSuchRoom(room)
+                        } else {
+                            PrivacyError::NonAnonymous(room)
+                        })
+                        .into());
+                    }
+                    tracing::info!(%nick, "joined the room");
+                    self.report.nicks += 1;
+                    self.emit(MeterEvent::Joined(nick.clone()));
+                    let (slot, send_at) = self.next_slot(rng, None);
+                    return Ok(State::Joined {
+                        nick,
+                        // Random start per nickname, kept small enough never to overflow.
+                        seqnr: rng.random_range(0..u64::from(u32::MAX)),
+                        slot,
+                        send_at,
+                        rotate_at: Instant::now() + secs(uniform(rng, self.cfg.rotate)),
+                    });
+                }
+            }
+        }
+        Err(MucError::NoFreeNick(ATTEMPTS).into())
+    }
+
+    /// The interval after `prev` (or after the current one) and a jittered send instant inside it.
+    fn next_slot(&self, rng: &mut impl Rng, prev: Option<Timestamp>) -> (Timestamp, Instant) {
+        let p = interval_ms(self.cfg.interval);
+        let now = now_ts();
+        let mut slot = prev.map_or(now.floor_to(p).plus(p), |s| s.plus(p));
+        // After a stall, skip intervals whose window has passed instead of bursting.
+        while slot.plus(p) <= now {
+            slot = slot.plus(p);
+        }
+        let offset = (uniform(rng, self.cfg.jitter).clamp(0.0, 0.95) * p as f64) as i64;
+        (slot, instant_at(slot.plus(offset)))
+    }
+
+    /// Sends the due reading or rotates; `None` when the source is exhausted.
+    async fn tick<R: Rng + rand::CryptoRng>(
+        &mut self,
+        client: &mut Client,
+        rng: &mut R,
+        state: State,
+    ) -> Result<Option<State>, MeterError> {
+        match state {
+            State::Away(_) => Ok(Some(self.join(client, rng).await?)),
+            State::Joined {
+                nick, rotate_at, ..
+            } if Instant::now() >= rotate_at => {
+                self.leave(client, &nick).await?;
+                Ok(Some(State::Away(
+                    Instant::now() + secs(uniform(rng, self.cfg.rejoin_gap)),
+                )))
+            }
+            State::Joined {
+                nick,
+                seqnr,
+                slot,
+                rotate_at,
+                ..
+            } => {
+                let value = match self.source.sample(slot, rng) {
+                    Sample::Finished => {
+                        self.leave(client, &nick).await?;
+                        return Ok(None);
+                    }
+                    Sample::Skip => None,
+                    Sample::Value(w) => Some(w),
+                };
+                let mut seqnr = seqnr;
+                if let Some(w) = value {
+                    let reading = Reading {
+                        power: (w + self.injected()).quantise(self.cfg.quantum_watts),
+                        at: slot,
+                        seqnr,
+                        quality: Quality::AUTOMATIC_READOUT,
+                    };
+                    client
+                        .send_stanza(self.message(&reading).into())
+                        .await
+                        .map_err(MucError::Send)?;
+                    seqnr += 1;
+                    self.report.sent += 1;
+                    self.emit(MeterEvent::Sent {
+                        nick: nick.clone(),
+                        reading,
+                    });
+                }
+                let (slot, send_at) = self.next_slot(rng, Some(slot));
+                Ok(Some(State::Joined {
+                    nick,
+                    seqnr,
+                    slot,
+                    send_at,
+                    rotate_at,
+                }))
+            }
+        }
+    }
+
+    fn injected(&self) -> gridmuc_core::Watts {
+        let t = self.started.elapsed();
+        gridmuc_core::Watts(
+            self.cfg
+                .injections
+                .iter()
+                .filter(|i| i.from <= t && t < i.to)
+                .map(|i| i.add)
+                .sum(),
+        )
+    }
+
+    /// The reading stanza: a human body plus the XEP-0323 payload, and nothing about the house.
+    fn message(&self, reading: &Reading) -> Message {
+        let (type_, to) = match self.cfg.mode {
+            Mode::Direct => (MessageType::Chat, self.bot.clone().into()),
+            Mode::Broadcast => (MessageType::Groupchat, self.room.clone().into()),
+        };
+        let mut m = Message::new_with_type(type_, Some(to))
+            .with_payloads(vec![codec::encode_fields(reading)]);
+        m.bodies
+            .insert(Lang(String::new()), codec::reading_body(reading));
+        m
+    }
+
+    /// Handles an incoming stanza; true if it says we were removed from the room.
+    fn handle_stanza(&mut self, stanza: Stanza, state: &State) -> bool {
+        let State::Joined { nick: me, .. } = state else {
+            return false;
+        };
+        match stanza {
+            Stanza::Message(m) if m.type_ == MessageType::Error => {
+                if m.from.as_ref().is_some_and(|f| *f == self.bot) {
+                    self.report.bounced += 1;
+                    let why = m
+                        .payloads
+                        .iter()
+                        .find(|e| e.name() == "error")
+                        .and_then(|e| e.children().next().map(|c| c.name().to_owned()))
+                        .unwrap_or_default();
+                    tracing::warn!(%why, "the room bounced a direct reading (is the bot in the room?)");
+                    self.emit(MeterEvent::Bounced(why));
+                }
+                false
+            }
+            Stanza::Message(m) if m.type_ == MessageType::Chat => {
+                if let Some(from) = muc::nick_in_room(m.from.as_ref(), &self.room) {
+                    let heard = crate::listen::heard(&m);
+                    tracing::info!(%from, body = %heard.body, "private message through the room");
+                    self.emit(MeterEvent::Private {
+                        to: me.clone(),
+                        from,
+                        body: heard.body,
+                        alert: heard.alert,
+                    });
+                }
+                false
+            }
+            Stanza::Presence(p) => {
+                muc::nick_in_room(p.from.as_ref(), &self.room).as_ref() == Some(me)
+                    && muc::removed(&p)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The interval in whole milliseconds, at least one.
+pub(crate) fn interval_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}

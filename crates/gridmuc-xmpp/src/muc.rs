@@ -1,0 +1,370 @@
+//! The room, as both agents need it: privacy preflight, join with conflict detection, leave.
+//!
+//! Everything here runs on the task that owns the [`Client`]; while waiting for an answer it
+//! keeps polling the client so tokio-xmpp's internal queue never fills up.
+
+use futures::StreamExt;
+use gridmuc_core::RoomNick;
+use minidom::Element;
+use std::time::Duration;
+use tokio_xmpp::jid::{BareJid, FullJid, Jid};
+use tokio_xmpp::{Client, Event, IqRequest, IqResponse, Stanza};
+use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult};
+use xmpp_parsers::muc::user::{Affiliation, MucUser, Role, Status};
+use xmpp_parsers::muc::{Muc, muc::History};
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::stanza_error::{DefinedCondition, StanzaError};
+
+/// XEP-0421 namespace; a room that adds it links every nickname of one account.
+pub const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+/// disco#info feature of a room that shows real JIDs to every occupant.
+pub const FEATURE_NON_ANONYMOUS: &str = "muc_nonanonymous";
+/// disco#info feature of a room that shows real JIDs to moderators only: what we require.
+pub const FEATURE_SEMI_ANONYMOUS: &str = "muc_semianonymous";
+
+/// Why we will not publish into (or run in) a room; each says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    /// The room shows real JIDs to all occupants.
+    #[error(
+        "room {0} is non-anonymous (muc_nonanonymous): every occupant would see this house's real JID; refusing"
+    )]
+    NonAnonymous(String),
+    /// The room tags occupants with XEP-0421 occupant-id.
+    #[error(
+        "room {0} advertises occupant-id ({NS_OCCUPANT_ID}): rotated nicknames would be linkable; refusing"
+    )]
+    OccupantId(String),
+    /// The room does not say it is semi-anonymous.
+    #[error("room {0} does not advertise muc_semianonymous; refusing to publish")]
+    NotSemiAnonymous(String),
+    /// The room does not exist: joining would create it and make us its owner.
+    #[error("room {0} does not exist (joining would create it with us as owner); refusing")]
+    NoSuchRoom(String),
+    /// The self-presence gives us moderator or owner/admin powers: we would see real JIDs.
+    #[error(
+        "joined {room} as role={role}, affiliation={affiliation}: a privileged occupant sees real JIDs; refusing to run"
+    )]
+    Privileged {
+        /// The room.
+        room: String,
+        /// Our role.
+        role: String,
+        /// Our affiliation.
+        affiliation: String,
+    },
+}
+
+/// Failures while talking to the room.
+#[derive(Debug, thiserror::Error)]
+pub enum MucError {
+    /// The room failed a privacy check.
+    #[error(transparent)]
+    Privacy(#[from] PrivacyError),
+    /// The server answered with an error other than a nickname conflict.
+    #[error("room {room} refused: {condition}")]
+    Refused {
+        /// The room.
+        room: String,
+        /// The stanza error condition.
+        condition: String,
+    },
+    /// No answer in time.
+    #[error("no answer from {0} within {1:?}")]
+    Timeout(String, Duration),
+    /// The session ended underneath us.
+    #[error("XMPP session ended")]
+    SessionEnded,
+    /// The session reconnected without resumption while we waited; the caller starts over.
+    #[error("XMPP session reconnected")]
+    Reconnected,
+    /// Could not write to the stream.
+    #[error("send failed: {0}")]
+    Send(#[from] std::io::Error),
+    /// No free nickname after several tries.
+    #[error("no free nickname after {0} attempts")]
+    NoFreeNick(usize),
+}
+
+/// What our own presence in the room told us.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelfPresence {
+    /// Our role (participant expected).
+    pub role: Role,
+    /// Our affiliation (none or member expected).
+    pub affiliation: Affiliation,
+    /// Status 100/172: the room shows real JIDs to everyone.
+    pub non_anonymous: bool,
+    /// Status 201: we just created the room, hence own it.
+    pub created: bool,
+    /// The presence carried an XEP-0421 occupant-id.
+    pub occupant_id: bool,
+}
+
+impl SelfPresence {
+    /// Moderators and owners/admins see real JIDs in a semi-anonymous room; we must be neither.
+    pub fn is_privileged(&self) -> bool {
+        self.role == Role::Moderator
+            || matches!(self.affiliation, Affiliation::Owner | Affiliation::Admin)
+            || self.created
+    }
+}
+
+/// The result of one join attempt.
+#[derive(Debug)]
+pub enum JoinOutcome {
+    /// In the room.
+    Joined(SelfPresence),
+    /// The nickname is taken (409): draw another.
+    Conflict,
+}
+
+/// The occupant JID `room/nick`.
+pub fn occupant(room: &BareJid, nick: &RoomNick) -> Result<FullJid, MucError> {
+    room.with_resource_str(nick.as_str())
+        .map_err(|e| MucError::Refused {
+            room: room.to_string(),
+            condition: format!("nickname {nick} is not a valid resource: {e}"),
+        })
+}
+
+/// The sender's room nickname if `from` is an occupant of `room`: the only identity we keep.
+pub fn nick_in_room(from: Option<&Jid>, room: &BareJid) -> Option<RoomNick> {
+    let from = from?;
+    if from.to_bare() != *room {
+        return None;
+    }
+    RoomNick::new(from.resource()?.as_str()).ok()
+}
+
+/// disco#info on the room; refuses non-anonymous, occupant-id and missing rooms.
+pub async fn preflight(
+    client: &mut Client,
+    room: &BareJid,
+    timeout: Duration,
+) -> Result<(), MucError> {
+    let token = client
+        .send_iq(
+            Some(room.clone().into()),
+            IqRequest::Get(DiscoInfoQuery { node: None }.into()),
+        )
+        .await;
+    let response = tokio::time::timeout(timeout, token)
+        .await
+        .map_err(|_| MucError::Timeout(room.to_string(), timeout))?
+        .map_err(|_| MucError::SessionEnded)?;
+    let name = room.to_string();
+    let payload = match response {
+        IqResponse::Result(Some(el)) => el,
+        IqResponse::Result(None) => return Err(PrivacyError::NotSemiAnonymous(name).into()),
+        IqResponse::Error(e) if e.defined_condition == DefinedCondition::ItemNotFound => {
+            return Err(PrivacyError::NoSuchRoom(name).into());
+        }
+        IqResponse::Error(e) => {
+            return Err(MucError::Refused {
+                room: name,
+                condition: condition(&e),
+            });
+        }
+    };
+    let info = DiscoInfoResult::try_from(payload).map_err(|e| MucError::Refused {
+        room: name.clone(),
+        condition: format!("malformed disco#info: {e}"),
+    })?;
+    check_features(&name, &info)?;
+    Ok(())
+}
+
+/// The pure part of [`preflight`], separate so it is unit-tested without a server.
+fn check_features(room: &str, info: &DiscoInfoResult) -> Result<(), PrivacyError> {
+    let has = |f: &str| info.features.iter().any(|x| x == f);
+    if has(FEATURE_NON_ANONYMOUS) {
+        return Err(PrivacyError::NonAnonymous(room.to_owned()));
+    }
+    if has(NS_OCCUPANT_ID) {
+        return Err(PrivacyError::OccupantId(room.to_owned()));
+    }
+    if !has(FEATURE_SEMI_ANONYMOUS) {
+        return Err(PrivacyError::NotSemiAnonymous(room.to_owned()));
+    }
+    Ok(())
+}
+
+fn condition(e: &StanzaError) -> String {
+    let text = e
+        .texts
+        .values()
+        .next()
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default();
+    format!("{:?}{text}", e.defined_condition)
+}
+
+/// Sends the join presence (no history: we only want live readings) and waits for the answer.
+///
+/// Stanzas that arrive before our self-presence (other occupants' presences) are handed
+/// to `other` so the caller decides; MUC sends live messages only after the self-presence.
+pub async fn join(
+    client: &mut Client,
+    room: &BareJid,
+    nick: &RoomNick,
+    timeout: Duration,
+    mut other: impl FnMut(Stanza),
+) -> Result<JoinOutcome, MucError> {
+    let to = occupant(room, nick)?;
+    let muc = Muc::new().with_history(History::new().with_maxstanzas(0));
+    let presence = Presence::available().with_to(to.clone()).with_payload(muc);
+    client.send_stanza(presence.into()).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let event = tokio::time::timeout_at(deadline, client.next())
+            .await
+            .map_err(|_| MucError::Timeout(room.to_string(), timeout))?;
+        match event {
+            None => return Err(MucError::SessionEnded),
+            Some(Event::Online { resumed: false, .. }) => return Err(MucError::Reconnected),
+            Some(Event::Online { .. }) => {}
+            Some(Event::Disconnected(_)) => return Err(MucError::SessionEnded),
+            Some(Event::Stanza(Stanza::Presence(p)))
+                if p.from.as_ref() == Some(&Jid::from(to.clone())) =>
+            {
+                if p.type_ == PresenceType::Error {
+                    let err = stanza_error(&p.payloads);
+                    return match err {
+                        Some(e) if e.defined_condition == DefinedCondition::Conflict => {
+                            Ok(JoinOutcome::Conflict)
+                        }
+                        Some(e) if e.defined_condition == DefinedCondition::ItemNotFound => {
+                            Err(PrivacyError::NoSuchRoom(room.to_string()).into())
+                        }
+                        Some(e) => Err(MucError::Refused {
+                            room: room.to_string(),
+                            condition: condition(&e),
+                        }),
+                        None => Err(MucError::Refused {
+                            room: room.to_string(),
+                            condition: "error presence without condition".to_owned(),
+                        }),
+                    };
+                }
+                if let Some(me) = self_presence(&p) {
+                    return Ok(JoinOutcome::Joined(me));
+                }
+            }
+            Some(Event::Stanza(s)) => other(s),
+        }
+    }
+}
+
+fn stanza_error(payloads: &[Element]) -> Option<StanzaError> {
+    payloads
+        .iter()
+        .find(|e| e.name() == "error")
+        .and_then(|e| StanzaError::try_from(e.clone()).ok())
+}
+
+/// Parses a presence as our own room presence (status 110), if it is one.
+pub fn self_presence(p: &Presence) -> Option<SelfPresence> {
+    let user = p
+        .payloads
+        .iter()
+        .find_map(|e| MucUser::try_from(e.clone()).ok())?;
+    if !user.status.contains(&Status::SelfPresence) {
+        return None;
+    }
+    let item = user.items.first()?;
+    Some(SelfPresence {
+        role: item.role.clone(),
+        affiliation: item.affiliation.clone(),
+        non_anonymous: user
+            .status
+            .iter()
+            .any(|s| matches!(s, Status::NonAnonymousRoom | Status::ConfigRoomNonAnonymous)),
+        created: user.status.contains(&Status::RoomHasBeenCreated),
+        occupant_id: p
+            .payloads
+            .iter()
+            .any(|e| e.is("occupant-id", NS_OCCUPANT_ID)),
+    })
+}
+
+/// Leaves the room (rotation or shutdown); a new nickname later is a fresh, unlinked occupant.
+pub async fn leave(client: &mut Client, room: &BareJid, nick: &RoomNick) -> Result<(), MucError> {
+    let to = occupant(room, nick)?;
+    client
+        .send_stanza(Presence::unavailable().with_to(to).into())
+        .await?;
+    Ok(())
+}
+
+/// Whether a presence from `room/nick` says we are no longer in the room (kicked, banned, shut down).
+pub fn removed(p: &Presence) -> bool {
+    p.type_ == PresenceType::Unavailable
+        && p.payloads
+            .iter()
+            .find_map(|e| MucUser::try_from(e.clone()).ok())
+            .is_some_and(|u| u.status.contains(&Status::SelfPresence))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(features: &[&str]) -> DiscoInfoResult {
+        DiscoInfoResult {
+            node: None,
+            identities: vec![],
+            features: features.iter().map(|f| (*f).to_owned()).collect(),
+            extensions: vec![],
+        }
+    }
+
+    #[test]
+    fn preflight_rules() {
+        let ok = info(&["http://jabber.org/protocol/muc", FEATURE_SEMI_ANONYMOUS]);
+        assert!(check_features("r", &ok).is_ok());
+        let bad = info(&[FEATURE_SEMI_ANONYMOUS, NS_OCCUPANT_ID]);
+        assert!(matches!(
+            check_features("r", &bad),
+            Err(PrivacyError::OccupantId(_))
+        ));
+        let bad = info(&[FEATURE_NON_ANONYMOUS]);
+        assert!(matches!(
+            check_features("r", &bad),
+            Err(PrivacyError::NonAnonymous(_))
+        ));
+        let bad = info(&["http://jabber.org/protocol/muc"]);
+        assert!(matches!(
+            check_features("r", &bad),
+            Err(PrivacyError::NotSemiAnonymous(_))
+        ));
+    }
+
+    #[test]
+    fn self_presence_parsing() {
+        let xml = "<presence xmlns='jabber:client' from='r@m/n'><x xmlns='http://jabber.org/protocol/muc#user'>\
+            <item affiliation='none' role='moderator'/><status code='110'/></x></presence>";
+        let p = Presence::try_from(xml.parse::<Element>().unwrap()).unwrap();
+        let me = self_presence(&p).unwrap();
+        assert!(me.is_privileged());
+        let xml = xml.replace("moderator", "participant");
+        let p = Presence::try_from(xml.parse::<Element>().unwrap()).unwrap();
+        assert!(!self_presence(&p).unwrap().is_privileged());
+    }
+
+    #[test]
+    fn nick_only_from_our_room() {
+        let room = BareJid::new("hood@rooms.grid.test").unwrap();
+        let from = Jid::new("hood@rooms.grid.test/amber-otter-1234").unwrap();
+        assert_eq!(
+            nick_in_room(Some(&from), &room).unwrap().as_str(),
+            "amber-otter-1234"
+        );
+        let other = Jid::new("house1@grid.test/res").unwrap();
+        assert_eq!(nick_in_room(Some(&other), &room), None);
+        assert_eq!(
+            nick_in_room(Some(&Jid::new("hood@rooms.grid.test").unwrap()), &room),
+            None
+        );
+    }
+}

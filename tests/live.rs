@@ -1,0 +1,516 @@
+//! The live neighbourhood against the real private Prosody: meters, the bot, the room, TLS.
+//!
+//! Every test starts its own server (loopback, test CA) and uses 1-second intervals so the
+//! whole file runs in well under a minute.
+
+use gridmuc::core::{AggregatorConfig, AlertKind, Watts};
+use gridmuc::server::{PrivateServer, RoomPolicy, ServerConfig};
+use gridmuc::xmpp::bot::{BotConfig, BotEvent, BotReport, run_bot};
+use gridmuc::xmpp::connect::{ConnectConfig, ConnectError, connect};
+use gridmuc::xmpp::listen::{Heard, ListenPlan, listen};
+use gridmuc::xmpp::meter::{MeterConfig, MeterEvent, MeterReport, Mode, run_meter};
+use gridmuc::xmpp::source::{Injection, SourceConfig};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+const INTERVAL: Duration = Duration::from_secs(1);
+
+fn runtime() -> tokio::runtime::Runtime {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,gridmuc_xmpp=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A private server with a provisioned room and accounts for a bot, an operator, an observer and houses.
+struct Hood {
+    server: PrivateServer,
+    room: String,
+    houses: Vec<String>,
+}
+
+const PASSWORD: &str = "correct horse battery staple";
+
+impl Hood {
+    fn new(houses: usize, policy: RoomPolicy) -> Hood {
+        Hood::with_server(ServerConfig::default(), houses, |_| policy)
+    }
+
+    fn with_server(
+        cfg: ServerConfig,
+        houses: usize,
+        policy: impl FnOnce(&str) -> RoomPolicy,
+    ) -> Hood {
+        let server = PrivateServer::start(cfg).unwrap();
+        let mut accounts: Vec<(String, String)> = ["bot", "op", "observer"]
+            .iter()
+            .map(|u| ((*u).to_owned(), PASSWORD.to_owned()))
+            .collect();
+        accounts.extend((0..houses).map(|i| (format!("house{i}"), PASSWORD.to_owned())));
+        server.register_many(&accounts).unwrap();
+        let bot = format!("bot@{}", server.domain());
+        let room = server.provision_room("hood", &policy(&bot)).unwrap();
+        let houses = (0..houses)
+            .map(|i| format!("house{i}@{}", server.domain()))
+            .collect();
+        Hood {
+            server,
+            room,
+            houses,
+        }
+    }
+
+    fn account(&self, user: &str) -> ConnectConfig {
+        let jid = if user.contains('@') {
+            user.to_owned()
+        } else {
+            format!("{user}@{}", self.server.domain())
+        };
+        let mut cfg = ConnectConfig::private_tls(
+            &jid,
+            PASSWORD,
+            &self.server.c2s_addr().to_string(),
+            self.server.ca_cert_pem(),
+        );
+        cfg.timeout = Duration::from_secs(10);
+        cfg
+    }
+
+    fn bot(&self, operators: &[&str]) -> BotConfig {
+        let mut cfg = BotConfig::new(self.account("bot"), &self.room);
+        cfg.operators = operators
+            .iter()
+            .map(|o| format!("{o}@{}", self.server.domain()))
+            .collect();
+        cfg.aggregator = AggregatorConfig {
+            interval: 1_000,
+            grace: 500,
+            ..AggregatorConfig::default()
+        };
+        cfg.tap_stanzas = true;
+        cfg
+    }
+
+    fn meter(&self, house: usize, mode: Mode, csv: &std::path::Path) -> MeterConfig {
+        let mut cfg = MeterConfig::new(self.account(&self.houses[house]), &self.room);
+        cfg.mode = mode;
+        cfg.interval = INTERVAL;
+        cfg.jitter = [0.05, 0.4];
+        cfg.source = SourceConfig::Csv {
+            path: csv.to_owned(),
+        };
+        cfg
+    }
+}
+
+/// A CSV of `rows` constant readings, so alerts in tests come only from the injections.
+fn constant_csv(dir: &tempfile::TempDir, watts: i64, rows: usize) -> std::path::PathBuf {
+    let path = dir.path().join("house.csv");
+    let mut text = String::from("timestamp,watts\n");
+    for i in 0..rows {
+        text.push_str(&format!("2026-11-24T20:{:02}:00Z,{watts}\n", i % 60));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the bot and the meters for `run`, stops the meters, lets the last readings land, stops the bot.
+async fn run_hood(
+    bot: BotConfig,
+    meters: Vec<MeterConfig>,
+    run: Duration,
+) -> (
+    BotReport,
+    Vec<BotEvent>,
+    Vec<MeterReport>,
+    Vec<Vec<MeterEvent>>,
+) {
+    let (bot_stop, bot_stop_rx) = watch::channel(false);
+    let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+    let bot_task = tokio::spawn(run_bot(bot, Some(bot_tx), stopped(bot_stop_rx)));
+    // The bot must be in the room before direct readings can reach it.
+    match bot_rx.recv().await {
+        Some(BotEvent::Joined(_)) => {}
+        other => panic!("bot did not join: {other:?} / {:?}", bot_task.await),
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut receivers = Vec::new();
+    for m in meters {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tasks.push(tokio::spawn(run_meter(
+            m,
+            Some(tx),
+            stopped(stop_rx.clone()),
+        )));
+        receivers.push(rx);
+    }
+    tokio::time::sleep(run).await;
+    stop.send(true).unwrap();
+    let mut reports = Vec::new();
+    for t in tasks {
+        reports.push(t.await.unwrap().unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bot_stop.send(true).unwrap();
+    let report = bot_task.await.unwrap().unwrap();
+    let mut bot_events = Vec::new();
+    while let Ok(e) = bot_rx.try_recv() {
+        bot_events.push(e);
+    }
+    let meter_events = receivers
+        .into_iter()
+        .map(|mut rx| {
+            let mut v = Vec::new();
+            while let Ok(e) = rx.try_recv() {
+                v.push(e);
+            }
+            v
+        })
+        .collect();
+    (report, bot_events, reports, meter_events)
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// A plain client (an operator, or any chat client in the room) that records the messages it gets.
+fn listener(
+    cfg: ConnectConfig,
+    plan: ListenPlan,
+    delay: Duration,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Vec<Heard>> {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        listen(cfg, plan, tx, stopped(stop)).await.unwrap();
+        let mut got = Vec::new();
+        while let Ok(h) = rx.try_recv() {
+            got.push(h);
+        }
+        got
+    })
+}
+
+fn sent_total(reports: &[MeterReport]) -> u64 {
+    reports.iter().map(|r| r.sent).sum()
+}
+
+fn assert_no_house_jid(events: &[BotEvent], hood: &Hood) {
+    let stanzas: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            BotEvent::Stanza(xml) => Some(xml),
+            _ => None,
+        })
+        .collect();
+    assert!(!stanzas.is_empty());
+    for xml in stanzas {
+        for house in &hood.houses {
+            assert!(
+                !xml.contains(house.as_str()),
+                "house JID {house} in a stanza the bot got: {xml}"
+            );
+        }
+        assert!(!xml.contains(" jid="), "real JID attribute in: {xml}");
+        assert!(!xml.contains("occupant-id"), "occupant-id in: {xml}");
+    }
+}
+
+fn count_ingested(report: &BotReport, meters: &[MeterReport]) {
+    let sent = sent_total(meters);
+    assert!(sent >= 5, "too few readings sent: {sent}");
+    assert_eq!(
+        report.counters.rejected.total(),
+        0,
+        "{:?}",
+        report.counters.rejected
+    );
+    assert_eq!(
+        report.counters.accepted, sent,
+        "sent {sent} vs ingested {}",
+        report.counters.accepted
+    );
+}
+
+#[test]
+fn direct_mode_every_reading_is_ingested_and_the_bot_sees_no_jid() {
+    let hood = Hood::new(5, RoomPolicy::default());
+    let dir = tempfile::tempdir().unwrap();
+    let csv = constant_csv(&dir, 900, 100);
+    runtime().block_on(async {
+        let meters = (0..5).map(|i| hood.meter(i, Mode::Direct, &csv)).collect();
+        let (report, events, meters, _) =
+            run_hood(hood.bot(&[]), meters, Duration::from_secs(4)).await;
+        count_ingested(&report, &meters);
+        assert_no_house_jid(&events, &hood);
+        assert!(events.iter().any(|e| matches!(e, BotEvent::Summary { .. })));
+    });
+}
+
+#[test]
+fn broadcast_mode_every_reading_is_ingested_and_chat_clients_see_human_text() {
+    let hood = Hood::new(5, RoomPolicy::default());
+    let dir = tempfile::tempdir().unwrap();
+    let csv = constant_csv(&dir, 1_240, 100);
+    runtime().block_on(async {
+        let (stop, stop_rx) = watch::channel(false);
+        let plan = ListenPlan {
+            room: Some(hood.room.clone()),
+            say: None,
+        };
+        let observer = listener(hood.account("observer"), plan, Duration::ZERO, stop_rx);
+        let meters = (0..5)
+            .map(|i| hood.meter(i, Mode::Broadcast, &csv))
+            .collect();
+        let (report, events, meters, _) =
+            run_hood(hood.bot(&[]), meters, Duration::from_secs(4)).await;
+        stop.send(true).unwrap();
+        let seen = observer.await.unwrap();
+        count_ingested(&report, &meters);
+        assert_no_house_jid(&events, &hood);
+        // What Gajim or Converse.js would show: plain text bodies, readings and summaries.
+        // (The room's subject message has no body; everything with a body must be readable.)
+        let bodies: Vec<&str> = seen
+            .iter()
+            .filter(|h| h.groupchat && !h.body.is_empty())
+            .map(|h| h.body.as_str())
+            .collect();
+        assert!(bodies.contains(&"1.24 kW"), "{bodies:?}");
+        assert!(
+            bodies
+                .iter()
+                .any(|b| b.starts_with("interval ") && b.contains("5 meters")),
+            "{bodies:?}"
+        );
+        assert!(bodies.iter().all(|b| !b.contains('<')), "{bodies:?}");
+    });
+}
+
+#[test]
+fn overload_reaches_room_and_operator_and_spike_only_the_offender() {
+    let hood = Hood::new(6, RoomPolicy::default());
+    let dir = tempfile::tempdir().unwrap();
+    let csv = constant_csv(&dir, 1_000, 100);
+    runtime().block_on(async {
+        let (stop, stop_rx) = watch::channel(false);
+        let plan = ListenPlan {
+            room: Some(hood.room.clone()),
+            say: None,
+        };
+        let observer = listener(
+            hood.account("observer"),
+            plan,
+            Duration::ZERO,
+            stop_rx.clone(),
+        );
+        let bot_jid = format!("bot@{}", hood.server.domain());
+        let plan = ListenPlan {
+            room: None,
+            say: Some((bot_jid, "status".into())),
+        };
+        // Asks `status` once the bot is surely online (it joins within the first second).
+        let operator = listener(hood.account("op"), plan, Duration::from_secs(2), stop_rx);
+        let mut bot = hood.bot(&["op"]);
+        // Normal load 6 kW, spike 21 kW (under the 22.5 kW warning line), overload 36 kW.
+        bot.aggregator.overload.rating = Watts(25_000);
+        let meters = (0..6)
+            .map(|i| {
+                let mut m = hood.meter(i, Mode::Direct, &csv);
+                m.injections = if i == 0 {
+                    vec![Injection {
+                        from: Duration::from_millis(1_500),
+                        to: Duration::from_millis(4_500),
+                        add: 15_000,
+                    }]
+                } else {
+                    vec![]
+                };
+                m.injections.push(Injection {
+                    from: Duration::from_secs(5),
+                    to: Duration::from_secs(8),
+                    add: 5_000,
+                });
+                m
+            })
+            .collect();
+        let (report, events, meters, meter_events) =
+            run_hood(bot, meters, Duration::from_secs(9)).await;
+        stop.send(true).unwrap();
+        let seen_room = observer.await.unwrap();
+        let seen_op = operator.await.unwrap();
+        count_ingested(&report, &meters);
+
+        let alerts: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                BotEvent::Alert(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            alerts.iter().any(|a| a.kind == AlertKind::Overload),
+            "{alerts:?}"
+        );
+        let spike = alerts
+            .iter()
+            .find(|a| a.kind == AlertKind::HouseSpike)
+            .expect("house spike alert");
+        let offender = spike.nick.clone().unwrap();
+
+        let kinds = |heard: &[Heard]| {
+            heard
+                .iter()
+                .filter_map(|h| h.alert.as_ref().map(|a| a.kind))
+                .collect::<Vec<_>>()
+        };
+        let room_kinds = kinds(&seen_room);
+        assert!(
+            room_kinds.contains(&AlertKind::Overload),
+            "room saw {room_kinds:?}"
+        );
+        assert!(
+            !room_kinds.contains(&AlertKind::HouseSpike),
+            "room saw {room_kinds:?}"
+        );
+        let op_kinds = kinds(&seen_op);
+        assert!(
+            op_kinds.contains(&AlertKind::Overload),
+            "operator saw {op_kinds:?}"
+        );
+        assert!(
+            op_kinds.contains(&AlertKind::HouseSpike),
+            "operator saw {op_kinds:?}"
+        );
+        let bodies: Vec<&str> = seen_op.iter().map(|h| h.body.as_str()).collect();
+        assert!(
+            bodies.iter().any(|b| b.contains("accepted")),
+            "no status answer: {bodies:?}"
+        );
+
+        // Only house 0 was told, under the nickname the alert names.
+        for (i, evs) in meter_events.iter().enumerate() {
+            let private: Vec<_> = evs
+                .iter()
+                .filter_map(|e| match e {
+                    MeterEvent::Private {
+                        to, alert: Some(a), ..
+                    } => Some((to.clone(), a.kind)),
+                    _ => None,
+                })
+                .collect();
+            if i == 0 {
+                assert!(
+                    private.contains(&(offender.clone(), AlertKind::HouseSpike)),
+                    "house 0 got {private:?}"
+                );
+            } else {
+                assert!(private.is_empty(), "house {i} got {private:?}");
+            }
+        }
+    });
+}
+
+fn refused_meter(policy: RoomPolicy) -> String {
+    let hood = Hood::new(1, policy);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = constant_csv(&dir, 500, 10);
+    let cfg = hood.meter(0, Mode::Broadcast, &csv);
+    runtime().block_on(async {
+        let started = Instant::now();
+        let err = run_meter(cfg, None, std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(err.is_privacy_refusal(), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        err.to_string()
+    })
+}
+
+#[test]
+fn meter_refuses_a_room_with_occupant_id() {
+    let msg = refused_meter(RoomPolicy {
+        occupant_id: true,
+        ..RoomPolicy::default()
+    });
+    assert!(msg.contains("occupant-id"), "{msg}");
+}
+
+#[test]
+fn meter_refuses_a_non_anonymous_room() {
+    let msg = refused_meter(RoomPolicy {
+        non_anonymous: true,
+        ..RoomPolicy::default()
+    });
+    assert!(msg.contains("non-anonymous"), "{msg}");
+}
+
+#[test]
+fn bot_with_moderator_rights_refuses_to_run() {
+    let hood = Hood::with_server(ServerConfig::default(), 0, |bot| RoomPolicy {
+        admins: vec![bot.to_owned()],
+        ..RoomPolicy::default()
+    });
+    runtime().block_on(async {
+        let err = run_bot(hood.bot(&[]), None, std::future::pending())
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("moderator") && msg.contains("refusing"),
+            "{msg}"
+        );
+    });
+}
+
+#[test]
+fn tls_with_the_test_ca_works_and_failures_are_clear_and_bounded() {
+    let hood = Hood::new(0, RoomPolicy::default());
+    let untrusted = PrivateServer::start(ServerConfig {
+        untrusted_cert: true,
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    untrusted.register("bot", PASSWORD).unwrap();
+    runtime().block_on(async {
+        let client = connect(&hood.account("bot")).await.unwrap();
+        gridmuc::xmpp::connect::close(client).await;
+
+        let mut bad_password = hood.account("bot");
+        bad_password.password = "wrong".into();
+        let err = connect(&bad_password).await.unwrap_err();
+        assert!(matches!(err, ConnectError::Auth { .. }), "{err}");
+
+        let mut cfg = hood.account("bot");
+        cfg.server = Some(untrusted.c2s_addr().to_string());
+        cfg.timeout = Duration::from_secs(5);
+        let started = Instant::now();
+        let err = connect(&cfg).await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(matches!(err, ConnectError::Transport { .. }), "{err}");
+        assert!(
+            err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+
+        let mut plain = hood.account("bot");
+        plain.transport = gridmuc::xmpp::connect::Transport::PlaintextLoopback;
+        let err = connect(&plain).await.unwrap_err();
+        // The server requires TLS, so plaintext is refused by the server; the point is a clear error.
+        assert!(!err.to_string().is_empty());
+    });
+}
