@@ -182,6 +182,11 @@ impl Aggregator {
             return Err(Rejection::Future);
         }
         let start = reading.at.floor_to(self.config.interval);
+        // Past its end plus grace an interval is closed even before `handle_timeout` runs; else a
+        // stale first reading would set the origin far back (and bring 1,000 empty summaries).
+        if start.plus(self.config.interval + self.config.grace) <= now {
+            return Err(Rejection::Late);
+        }
         let next_close = *self.next_close.get_or_insert(start);
         if start < next_close {
             return Err(Rejection::Late);
