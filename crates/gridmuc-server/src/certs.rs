@@ -26,7 +26,15 @@ pub(crate) struct Certificates {
     pub(crate) key_path: PathBuf,
 }
 
-fn new_ca(common_name: &str) -> Result<CertifiedIssuer<'static, KeyPair>, ServerError> {
+/// A certificate authority that signs server certificates.
+pub(crate) type Ca = CertifiedIssuer<'static, KeyPair>;
+
+/// A fresh test CA; federated servers share one, so each verifies the other's certificate.
+pub(crate) fn test_ca() -> Result<Ca, ServerError> {
+    new_ca("gridmuc test CA")
+}
+
+fn new_ca(common_name: &str) -> Result<Ca, ServerError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -36,22 +44,22 @@ fn new_ca(common_name: &str) -> Result<CertifiedIssuer<'static, KeyPair>, Server
     Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
 }
 
-/// Generates a fresh test CA and a server certificate for `names` into `dir`.
+/// Writes the test CA `ca` and a server certificate for `names` into `dir`.
 ///
 /// With `untrusted`, the server certificate is signed by a second, throw-away CA instead,
-/// so that clients trusting only the test CA must fail the handshake.
+/// so that clients (and peer servers) trusting only the test CA must fail the handshake.
 pub(crate) fn generate(
     dir: &Path,
+    ca: &Ca,
     names: &[String],
     untrusted: bool,
 ) -> Result<Certificates, ServerError> {
-    let ca = new_ca("gridmuc test CA")?;
     let rogue;
     let signer = if untrusted {
         rogue = new_ca("gridmuc untrusted CA")?;
         &rogue
     } else {
-        &ca
+        ca
     };
 
     let mut params = CertificateParams::new(names.to_vec())?;

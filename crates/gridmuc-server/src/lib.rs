@@ -9,6 +9,9 @@ mod accounts;
 mod admin;
 mod certs;
 mod config;
+mod federation;
+
+pub use federation::Federation;
 
 use std::fs::{self, File};
 use std::io::Read as _;
@@ -26,6 +29,18 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The account that owns provisioned rooms: never one a meter or the bot uses.
 const ROOM_ADMIN: &str = "gridmuc-room-admin";
+
+/// Our Prosody plugins, written into each instance's plugin directory.
+const PLUGINS: [(&str, &str); 2] = [
+    (
+        "mod_gridmuc_parent_watch.lua",
+        include_str!("../lua/mod_gridmuc_parent_watch.lua"),
+    ),
+    (
+        "mod_gridmuc_s2s_routes.lua",
+        include_str!("../lua/mod_gridmuc_s2s_routes.lua"),
+    ),
+];
 
 /// Where we look for the Prosody binary when it is not on `PATH`.
 const PROSODY_FALLBACKS: [&str; 2] = ["/usr/bin/prosody", "/usr/sbin/prosody"];
@@ -118,6 +133,9 @@ pub enum ServerError {
     /// A command sent to Prosody's admin shell failed.
     #[error("prosody admin shell: {0}")]
     AdminShell(String),
+    /// Two servers asked to federate would clash (same address or domain).
+    #[error("invalid federation: {0}")]
+    Federation(String),
 }
 
 /// Generates a random password (24 alphanumerics from the thread CSPRNG) for test accounts.
@@ -141,6 +159,7 @@ pub struct PrivateServer {
     stderr_path: PathBuf,
     admin_socket: PathBuf,
     c2s: SocketAddr,
+    s2s: Option<SocketAddr>,
     certs: certs::Certificates,
     room_admin: (String, String),
     child: Option<Child>,
@@ -149,6 +168,13 @@ pub struct PrivateServer {
 fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
     let context = context.into();
     move |source| ServerError::Io { context, source }
+}
+
+/// A port on `ip` that nothing listens on right now, for Prosody to take.
+fn free_port(ip: IpAddr) -> Result<SocketAddr, ServerError> {
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map_err(io_error(format!("finding a free port on {ip}")))
 }
 
 fn find_prosody() -> Result<PathBuf, ServerError> {
@@ -177,6 +203,15 @@ fn tail(path: &Path, lines: usize) -> String {
 impl PrivateServer {
     /// Generates config and certificates, starts Prosody and waits until c2s accepts connections.
     pub fn start(config: ServerConfig) -> Result<PrivateServer, ServerError> {
+        Self::start_instance(config, &certs::test_ca()?, None)
+    }
+
+    /// Starts one instance with a certificate from `ca`, federated when `s2s` is given.
+    fn start_instance(
+        config: ServerConfig,
+        ca: &certs::Ca,
+        s2s: Option<&config::S2s>,
+    ) -> Result<PrivateServer, ServerError> {
         if !config.bind.is_loopback() {
             return Err(ServerError::NotLoopback(config.bind));
         }
@@ -186,30 +221,30 @@ impl PrivateServer {
             .tempdir()
             .map_err(io_error("creating the server's temporary directory"))?;
         let root = dir.path().to_owned();
-        let c2s = TcpListener::bind((config.bind, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(io_error(format!("finding a free port on {}", config.bind)))?;
+        let c2s = free_port(config.bind)?;
 
-        let names = [
-            config.domain.clone(),
-            config.muc_domain.clone(),
-            config::occupant_id_service(&config.muc_domain),
-        ];
-        let certs = certs::generate(&root, &names, config.untrusted_cert)?;
+        let certs = certs::generate(
+            &root,
+            ca,
+            &config::served_names(&config),
+            config.untrusted_cert,
+        )?;
         let plugins = root.join("plugins");
         let data_path = root.join("data");
         for d in [&plugins, &data_path] {
             fs::create_dir_all(d).map_err(io_error(format!("creating {}", d.display())))?;
         }
-        let plugin = plugins.join("mod_gridmuc_parent_watch.lua");
-        fs::write(&plugin, include_str!("../lua/mod_gridmuc_parent_watch.lua"))
-            .map_err(io_error(format!("writing {}", plugin.display())))?;
+        for (name, code) in PLUGINS {
+            let plugin = plugins.join(name);
+            fs::write(&plugin, code).map_err(io_error(format!("writing {}", plugin.display())))?;
+        }
 
         let log_path = root.join("prosody.log");
         let admin_socket = root.join("admin.sock");
         let text = config::render(
             &config,
             c2s,
+            s2s,
             &config::Paths {
                 root: &root,
                 data: &data_path,
@@ -219,6 +254,7 @@ impl PrivateServer {
                 admin_socket: &admin_socket,
                 cert: &certs.cert_path,
                 key: &certs.key_path,
+                ca: &certs.ca_path,
             },
         );
         let config_path = root.join("prosody.cfg.lua");
@@ -240,6 +276,7 @@ impl PrivateServer {
             stderr_path: root.join("prosody.stderr"),
             admin_socket,
             c2s,
+            s2s: s2s.map(|s| s.listen),
             certs,
             child: None,
         };
@@ -298,7 +335,10 @@ impl PrivateServer {
             {
                 return Err(self.not_ready(format!("port {} is taken", self.c2s)));
             }
-            let c2s_up = TcpStream::connect_timeout(&self.c2s, Duration::from_millis(200)).is_ok();
+            let up = |addr: &SocketAddr| {
+                TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
+            };
+            let c2s_up = up(&self.c2s) && self.s2s.as_ref().is_none_or(up);
             if c2s_up && admin::run_lua(&self.admin_socket, "return 'ready'").is_ok() {
                 return Ok(());
             }
@@ -315,6 +355,11 @@ impl PrivateServer {
     /// The c2s address clients connect to (STARTTLS unless `require_tls` was false).
     pub fn c2s_addr(&self) -> SocketAddr {
         self.c2s
+    }
+
+    /// Where a federated instance accepts s2s connections; `None` when not federated.
+    pub fn s2s_addr(&self) -> Option<SocketAddr> {
+        self.s2s
     }
 
     /// The XMPP domain of the accounts.

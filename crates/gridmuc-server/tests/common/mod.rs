@@ -3,7 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The longest any single wait for a server's answer may take.
+const READ_DEADLINE: Duration = Duration::from_secs(15);
 
 pub struct RawXmpp {
     stream: TcpStream,
@@ -34,10 +37,7 @@ fn base64(data: &[u8]) -> String {
 impl RawXmpp {
     /// Connects and opens a client stream to `domain`.
     pub fn connect(addr: SocketAddr, domain: &str) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let stream = TcpStream::connect_timeout(&addr, READ_DEADLINE).unwrap();
         let mut client = Self {
             stream,
             pending: String::new(),
@@ -58,13 +58,22 @@ impl RawXmpp {
     }
 
     /// Reads until `needle` has arrived; returns everything up to and including it.
+    /// Panics if it has not arrived within `READ_DEADLINE`, however much else arrives.
     pub fn read_until(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + READ_DEADLINE;
         let mut buf = [0u8; 8192];
         loop {
             if let Some(i) = self.pending.find(needle) {
                 let rest = self.pending.split_off(i + needle.len());
                 return std::mem::replace(&mut self.pending, rest);
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {needle:?} within {READ_DEADLINE:?}; got {:?}",
+                self.pending
+            );
+            self.stream.set_read_timeout(Some(left)).unwrap();
             let n = self
                 .stream
                 .read(&mut buf)
