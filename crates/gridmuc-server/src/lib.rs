@@ -4,6 +4,8 @@
 //! a temporary directory, listens on a free loopback port, serves a certificate from our
 //! own test CA and hosts rooms provisioned with the privacy settings of DESIGN.md. The
 //! process dies with the [`PrivateServer`] value (and with the process that started it).
+//! [`Federation`] runs two of them on their own loopback addresses, federated over s2s
+//! with TLS and certificates from one test CA (see `docs/federation.md`).
 
 mod accounts;
 mod admin;

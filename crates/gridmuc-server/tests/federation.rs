@@ -120,6 +120,31 @@ fn a_house_on_another_server_joins_the_room_anonymously() {
 }
 
 #[test]
+fn a_members_only_room_admits_enrolled_remote_houses_only() {
+    let pair = start_pair(Federation::homes_config());
+    let (grid, homes) = (pair.grid(), pair.homes());
+    let enrolled = homes.register("house-a", "pw-a").unwrap();
+    homes.register("house-b", "pw-b").unwrap();
+    let room = grid
+        .provision_room(
+            "closed",
+            &RoomPolicy {
+                members_only: true,
+                members: vec![enrolled],
+                ..RoomPolicy::default()
+            },
+        )
+        .unwrap();
+    let mut a = RawXmpp::login(homes.c2s_addr(), homes.domain(), "house-a", "pw-a");
+    let admitted = a.join(&room, "n1");
+    assert!(admitted.contains("role='participant'"), "{admitted}");
+    assert!(!admitted.contains("occupant-id"), "{admitted}");
+    let mut b = RawXmpp::login(homes.c2s_addr(), homes.domain(), "house-b", "pw-b");
+    let refused = b.join(&room, "n2");
+    assert!(refused.contains("registration-required"), "{refused}");
+}
+
+#[test]
 fn a_peer_with_an_untrusted_certificate_is_refused() {
     let pair = start_pair(ServerConfig {
         untrusted_cert: true,
