@@ -28,7 +28,7 @@ const VALID: &str = "<message xmlns='jabber:client' type='chat' \
     automaticReadout='true' value='1840' unit='W'/></timestamp></node></fields></message>";
 
 fn nick(s: &str) -> RoomNick {
-    RoomNick::new(s).unwrap()
+    RoomNick::new(s).expect("test nicks are valid")
 }
 
 /// `VALID` with one piece of text replaced (the piece must be there: a typo fails loudly).
@@ -308,42 +308,40 @@ fn hostile_table_is_counted_by_kind() {
 fn typed_payload_path_guards_depth_and_size() {
     let big_stack = std::thread::Builder::new().stack_size(64 << 20);
     big_stack
-        .spawn(typed_payload_guards)
+        .spawn(|| {
+            let limits = CodecLimits::default();
+            let mut agg = Aggregator::new(AggregatorConfig::default());
+            let deep: Element = format!("<x xmlns='urn:example'>{}</x>", nested(10_000))
+                .parse()
+                .unwrap();
+            let huge: Element = format!("<x xmlns='urn:example'>{}</x>", "y".repeat(1 << 20))
+                .parse()
+                .unwrap();
+            let fields: Element = VALID
+                .split_once("<fields")
+                .and_then(|(_, rest)| rest.split_once("</fields>"))
+                .map(|(inner, _)| format!("<fields{inner}</fields>"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            for (payloads, kind) in [
+                (vec![fields.clone(), deep], "too_deep"),
+                (vec![fields.clone(), huge], "oversize"),
+            ] {
+                let r = decode_payloads(&payloads, &limits).unwrap_err();
+                assert_eq!(r.kind(), kind);
+                agg.handle_rejection(&r);
+            }
+            assert_eq!(
+                decode_payloads(&[fields], &limits).map(|r| r.power),
+                Ok(Watts(1840))
+            );
+            let rejected = &agg.counters().rejected;
+            assert_eq!((rejected.get("too_deep"), rejected.get("oversize")), (1, 1));
+        })
         .unwrap()
         .join()
         .unwrap();
-}
-
-fn typed_payload_guards() {
-    let limits = CodecLimits::default();
-    let mut agg = Aggregator::new(AggregatorConfig::default());
-    let deep: Element = format!("<x xmlns='urn:example'>{}</x>", nested(10_000))
-        .parse()
-        .unwrap();
-    let huge: Element = format!("<x xmlns='urn:example'>{}</x>", "y".repeat(1 << 20))
-        .parse()
-        .unwrap();
-    let fields: Element = VALID
-        .split_once("<fields")
-        .and_then(|(_, rest)| rest.split_once("</fields>"))
-        .map(|(inner, _)| format!("<fields{inner}</fields>"))
-        .unwrap()
-        .parse()
-        .unwrap();
-    for (payloads, kind) in [
-        (vec![fields.clone(), deep], "too_deep"),
-        (vec![fields.clone(), huge], "oversize"),
-    ] {
-        let r = decode_payloads(&payloads, &limits).unwrap_err();
-        assert_eq!(r.kind(), kind);
-        agg.handle_rejection(&r);
-    }
-    assert_eq!(
-        decode_payloads(&[fields], &limits).map(|r| r.power),
-        Ok(Watts(1840))
-    );
-    let rejected = &agg.counters().rejected;
-    assert_eq!((rejected.get("too_deep"), rejected.get("oversize")), (1, 1));
 }
 
 /// The stanza text the hostile rows edit decodes exactly like the codec's own encoder output,
