@@ -89,6 +89,11 @@ impl Federation {
         &self.grid
     }
 
+    /// The grid's server, mutably: fault tests restart it and watch s2s recover.
+    pub fn grid_mut(&mut self) -> &mut PrivateServer {
+        &mut self.grid
+    }
+
     /// The server hosting the house accounts, whose users reach the rooms over s2s.
     pub fn homes(&self) -> &PrivateServer {
         &self.homes

@@ -145,6 +145,41 @@ fn a_members_only_room_admits_enrolled_remote_houses_only() {
 }
 
 #[test]
+fn s2s_recovers_when_the_grid_server_restarts() {
+    let mut pair = start_pair(Federation::homes_config());
+    pair.grid().register("substation", "pw-bot").unwrap();
+    pair.homes().register("house-a", "pw-a").unwrap();
+    let room = pair
+        .grid()
+        .provision_room("neighbourhood", &RoomPolicy::default())
+        .unwrap();
+    let (homes_addr, homes_domain) = (pair.homes().c2s_addr(), pair.homes().domain().to_owned());
+    let mut house = RawXmpp::login(homes_addr, &homes_domain, "house-a", "pw-a");
+    assert!(house.join(&room, "quiet-otter").contains("code='110'"));
+
+    // A crash of the grid's server (SIGKILL): the houses' server and its c2s sessions stay up.
+    let s2s = pair.grid().s2s_addr();
+    pair.grid_mut().restart().unwrap();
+    assert_eq!(pair.grid().s2s_addr(), s2s, "the route stays valid");
+
+    let grid = pair.grid();
+    let mut bot = RawXmpp::login(grid.c2s_addr(), grid.domain(), "substation", "pw-bot");
+    assert!(bot.join(&room, "substation").contains("role='participant'"));
+    // The house rejoins (a fresh nickname, as DESIGN.md says) over a new s2s connection.
+    let rejoined = house.join(&room, "calm-heron");
+    assert!(rejoined.contains("role='participant'"), "{rejoined}");
+    house.send(&format!(
+        "<message type='groupchat' to='{room}'><body>0.42 kW</body></message>"
+    ));
+    let mut got = String::new();
+    while !got.contains("0.42 kW") {
+        got.push_str(&bot.read_until("</message>"));
+    }
+    assert!(got.contains(&format!("from='{room}/calm-heron'")), "{got}");
+    assert!(!got.contains("homes.test"), "{got}");
+}
+
+#[test]
 fn a_peer_with_an_untrusted_certificate_is_refused() {
     let pair = start_pair(ServerConfig {
         untrusted_cert: true,
