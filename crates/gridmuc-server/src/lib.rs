@@ -223,7 +223,13 @@ impl PrivateServer {
             .tempdir()
             .map_err(io_error("creating the server's temporary directory"))?;
         let root = dir.path().to_owned();
-        let c2s = free_port(config.bind)?;
+        // The s2s port was probed and released just before; never hand it out twice.
+        let c2s = loop {
+            let candidate = free_port(config.bind)?;
+            if s2s.is_none_or(|s| s.listen != candidate) {
+                break candidate;
+            }
+        };
 
         let certs = certs::generate(
             &root,
