@@ -1,0 +1,622 @@
+//! One household's electrical load, minute by minute: occupancy → activities → appliances, plus
+//! daylight-driven lighting, cold appliances, standby, space heating against the outdoor
+//! temperature, EV charging and rooftop PV (net load = consumption − generation).
+//!
+//! The layering follows the published CREST demand model (Richardson, Thomson, Infield et al.,
+//! Loughborough, 2008–2010): occupancy chain, activity profiles by time of day, appliances
+//! switched on with calibrated probabilities when someone is active, lighting from outdoor
+//! irradiance and active occupants. Figures are our own round numbers for UK homes.
+//!
+//! Speed matters (≥ 50 household-years per CPU-second): appliance starts are drawn once per
+//! 10-minute slot, and each started cycle is stamped into a two-day ring buffer, so the per-minute
+//! work is a handful of additions.
+
+use crate::MINUTES_PER_DAY;
+use crate::calendar::SimDay;
+use crate::occupancy::{Resident, State};
+use crate::weather::DayWeather;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+use statrs::distribution::{ContinuousCDF, Normal};
+
+/// Activity classes that share a time-of-day profile of appliance use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Activity {
+    Cooking = 0,
+    HotDrink,
+    Laundry,
+    Dishes,
+    Screen,
+    Chores,
+    Washing,
+}
+const ACTIVITIES: usize = 7;
+
+/// Relative hourly propensity of each activity when someone is at home and awake.
+const ACTIVITY_HOURLY: [[u8; 24]; ACTIVITIES] = [
+    // Cooking: breakfast, lunch, the big evening meal.
+    [
+        0, 0, 0, 0, 0, 1, 4, 8, 6, 2, 2, 4, 9, 7, 2, 2, 5, 14, 18, 12, 5, 2, 1, 0,
+    ],
+    // HotDrink (kettle).
+    [
+        1, 0, 0, 0, 0, 1, 6, 10, 8, 6, 6, 5, 6, 6, 5, 6, 7, 7, 6, 6, 6, 5, 3, 1,
+    ],
+    // Laundry.
+    [
+        0, 0, 0, 0, 0, 0, 1, 3, 6, 9, 10, 9, 7, 6, 6, 6, 6, 6, 6, 5, 4, 2, 1, 0,
+    ],
+    // Dishes.
+    [
+        1, 0, 0, 0, 0, 0, 0, 2, 3, 3, 2, 2, 3, 5, 3, 2, 2, 3, 6, 12, 12, 9, 5, 2,
+    ],
+    // Screen (TV, games, computers).
+    [
+        3, 1, 0, 0, 0, 0, 1, 3, 3, 3, 3, 3, 4, 4, 4, 4, 6, 8, 10, 14, 16, 14, 10, 5,
+    ],
+    // Chores (vacuum, iron).
+    [
+        0, 0, 0, 0, 0, 0, 1, 2, 5, 8, 9, 8, 6, 6, 7, 6, 5, 4, 4, 3, 2, 1, 0, 0,
+    ],
+    // Washing (shower, hair dryer).
+    [
+        0, 0, 0, 0, 0, 2, 10, 14, 8, 3, 2, 1, 1, 1, 1, 1, 1, 2, 3, 3, 4, 5, 3, 1,
+    ],
+];
+
+/// An appliance type: when it is used, how often, and its power profile over one cycle.
+struct ApplianceType {
+    activity: Activity,
+    /// Share of homes owning one.
+    ownership: f32,
+    /// Cycles per day in a two-person home.
+    cycles_per_day: f32,
+    /// (minutes, watts) segments of one cycle.
+    profile: &'static [(u16, u16)],
+}
+
+const APPLIANCES: &[ApplianceType] = &[
+    // Kettle.
+    ApplianceType {
+        activity: Activity::HotDrink,
+        ownership: 0.97,
+        cycles_per_day: 4.0,
+        profile: &[(3, 2800)],
+    },
+    // Electric hob (element cycling).
+    ApplianceType {
+        activity: Activity::Cooking,
+        ownership: 0.55,
+        cycles_per_day: 0.7,
+        profile: &[(8, 2000), (6, 900), (6, 1400), (10, 700)],
+    },
+    // Electric oven.
+    ApplianceType {
+        activity: Activity::Cooking,
+        ownership: 0.6,
+        cycles_per_day: 0.35,
+        profile: &[(12, 2400), (15, 1100), (18, 900)],
+    },
+    // Microwave.
+    ApplianceType {
+        activity: Activity::Cooking,
+        ownership: 0.88,
+        cycles_per_day: 1.1,
+        profile: &[(4, 1250)],
+    },
+    // Toaster.
+    ApplianceType {
+        activity: Activity::Cooking,
+        ownership: 0.8,
+        cycles_per_day: 0.5,
+        profile: &[(3, 1000)],
+    },
+    // Washing machine: heat, wash, spin.
+    ApplianceType {
+        activity: Activity::Laundry,
+        ownership: 0.93,
+        cycles_per_day: 0.55,
+        profile: &[(14, 2000), (50, 180), (8, 450)],
+    },
+    // Tumble dryer.
+    ApplianceType {
+        activity: Activity::Laundry,
+        ownership: 0.55,
+        cycles_per_day: 0.3,
+        profile: &[(55, 2400), (10, 300)],
+    },
+    // Dishwasher: heat wash, idle, heat dry.
+    ApplianceType {
+        activity: Activity::Dishes,
+        ownership: 0.45,
+        cycles_per_day: 0.7,
+        profile: &[(18, 1900), (35, 90), (16, 1700)],
+    },
+    // Television.
+    ApplianceType {
+        activity: Activity::Screen,
+        ownership: 0.98,
+        cycles_per_day: 2.2,
+        profile: &[(80, 110)],
+    },
+    // Desktop computer / games console.
+    ApplianceType {
+        activity: Activity::Screen,
+        ownership: 0.6,
+        cycles_per_day: 1.2,
+        profile: &[(110, 120)],
+    },
+    // Vacuum cleaner.
+    ApplianceType {
+        activity: Activity::Chores,
+        ownership: 0.95,
+        cycles_per_day: 0.3,
+        profile: &[(20, 1100)],
+    },
+    // Iron.
+    ApplianceType {
+        activity: Activity::Chores,
+        ownership: 0.9,
+        cycles_per_day: 0.2,
+        profile: &[(25, 1000)],
+    },
+    // Electric shower (common in the UK): the biggest short load in many homes.
+    ApplianceType {
+        activity: Activity::Washing,
+        ownership: 0.3,
+        cycles_per_day: 0.9,
+        profile: &[(7, 8500)],
+    },
+    // Hair dryer.
+    ApplianceType {
+        activity: Activity::Washing,
+        ownership: 0.6,
+        cycles_per_day: 0.35,
+        profile: &[(6, 1500)],
+    },
+];
+
+/// Per-slot activity weights normalised so each class's expected daily weight for one typical
+/// resident is 1: a rate of `k` cycles/day then gives about `k` cycles a day.
+#[derive(Clone, Debug)]
+pub struct ActivityModel {
+    weights: [[f32; 144]; ACTIVITIES],
+}
+
+impl Default for ActivityModel {
+    fn default() -> Self {
+        use crate::occupancy::{DayType, target};
+        let mut weights = [[0f32; 144]; ACTIVITIES];
+        for (a, row) in ACTIVITY_HOURLY.iter().enumerate() {
+            let mut norm = 0.0;
+            for slot in 0..144 {
+                let w = f32::from(row[slot / 6]);
+                // Mix of day types as they occur in a week and a population.
+                let p_active = [
+                    DayType::WeekdayWorker,
+                    DayType::WeekdayHome,
+                    DayType::Weekend,
+                ]
+                .iter()
+                .zip([0.45f32, 0.26, 0.29])
+                .map(|(d, share)| share * target(*d, slot as i32, 0)[2])
+                .sum::<f32>();
+                norm += w * p_active;
+                weights[a][slot] = w;
+            }
+            for w in weights[a].iter_mut() {
+                *w /= norm.max(1e-6);
+            }
+        }
+        ActivityModel { weights }
+    }
+}
+
+/// How a home is heated; decides whether the outdoor temperature shows up in its electricity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Heating {
+    /// Gas or oil boiler: only the circulation pump and controls are electric.
+    Boiler,
+    /// Direct electric heaters, thermostat cycling at full power.
+    Resistive,
+    /// Air-source heat pump: heat demand divided by a temperature-dependent COP.
+    HeatPump,
+}
+
+impl Heating {
+    /// Short name for tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Heating::Boiler => "boiler",
+            Heating::Resistive => "resistive",
+            Heating::HeatPump => "heat-pump",
+        }
+    }
+}
+
+/// Adoption shares and ranges for a neighbourhood: the `[households]` table of a scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HouseholdConfig {
+    /// Share of homes with an EV charger.
+    pub ev_share: f64,
+    /// Share of homes with rooftop PV.
+    pub pv_share: f64,
+    /// Share heated by an air-source heat pump.
+    pub heat_pump_share: f64,
+    /// Share heated by direct electric heaters.
+    pub electric_heating_share: f64,
+    /// Range of rooftop PV sizes (kWp).
+    pub pv_kwp: [f64; 2],
+    /// Mean weekday EV arrival time (hours, local).
+    pub ev_arrival_hour: f64,
+    /// Scale on appliance use, for calibration against measured daily energy.
+    pub appliance_scale: f64,
+}
+
+impl Default for HouseholdConfig {
+    fn default() -> Self {
+        HouseholdConfig {
+            ev_share: 0.0,
+            pv_share: 0.0,
+            heat_pump_share: 0.0,
+            electric_heating_share: 0.0,
+            pv_kwp: [2.5, 6.0],
+            ev_arrival_hour: 18.0,
+            appliance_scale: 1.0,
+        }
+    }
+}
+
+/// A duty-cycling load (fridge, freezer compressor).
+#[derive(Clone, Debug)]
+struct Cycler {
+    period: u32,
+    on: u32,
+    phase: u32,
+    watts: f32,
+}
+
+#[derive(Clone, Debug)]
+struct Ev {
+    charger_w: f32,
+    drive_prob: f32,
+    mean_kwh: f32,
+    arrival_offset_h: f32,
+}
+
+/// Static facts about a house, for tables and the per-house chart; no identity, just features.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HouseInfo {
+    /// Number of residents.
+    pub residents: u8,
+    /// Heating type.
+    pub heating: Heating,
+    /// EV charger power in kW, if the home has one.
+    pub ev_kw: Option<f32>,
+    /// PV size in kWp, 0 without PV.
+    pub pv_kwp: f32,
+}
+
+/// Everything a house needs to simulate one day.
+pub struct DayContext<'a> {
+    /// Calendar facts.
+    pub day: SimDay,
+    /// Shared weather.
+    pub weather: &'a DayWeather,
+    /// Shared activity weights.
+    pub activity: &'a ActivityModel,
+}
+
+/// One simulated household with its own RNG stream and carried-over state.
+#[derive(Clone, Debug)]
+pub struct House {
+    rng: ChaCha8Rng,
+    residents: Vec<Resident>,
+    /// (appliance index, power scale, start probability scale).
+    appliances: Vec<(u8, f32, f32)>,
+    standby_w: f32,
+    cold: Vec<Cycler>,
+    light_w: f32,
+    light_threshold: f32,
+    away_light: f32,
+    heating: Heating,
+    ua_w_per_k: f32,
+    setpoint_c: f32,
+    heater_w: f32,
+    heat_phase: u32,
+    ev: Option<Ev>,
+    /// Minute (relative to today's midnight) until which the EV is still charging.
+    ev_busy_until: i32,
+    pv_kwp: f32,
+    pv_factor: f32,
+    /// Two days of event load: today and the spill-over into tomorrow.
+    ring: Vec<f32>,
+}
+
+fn normal<R: Rng>(rng: &mut R, mean: f64, sd: f64) -> f64 {
+    Normal::new(mean, sd)
+        .map(|n| n.inverse_cdf(rng.random_range(1e-9..1.0 - 1e-9)))
+        .unwrap_or(mean)
+}
+
+impl House {
+    /// Draws a house's features from the neighbourhood's diversity distributions.
+    pub fn new(config: &HouseholdConfig, seed: u64) -> House {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let size_cdf = [0.29f32, 0.64, 0.80, 0.94, 1.0];
+        let u: f32 = rng.random();
+        let n = size_cdf.iter().position(|c| u < *c).unwrap_or(4) + 1;
+        let house_offset = normal(&mut rng, 0.0, 4.0);
+        let residents = (0..n)
+            .map(|_| Resident {
+                state: State::Asleep,
+                offset_slots: (house_offset + normal(&mut rng, 0.0, 2.0)).round() as i32,
+                worker: rng.random::<f32>() < if n == 1 { 0.55 } else { 0.62 },
+            })
+            .collect();
+        let size_factor = (n as f32 / 2.0).powf(0.55);
+        let scale = config.appliance_scale as f32;
+        let mut appliances = Vec::with_capacity(APPLIANCES.len());
+        for (i, a) in APPLIANCES.iter().enumerate() {
+            let owned = rng.random::<f32>() < a.ownership;
+            let power = rng.random_range(0.85f32..1.15);
+            let use_rate = a.cycles_per_day * size_factor * scale * rng.random_range(0.5f32..1.5);
+            if owned {
+                appliances.push((i as u8, power, use_rate));
+            }
+        }
+        let mut cold = vec![Cycler {
+            period: rng.random_range(40..70),
+            on: 0,
+            phase: rng.random_range(0..70),
+            watts: rng.random_range(70.0f32..130.0),
+        }];
+        if rng.random::<f32>() < 0.4 {
+            cold.push(Cycler {
+                period: rng.random_range(45..80),
+                on: 0,
+                phase: rng.random_range(0..80),
+                watts: rng.random_range(70.0f32..110.0),
+            });
+        }
+        for c in &mut cold {
+            c.on = (c.period as f32 * rng.random_range(0.3f32..0.5)).round() as u32;
+        }
+        let u: f64 = rng.random();
+        let heating = if u < config.heat_pump_share {
+            Heating::HeatPump
+        } else if u < config.heat_pump_share + config.electric_heating_share {
+            Heating::Resistive
+        } else {
+            Heating::Boiler
+        };
+        let ua = 110.0 + 35.0 * n as f32 + rng.random_range(-30.0f32..60.0);
+        let ev = (rng.random::<f64>() < config.ev_share).then(|| {
+            let u: f32 = rng.random();
+            Ev {
+                charger_w: if u < 0.3 {
+                    3700.0
+                } else if u < 0.85 {
+                    7400.0
+                } else {
+                    11_000.0
+                },
+                drive_prob: rng.random_range(0.35f32..0.8),
+                mean_kwh: rng.random_range(6.0f32..16.0),
+                arrival_offset_h: normal(&mut rng, config.ev_arrival_hour - 18.0, 0.7) as f32,
+            }
+        });
+        let pv_kwp = if rng.random::<f64>() < config.pv_share {
+            rng.random_range(config.pv_kwp[0]..=config.pv_kwp[1].max(config.pv_kwp[0])) as f32
+        } else {
+            0.0
+        };
+        House {
+            standby_w: 20.0 + (normal(&mut rng, 3.4, 0.45).exp() as f32).min(250.0),
+            light_w: rng.random_range(150.0f32..500.0) * size_factor.sqrt(),
+            light_threshold: normal(&mut rng, 60.0, 10.0).max(20.0) as f32,
+            away_light: if rng.random::<f32>() < 0.1 { 0.15 } else { 0.0 },
+            setpoint_c: normal(&mut rng, 20.0, 1.0) as f32,
+            heater_w: (ua * 26.0).clamp(3000.0, 10_000.0),
+            heat_phase: rng.random_range(0..10),
+            pv_factor: rng.random_range(0.65f32..0.85),
+            rng,
+            residents,
+            appliances,
+            cold,
+            heating,
+            ua_w_per_k: ua,
+            ev,
+            ev_busy_until: 0,
+            pv_kwp,
+            ring: vec![0.0; 2 * MINUTES_PER_DAY],
+        }
+    }
+
+    /// Static features, for reports.
+    pub fn info(&self) -> HouseInfo {
+        HouseInfo {
+            residents: self.residents.len() as u8,
+            heating: self.heating,
+            ev_kw: self.ev.as_ref().map(|e| e.charger_w / 1000.0),
+            pv_kwp: self.pv_kwp,
+        }
+    }
+
+    /// Charger power (W) this house would draw in a coordinated EV surge; a typical 7.4 kW if it
+    /// has no EV of its own (surge scenarios model visiting or newly bought cars).
+    pub fn surge_charger_w(&self) -> f32 {
+        self.ev.as_ref().map_or(7400.0, |e| e.charger_w)
+    }
+
+    fn stamp(&mut self, start: usize, profile: &[(u16, u16)], scale: f32) {
+        let mut m = start;
+        for &(minutes, watts) in profile {
+            let end = (m + usize::from(minutes)).min(self.ring.len());
+            let w = f32::from(watts) * scale;
+            for x in &mut self.ring[m..end] {
+                *x += w;
+            }
+            m = end;
+        }
+    }
+
+    /// Simulates one day and writes the net load (W, + import / − export) for each minute into `out`.
+    pub fn simulate_day(&mut self, ctx: &DayContext<'_>, out: &mut [f32]) {
+        debug_assert_eq!(out.len(), MINUTES_PER_DAY);
+        // Roll the two-day ring: yesterday's spill-over becomes today.
+        self.ring.copy_within(MINUTES_PER_DAY.., 0);
+        self.ring[MINUTES_PER_DAY..].fill(0.0);
+        self.ev_busy_until -= MINUTES_PER_DAY as i32;
+        self.plan_ev(ctx.day);
+
+        let weekend = ctx.day.weekend;
+        let mut active = [0u8; 144];
+        let mut home = [0u8; 144];
+        for slot in 0..144 {
+            let (mut a, mut h) = (0u8, 0u8);
+            for r in &mut self.residents {
+                let day_type = r.day_type(weekend);
+                match r.step(day_type, slot as i32, &mut self.rng) {
+                    State::Active => {
+                        a += 1;
+                        h += 1;
+                    }
+                    State::Asleep => h += 1,
+                    State::Away => {}
+                }
+            }
+            active[slot] = a;
+            home[slot] = h;
+            if a == 0 {
+                continue;
+            }
+            let crowd = f32::from(a).sqrt();
+            for i in 0..self.appliances.len() {
+                let (kind, power, rate) = self.appliances[i];
+                let app = &APPLIANCES[usize::from(kind)];
+                let p = rate * ctx.activity.weights[app.activity as usize][slot] * crowd;
+                if self.rng.random::<f32>() < p {
+                    let start = slot * 10 + self.rng.random_range(0..10usize);
+                    self.stamp(start, app.profile, power);
+                }
+            }
+        }
+        self.fill_minutes(ctx, &active, &home, out);
+    }
+
+    fn plan_ev(&mut self, day: SimDay) {
+        let Some(ev) = self.ev.clone() else { return };
+        if self.rng.random::<f32>() >= ev.drive_prob {
+            return;
+        }
+        let (mean_h, sd_h) = if day.weekend {
+            (15.0, 2.5)
+        } else {
+            (18.0, 1.3)
+        };
+        let hour =
+            normal(&mut self.rng, mean_h + f64::from(ev.arrival_offset_h), sd_h).clamp(7.0, 23.9);
+        let arrival = (hour * 60.0) as i32;
+        if arrival < self.ev_busy_until {
+            return;
+        }
+        // Gamma(2) energy need: the sum of two exponentials.
+        let (u1, u2): (f32, f32) = (
+            self.rng.random_range(1e-6..1.0),
+            self.rng.random_range(1e-6..1.0),
+        );
+        let kwh = (ev.mean_kwh * -(u1 * u2).ln() / 2.0).min(ev.charger_w / 1000.0 * 12.0);
+        let minutes = (kwh * 60_000.0 / ev.charger_w).round() as u16;
+        if minutes == 0 {
+            return;
+        }
+        let start = arrival as usize;
+        let watts = ev.charger_w.round() as u16;
+        self.stamp(start, &[(minutes, watts)], 1.0);
+        self.ev_busy_until = arrival + i32::from(minutes);
+    }
+
+    fn heat_w(&self, temp_c: f32, active: u8, home: u8) -> f32 {
+        if temp_c >= 15.5 {
+            return 0.0;
+        }
+        let setpoint = match (self.heating, active, home) {
+            (Heating::HeatPump, ..) => self.setpoint_c - 0.5,
+            (_, a, _) if a > 0 => self.setpoint_c,
+            (_, _, h) if h > 0 => self.setpoint_c - 3.0,
+            _ => self.setpoint_c - 4.0,
+        };
+        let gains = 150.0 + 80.0 * f32::from(home);
+        (self.ua_w_per_k * (setpoint - temp_c) - gains).max(0.0)
+    }
+
+    fn fill_minutes(
+        &mut self,
+        ctx: &DayContext<'_>,
+        active: &[u8; 144],
+        home: &[u8; 144],
+        out: &mut [f32],
+    ) {
+        let ghi = &ctx.weather.ghi;
+        let inv_thr = 1.0 / self.light_threshold;
+        let pv_w_per_ghi = self.pv_kwp * self.pv_factor;
+        let pv_cap = self.pv_kwp * 950.0;
+        for slot in 0..144 {
+            let (a, h) = (active[slot], home[slot]);
+            let occupancy_light = if a > 0 {
+                (0.25 + 0.75 * (1.0 - 0.55f32.powi(i32::from(a))))
+                    * self.rng.random_range(0.6f32..1.2)
+            } else if h > 0 {
+                0.02
+            } else {
+                self.away_light
+            };
+            let light_w = self.light_w * occupancy_light;
+            let heat = self.heat_w(ctx.weather.temp_c[slot], a, h);
+            // Heating as (watts while on, minutes on within the slot).
+            let (heat_on_w, heat_minutes) = match self.heating {
+                Heating::Boiler => (if heat > 0.0 { 75.0 } else { 0.0 }, 10),
+                Heating::Resistive => {
+                    let duty = (heat / self.heater_w).min(1.0);
+                    (self.heater_w, (duty * 10.0).round() as u32)
+                }
+                Heating::HeatPump => {
+                    let t = ctx.weather.temp_c[slot];
+                    let cop = (2.9 + 0.08 * t).clamp(1.8, 4.8);
+                    let max_el = self.heater_w / 2.6;
+                    let el = (heat / cop).min(max_el);
+                    let min_el = 0.35 * max_el;
+                    if el >= min_el || el == 0.0 {
+                        (el, 10)
+                    } else {
+                        (min_el, (el / min_el * 10.0).round() as u32)
+                    }
+                }
+            };
+            let base = self.standby_w + light_w;
+            for k in 0..10u32 {
+                let m = slot * 10 + k as usize;
+                let mut w = base + self.ring[m];
+                for c in &self.cold {
+                    if (m as u32 + c.phase) % c.period < c.on {
+                        w += c.watts;
+                    }
+                }
+                if light_w > 0.0 {
+                    let dark = (1.0 - ghi[m] * inv_thr).clamp(0.0, 1.0);
+                    w += light_w * (dark - 1.0);
+                }
+                if (k + self.heat_phase) % 10 < heat_minutes {
+                    w += heat_on_w;
+                }
+                if pv_w_per_ghi > 0.0 {
+                    w -= (ghi[m] * pv_w_per_ghi).min(pv_cap);
+                }
+                out[m] = w;
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! A neighbourhood of houses sharing one sky, simulated a day at a time.
+//!
+//! Memory is O(houses × one day) whatever the number of days: each day's per-minute loads are
+//! written into one reused buffer, consumed, and overwritten by the next day. Houses are
+//! independent given the weather, so they run in parallel (rayon); each house owns its RNG
+//! stream, so the result does not depend on the number of threads.
+
+use crate::MINUTES_PER_DAY;
+use crate::anomaly::{AnomalyKind, Label};
+use crate::calendar::SimDay;
+use crate::household::{ActivityModel, DayContext, House, HouseInfo, HouseholdConfig};
+use crate::weather::{DayWeather, WeatherConfig, WeatherGen};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+/// Independent random streams derived from the scenario seed.
+#[derive(Clone, Copy, Debug)]
+pub enum Stream {
+    /// Per-house model stream (index = house).
+    House = 1,
+    /// Weather.
+    Weather = 2,
+    /// Anomaly scheduling.
+    Anomalies = 3,
+    /// Room nicknames and sequence numbers (ChaCha20: they must be unpredictable, as live).
+    Nicks = 4,
+}
+
+/// SplitMix64 mixing of (seed, stream, index), so streams do not overlap however seeds are chosen.
+pub fn derive_seed(seed: u64, stream: Stream, index: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add((stream as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(index.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Houses, weather and the physical anomalies that change what flows through the transformer.
+pub struct Neighbourhood {
+    houses: Vec<House>,
+    weather: WeatherGen,
+    weather_rng: ChaCha8Rng,
+    activity: ActivityModel,
+    start_day: i64,
+    day_index: u32,
+    physical: Vec<Label>,
+    loads: Vec<f32>,
+    today: Option<DayWeather>,
+}
+
+/// One simulated day: calendar, weather, and per-house per-minute net loads (house-major).
+pub struct Day<'a> {
+    /// Day index from the start of the simulation.
+    pub index: u32,
+    /// Calendar facts.
+    pub day: SimDay,
+    /// The shared weather.
+    pub weather: &'a DayWeather,
+    /// `loads[h * 1440 + minute]`: net watts of house `h`.
+    pub loads: &'a [f32],
+}
+
+impl Day<'_> {
+    /// One house's day of per-minute net loads.
+    pub fn house(&self, h: usize) -> &[f32] {
+        &self.loads[h * MINUTES_PER_DAY..(h + 1) * MINUTES_PER_DAY]
+    }
+}
+
+/// What `bench sim` measures: the household model plus neighbourhood summation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchSummary {
+    /// Houses × days simulated.
+    pub house_days: u64,
+    /// Highest one-minute neighbourhood total (W).
+    pub peak_total_w: f64,
+    /// Mean daily net energy per house (kWh).
+    pub mean_daily_kwh: f64,
+}
+
+impl Neighbourhood {
+    /// Draws `houses` households and prepares the weather; `labels` may include meter faults (ignored here).
+    pub fn new(
+        config: &HouseholdConfig,
+        weather: WeatherConfig,
+        houses: usize,
+        start_day: i64,
+        seed: u64,
+        labels: &[Label],
+    ) -> Neighbourhood {
+        let houses: Vec<House> = (0..houses)
+            .map(|h| House::new(config, derive_seed(seed, Stream::House, h as u64)))
+            .collect();
+        let n = houses.len();
+        Neighbourhood {
+            houses,
+            weather: WeatherGen::new(weather),
+            weather_rng: ChaCha8Rng::seed_from_u64(derive_seed(seed, Stream::Weather, 0)),
+            activity: ActivityModel::default(),
+            start_day,
+            day_index: 0,
+            physical: labels
+                .iter()
+                .filter(|l| l.kind.is_physical())
+                .cloned()
+                .collect(),
+            loads: vec![0.0; n * MINUTES_PER_DAY],
+            today: None,
+        }
+    }
+
+    /// Number of houses.
+    pub fn len(&self) -> usize {
+        self.houses.len()
+    }
+
+    /// True for an empty neighbourhood (never, for a validated scenario).
+    pub fn is_empty(&self) -> bool {
+        self.houses.is_empty()
+    }
+
+    /// Static features of every house.
+    pub fn house_info(&self) -> Vec<HouseInfo> {
+        self.houses.iter().map(House::info).collect()
+    }
+
+    /// Simulates the next day for every house and applies the physical anomalies.
+    pub fn next_day(&mut self) -> Day<'_> {
+        let day = SimDay::new(self.start_day + i64::from(self.day_index));
+        let weather = self.weather.day(day, &mut self.weather_rng);
+        let ctx = DayContext {
+            day,
+            weather: &weather,
+            activity: &self.activity,
+        };
+        self.loads
+            .par_chunks_mut(MINUTES_PER_DAY)
+            .zip(self.houses.par_iter_mut())
+            .for_each(|(out, house)| house.simulate_day(&ctx, out));
+        self.apply_physical();
+        let index = self.day_index;
+        self.day_index += 1;
+        let weather = self.today.insert(weather);
+        Day {
+            index,
+            day,
+            weather,
+            loads: &self.loads,
+        }
+    }
+
+    fn apply_physical(&mut self) {
+        let day_start = self.day_index * MINUTES_PER_DAY as u32;
+        let day_end = day_start + MINUTES_PER_DAY as u32;
+        for label in &self.physical {
+            if label.end_min() <= day_start || label.start_min >= day_end {
+                continue;
+            }
+            let from = label.start_min.max(day_start) - day_start;
+            let to = label.end_min().min(day_end) - day_start;
+            for &h in &label.houses {
+                let extra = match label.kind {
+                    AnomalyKind::EvSurge => self.houses[h].surge_charger_w(),
+                    _ => label.extra_w,
+                };
+                let row = &mut self.loads[h * MINUTES_PER_DAY..(h + 1) * MINUTES_PER_DAY];
+                for w in &mut row[from as usize..to as usize] {
+                    *w += extra;
+                }
+            }
+        }
+    }
+
+    /// Runs `days` days, summing the neighbourhood per minute: the workload `bench sim` times.
+    pub fn bench(&mut self, days: u32) -> BenchSummary {
+        let houses = self.len();
+        let mut peak = f64::MIN;
+        let mut energy_wmin = 0.0f64;
+        let mut total = vec![0f32; MINUTES_PER_DAY];
+        for _ in 0..days {
+            let day = self.next_day();
+            total.fill(0.0);
+            for row in day.loads.chunks_exact(MINUTES_PER_DAY) {
+                for (t, w) in total.iter_mut().zip(row) {
+                    *t += *w;
+                }
+            }
+            for t in &total {
+                peak = peak.max(f64::from(*t));
+                energy_wmin += f64::from(*t);
+            }
+        }
+        let house_days = houses as u64 * u64::from(days);
+        BenchSummary {
+            house_days,
+            peak_total_w: peak,
+            mean_daily_kwh: energy_wmin / 60_000.0 / house_days.max(1) as f64,
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Scenario files (`simulations/*.toml`): houses, days, transformer, adoption shares, anomalies and
+//! detector settings. Parsed from a string so the simulator stays free of file I/O.
+
+use crate::anomaly::AnomalySpec;
+use crate::calendar::parse_date;
+use crate::household::HouseholdConfig;
+use crate::weather::WeatherConfig;
+use gridmuc_core::time::MINUTE;
+use gridmuc_core::{AggregatorConfig, Watts};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Why a scenario cannot be run.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    /// The TOML does not parse or has unknown fields.
+    #[error("scenario TOML: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A value is out of its meaningful range.
+    #[error("scenario field `{field}`: {reason}")]
+    Invalid {
+        /// Offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Sanity ranges the scenario author expects, checked by tests and shown in the report.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Expectations {
+    /// Plausible mean daily energy per house (kWh), import minus export.
+    pub daily_kwh: [f64; 2],
+}
+
+impl Default for Expectations {
+    fn default() -> Self {
+        Expectations {
+            daily_kwh: [4.0, 30.0],
+        }
+    }
+}
+
+/// A whole neighbourhood simulation, as written in `simulations/<name>.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name; also the output folder under `reports/`.
+    pub name: String,
+    /// One or two sentences for the report.
+    #[serde(default)]
+    pub description: String,
+    /// Master seed: every random stream is derived from it.
+    #[serde(default)]
+    pub seed: u64,
+    /// Number of households on the feeder.
+    pub houses: usize,
+    /// Number of simulated days.
+    pub days: u32,
+    /// First day, `YYYY-MM-DD` (local time is taken as UTC).
+    pub start: String,
+    /// Reporting interval in minutes (the model runs at one minute and averages up).
+    #[serde(default = "one_minute")]
+    pub resolution_min: u32,
+    /// Transformer rating in kW; overrides `detectors.overload.rating`.
+    pub transformer_kw: f64,
+    /// Climate.
+    #[serde(default)]
+    pub weather: WeatherConfig,
+    /// Adoption shares and household ranges.
+    #[serde(default)]
+    pub households: HouseholdConfig,
+    /// Injected anomalies.
+    #[serde(default)]
+    pub anomalies: Vec<AnomalySpec>,
+    /// The same detector settings the live substation bot takes.
+    #[serde(default)]
+    pub detectors: AggregatorConfig,
+    /// Sanity ranges.
+    #[serde(default)]
+    pub expect: Expectations,
+}
+
+fn one_minute() -> u32 {
+    1
+}
+
+impl Scenario {
+    /// Parses and validates a scenario; the rating and interval are copied into the detector config.
+    pub fn from_toml_str(text: &str) -> Result<Scenario, ScenarioError> {
+        let mut s: Scenario = toml::from_str(text)?;
+        let invalid = |field, reason: &str| ScenarioError::Invalid {
+            field,
+            reason: reason.to_owned(),
+        };
+        if s.houses == 0 || s.houses > 100_000 {
+            return Err(invalid("houses", "must be 1..=100000"));
+        }
+        if s.days == 0 || s.days > 3660 {
+            return Err(invalid("days", "must be 1..=3660"));
+        }
+        if s.resolution_min == 0 || 1440 % s.resolution_min != 0 {
+            return Err(invalid("resolution_min", "must divide a day"));
+        }
+        if !(s.transformer_kw.is_finite() && s.transformer_kw > 0.0) {
+            return Err(invalid("transformer_kw", "must be positive"));
+        }
+        if s.start_day().is_none() {
+            return Err(invalid("start", "must be YYYY-MM-DD"));
+        }
+        let h = &s.households;
+        for (field, v) in [
+            ("households.ev_share", h.ev_share),
+            ("households.pv_share", h.pv_share),
+            ("households.heat_pump_share", h.heat_pump_share),
+            (
+                "households.electric_heating_share",
+                h.electric_heating_share,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(field, "must be within 0..=1"));
+            }
+        }
+        if h.heat_pump_share + h.electric_heating_share > 1.0 {
+            return Err(invalid(
+                "households",
+                "heating shares add up to more than 1",
+            ));
+        }
+        for a in &s.anomalies {
+            if let Some(t) = &a.time
+                && crate::anomaly::parse_hhmm(t).is_none()
+            {
+                return Err(invalid("anomalies.time", "must be HH:MM"));
+            }
+            if a.day.is_some_and(|d| d >= s.days) {
+                return Err(invalid("anomalies.day", "must be before the last day"));
+            }
+        }
+        s.detectors.overload.rating = Watts::from_kw(s.transformer_kw);
+        s.detectors.interval = i64::from(s.resolution_min) * MINUTE;
+        Ok(s)
+    }
+
+    /// First day as days since the epoch.
+    pub fn start_day(&self) -> Option<i64> {
+        parse_date(&self.start)
+    }
+
+    /// Reporting intervals per day.
+    pub fn intervals_per_day(&self) -> usize {
+        (1440 / self.resolution_min) as usize
+    }
+}
