@@ -500,3 +500,24 @@ fn stale_readings_cannot_open_old_intervals_or_flood_summaries() {
     assert_eq!((s[0].start, s[0].meters), (T0, 1));
     assert_eq!(agg.counters().rejected.get("late"), 500);
 }
+
+/// With a limit that is not a multiple of the quantum, rounding must not lift an accepted
+/// value over the limit: before the fix 25,005 W under a 25,005 W limit was accepted as 25,010 W.
+#[test]
+fn quantisation_never_lifts_a_reading_over_the_limit() {
+    let limits = CodecLimits {
+        max_house_power: Watts(25_005),
+        ..CodecLimits::default()
+    };
+    let decode = |watts: &str| decode_stanza(edit("value='1840'", watts).as_bytes(), &limits);
+    assert_eq!(
+        decode("value='25005'").map_err(|r| r.kind()),
+        Err("over_limit")
+    );
+    assert_eq!(
+        decode("value='25004.6'").map_err(|r| r.kind()),
+        Err("over_limit")
+    );
+    assert_eq!(decode("value='25000'").map(|r| r.power), Ok(Watts(25_000)));
+    assert_eq!(decode("value='25004'").map(|r| r.power), Ok(Watts(25_000)));
+}

@@ -442,7 +442,15 @@ fn parse_power<'a, N: XmlNode<'a>>(field: N, limits: &CodecLimits) -> Result<Wat
             limit,
         });
     }
-    Ok(Watts(watts as i64).quantise(limits.quantum_watts))
+    // Rounding to the quantum can lift a value over a limit that is not a multiple of it.
+    let quantised = Watts(watts as i64).quantise(limits.quantum_watts);
+    if quantised.0 > limit {
+        return Err(Rejection::OverLimit {
+            watts: quantised.0,
+            limit,
+        });
+    }
+    Ok(quantised)
 }
 
 fn parse_field<'a, N: XmlNode<'a>>(f: N) -> Result<Field, Rejection> {
