@@ -244,17 +244,41 @@ fn count_ingested(report: &BotReport, meters: &[MeterReport]) {
 }
 
 #[test]
-fn direct_mode_every_reading_is_ingested_and_the_bot_sees_no_jid() {
+fn direct_mode_every_reading_is_ingested_across_rotations_and_the_bot_sees_no_jid() {
     let hood = Hood::new(5, RoomPolicy::default());
     let dir = tempfile::tempdir().unwrap();
     let csv = constant_csv(&dir, 900, 100);
     runtime().block_on(async {
-        let meters = (0..5).map(|i| hood.meter(i, Mode::Direct, &csv)).collect();
-        let (report, events, meters, _) =
-            run_hood(hood.bot(&[]), meters, Duration::from_secs(4)).await;
+        let meters = (0..5)
+            .map(|i| {
+                let mut m = hood.meter(i, Mode::Direct, &csv);
+                // Rotate every ~2 s: leave, pause, rejoin under a fresh nickname.
+                m.rotate = [1.5, 2.5];
+                m.rejoin_gap = [0.1, 0.3];
+                m
+            })
+            .collect();
+        let (report, events, meters, meter_events) =
+            run_hood(hood.bot(&[]), meters, Duration::from_secs(5)).await;
         count_ingested(&report, &meters);
         assert_no_house_jid(&events, &hood);
         assert!(events.iter().any(|e| matches!(e, BotEvent::Summary { .. })));
+        let mut all_nicks = std::collections::HashSet::new();
+        for (report, evs) in meters.iter().zip(&meter_events) {
+            let nicks: Vec<_> = evs
+                .iter()
+                .filter_map(|e| match e {
+                    MeterEvent::Joined(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
+            assert!(nicks.len() >= 2, "no rotation: {nicks:?}");
+            assert_eq!(report.nicks, nicks.len() as u64);
+            assert!(
+                nicks.iter().all(|n| all_nicks.insert(n.clone())),
+                "nickname reused"
+            );
+        }
     });
 }
 
@@ -512,5 +536,67 @@ fn tls_with_the_test_ca_works_and_failures_are_clear_and_bounded() {
         let err = connect(&plain).await.unwrap_err();
         // The server requires TLS, so plaintext is refused by the server; the point is a clear error.
         assert!(!err.to_string().is_empty());
+    });
+}
+
+#[test]
+fn bot_and_meters_rejoin_after_the_server_restarts() {
+    let mut hood = Hood::new(5, RoomPolicy::default());
+    let dir = tempfile::tempdir().unwrap();
+    let csv = constant_csv(&dir, 700, 100);
+    // A stuck session is detected by a send that does not complete within the account timeout.
+    let stall = Duration::from_secs(3);
+    let meters: Vec<MeterConfig> = (0..5)
+        .map(|i| {
+            let mut m = hood.meter(i, Mode::Direct, &csv);
+            m.account.timeout = stall;
+            m
+        })
+        .collect();
+    let mut bot = hood.bot(&[]);
+    bot.account.timeout = stall;
+    runtime().block_on(async {
+        let (stop, stop_rx) = watch::channel(false);
+        let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+        let bot_task = tokio::spawn(run_bot(bot, Some(bot_tx), stopped(stop_rx.clone())));
+        let mut tasks = Vec::new();
+        for m in meters {
+            tasks.push(tokio::spawn(run_meter(m, None, stopped(stop_rx.clone()))));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Like a crash: SIGKILL, same port and data; sessions cannot be resumed.
+        tokio::task::block_in_place(|| hood.server.restart()).unwrap();
+        let restarted = gridmuc::core::Timestamp(
+            i64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        stop.send(true).unwrap();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let report = bot_task.await.unwrap().unwrap();
+        let mut joins = 0;
+        let mut after = Vec::new();
+        while let Ok(e) = bot_rx.try_recv() {
+            match e {
+                BotEvent::Joined(_) => joins += 1,
+                BotEvent::Summary { stats, .. } if stats.start > restarted => {
+                    after.push(stats.meters)
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(joins, 2, "the bot should rejoin once");
+        assert!(
+            after.iter().any(|m| *m == 5),
+            "no full interval after the restart: {after:?}"
+        );
+        assert_eq!(report.counters.rejected.total(), 0);
     });
 }

@@ -32,3 +32,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let cfg: MeterConfig =
+            toml::from_str(include_str!("../../../examples/meter.toml")).unwrap();
+        assert_eq!(cfg.room, "neighbourhood@rooms.grid.example");
+    }
+}

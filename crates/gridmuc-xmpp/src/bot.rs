@@ -124,6 +124,7 @@ struct Bot {
     tap: bool,
     events: Option<mpsc::UnboundedSender<BotEvent>>,
     timeout: Duration,
+    account: ConnectConfig,
 }
 
 /// Runs the bot until `shutdown` resolves; flushes the open intervals before returning.
@@ -152,6 +153,7 @@ pub async fn run_bot(
         tap: cfg.tap_stanzas,
         events,
         timeout: cfg.account.timeout,
+        account: cfg.account,
     };
     let result = bot.run(&mut client, shutdown).await;
     connect::close(client).await;
@@ -179,28 +181,46 @@ impl Bot {
                 .agg
                 .poll_timeout()
                 .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at);
-            tokio::select! {
+            let step = tokio::select! {
                 () = &mut shutdown => break,
-                event = client.next() => match event {
-                    None | Some(Event::Disconnected(_)) => return Err(MucError::SessionEnded.into()),
-                    Some(Event::Online { resumed: false, .. }) => {
-                        tracing::info!("session restarted without resumption; rejoining the room");
-                        connect::announce(client).await.map_err(MucError::Send)?;
-                        self.join(client).await?;
-                    }
-                    Some(Event::Online { .. }) => {}
-                    Some(Event::Stanza(s)) => self.handle_stanza(client, s).await?,
-                },
+                event = client.next() => self.on_event(client, event).await,
                 () = tokio::time::sleep_until(wake) => {
                     self.agg.handle_timeout(now_ts());
-                    self.publish(client).await?;
+                    self.publish(client).await
                 }
+            };
+            match step {
+                Ok(()) => {}
+                Err(BotError::Muc(MucError::Stalled(_))) => {
+                    tracing::warn!("session stalled; replacing it and rejoining the room");
+                    connect::renew(client, &self.account).await?;
+                    self.join(client).await?;
+                }
+                Err(e) => return Err(e),
             }
         }
         self.agg.flush();
         self.publish(client).await?;
-        muc::leave(client, &self.room, &self.nick).await?;
+        muc::leave(client, &self.room, &self.nick, self.timeout).await?;
         Ok(())
+    }
+
+    /// Reacts to what the session delivered.
+    async fn on_event(
+        &mut self,
+        client: &mut Client,
+        event: Option<Event>,
+    ) -> Result<(), BotError> {
+        match event {
+            None | Some(Event::Disconnected(_)) => Err(MucError::SessionEnded.into()),
+            Some(Event::Online { resumed: false, .. }) => {
+                tracing::info!("session restarted without resumption; rejoining the room");
+                connect::announce(client).await.map_err(MucError::Send)?;
+                self.join(client).await
+            }
+            Some(Event::Online { .. }) => Ok(()),
+            Some(Event::Stanza(s)) => self.handle_stanza(client, s).await,
+        }
     }
 
     /// Joins as a plain participant, or refuses to run if the room would show us real JIDs.
@@ -231,7 +251,7 @@ impl Bot {
             None
         };
         if let Some(refusal) = refusal {
-            muc::leave(client, &self.room, &self.nick).await?;
+            muc::leave(client, &self.room, &self.nick, self.timeout).await?;
             return Err(MucError::from(refusal).into());
         }
         tracing::info!(room = %self.room, nick = %self.nick, "joined as a plain participant");
@@ -302,7 +322,15 @@ impl Bot {
             return Ok(());
         };
         let reply = self.answer(body.trim());
-        send_chat(client, from.into(), MessageType::Chat, reply, None).await
+        send_chat(
+            client,
+            self.timeout,
+            from.into(),
+            MessageType::Chat,
+            reply,
+            None,
+        )
+        .await
     }
 
     /// Operator commands: short human answers, nicknames only.
@@ -349,6 +377,7 @@ impl Bot {
                 let to = self.room.clone().into();
                 send_chat(
                     client,
+                    self.timeout,
                     to,
                     MessageType::Groupchat,
                     summary_line(&stats),
@@ -372,6 +401,7 @@ impl Bot {
                     let to = muc::occupant(&self.room, nick)?.into();
                     send_chat(
                         client,
+                        self.timeout,
                         to,
                         MessageType::Chat,
                         body.clone(),
@@ -383,6 +413,7 @@ impl Bot {
                     let to = self.room.clone().into();
                     send_chat(
                         client,
+                        self.timeout,
                         to,
                         MessageType::Groupchat,
                         body.clone(),
@@ -394,6 +425,7 @@ impl Bot {
             for op in &self.operators {
                 send_chat(
                     client,
+                    self.timeout,
                     op.clone().into(),
                     MessageType::Chat,
                     body.clone(),
@@ -401,7 +433,7 @@ impl Bot {
                 )
                 .await?;
             }
-            tracing::info!(%body, "alert delivered");
+            tracing::debug!(%body, "alert delivered");
             self.emit(BotEvent::Alert(alert));
         }
         Ok(())
@@ -423,6 +455,7 @@ pub fn summary_line(s: &IntervalStats) -> String {
 
 async fn send_chat(
     client: &mut Client,
+    bound: Duration,
     to: Jid,
     type_: MessageType,
     body: String,
@@ -431,7 +464,7 @@ async fn send_chat(
     let mut m =
         Message::new_with_type(type_, Some(to)).with_payloads(payload.into_iter().collect());
     m.bodies.insert(Lang(String::new()), body);
-    client.send_stanza(m.into()).await.map_err(MucError::Send)?;
+    muc::send(client, m.into(), bound).await?;
     Ok(())
 }
 

@@ -411,6 +411,14 @@ async fn wait_online(mut client: Client, deadline: tokio::time::Instant) -> Opti
     }
 }
 
+/// Replaces a stuck session with a fresh one (new stream, no resumption state to trip over).
+pub async fn renew(client: &mut Client, cfg: &ConnectConfig) -> Result<(), ConnectError> {
+    let fresh = connect(cfg).await?;
+    let old = std::mem::replace(client, fresh);
+    tokio::spawn(close(old));
+    Ok(())
+}
+
 /// Ends a session without ever hanging: `send_end` can block for minutes, so it is bounded.
 pub async fn close(client: Client) {
     if tokio::time::timeout(Duration::from_secs(2), client.send_end())

@@ -66,7 +66,7 @@ pub async fn listen(
         let to = BareJid::new(&to).map_err(|_| ListenError::BadJid(to.clone()))?;
         let mut m = Message::chat(Some(to.into()));
         m.bodies.insert(Lang(String::new()), body);
-        client.send_stanza(m.into()).await.map_err(MucError::Send)?;
+        muc::send(&mut client, m.into(), cfg.timeout).await?;
     }
     tokio::pin!(shutdown);
     loop {

@@ -184,6 +184,14 @@ fn secs(x: f64) -> Duration {
     Duration::try_from_secs_f64(x.max(0.0)).unwrap_or(Duration::ZERO)
 }
 
+/// What ended a wait in the main loop.
+enum Wake {
+    /// The session delivered something (or ended); boxed, events are large.
+    Event(Box<Option<Event>>),
+    /// A send slot, rotation or rejoin is due.
+    Timer,
+}
+
 /// Where the agent is in its join/send/rotate cycle.
 enum State {
     /// In the room under `nick`, next reading due at `send_at` for the interval starting at `slot`.
@@ -271,29 +279,27 @@ impl Meter {
                 } => (*send_at).min(*rotate_at),
                 State::Away(at) => *at,
             };
-            tokio::select! {
+            let woke = tokio::select! {
                 () = &mut shutdown => break,
-                event = client.next() => match event {
-                    None | Some(Event::Disconnected(_)) => return Err(MucError::SessionEnded.into()),
-                    Some(Event::Online { resumed: false, .. }) => {
-                        tracing::info!("session restarted without resumption; rejoining under a new nickname");
-                        state = self.join(client, rng).await?;
-                    }
-                    Some(Event::Online { .. }) => {}
-                    Some(Event::Stanza(s)) => {
-                        if self.handle_stanza(s, &state) {
-                            tracing::warn!("removed from the room; rejoining under a new nickname");
-                            state = self.join(client, rng).await?;
-                        }
-                    }
-                },
-                () = tokio::time::sleep_until(wake) => {
-                    match self.tick(client, rng, state).await? {
-                        Some(next) => state = next,
-                        None => return Ok(()),
-                    }
+                event = client.next() => Wake::Event(Box::new(event)),
+                () = tokio::time::sleep_until(wake) => Wake::Timer,
+            };
+            let next = match woke {
+                Wake::Event(event) => self.on_event(client, rng, *event, state).await,
+                Wake::Timer => self.tick(client, rng, state).await,
+            };
+            state = match next {
+                Ok(Some(next)) => next,
+                Ok(None) => return Ok(()),
+                Err(MeterError::Muc(MucError::Stalled(_))) => {
+                    tracing::warn!(
+                        "session stalled; replacing it and rejoining under a new nickname"
+                    );
+                    connect::renew(client, &self.cfg.account).await?;
+                    self.join(client, rng).await?
                 }
-            }
+                Err(e) => return Err(e),
+            };
         }
         if let State::Joined { nick, .. } = &state {
             self.leave(client, nick).await?;
@@ -301,9 +307,36 @@ impl Meter {
         Ok(())
     }
 
+    /// Reacts to what the session delivered; `None` never happens here (only the source ends a run).
+    async fn on_event<R: Rng + rand::CryptoRng>(
+        &mut self,
+        client: &mut Client,
+        rng: &mut R,
+        event: Option<Event>,
+        state: State,
+    ) -> Result<Option<State>, MeterError> {
+        match event {
+            None | Some(Event::Disconnected(_)) => Err(MucError::SessionEnded.into()),
+            Some(Event::Online { resumed: false, .. }) => {
+                tracing::info!(
+                    "session restarted without resumption; rejoining under a new nickname"
+                );
+                Ok(Some(self.join(client, rng).await?))
+            }
+            Some(Event::Online { .. }) => Ok(Some(state)),
+            Some(Event::Stanza(s)) => {
+                if self.handle_stanza(s, &state) {
+                    tracing::warn!("removed from the room; rejoining under a new nickname");
+                    return Ok(Some(self.join(client, rng).await?));
+                }
+                Ok(Some(state))
+            }
+        }
+    }
+
     async fn leave(&self, client: &mut Client, nick: &RoomNick) -> Result<(), MeterError> {
-        muc::leave(client, &self.room, nick).await?;
-        tracing::info!(%nick, "left the room");
+        muc::leave(client, &self.room, nick, self.cfg.account.timeout).await?;
+        tracing::debug!(%nick, "left the room");
         self.emit(MeterEvent::Left(nick.clone()));
         Ok(())
     }
@@ -326,7 +359,7 @@ impl Meter {
                 JoinOutcome::Joined(me) => {
                     let room = self.room.to_string();
                     if me.non_anonymous || me.occupant_id || me.created {
-                        muc::leave(client, &self.room, &nick).await?;
+                        muc::leave(client, &self.room, &nick, timeout).await?;
                         return Err(MucError::from(if me.occupant_id {
                             PrivacyError::OccupantId(room)
                         } else if me.created {
@@ -336,7 +369,7 @@ impl Meter {
                         })
                         .into());
                     }
-                    tracing::info!(%nick, "joined the room");
+                    tracing::debug!(%nick, "joined the room");
                     self.report.nicks += 1;
                     self.emit(MeterEvent::Joined(nick.clone()));
                     let (slot, send_at) = self.next_slot(rng, None);
@@ -407,10 +440,8 @@ impl Meter {
                         seqnr,
                         quality: Quality::AUTOMATIC_READOUT,
                     };
-                    client
-                        .send_stanza(self.message(&reading).into())
-                        .await
-                        .map_err(MucError::Send)?;
+                    let stanza = self.message(&reading).into();
+                    muc::send(client, stanza, self.cfg.account.timeout).await?;
                     seqnr += 1;
                     self.report.sent += 1;
                     self.emit(MeterEvent::Sent {
@@ -478,7 +509,7 @@ impl Meter {
             Stanza::Message(m) if m.type_ == MessageType::Chat => {
                 if let Some(from) = muc::nick_in_room(m.from.as_ref(), &self.room) {
                     let heard = crate::listen::heard(&m);
-                    tracing::info!(%from, body = %heard.body, "private message through the room");
+                    tracing::debug!(%from, body = %heard.body, "private message through the room");
                     self.emit(MeterEvent::Private {
                         to: me.clone(),
                         from,

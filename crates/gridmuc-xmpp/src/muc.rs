@@ -81,6 +81,9 @@ pub enum MucError {
     /// Could not write to the stream.
     #[error("send failed: {0}")]
     Send(#[from] std::io::Error),
+    /// A stanza did not reach the wire in time: the session is stuck (see [`send`]).
+    #[error("XMPP session stalled: a stanza was not sent within {0:?}")]
+    Stalled(Duration),
     /// No free nickname after several tries.
     #[error("no free nickname after {0} attempts")]
     NoFreeNick(usize),
@@ -117,6 +120,20 @@ pub enum JoinOutcome {
     Joined(SelfPresence),
     /// The nickname is taken (409): draw another.
     Conflict,
+}
+
+/// Sends one stanza, bounded.
+///
+/// tokio-xmpp queues stanzas while it reconnects, and after a server restart it can loop
+/// forever on a failed stream resumption (Prosody 0.12 answers `<failed/>` without `h`,
+/// which xmpp-parsers 0.23 refuses to parse). A send that does not finish within `bound`
+/// therefore means the session is stuck; callers replace it ([`crate::connect::renew`]).
+pub async fn send(client: &mut Client, stanza: Stanza, bound: Duration) -> Result<(), MucError> {
+    match tokio::time::timeout(bound, client.send_stanza(stanza)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(MucError::Send(e)),
+        Err(_) => Err(MucError::Stalled(bound)),
+    }
 }
 
 /// The occupant JID `room/nick`.
@@ -214,7 +231,7 @@ pub async fn join(
     let to = occupant(room, nick)?;
     let muc = Muc::new().with_history(History::new().with_maxstanzas(0));
     let presence = Presence::available().with_to(to.clone()).with_payload(muc);
-    client.send_stanza(presence.into()).await?;
+    send(client, presence.into(), timeout).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let event = tokio::time::timeout_at(deadline, client.next())
@@ -289,12 +306,14 @@ pub fn self_presence(p: &Presence) -> Option<SelfPresence> {
 }
 
 /// Leaves the room (rotation or shutdown); a new nickname later is a fresh, unlinked occupant.
-pub async fn leave(client: &mut Client, room: &BareJid, nick: &RoomNick) -> Result<(), MucError> {
+pub async fn leave(
+    client: &mut Client,
+    room: &BareJid,
+    nick: &RoomNick,
+    bound: Duration,
+) -> Result<(), MucError> {
     let to = occupant(room, nick)?;
-    client
-        .send_stanza(Presence::unavailable().with_to(to).into())
-        .await?;
-    Ok(())
+    send(client, Presence::unavailable().with_to(to).into(), bound).await
 }
 
 /// Whether a presence from `room/nick` says we are no longer in the room (kicked, banned, shut down).
