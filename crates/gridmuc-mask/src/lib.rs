@@ -53,6 +53,30 @@
 //! round with dropouts loses that round ([`MaskError::MissingResponse`]); the next round is
 //! unaffected.
 //!
+//! # Call sequence for the XMPP layer
+//!
+//! Each value is a [`MaskMessage`]; put `to_base64()` in a payload element (e.g.
+//! `<mask xmlns='urn:gridmuc:mask:0'>…</mask>`) and parse with `from_base64()`. Sizes are
+//! binary bytes for a cohort of `n` (base64 adds a third).
+//!
+//! | step | who | call | sends | size |
+//! |---|---|---|---|---|
+//! | 1 | meter | [`MaskedMeter::new`], [`MaskedMeter::key_announcement`] | groupchat or PM to bot | 33 |
+//! | 2 | bot | [`MaskedAggregator::handle_key`] per key, then [`MaskedAggregator::close_enrollment`] | [`Roster`] to the room | 19 + 32n |
+//! | 3 | meter | [`MaskedMeter::handle_roster`] | [`ShareUpload`] PM to bot | 5 + 50(n−1) |
+//! | 4 | bot | [`MaskedAggregator::handle_shares`] per upload, then [`MaskedAggregator::share_bundles`] | one [`ShareBundle`] PM to each meter | 5 + 50(n−1) |
+//! | 5 | meter | [`MaskedMeter::handle_bundle`] | — | |
+//! | per round | meter | [`MaskedMeter::prepare_round`] (optional, idle time), [`MaskedMeter::mask`] | [`MaskedReading`] PM to bot | 19 (26 base64 chars) |
+//! | | bot | [`MaskedAggregator::handle_masked`] per value; after the grace time [`MaskedAggregator::unmask_request`] | [`UnmaskRequest`] to the room | 11 + ⌈n/8⌉ |
+//! | | meter | [`MaskedMeter::answer_unmask`]; `Ok(None)` means send nothing | [`UnmaskResponse`] PM to bot | 21 + 34s for s survivors |
+//! | | bot | [`MaskedAggregator::handle_unmask_response`] per answer, then [`MaskedAggregator::finish`] until `Ok` | [`RoundSum`] to the detectors | |
+//!
+//! The XMPP layer maps a nickname to its roster index with [`Roster::index_of`] on the key
+//! that nickname announced, and should drop messages whose `from` index does not match the
+//! sending nickname. Round numbers are the interval index (e.g. interval start / interval
+//! length), the same for every meter. When nicknames rotate, the cohort is re-enrolled
+//! with fresh keys (a new `MaskedMeter` per new nickname and a new `MaskedAggregator`).
+//!
 //! # Threat model
 //!
 //! * Semi-honest bot and XMPP server (they follow the protocol, read everything): they see
