@@ -226,12 +226,24 @@ impl Bot {
     /// Joins as a plain participant, or refuses to run if the room would show us real JIDs.
     async fn join(&mut self, client: &mut Client) -> Result<(), BotError> {
         let mut saw_jids = false;
-        let outcome = muc::join(client, &self.room, &self.nick, self.timeout, |s| {
-            if let Stanza::Presence(p) = &s {
-                saw_jids |= presence_reveals_jid(&p.payloads);
+        let mut retries = 0;
+        let outcome = loop {
+            let answer = muc::answer_bound(&self.account);
+            let joined = muc::join(client, &self.room, &self.nick, answer, |s| {
+                if let Stanza::Presence(p) = &s {
+                    saw_jids |= presence_reveals_jid(&p.payloads);
+                }
+            })
+            .await;
+            match joined {
+                Err(MucError::Timeout(..)) if retries < muc::FRESH_RETRIES => {
+                    retries += 1;
+                    tracing::warn!("no answer to the join; retrying on a fresh session");
+                    connect::renew(client, &self.account).await?;
+                }
+                other => break other?,
             }
-        })
-        .await?;
+        };
         let me = match outcome {
             JoinOutcome::Conflict => return Err(BotError::NickTaken(self.nick.to_string())),
             JoinOutcome::Joined(me) => me,

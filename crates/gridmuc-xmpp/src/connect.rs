@@ -353,39 +353,95 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
         timeout: cfg.timeout,
         state,
     };
-    let timeouts = Timeouts::tight();
-    let client = match cfg.transport {
-        Transport::StartTls => {
-            let connector = RustlsStartTls {
-                dns,
-                tls: tls_config(cfg)?,
-            };
-            tokio::time::timeout_at(deadline, probe(&connector, &jid, &cfg.password, &server))
-                .await
-                .map_err(|_| timed_out("probe login"))??;
-            Client::new_with_connector(jid.clone(), cfg.password.clone(), connector, timeouts)
-        }
-        Transport::PlaintextLoopback => {
-            if !is_loopback(cfg.server.as_deref()) {
-                return Err(ConnectError::PlaintextNotLoopback(server));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let client = match cfg.transport {
+            Transport::StartTls => {
+                let connector = RustlsStartTls {
+                    dns: dns.clone(),
+                    tls: tls_config(cfg)?,
+                };
+                start(connector, &jid, &cfg.password, &server, deadline).await?
             }
-            let connector = TcpServerConnector::from(dns);
-            tokio::time::timeout_at(deadline, probe(&connector, &jid, &cfg.password, &server))
+            Transport::PlaintextLoopback => {
+                if !is_loopback(cfg.server.as_deref()) {
+                    return Err(ConnectError::PlaintextNotLoopback(server));
+                }
+                let connector = TcpServerConnector::from(dns.clone());
+                start(connector, &jid, &cfg.password, &server, deadline).await?
+            }
+        };
+        let mut client = wait_online(client, deadline)
+            .await
+            .ok_or_else(|| timed_out("session negotiation"))?;
+        // Rarely a fresh tokio-xmpp 6 session delivers nothing at all (an answer showed up
+        // only when we closed it, 10 s later); a ping round trip catches that, and a new
+        // session does not have the problem.
+        if alive(&mut client, LIVENESS).await {
+            announce(&mut client)
                 .await
-                .map_err(|_| timed_out("probe login"))??;
-            Client::new_with_connector(jid.clone(), cfg.password.clone(), connector, timeouts)
+                .map_err(|e| ConnectError::Transport {
+                    server: server.clone(),
+                    reason: e.to_string(),
+                })?;
+            return Ok(client);
         }
-    };
-    let mut client = wait_online(client, deadline)
+        tracing::warn!(
+            attempt,
+            "new session did not answer a ping; starting another"
+        );
+        close(client).await;
+        if attempt >= 3 {
+            return Err(timed_out("a session that answers"));
+        }
+    }
+}
+
+/// How long a fresh session may take to answer a ping.
+const LIVENESS: Duration = Duration::from_secs(2);
+
+/// Probes one login (bounded) and, if it works, starts the reconnecting client.
+async fn start<C: ServerConnector>(
+    connector: C,
+    jid: &BareJid,
+    password: &str,
+    server: &str,
+    deadline: tokio::time::Instant,
+) -> Result<Client, ConnectError> {
+    tokio::time::timeout_at(deadline, probe(&connector, jid, password, server))
         .await
-        .ok_or_else(|| timed_out("session negotiation"))?;
-    announce(&mut client)
+        .map_err(|_| ConnectError::Timeout {
+            server: server.to_owned(),
+            timeout: deadline.saturating_duration_since(tokio::time::Instant::now()),
+            state: "probe login",
+        })??;
+    Ok(Client::new_with_connector(
+        jid.clone(),
+        password.to_owned(),
+        connector,
+        Timeouts::tight(),
+    ))
+}
+
+/// True if the server answers an XEP-0199 ping within `bound`.
+async fn alive(client: &mut Client, bound: Duration) -> bool {
+    let id = format!("alive-{}", rand::random::<u64>());
+    let ping = xmpp_parsers::iq::Iq::from_get(id.clone(), xmpp_parsers::ping::Ping);
+    let deadline = tokio::time::Instant::now() + bound;
+    if tokio::time::timeout_at(deadline, client.send_stanza(ping.into()))
         .await
-        .map_err(|e| ConnectError::Transport {
-            server: server.clone(),
-            reason: e.to_string(),
-        })?;
-    Ok(client)
+        .is_err()
+    {
+        return false;
+    }
+    loop {
+        match tokio::time::timeout_at(deadline, client.next()).await {
+            Ok(Some(Event::Stanza(tokio_xmpp::Stanza::Iq(iq)))) if iq.id() == id => return true,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return false,
+        }
+    }
 }
 
 /// Sends initial presence: without it the server does not route messages sent to our bare JID

@@ -269,7 +269,17 @@ impl Meter {
         rng: &mut R,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), MeterError> {
-        muc::preflight(client, &self.room, self.cfg.account.timeout).await?;
+        let mut retries = 0;
+        while let Err(e) =
+            muc::preflight(client, &self.room, muc::answer_bound(&self.cfg.account)).await
+        {
+            if !matches!(e, MucError::Timeout(..)) || retries == muc::FRESH_RETRIES {
+                return Err(e.into());
+            }
+            retries += 1;
+            tracing::warn!("no answer from the room; retrying on a fresh session");
+            connect::renew(client, &self.cfg.account).await?;
+        }
         let mut state = self.join(client, rng).await?;
         tokio::pin!(shutdown);
         loop {
@@ -351,7 +361,16 @@ impl Meter {
         for _ in 0..ATTEMPTS {
             let nick = NickGenerator.generate(rng);
             let timeout = self.cfg.account.timeout;
-            match muc::join(client, &self.room, &nick, timeout, drop).await? {
+            let answer = muc::answer_bound(&self.cfg.account);
+            let outcome = match muc::join(client, &self.room, &nick, answer, drop).await {
+                Err(MucError::Timeout(..)) => {
+                    tracing::warn!("no answer to the join; retrying on a fresh session");
+                    connect::renew(client, &self.cfg.account).await?;
+                    continue;
+                }
+                other => other?,
+            };
+            match outcome {
                 JoinOutcome::Conflict => {
                     self.report.conflicts += 1;
                     tracing::debug!(%nick, "nickname taken; drawing another");

@@ -8,8 +8,9 @@ use gridmuc_core::RoomNick;
 use minidom::Element;
 use std::time::Duration;
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
-use tokio_xmpp::{Client, Event, IqRequest, IqResponse, Stanza};
+use tokio_xmpp::{Client, Event, Stanza};
 use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult};
+use xmpp_parsers::iq::Iq;
 use xmpp_parsers::muc::user::{Affiliation, MucUser, Role, Status};
 use xmpp_parsers::muc::{Muc, muc::History};
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
@@ -136,6 +137,30 @@ pub async fn send(client: &mut Client, stanza: Stanza, bound: Duration) -> Resul
     }
 }
 
+/// The next event before `deadline`.
+async fn next_event(
+    client: &mut Client,
+    deadline: tokio::time::Instant,
+    what: &str,
+    timeout: Duration,
+) -> Result<Option<Event>, MucError> {
+    tokio::time::timeout_at(deadline, client.next())
+        .await
+        .map_err(|_| MucError::Timeout(what.to_owned(), timeout))
+}
+
+/// How often a room request that got no answer is retried on a fresh session.
+///
+/// Rarely a tokio-xmpp 6 session stops delivering what the server sent: in one failing run
+/// Prosody's log shows the disco#info result sent within a millisecond, yet the client only
+/// saw it when the session was closed 10 s later. A fresh session has not shown the problem.
+pub const FRESH_RETRIES: u32 = 2;
+
+/// Per-attempt bound for a room answer: a third of the account's timeout, at least 1 s.
+pub fn answer_bound(account: &crate::connect::ConnectConfig) -> Duration {
+    (account.timeout / 3).max(Duration::from_secs(1))
+}
+
 /// The occupant JID `room/nick`.
 pub fn occupant(room: &BareJid, nick: &RoomNick) -> Result<FullJid, MucError> {
     room.with_resource_str(nick.as_str())
@@ -160,29 +185,40 @@ pub async fn preflight(
     room: &BareJid,
     timeout: Duration,
 ) -> Result<(), MucError> {
-    let token = client
-        .send_iq(
-            Some(room.clone().into()),
-            IqRequest::Get(DiscoInfoQuery { node: None }.into()),
-        )
-        .await;
-    let response = tokio::time::timeout(timeout, token)
-        .await
-        .map_err(|_| MucError::Timeout(room.to_string(), timeout))?
-        .map_err(|_| MucError::SessionEnded)?;
+    // A plain stanza plus our own wait, not `send_iq`: tokio-xmpp 6 sometimes leaves a
+    // `send_iq` request unflushed until the next write, so the answer came only after 10 s.
+    let id = format!("preflight-{}", rand::random::<u64>());
+    let iq = Iq::Get {
+        from: None,
+        to: Some(room.clone().into()),
+        id: id.clone(),
+        payload: DiscoInfoQuery { node: None }.into(),
+    };
+    send(client, iq.into(), timeout).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
     let name = room.to_string();
+    let response = loop {
+        match next_event(client, deadline, &name, timeout).await? {
+            None | Some(Event::Disconnected(_)) => return Err(MucError::SessionEnded),
+            Some(Event::Online { resumed: false, .. }) => return Err(MucError::Reconnected),
+            Some(Event::Stanza(Stanza::Iq(iq))) if iq.id() == id => break iq,
+            Some(_) => {}
+        }
+    };
     let payload = match response {
-        IqResponse::Result(Some(el)) => el,
-        IqResponse::Result(None) => return Err(PrivacyError::NotSemiAnonymous(name).into()),
-        IqResponse::Error(e) if e.defined_condition == DefinedCondition::ItemNotFound => {
+        Iq::Result {
+            payload: Some(el), ..
+        } => el,
+        Iq::Error { error, .. } if error.defined_condition == DefinedCondition::ItemNotFound => {
             return Err(PrivacyError::NoSuchRoom(name).into());
         }
-        IqResponse::Error(e) => {
+        Iq::Error { error, .. } => {
             return Err(MucError::Refused {
                 room: name,
-                condition: condition(&e),
+                condition: condition(&error),
             });
         }
+        _ => return Err(PrivacyError::NotSemiAnonymous(name).into()),
     };
     let info = DiscoInfoResult::try_from(payload).map_err(|e| MucError::Refused {
         room: name.clone(),
@@ -234,10 +270,7 @@ pub async fn join(
     send(client, presence.into(), timeout).await?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let event = tokio::time::timeout_at(deadline, client.next())
-            .await
-            .map_err(|_| MucError::Timeout(room.to_string(), timeout))?;
-        match event {
+        match next_event(client, deadline, &room.to_string(), timeout).await? {
             None => return Err(MucError::SessionEnded),
             Some(Event::Online { resumed: false, .. }) => return Err(MucError::Reconnected),
             Some(Event::Online { .. }) => {}
