@@ -156,7 +156,8 @@ fn checked_cohort_size(n: usize) -> Result<u16, MaskError> {
 }
 
 fn to_quanta(reading: Watts) -> Option<i64> {
-    Some(reading.quantise(10).0 / QUANTUM.0).filter(|q| q.unsigned_abs() <= MAX_READING_QUANTA)
+    Some(reading.quantise(QUANTUM.0 as u32).0 / QUANTUM.0)
+        .filter(|q| q.unsigned_abs() <= MAX_READING_QUANTA)
 }
 
 /// Why a masked-mode step was refused; each names the rule it protects.
