@@ -1,6 +1,7 @@
 //! Umbrella crate so root `examples/` and `tests/` can reach every gridmuc crate by one name.
 
 pub use gridmuc_core as core;
+pub use gridmuc_mask as mask;
 pub use gridmuc_report as report;
 pub use gridmuc_server as server;
 pub use gridmuc_sim as sim;

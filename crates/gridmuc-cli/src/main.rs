@@ -1,6 +1,7 @@
 //! `gridmuc`: one binary for the live neighbourhood, the offline simulations and the benchmarks.
 
 mod bench_ingest;
+mod bench_masked;
 mod bench_sim;
 mod demo;
 mod meter;
@@ -47,6 +48,8 @@ enum BenchCommand {
     Ingest(bench_ingest::Args),
     /// Simulate household-years and report the rate per CPU-second.
     Sim(bench_sim::Args),
+    /// Masked-aggregation costs per house and round, and bytes per reading.
+    Masked(bench_masked::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { which } => match which {
             BenchCommand::Ingest(a) => bench_ingest::run(a),
             BenchCommand::Sim(a) => bench_sim::run(a),
+            BenchCommand::Masked(a) => bench_masked::run(a),
         },
     }
 }
