@@ -1,4 +1,5 @@
 //! Behaviour of the simulator as a whole: determinism, anomaly labelling, realism, detector scores.
+#![allow(clippy::unwrap_used)] // tests may unwrap (house rule); helpers here are test-only
 
 use gridmuc_sim::{AnomalyKind, Scenario, SimOutput, run};
 
