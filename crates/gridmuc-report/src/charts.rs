@@ -6,6 +6,7 @@
 use crate::frames::{Frames, f64_column, str_column};
 use crate::{ReportError, Result};
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,75 @@ trait Chart {
 
 fn msg<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
+}
+
+/// The x/y chart `axes` builds from ranges of type `X` and `Y`.
+type Axes<'a, DB, X, Y> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// Clears `root` to white, then builds the captioned x/y chart every plot uses and draws its mesh.
+fn axes<'a, DB, X, Y>(
+    root: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    x: X,
+    y: Y,
+    (x_desc, y_desc): (&str, &str),
+) -> std::result::Result<Axes<'a, DB, X, Y>, String>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord,
+    Y: AsRangedCoord,
+    X::CoordDescType: ValueFormatter<X::Value>,
+    Y::CoordDescType: ValueFormatter<Y::Value>,
+{
+    root.fill(&WHITE).map_err(msg)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, (FAMILY, 24))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(msg)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(msg)?;
+    Ok(chart)
+}
+
+/// Draws the series legend in the one style all charts share, at `position`.
+fn legend<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .label_font((FAMILY, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
+        .map_err(msg)
+}
+
+/// Legend key for a line: a short horizontal stroke.
+fn line_key<S: Into<ShapeStyle>>((x, y): (i32, i32), style: S) -> PathElement<(i32, i32)> {
+    PathElement::new(vec![(x, y), (x + 16, y)], style)
+}
+
+/// Legend key for a filled area: a small box.
+fn box_key<S: Into<ShapeStyle>>((x, y): (i32, i32), style: S) -> Rectangle<(i32, i32)> {
+    Rectangle::new([(x, y - 5), (x + 16, y + 5)], style)
 }
 
 fn save<C: Chart>(chart: &C, dir: &Path) -> Result<Vec<PathBuf>> {
@@ -158,23 +228,15 @@ impl Chart for LoadChart {
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(msg)?;
         let (lo, hi) = range(self.physical.iter().chain(&self.reported).map(|p| p.1));
         let y = (lo.min(0.0) * 1.1)..(hi.max(self.rating_kw) * 1.1);
-        let mut chart = ChartBuilder::on(root)
-            .caption("Neighbourhood load vs transformer rating", (FAMILY, 24))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..self.x_max, y.clone())
-            .map_err(msg)?;
-        chart
-            .configure_mesh()
-            .x_desc("hours since start")
-            .y_desc("kW")
-            .label_style((FAMILY, 14))
-            .draw()
-            .map_err(msg)?;
+        let mut chart = axes(
+            root,
+            "Neighbourhood load vs transformer rating",
+            0.0..self.x_max,
+            y.clone(),
+            ("hours since start", "kW"),
+        )?;
         chart
             .draw_series(self.events.iter().map(|(s, e)| {
                 Rectangle::new(
@@ -184,12 +246,7 @@ impl Chart for LoadChart {
             }))
             .map_err(msg)?
             .label("injected event")
-            .legend(|(x, y)| {
-                Rectangle::new(
-                    [(x, y - 5), (x + 16, y + 5)],
-                    RGBColor(255, 200, 0).mix(0.4).filled(),
-                )
-            });
+            .legend(|p| box_key(p, RGBColor(255, 200, 0).mix(0.4).filled()));
         chart
             .draw_series(LineSeries::new(
                 self.physical.iter().copied(),
@@ -197,7 +254,7 @@ impl Chart for LoadChart {
             ))
             .map_err(msg)?
             .label("physical load")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(160, 160, 160)));
+            .legend(|p| line_key(p, RGBColor(160, 160, 160)));
         chart
             .draw_series(LineSeries::new(
                 self.reported.iter().copied(),
@@ -205,7 +262,7 @@ impl Chart for LoadChart {
             ))
             .map_err(msg)?
             .label("reported (aggregator)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+            .legend(|p| line_key(p, BLUE));
         for (value, label, colour) in [
             (self.rating_kw, "rating", RED),
             (self.warn_kw, "warning line", RGBColor(230, 130, 0)),
@@ -217,9 +274,7 @@ impl Chart for LoadChart {
                 ))
                 .map_err(msg)?
                 .label(label)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
-                });
+                .legend(move |p| line_key(p, colour.stroke_width(2)));
         }
         for kind in ["overload", "aggregate-spike", "house-spike"] {
             let colour = kind_colour(kind);
@@ -234,14 +289,7 @@ impl Chart for LoadChart {
                 .label(format!("alert: {kind}"))
                 .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 6, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(msg)
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
 }
 
@@ -290,25 +338,14 @@ impl Chart for ProfileChart {
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(msg)?;
         let (lo, hi) = range(self.p5.iter().chain(&self.p95).map(|p| p.1));
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                "Average day per house: mean with p5–p95 band across houses",
-                (FAMILY, 24),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..24.0, (lo.min(0.0) * 1.1)..(hi * 1.1).max(0.5))
-            .map_err(msg)?;
-        chart
-            .configure_mesh()
-            .x_desc("hour of day (UTC)")
-            .y_desc("kW per house")
-            .label_style((FAMILY, 14))
-            .draw()
-            .map_err(msg)?;
+        let mut chart = axes(
+            root,
+            "Average day per house: mean with p5–p95 band across houses",
+            0.0..24.0,
+            (lo.min(0.0) * 1.1)..(hi * 1.1).max(0.5),
+            ("hour of day (UTC)", "kW per house"),
+        )?;
         let band: Vec<(f64, f64)> = self
             .p95
             .iter()
@@ -319,7 +356,7 @@ impl Chart for ProfileChart {
             .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.18).filled())))
             .map_err(msg)?
             .label("p5–p95 across houses")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], BLUE.mix(0.3).filled()));
+            .legend(|p| box_key(p, BLUE.mix(0.3).filled()));
         chart
             .draw_series(LineSeries::new(
                 self.mean.iter().copied(),
@@ -327,15 +364,8 @@ impl Chart for ProfileChart {
             ))
             .map_err(msg)?
             .label("mean")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(msg)
+            .legend(|p| line_key(p, BLUE.stroke_width(2)));
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
 }
 
@@ -367,32 +397,21 @@ impl Chart for DurationChart {
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(msg)?;
         let (lo, hi) = range(self.curve.iter().map(|p| p.1));
-        let mut chart = ChartBuilder::on(root)
-            .caption("Load-duration curve (physical load)", (FAMILY, 24))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(
-                0.0..100.0,
-                (lo.min(0.0) * 1.1)..(hi.max(self.rating_kw) * 1.1),
-            )
-            .map_err(msg)?;
-        chart
-            .configure_mesh()
-            .x_desc("% of time load is at least this")
-            .y_desc("kW")
-            .label_style((FAMILY, 14))
-            .draw()
-            .map_err(msg)?;
+        let mut chart = axes(
+            root,
+            "Load-duration curve (physical load)",
+            0.0..100.0,
+            (lo.min(0.0) * 1.1)..(hi.max(self.rating_kw) * 1.1),
+            ("% of time load is at least this", "kW"),
+        )?;
         chart
             .draw_series(
                 AreaSeries::new(self.curve.iter().copied(), 0.0, BLUE.mix(0.2)).border_style(BLUE),
             )
             .map_err(msg)?
             .label("neighbourhood load")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], BLUE.mix(0.3).filled()));
+            .legend(|p| box_key(p, BLUE.mix(0.3).filled()));
         chart
             .draw_series(LineSeries::new(
                 vec![(0.0, self.rating_kw), (100.0, self.rating_kw)],
@@ -400,14 +419,9 @@ impl Chart for DurationChart {
             ))
             .map_err(msg)?
             .label("transformer rating")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .label_font((FAMILY, 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(msg)
+            .legend(|p| line_key(p, RED.stroke_width(2)));
+        // MiddleRight is plotters' default placement, which this chart has always used.
+        legend(&mut chart, SeriesLabelPosition::MiddleRight)
     }
 }
 
@@ -444,24 +458,16 @@ impl Chart for PeaksChart {
         &self,
         root: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(msg)?;
         let x0 = self.bins.first().map_or(0.0, |b| b.0);
         let x1 = self.bins.last().map_or(1.0, |b| b.0 + self.width);
         let top = self.bins.iter().map(|b| b.1).max().unwrap_or(1).max(1);
-        let mut chart = ChartBuilder::on(root)
-            .caption("Distribution of per-house peak load", (FAMILY, 24))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1, 0u32..(top + top / 10 + 1))
-            .map_err(msg)?;
-        chart
-            .configure_mesh()
-            .x_desc("house peak (kW, highest reporting interval)")
-            .y_desc("houses")
-            .label_style((FAMILY, 14))
-            .draw()
-            .map_err(msg)?;
+        let mut chart = axes(
+            root,
+            "Distribution of per-house peak load",
+            x0..x1,
+            0u32..(top + top / 10 + 1),
+            ("house peak (kW, highest reporting interval)", "houses"),
+        )?;
         chart
             .draw_series(self.bins.iter().map(|(x, c)| {
                 Rectangle::new(

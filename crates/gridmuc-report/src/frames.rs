@@ -33,6 +33,14 @@ where
     Column::new(name.into(), values)
 }
 
+/// A column holding `f` of every row, so each table lists only names and fields.
+fn col_of<'a, R, T>(name: &str, rows: &'a [R], f: impl Fn(&'a R) -> T) -> Column
+where
+    Series: NamedFrom<Vec<T>, [T]>,
+{
+    col(name, rows.iter().map(f).collect())
+}
+
 impl Frames {
     /// Builds every table from a run.
     pub fn from_output(o: &SimOutput) -> Result<Frames> {
@@ -69,170 +77,70 @@ impl Frames {
 
         let iv = &o.intervals;
         let intervals = DataFrame::new_infer_height(vec![
-            col("start_ms", iv.iter().map(|r| r.start.0).collect::<Vec<_>>()),
-            col(
-                "meters",
-                iv.iter().map(|r| i64::from(r.meters)).collect::<Vec<_>>(),
-            ),
-            col(
-                "reported_total_w",
-                iv.iter().map(|r| r.reported_total_w).collect::<Vec<_>>(),
-            ),
-            col(
-                "true_total_w",
-                iv.iter().map(|r| r.true_total_w).collect::<Vec<_>>(),
-            ),
-            col("mean_w", iv.iter().map(|r| r.mean_w).collect::<Vec<_>>()),
-            col(
-                "median_w",
-                iv.iter().map(|r| r.median_w).collect::<Vec<_>>(),
-            ),
-            col("p5_w", iv.iter().map(|r| r.p5_w).collect::<Vec<_>>()),
-            col("p95_w", iv.iter().map(|r| r.p95_w).collect::<Vec<_>>()),
-            col(
-                "std_dev_w",
-                iv.iter().map(|r| r.std_dev_w).collect::<Vec<_>>(),
-            ),
-            col("min_w", iv.iter().map(|r| r.min_w).collect::<Vec<_>>()),
-            col("max_w", iv.iter().map(|r| r.max_w).collect::<Vec<_>>()),
+            col_of("start_ms", iv, |r| r.start.0),
+            col_of("meters", iv, |r| i64::from(r.meters)),
+            col_of("reported_total_w", iv, |r| r.reported_total_w),
+            col_of("true_total_w", iv, |r| r.true_total_w),
+            col_of("mean_w", iv, |r| r.mean_w),
+            col_of("median_w", iv, |r| r.median_w),
+            col_of("p5_w", iv, |r| r.p5_w),
+            col_of("p95_w", iv, |r| r.p95_w),
+            col_of("std_dev_w", iv, |r| r.std_dev_w),
+            col_of("min_w", iv, |r| r.min_w),
+            col_of("max_w", iv, |r| r.max_w),
         ])?;
 
         let al = &o.alerts;
         let alerts = DataFrame::new_infer_height(vec![
-            col("at_ms", al.iter().map(|a| a.at.0).collect::<Vec<_>>()),
-            col(
-                "emitted_ms",
-                al.iter().map(|a| a.emitted.0).collect::<Vec<_>>(),
-            ),
-            col(
-                "kind",
-                al.iter().map(|a| a.kind.as_str()).collect::<Vec<_>>(),
-            ),
-            col(
-                "severity",
-                al.iter().map(|a| a.severity.as_str()).collect::<Vec<_>>(),
-            ),
-            col(
-                "state",
-                al.iter().map(|a| a.state.as_str()).collect::<Vec<_>>(),
-            ),
-            col("value_w", al.iter().map(|a| a.value_w).collect::<Vec<_>>()),
-            col(
-                "threshold_w",
-                al.iter().map(|a| a.threshold_w).collect::<Vec<_>>(),
-            ),
-            col(
-                "house",
-                al.iter()
-                    .map(|a| a.house.map(|h| h as i64))
-                    .collect::<Vec<_>>(),
-            ),
+            col_of("at_ms", al, |a| a.at.0),
+            col_of("emitted_ms", al, |a| a.emitted.0),
+            col_of("kind", al, |a| a.kind.as_str()),
+            col_of("severity", al, |a| a.severity.as_str()),
+            col_of("state", al, |a| a.state.as_str()),
+            col_of("value_w", al, |a| a.value_w),
+            col_of("threshold_w", al, |a| a.threshold_w),
+            col_of("house", al, |a| a.house.map(|h| h as i64)),
         ])?;
 
         let lb = &o.labels;
         let minute = |m: u32| o.start.0 + i64::from(m) * 60_000;
         let labels = DataFrame::new_infer_height(vec![
-            col("id", lb.iter().map(|l| i64::from(l.id)).collect::<Vec<_>>()),
-            col(
-                "kind",
-                lb.iter().map(|l| l.kind.as_str()).collect::<Vec<_>>(),
-            ),
-            col(
-                "start_ms",
-                lb.iter().map(|l| minute(l.start_min)).collect::<Vec<_>>(),
-            ),
-            col(
-                "end_ms",
-                lb.iter().map(|l| minute(l.end_min())).collect::<Vec<_>>(),
-            ),
-            col(
-                "houses",
-                lb.iter().map(|l| l.houses.len() as i64).collect::<Vec<_>>(),
-            ),
-            col(
-                "house",
-                lb.iter()
-                    .map(|l| (l.houses.len() == 1).then(|| l.houses[0] as i64))
-                    .collect::<Vec<_>>(),
-            ),
-            col(
-                "extra_w",
-                lb.iter().map(|l| f64::from(l.extra_w)).collect::<Vec<_>>(),
-            ),
+            col_of("id", lb, |l| i64::from(l.id)),
+            col_of("kind", lb, |l| l.kind.as_str()),
+            col_of("start_ms", lb, |l| minute(l.start_min)),
+            col_of("end_ms", lb, |l| minute(l.end_min())),
+            col_of("houses", lb, |l| l.houses.len() as i64),
+            col_of("house", lb, |l| {
+                (l.houses.len() == 1).then(|| l.houses[0] as i64)
+            }),
+            col_of("extra_w", lb, |l| f64::from(l.extra_w)),
         ])?;
 
         let hs = &o.houses_summary;
         let houses = DataFrame::new_infer_height(vec![
             col("house", (0..hs.len() as i64).collect::<Vec<_>>()),
-            col(
-                "residents",
-                hs.iter()
-                    .map(|h| i64::from(h.info.residents))
-                    .collect::<Vec<_>>(),
-            ),
-            col(
-                "heating",
-                hs.iter()
-                    .map(|h| h.info.heating.as_str())
-                    .collect::<Vec<_>>(),
-            ),
-            col(
-                "ev_kw",
-                hs.iter()
-                    .map(|h| h.info.ev_kw.map(f64::from))
-                    .collect::<Vec<_>>(),
-            ),
-            col(
-                "pv_kwp",
-                hs.iter()
-                    .map(|h| f64::from(h.info.pv_kwp))
-                    .collect::<Vec<_>>(),
-            ),
-            col("peak_w", hs.iter().map(|h| h.peak_w).collect::<Vec<_>>()),
-            col(
-                "mean_daily_kwh",
-                hs.iter().map(|h| h.mean_daily_kwh).collect::<Vec<_>>(),
-            ),
+            col_of("residents", hs, |h| i64::from(h.info.residents)),
+            col_of("heating", hs, |h| h.info.heating.as_str()),
+            col_of("ev_kw", hs, |h| h.info.ev_kw.map(f64::from)),
+            col_of("pv_kwp", hs, |h| f64::from(h.info.pv_kwp)),
+            col_of("peak_w", hs, |h| h.peak_w),
+            col_of("mean_daily_kwh", hs, |h| h.mean_daily_kwh),
         ])?;
 
         let sc = &o.scores;
         let scores = DataFrame::new_infer_height(vec![
-            col(
-                "detector",
-                sc.iter().map(|s| s.detector.clone()).collect::<Vec<_>>(),
-            ),
-            col(
-                "windows",
-                sc.iter().map(|s| s.windows as i64).collect::<Vec<_>>(),
-            ),
-            col(
-                "detected",
-                sc.iter().map(|s| s.detected as i64).collect::<Vec<_>>(),
-            ),
-            col(
-                "alerts",
-                sc.iter().map(|s| s.alerts as i64).collect::<Vec<_>>(),
-            ),
-            col(
-                "true_alerts",
-                sc.iter().map(|s| s.true_alerts as i64).collect::<Vec<_>>(),
-            ),
-            col(
-                "precision",
-                sc.iter().map(|s| s.precision).collect::<Vec<_>>(),
-            ),
-            col("recall", sc.iter().map(|s| s.recall).collect::<Vec<_>>()),
-            col("f1", sc.iter().map(|s| s.f1).collect::<Vec<_>>()),
-            col(
-                "median_delay_s",
-                sc.iter().map(|s| s.median_delay_s).collect::<Vec<_>>(),
-            ),
-            col("nab_raw", sc.iter().map(|s| s.nab_raw).collect::<Vec<_>>()),
-            col("nab", sc.iter().map(|s| s.nab).collect::<Vec<_>>()),
-            col(
-                "chance_f1",
-                sc.iter().map(|s| s.chance_f1).collect::<Vec<_>>(),
-            ),
+            col_of("detector", sc, |s| s.detector.clone()),
+            col_of("windows", sc, |s| s.windows as i64),
+            col_of("detected", sc, |s| s.detected as i64),
+            col_of("alerts", sc, |s| s.alerts as i64),
+            col_of("true_alerts", sc, |s| s.true_alerts as i64),
+            col_of("precision", sc, |s| s.precision),
+            col_of("recall", sc, |s| s.recall),
+            col_of("f1", sc, |s| s.f1),
+            col_of("median_delay_s", sc, |s| s.median_delay_s),
+            col_of("nab_raw", sc, |s| s.nab_raw),
+            col_of("nab", sc, |s| s.nab),
+            col_of("chance_f1", sc, |s| s.chance_f1),
         ])?;
         Ok(Frames {
             meta,

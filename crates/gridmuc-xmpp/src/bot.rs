@@ -407,39 +407,23 @@ impl Bot {
         for alert in alerts {
             let body = alert.body();
             let payload = codec::encode_alert(&alert);
-            match (&alert.nick, alert.kind) {
+            let first: (Jid, MessageType) = match (&alert.nick, alert.kind) {
+                // Only the offending occupant hears about it, through the room.
                 (Some(nick), AlertKind::HouseSpike) => {
-                    // Only the offending occupant hears about it, through the room.
-                    let to = muc::occupant(&self.room, nick)?.into();
-                    send_chat(
-                        client,
-                        self.timeout,
-                        to,
-                        MessageType::Chat,
-                        body.clone(),
-                        Some(payload.clone()),
-                    )
-                    .await?;
+                    (muc::occupant(&self.room, nick)?.into(), MessageType::Chat)
                 }
-                _ => {
-                    let to = self.room.clone().into();
-                    send_chat(
-                        client,
-                        self.timeout,
-                        to,
-                        MessageType::Groupchat,
-                        body.clone(),
-                        Some(payload.clone()),
-                    )
-                    .await?;
-                }
-            }
-            for op in &self.operators {
+                _ => (self.room.clone().into(), MessageType::Groupchat),
+            };
+            let operators = self
+                .operators
+                .iter()
+                .map(|op| (op.clone().into(), MessageType::Chat));
+            for (to, type_) in std::iter::once(first).chain(operators) {
                 send_chat(
                     client,
                     self.timeout,
-                    op.clone().into(),
-                    MessageType::Chat,
+                    to,
+                    type_,
                     body.clone(),
                     Some(payload.clone()),
                 )
