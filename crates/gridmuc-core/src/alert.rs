@@ -129,11 +129,11 @@ impl Alert {
             .unwrap_or_default();
         match (self.state, self.kind) {
             (AlertState::Cleared, k) => format!(
-                "cleared {}{who}: {} back under {} at {}",
+                "cleared {}{who}: quiet since {} (last seen {} against {})",
                 k.as_str(),
+                self.at,
                 self.value,
-                self.threshold,
-                self.at
+                self.threshold
             ),
             (AlertState::Raised, AlertKind::Overload) => format!(
                 "{sev} overload: neighbourhood load {} exceeds {} of rating at {}",
@@ -154,5 +154,34 @@ impl Alert {
 impl fmt::Display for Alert {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_read_as_sentences() {
+        let mut a = Alert {
+            kind: AlertKind::HouseSpike,
+            severity: Severity::Warning,
+            state: AlertState::Raised,
+            at: Timestamp(0),
+            nick: Some(RoomNick::new("plucky-vole-6868").unwrap()),
+            value: Watts(15_370),
+            threshold: Watts(420),
+        };
+        assert_eq!(
+            a.body(),
+            "WARNING house-spike by plucky-vole-6868: 15.37 kW while peers' typical is 0.42 kW at 1970-01-01T00:00:00Z"
+        );
+        a.state = AlertState::Cleared;
+        assert_eq!(
+            a.body(),
+            "cleared house-spike by plucky-vole-6868: quiet since 1970-01-01T00:00:00Z (last seen 15.37 kW against 0.42 kW)"
+        );
+        assert_eq!(AlertKind::parse(a.kind.as_str()), Some(a.kind));
+        assert_eq!(Severity::parse("critical"), Some(Severity::Critical));
     }
 }
