@@ -9,7 +9,7 @@ use crate::household::HouseInfo;
 use crate::neighbourhood::{Neighbourhood, Stream, derive_seed};
 use crate::scenario::Scenario;
 use gridmuc_core::alert::AlertState;
-use gridmuc_core::codec::CodecLimits;
+use gridmuc_core::codec::{CodecLimits, check_power};
 use gridmuc_core::time::{MINUTE, Millis};
 use gridmuc_core::{
     Aggregator, AlertKind, NickGenerator, Quality, Reading, Rejection, RoomNick, Severity,
@@ -140,21 +140,15 @@ pub struct RawReading {
 /// The codec's value rules from DESIGN.md (NaN, infinities, negative consumption, physical limit),
 /// applied to a simulated raw value: `Ok` with the quantised watts, or the rejection it earns.
 pub fn validate_raw(raw: RawReading, limits: &CodecLimits) -> Result<Watts, Rejection> {
-    if raw.watts.is_nan() {
-        return Err(Rejection::NotANumber);
-    }
-    if raw.watts.is_infinite() {
-        return Err(Rejection::Infinite);
-    }
-    if raw.watts < 0.0 && !raw.export {
+    if raw.watts.is_finite() && raw.watts < 0.0 && !raw.export {
         return Err(Rejection::Negative);
     }
-    let limit = limits.max_house_power.0;
-    let w = raw.watts.round().clamp(i64::MIN as f64, i64::MAX as f64) as i64;
-    if w.abs() > limit {
-        return Err(Rejection::OverLimit { watts: w, limit });
-    }
-    Ok(Watts(w).quantise(limits.quantum_watts))
+    let magnitude = check_power(raw.watts.abs(), 1.0, limits)?;
+    Ok(if raw.watts < 0.0 {
+        -magnitude
+    } else {
+        magnitude
+    })
 }
 
 /// Per-house meter state: today's nickname and sequence counter.

@@ -12,8 +12,8 @@ mod sensordata;
 pub use alert::{decode_alert, encode_alert};
 pub use sensordata::{
     FIELD_KINDS, Field, FieldValue, MessageKind, SensorData, SensorNode, SensorTimestamp,
-    decode_fields, decode_message, decode_payloads, decode_stanza, encode_fields, encode_message,
-    find_fields, parse_sensor_data, reading_body,
+    check_power, decode_fields, decode_message, decode_payloads, decode_stanza, encode_fields,
+    encode_message, find_fields, parse_sensor_data, reading_body,
 };
 
 use crate::units::Watts;

@@ -424,6 +424,17 @@ fn parse_power<'a, N: XmlNode<'a>>(field: N, limits: &CodecLimits) -> Result<Wat
         .trim()
         .parse()
         .map_err(|_| Rejection::BadAttribute("value"))?;
+    check_power(value, factor, limits)
+}
+
+/// Validates a power magnitude of `value` units of `watts_per_unit` W and quantises it: the one place
+/// the value rules of the wire format live, so the simulator's injected faults are judged exactly as
+/// the bot judges stanzas.
+pub fn check_power(
+    value: f64,
+    watts_per_unit: f64,
+    limits: &CodecLimits,
+) -> Result<Watts, Rejection> {
     if value.is_nan() {
         return Err(Rejection::NotANumber);
     }
@@ -434,7 +445,7 @@ fn parse_power<'a, N: XmlNode<'a>>(field: N, limits: &CodecLimits) -> Result<Wat
         return Err(Rejection::Negative);
     }
     // Never NaN here; finite * 1e6 can overflow to +inf, which the saturating cast reports as i64::MAX.
-    let watts = (value * factor).round();
+    let watts = (value * watts_per_unit).round();
     let limit = limits.max_house_power.abs().0;
     if watts > limit as f64 {
         return Err(Rejection::OverLimit {
