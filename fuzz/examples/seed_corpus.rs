@@ -11,16 +11,7 @@ use std::path::{Path, PathBuf};
 const ROOM: &str = "neighbourhood@rooms.grid.example";
 
 /// DESIGN.md's wire-format example, as people indent it.
-const DESIGN_MESSAGE: &str = r#"<message xmlns='jabber:client' type='groupchat' to='neighbourhood@rooms.grid.example' id='r-1'>
-  <body>1.84 kW</body>
-  <fields xmlns='urn:xmpp:iot:sensordata' seqnr='4711' done='true'>
-    <node nodeId='meter'>
-      <timestamp value='2026-11-24T20:00:00Z'>
-        <numeric name='Power' momentary='true' automaticReadout='true' value='1840' unit='W'/>
-      </timestamp>
-    </node>
-  </fields>
-</message>"#;
+const DESIGN_MESSAGE: &str = include_str!("../../crates/gridmuc-core/testdata/design-message.xml");
 
 /// XEP-0323 (v0.6) section 3 payloads: momentary values, energy + power, and history.
 const XEP_PAYLOADS: [&str; 3] = [

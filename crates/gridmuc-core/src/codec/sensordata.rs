@@ -503,16 +503,7 @@ mod tests {
         </timestamp></node></fields>";
 
     /// DESIGN.md's whole message, indented as people write it.
-    const DESIGN_MESSAGE: &str = r#"<message xmlns='jabber:client' type='groupchat' to='neighbourhood@rooms.grid.example' id='r-1'>
-  <body>1.84 kW</body>
-  <fields xmlns='urn:xmpp:iot:sensordata' seqnr='4711' done='true'>
-    <node nodeId='meter'>
-      <timestamp value='2026-11-24T20:00:00Z'>
-        <numeric name='Power' momentary='true' automaticReadout='true' value='1840' unit='W'/>
-      </timestamp>
-    </node>
-  </fields>
-</message>"#;
+    const DESIGN_MESSAGE: &str = include_str!("../../testdata/design-message.xml");
 
     // XEP-0323 (v0.6) section 3 examples, the <fields/> payloads verbatim.
     const XEP_MOMENTARY: &str = "<fields xmlns='urn:xmpp:iot:sensordata' seqnr='1' done='true'>
