@@ -10,6 +10,7 @@ use crate::detect::{
     OutlierConfig, OutlierDetector, OverloadConfig, OverloadDetector, SpikeConfig, SpikeDetector,
 };
 use crate::nick::RoomNick;
+use crate::outbox::{ReadingId, SeenIds};
 use crate::policy::{AlertPolicy, PolicyConfig};
 use crate::reading::Reading;
 use crate::reject::{Rejection, RejectionCounts};
@@ -29,6 +30,9 @@ pub struct AggregatorConfig {
     pub grace: Millis,
     /// Readings stamped further than this ahead of `now` are refused.
     pub max_future: Millis,
+    /// How long after closing an interval late readings (resent after an outage) still amend it,
+    /// followed by a revised summary; 0 refuses them as late. Detectors act on the first close only.
+    pub backfill: Millis,
     /// Per-nickname rate limit: readings beyond this many in one interval are refused.
     pub max_readings_per_interval: u32,
     /// Transformer overload detection.
@@ -47,6 +51,7 @@ impl Default for AggregatorConfig {
             interval: 60_000,
             grace: 5_000,
             max_future: 30_000,
+            backfill: 600_000,
             max_readings_per_interval: 4,
             overload: OverloadConfig::default(),
             spike: SpikeConfig::default(),
@@ -76,6 +81,8 @@ pub struct Counters {
     pub intervals: u64,
     /// Alerts raised (escalations included; clears not counted).
     pub alerts: u64,
+    /// Of the accepted readings, those that arrived after their interval closed and amended it.
+    pub backfilled: u64,
 }
 
 /// Per-nickname accumulation inside one interval.
@@ -93,10 +100,54 @@ impl Slot {
     }
 }
 
+/// An interval's readings by nickname; kept after closing for the backfill window.
 #[derive(Debug)]
-struct OpenInterval {
+struct Interval {
     start: Timestamp,
     slots: HashMap<RoomNick, Slot>,
+    /// Summaries published for it so far, minus one (the first close is revision 0).
+    revision: u32,
+    /// Amended since its last summary.
+    dirty: bool,
+}
+
+impl Interval {
+    /// Counts `reading` under `nick`, refusing repeats of a seqnr and readings over the rate limit.
+    fn add(&mut self, nick: &RoomNick, reading: Reading, limit: u32) -> Result<(), Rejection> {
+        match self.slots.get_mut(nick) {
+            Some(slot) => {
+                if slot.seen(reading.seqnr) {
+                    return Err(Rejection::Duplicate);
+                }
+                if slot.count >= limit {
+                    return Err(Rejection::RateLimited);
+                }
+                slot.sum += reading.power.0;
+                slot.count += 1;
+                slot.more_seqnrs.push(reading.seqnr);
+            }
+            None => {
+                self.slots.insert(
+                    nick.clone(),
+                    Slot {
+                        sum: reading.power.0,
+                        count: 1,
+                        first_seqnr: reading.seqnr,
+                        more_seqnrs: Vec::new(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// One value per nickname: the mean of its readings in the interval.
+    fn values(&self) -> impl Iterator<Item = (&RoomNick, Watts)> {
+        self.slots.iter().map(|(nick, s)| {
+            let mean = (s.sum as f64 / f64::from(s.count)).round() as i64;
+            (nick, Watts(mean))
+        })
+    }
 }
 
 /// Streaming per-interval aggregation with detectors and an alert policy; no I/O, no clock.
@@ -105,7 +156,10 @@ pub struct Aggregator {
     config: AggregatorConfig,
     /// Start of the oldest interval not yet closed; `None` until the first reading.
     next_close: Option<Timestamp>,
-    open: Vec<OpenInterval>,
+    open: Vec<Interval>,
+    /// Closed intervals still open to backfill, oldest first.
+    closed: VecDeque<Interval>,
+    seen: SeenIds,
     spare_maps: Vec<HashMap<RoomNick, Slot>>,
     overload: OverloadDetector,
     spike: SpikeDetector,
@@ -123,15 +177,22 @@ pub struct Aggregator {
 /// At most this many empty intervals are reported after a long silence; the rest are skipped.
 const MAX_EMPTY_BACKFILL: i64 = 1_000;
 
+/// Reading ids remembered at most, whatever the window: bounds memory under a flood of fresh ids.
+const SEEN_IDS_CAPACITY: usize = 1 << 20;
+
 impl Aggregator {
     /// An aggregator that starts its first interval at the first reading it accepts.
     pub fn new(config: AggregatorConfig) -> Self {
         let config = AggregatorConfig {
             interval: config.interval.max(1),
             grace: config.grace.max(0),
+            backfill: config.backfill.max(0),
             ..config
         };
+        let horizon = config.interval + config.grace + config.backfill.max(0) + config.max_future;
         Aggregator {
+            seen: SeenIds::new(horizon, SEEN_IDS_CAPACITY),
+            closed: VecDeque::new(),
             overload: OverloadDetector::new(config.overload.clone()),
             spike: SpikeDetector::new(config.spike.clone()),
             outlier: OutlierDetector::new(config.outlier.clone()),
@@ -169,6 +230,26 @@ impl Aggregator {
         }
     }
 
+    /// Like [`Aggregator::handle_reading`] for a reading that carries its sender's random id:
+    /// a copy resent after an outage, even under another nickname, is counted once.
+    pub fn handle_reading_once(
+        &mut self,
+        now: Timestamp,
+        nick: &RoomNick,
+        id: ReadingId,
+        reading: Reading,
+    ) -> Ingest {
+        if self.seen.contains(id, now) {
+            self.handle_rejection(&Rejection::Duplicate);
+            return Ingest::Rejected(Rejection::Duplicate);
+        }
+        let ingest = self.handle_reading(now, nick, reading);
+        if ingest == Ingest::Accepted {
+            self.seen.insert(id, now);
+        }
+        ingest
+    }
+
     fn ingest(
         &mut self,
         now: Timestamp,
@@ -181,50 +262,41 @@ impl Aggregator {
         if reading.at.since(now) > self.config.max_future {
             return Err(Rejection::Future);
         }
+        let limit = self.config.max_readings_per_interval;
         let start = reading.at.floor_to(self.config.interval);
-        // Past its end plus grace an interval is closed even before `handle_timeout` runs; else a
-        // stale first reading would set the origin far back (and bring 1,000 empty summaries).
-        if start.plus(self.config.interval + self.config.grace) <= now {
+        let closes = start.plus(self.config.interval + self.config.grace);
+        // Past its end plus grace an interval is closed even before `handle_timeout` runs; a
+        // stale first reading must not set the origin far back (and bring 1,000 empty summaries).
+        if closes <= now && (self.next_close.is_none() || closes.plus(self.config.backfill) <= now)
+        {
             return Err(Rejection::Late);
         }
         let next_close = *self.next_close.get_or_insert(start);
         if start < next_close {
-            return Err(Rejection::Late);
+            let closed = self
+                .closed
+                .iter_mut()
+                .find(|c| c.start == start)
+                .ok_or(Rejection::Late)?;
+            closed.add(nick, reading, limit)?;
+            closed.dirty = true;
+            self.counters.backfilled += 1;
+            return Ok(());
         }
         let idx = match self.open.iter().position(|o| o.start == start) {
             Some(i) => i,
             None => {
                 let slots = self.spare_maps.pop().unwrap_or_default();
-                self.open.push(OpenInterval { start, slots });
+                self.open.push(Interval {
+                    start,
+                    slots,
+                    revision: 0,
+                    dirty: false,
+                });
                 self.open.len() - 1
             }
         };
-        let slots = &mut self.open[idx].slots;
-        match slots.get_mut(nick) {
-            Some(slot) => {
-                if slot.seen(reading.seqnr) {
-                    return Err(Rejection::Duplicate);
-                }
-                if slot.count >= self.config.max_readings_per_interval {
-                    return Err(Rejection::RateLimited);
-                }
-                slot.sum += reading.power.0;
-                slot.count += 1;
-                slot.more_seqnrs.push(reading.seqnr);
-            }
-            None => {
-                slots.insert(
-                    nick.clone(),
-                    Slot {
-                        sum: reading.power.0,
-                        count: 1,
-                        first_seqnr: reading.seqnr,
-                        more_seqnrs: Vec::new(),
-                    },
-                );
-            }
-        }
-        Ok(())
+        self.open[idx].add(nick, reading, limit)
     }
 
     /// Counts a stanza the codec refused, so every drop shows up in the counters.
@@ -232,11 +304,13 @@ impl Aggregator {
         self.counters.rejected.record(rejection);
     }
 
-    /// Closes every interval whose end plus grace is at or before `now`.
+    /// Closes every interval whose end plus grace is at or before `now`, and publishes a revised
+    /// summary of each closed interval that late readings amended since its last one.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let Some(mut next) = self.next_close else {
             return;
         };
+        self.revise_and_expire(now);
         let step = self.config.interval;
         let wait = step + self.config.grace;
         let due = |start: Timestamp| start.plus(wait) <= now;
@@ -305,23 +379,58 @@ impl Aggregator {
         self.last_values.iter().take(n).cloned().collect()
     }
 
+    /// Revised summaries for amended closed intervals; forgets those past the backfill window.
+    fn revise_and_expire(&mut self, now: Timestamp) {
+        let length = self.config.interval;
+        for c in self.closed.iter_mut().filter(|c| c.dirty) {
+            c.dirty = false;
+            c.revision += 1;
+            self.scratch_values.clear();
+            self.scratch_values.extend(c.values().map(|(_, w)| w.0));
+            let mut stats = IntervalStats::compute(c.start, length, &mut self.scratch_values);
+            stats.revision = c.revision;
+            self.summaries.push_back(stats);
+        }
+        let keep = length + self.config.grace + self.config.backfill;
+        while let Some(c) = self.closed.front() {
+            if c.start.plus(keep) > now {
+                break;
+            }
+            if let Some(mut old) = self.closed.pop_front() {
+                old.slots.clear();
+                self.spare_maps.push(old.slots);
+            }
+        }
+    }
+
     fn close(&mut self, start: Timestamp) {
         self.counters.intervals += 1;
         let length = self.config.interval;
-        let Some(pos) = self.open.iter().position(|o| o.start == start) else {
+        let interval = match self.open.iter().position(|o| o.start == start) {
+            Some(pos) => self.open.swap_remove(pos),
+            None => Interval {
+                start,
+                slots: HashMap::new(),
+                revision: 0,
+                dirty: false,
+            },
+        };
+        self.last_values.clear();
+        self.last_values
+            .extend(interval.values().map(|(nick, w)| (nick.clone(), w)));
+        if self.config.backfill > 0 {
+            self.closed.push_back(interval);
+        } else {
+            let mut slots = interval.slots;
+            slots.clear();
+            self.spare_maps.push(slots);
+        }
+        if self.last_values.is_empty() {
             let stats = IntervalStats::empty(start, length);
             self.summaries.push_back(stats.clone());
             self.last = Some(stats);
             return;
-        };
-        let mut interval = self.open.swap_remove(pos);
-        self.last_values.clear();
-        self.last_values
-            .extend(interval.slots.drain().map(|(nick, s)| {
-                let mean = (s.sum as f64 / f64::from(s.count)).round() as i64;
-                (nick, Watts(mean))
-            }));
-        self.spare_maps.push(interval.slots);
+        }
         self.last_values
             .sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         self.scratch_values.clear();
@@ -484,6 +593,7 @@ mod tests {
     fn duplicates_late_future_rate_and_unusable_are_counted() {
         let mut agg = Aggregator::new(AggregatorConfig {
             max_readings_per_interval: 2,
+            backfill: 0,
             ..AggregatorConfig::default()
         });
         let now = Timestamp(10_000);
@@ -528,6 +638,51 @@ mod tests {
         for kind in ["duplicate", "rate_limited", "future", "unusable", "late"] {
             assert_eq!(c.rejected.get(kind), 1, "{kind}");
         }
+    }
+
+    #[test]
+    fn late_readings_amend_closed_intervals_once_with_a_revised_summary() {
+        let mut agg = Aggregator::new(AggregatorConfig {
+            backfill: 2 * MINUTE,
+            ..AggregatorConfig::default()
+        });
+        agg.handle_reading(Timestamp(1_000), &nick(1), reading(100, 0, 1));
+        agg.handle_timeout(Timestamp(65_000));
+        let first: Vec<_> = agg.poll_summaries().collect();
+        assert_eq!((first[0].total, first[0].revision), (Watts(100), 0));
+        // After an outage meter 2 resends its reading of interval 0 under a fresh nickname, twice.
+        let id = ReadingId(42);
+        let late = reading(250, 0, 7);
+        assert_eq!(
+            agg.handle_reading_once(Timestamp(70_000), &nick(20), id, late),
+            Ingest::Accepted
+        );
+        assert_eq!(
+            agg.handle_reading_once(Timestamp(71_000), &nick(21), id, late),
+            Ingest::Rejected(Rejection::Duplicate)
+        );
+        // Nothing is published until the next timeout, and then one revision per amended interval.
+        assert_eq!(agg.poll_summaries().count(), 0);
+        agg.handle_timeout(Timestamp(125_000));
+        let s: Vec<_> = agg.poll_summaries().collect();
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert_eq!((s[0].start, s[0].revision), (Timestamp(0), 1));
+        assert_eq!((s[0].meters, s[0].total), (2, Watts(350)));
+        assert_eq!(
+            (s[1].start, s[1].meters, s[1].revision),
+            (Timestamp(MINUTE), 0, 0)
+        );
+        // Past interval end + grace + backfill it is late for good.
+        assert_eq!(
+            agg.handle_reading_once(Timestamp(185_001), &nick(22), ReadingId(43), late),
+            Ingest::Rejected(Rejection::Late)
+        );
+        let c = agg.counters();
+        assert_eq!((c.accepted, c.backfilled), (2, 1));
+        assert_eq!(
+            (c.rejected.get("duplicate"), c.rejected.get("late")),
+            (1, 1)
+        );
     }
 
     #[test]

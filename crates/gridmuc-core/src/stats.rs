@@ -32,6 +32,9 @@ pub struct IntervalStats {
     pub min: Watts,
     /// Largest value.
     pub max: Watts,
+    /// 0 when first closed; raised each time late readings amend the interval afterwards.
+    #[serde(default)]
+    pub revision: u32,
 }
 
 impl IntervalStats {
@@ -64,6 +67,7 @@ impl IntervalStats {
             std_dev: var.sqrt(),
             min: Watts(values[0]),
             max: Watts(values[n - 1]),
+            revision: 0,
         }
     }
 
@@ -81,6 +85,7 @@ impl IntervalStats {
             std_dev: 0.0,
             min: Watts::ZERO,
             max: Watts::ZERO,
+            revision: 0,
         }
     }
 
