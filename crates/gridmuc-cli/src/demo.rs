@@ -216,6 +216,8 @@ async fn neighbourhood(
     }
 
     let sent: u64 = reports.iter().map(|r| r.sent).sum();
+    let unacked: u64 = reports.iter().map(|r| r.unacknowledged).sum();
+    let resent: u64 = reports.iter().map(|r| r.resent).sum();
     let nicks: u64 = reports.iter().map(|r| r.nicks).sum();
     let c = &report.counters;
     let lat = &mut tally.latencies;
@@ -223,7 +225,8 @@ async fn neighbourhood(
     println!("\n── summary ──");
     println!("houses finished cleanly: {}", reports.len());
     println!(
-        "readings sent: {sent}   ingested by the bot: {}   rejected: {}",
+        "readings sent: {sent}   ingested by the bot: {}   rejected: {}   resent: {resent}   \
+         unacknowledged at stop: {unacked}",
         c.accepted,
         c.rejected.total()
     );

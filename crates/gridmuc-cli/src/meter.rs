@@ -26,10 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = rt.block_on(run_meter(cfg, None, async {
         let _ = tokio::signal::ctrl_c().await;
     }))?;
-    println!(
-        "readings sent: {}, bounced: {}, nicknames used: {}, nickname conflicts: {}",
-        report.sent, report.bounced, report.nicks, report.conflicts
-    );
+    println!("{report}");
     Ok(())
 }
 

@@ -20,7 +20,7 @@ pub mod units;
 pub use aggregator::{Aggregator, AggregatorConfig, Ingest};
 pub use alert::{Alert, AlertKind, Severity};
 pub use nick::{NickGenerator, RoomNick};
-pub use outbox::{Outbox, OutboxConfig, ReadingId, SeenIds};
+pub use outbox::{Outbox, OutboxConfig, Outgoing, ReadingId, SeenIds};
 pub use reading::{Quality, Reading};
 pub use reject::{Rejection, RejectionCounts};
 pub use stats::IntervalStats;

@@ -68,6 +68,18 @@ struct Pending {
     id: ReadingId,
     reading: Reading,
     last_sent: Option<Timestamp>,
+    sent_before: bool,
+}
+
+/// A reading to put on the wire now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The message id the acknowledgement will name.
+    pub id: ReadingId,
+    /// The reading with its original timestamp; the caller sets the current nickname's seqnr.
+    pub reading: Reading,
+    /// True if it was sent before: counted as a resend, not a new reading.
+    pub resend: bool,
 }
 
 /// Unacknowledged readings of one meter, oldest first; sans-IO, the caller sends what [`Outbox::due`] returns.
@@ -103,6 +115,7 @@ impl Outbox {
             id,
             reading,
             last_sent: None,
+            sent_before: false,
         });
     }
 
@@ -120,7 +133,7 @@ impl Outbox {
     /// Readings to send now (never sent, or unacknowledged for `resend_after`), marked as sent at `now`.
     ///
     /// Readings past `max_age` are given up first and counted in [`Outbox::expired`].
-    pub fn due(&mut self, now: Timestamp) -> Vec<(ReadingId, Reading)> {
+    pub fn due(&mut self, now: Timestamp) -> Vec<Outgoing> {
         let before = self.pending.len();
         let max_age = self.config.max_age;
         self.pending.retain(|p| now.since(p.reading.at) <= max_age);
@@ -131,9 +144,20 @@ impl Outbox {
             .filter(|p| p.last_sent.is_none_or(|t| now.since(t) >= resend_after))
             .map(|p| {
                 p.last_sent = Some(now);
-                (p.id, p.reading)
+                let resend = std::mem::replace(&mut p.sent_before, true);
+                Outgoing {
+                    id: p.id,
+                    reading: p.reading,
+                    resend,
+                }
             })
             .collect()
+    }
+
+    /// Makes one reading due again at once, e.g. when the room bounced it; false if unknown.
+    pub fn retry(&mut self, id: ReadingId) -> bool {
+        let found = self.pending.iter_mut().find(|p| p.id == id);
+        found.map(|p| p.last_sent = None).is_some()
     }
 
     /// Makes everything pending due at once: a fresh session cannot have delivered what the old one lost.
@@ -199,10 +223,10 @@ impl SeenIds {
         if !self.set.insert(id) {
             return;
         }
-        if self.order.len() == self.capacity {
-            if let Some((_, old)) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
+        if self.order.len() == self.capacity
+            && let Some((_, old)) = self.order.pop_front()
+        {
+            self.set.remove(&old);
         }
         self.order.push_back((now, id));
     }
@@ -262,19 +286,29 @@ mod tests {
         });
         o.push(ReadingId(1), reading(0, 100));
         o.push(ReadingId(2), reading(1_000, 200));
-        let first: Vec<u128> = o.due(Timestamp(1_000)).iter().map(|(i, _)| i.0).collect();
-        assert_eq!(first, vec![1, 2]);
+        let first = o.due(Timestamp(1_000));
+        let ids: Vec<u128> = first.iter().map(|g| g.id.0).collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert!(first.iter().all(|g| !g.resend));
         // Just sent: nothing due until resend_after has passed.
         assert!(o.due(Timestamp(1_500)).is_empty());
+        // A bounce makes one reading due at once.
+        assert!(o.retry(ReadingId(1)));
+        assert!(!o.retry(ReadingId(9)));
+        assert_eq!(o.due(Timestamp(1_600)).len(), 1);
         assert!(o.acknowledge(ReadingId(1)));
         assert!(!o.acknowledge(ReadingId(1)));
         let again = o.due(Timestamp(2_000));
         assert_eq!(again.len(), 1);
-        assert_eq!((again[0].0, again[0].1.power), (ReadingId(2), Watts(200)));
+        assert_eq!(
+            (again[0].id, again[0].reading.power),
+            (ReadingId(2), Watts(200))
+        );
+        assert!(again[0].resend);
         // A fresh session resends at once, with the original timestamp.
         o.resend_all();
         let fresh = o.due(Timestamp(2_100));
-        assert_eq!(fresh[0].1.at, Timestamp(1_000));
+        assert_eq!(fresh[0].reading.at, Timestamp(1_000));
         assert!(o.acknowledge(ReadingId(2)));
         assert!(o.is_empty());
         assert_eq!((o.dropped(), o.expired()), (0, 0));
@@ -292,7 +326,7 @@ mod tests {
         }
         assert_eq!((o.len(), o.dropped()), (3, 2));
         // At t = 13 s the reading of t = 2 s is 11 s old: given up; 3 s and 4 s remain.
-        let due: Vec<u128> = o.due(Timestamp(13_000)).iter().map(|(i, _)| i.0).collect();
+        let due: Vec<u128> = o.due(Timestamp(13_000)).iter().map(|g| g.id.0).collect();
         assert_eq!(due, vec![3, 4]);
         assert_eq!(o.expired(), 1);
     }

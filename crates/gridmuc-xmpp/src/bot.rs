@@ -11,7 +11,9 @@ use crate::{instant_at, now_ts};
 use futures::StreamExt;
 use gridmuc_core::aggregator::Counters;
 use gridmuc_core::codec::{self, CodecLimits};
-use gridmuc_core::{Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, RoomNick};
+use gridmuc_core::{
+    Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, ReadingId, RoomNick,
+};
 use minidom::Element;
 use std::future::Future;
 use std::time::Duration;
@@ -22,6 +24,8 @@ use tokio_xmpp::{Client, Event, Stanza};
 use xmpp_parsers::delay::Delay;
 use xmpp_parsers::message::{Lang, Message, MessageType};
 use xmpp_parsers::muc::user::MucUser;
+use xmpp_parsers::ns;
+use xmpp_parsers::receipts::Received;
 
 /// The bot's settings; the TOML file of `gridmuc substation` maps onto it.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -308,14 +312,31 @@ impl Bot {
             if nick == self.nick || !live || delayed || codec::find_fields(&m.payloads).is_none() {
                 return Ok(());
             }
+            let id = m.id.as_ref().and_then(|id| ReadingId::parse(&id.0));
             match codec::decode_payloads(&m.payloads, &self.limits) {
                 Ok(reading) => {
-                    self.agg.handle_reading(now_ts(), &nick, reading);
+                    let now = now_ts();
+                    match id {
+                        Some(id) => self.agg.handle_reading_once(now, &nick, id, reading),
+                        None => self.agg.handle_reading(now, &nick, reading),
+                    };
                 }
                 Err(rejection) => {
                     tracing::debug!(%nick, reason = rejection.kind(), "reading rejected");
                     self.agg.handle_rejection(&rejection);
                 }
+            }
+            // Received, whatever the verdict: a resend would meet the same one. Receipts go
+            // only to direct readings; in the room, the reflection is the sender's receipt.
+            let wants_receipt = m.type_ == MessageType::Chat
+                && m.payloads.iter().any(|p| p.is("request", ns::RECEIPTS));
+            if let (Some(id), true) = (id, wants_receipt) {
+                let receipt = Message::new_with_type(
+                    MessageType::Chat,
+                    Some(muc::occupant(&self.room, &nick)?.into()),
+                )
+                .with_payloads(vec![Received { id: id.to_string() }.into()]);
+                muc::send(client, receipt.into(), self.timeout).await?;
             }
             return Ok(());
         }
@@ -438,8 +459,12 @@ impl Bot {
 
 /// One line per interval for people in the room.
 pub fn summary_line(s: &IntervalStats) -> String {
+    let revised = match s.revision {
+        0 => String::new(),
+        n => format!(" (revision {n}: late readings arrived)"),
+    };
     format!(
-        "interval {}: {} meters, total {}, mean {:.2} kW, p95 {:.2} kW, max {}",
+        "interval {}{revised}: {} meters, total {}, mean {:.2} kW, p95 {:.2} kW, max {}",
         s.start,
         s.meters,
         s.total,

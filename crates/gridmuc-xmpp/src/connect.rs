@@ -468,12 +468,33 @@ async fn wait_online(mut client: Client, deadline: tokio::time::Instant) -> Opti
 }
 
 /// Replaces a stuck session with a fresh one (new stream, no resumption state to trip over).
+///
+/// While the server is unreachable (a restart, a network fault) it keeps trying with
+/// exponential backoff and jitter, so a fleet of meters does not reconnect in lockstep;
+/// configuration errors (credentials, certificates) still end it at once.
 pub async fn renew(client: &mut Client, cfg: &ConnectConfig) -> Result<(), ConnectError> {
-    let fresh = connect(cfg).await?;
+    let mut backoff = RENEW_FIRST_BACKOFF;
+    let fresh = loop {
+        match connect(cfg).await {
+            Ok(fresh) => break fresh,
+            Err(e @ (ConnectError::Transport { .. } | ConnectError::Timeout { .. })) => {
+                let wait = backoff.mul_f64(rand::random_range(0.5..1.5));
+                tracing::warn!(error = %e, ?wait, "server unreachable; retrying");
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(RENEW_MAX_BACKOFF);
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let old = std::mem::replace(client, fresh);
     tokio::spawn(close(old));
     Ok(())
 }
+
+/// First wait before another attempt when the server is down; short, restarts take about a second.
+const RENEW_FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait between attempts.
+const RENEW_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Ends a session without ever hanging: `send_end` can block for minutes, so it is bounded.
 pub async fn close(client: Client) {

@@ -9,7 +9,9 @@ use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
 use gridmuc_core::codec;
-use gridmuc_core::{Alert, NickGenerator, Quality, Reading, RoomNick, Timestamp};
+use gridmuc_core::{
+    Alert, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick, Timestamp,
+};
 use rand::rngs::OsRng;
 use rand::{Rng, TryRngCore};
 use std::future::Future;
@@ -18,7 +20,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_xmpp::jid::BareJid;
 use tokio_xmpp::{Client, Event, Stanza};
-use xmpp_parsers::message::{Lang, Message, MessageType};
+use xmpp_parsers::message::{Id, Lang, Message, MessageType};
+use xmpp_parsers::receipts::{Received, Request};
 
 /// Broadcast to the room or send privately to the bot through the room.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -66,6 +69,9 @@ pub struct MeterConfig {
     /// Staged load changes (demo and tests).
     #[serde(default)]
     pub injections: Vec<Injection>,
+    /// What is kept until the bot acknowledges it, and for how long.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
 }
 
 fn default_bot_nick() -> String {
@@ -102,6 +108,7 @@ impl MeterConfig {
             quantum_watts: default_quantum(),
             source: SourceConfig::default(),
             injections: Vec::new(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -111,7 +118,7 @@ impl MeterConfig {
 pub enum MeterEvent {
     /// Joined under a fresh nickname.
     Joined(RoomNick),
-    /// A reading left for the server.
+    /// A reading left for the server for the first time (resends are only counted).
     Sent {
         /// Nickname it was sent under.
         nick: RoomNick,
@@ -138,8 +145,18 @@ pub enum MeterEvent {
 /// Totals at the end of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MeterReport {
-    /// Readings written to the stream.
+    /// Distinct readings taken and handed to the server (each at least once).
     pub sent: u64,
+    /// Repeat sends of unacknowledged readings (after a reconnect, or `resend_after`).
+    pub resent: u64,
+    /// Readings the bot (direct) or the room (broadcast) acknowledged.
+    pub acknowledged: u64,
+    /// Readings still unacknowledged when the meter stopped.
+    pub unacknowledged: u64,
+    /// Readings dropped because the outbox was full.
+    pub dropped: u64,
+    /// Readings given up because they grew too old for the bot to take.
+    pub expired: u64,
     /// Direct readings the room bounced.
     pub bounced: u64,
     /// Nicknames used (1 + rotations + rejoins).
@@ -169,6 +186,28 @@ impl MeterError {
     /// True for refusals on privacy grounds, which callers must not retry.
     pub fn is_privacy_refusal(&self) -> bool {
         matches!(self, MeterError::Muc(MucError::Privacy(_)))
+    }
+}
+
+/// Longest wait for outstanding acknowledgements when stopping.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+
+impl std::fmt::Display for MeterReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "readings sent: {} (acknowledged {}, resent {}, unacknowledged at stop {}, dropped {}, \
+             expired {}), bounced: {}, nicknames used: {}, nickname conflicts: {}",
+            self.sent,
+            self.acknowledged,
+            self.resent,
+            self.unacknowledged,
+            self.dropped,
+            self.expired,
+            self.bounced,
+            self.nicks,
+            self.conflicts
+        )
     }
 }
 
@@ -214,6 +253,10 @@ struct Meter {
     report: MeterReport,
     started: Instant,
     source: Source,
+    outbox: Outbox,
+    /// The last interval a reading was taken for, while a fault (not a rotation) interrupts us:
+    /// after rejoining, the intervals missed meanwhile are still measured and queued.
+    last_slot: Option<Timestamp>,
 }
 
 impl std::str::FromStr for Mode {
@@ -241,6 +284,7 @@ pub async fn run_meter(
     // The OS CSPRNG for nicknames, seqnr starts, jitter and the model alike: nothing predictable.
     let mut rng = OsRng.unwrap_err();
     let source = Source::open(&cfg.source, &mut rng)?;
+    let cfg_outbox = cfg.outbox.clone();
     let mut client = connect::connect(&cfg.account).await?;
     let mut meter = Meter {
         cfg,
@@ -250,9 +294,21 @@ pub async fn run_meter(
         report: MeterReport::default(),
         started: Instant::now(),
         source,
+        outbox: Outbox::new(cfg_outbox),
+        last_slot: None,
     };
     let result = meter.run(&mut client, &mut rng, shutdown).await;
     connect::close(client).await;
+    let outbox = &meter.outbox;
+    meter.report.unacknowledged = outbox.len() as u64;
+    meter.report.dropped = outbox.dropped();
+    meter.report.expired = outbox.expired();
+    if !outbox.is_empty() {
+        tracing::warn!(
+            unacknowledged = outbox.len(),
+            "stopping with readings the bot has not acknowledged"
+        );
+    }
     result.map(|()| meter.report)
 }
 
@@ -312,9 +368,25 @@ impl Meter {
             };
         }
         if let State::Joined { nick, .. } = &state {
+            self.drain(client, nick).await;
             self.leave(client, nick).await?;
         }
         Ok(())
+    }
+
+    /// On shutdown, waits briefly for acknowledgements still in flight, so a clean stop
+    /// does not report the last reading as unacknowledged.
+    async fn drain(&mut self, client: &mut Client, nick: &RoomNick) {
+        let deadline = Instant::now() + SHUTDOWN_DRAIN.min(self.cfg.account.timeout);
+        while !self.outbox.is_empty() {
+            match tokio::time::timeout_at(deadline, client.next()).await {
+                Ok(Some(Event::Stanza(s))) => {
+                    self.handle_stanza(s, Some(nick));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
     }
 
     /// Reacts to what the session delivered; `None` never happens here (only the source ends a run).
@@ -335,7 +407,11 @@ impl Meter {
             }
             Some(Event::Online { .. }) => Ok(Some(state)),
             Some(Event::Stanza(s)) => {
-                if self.handle_stanza(s, &state) {
+                let me = match &state {
+                    State::Joined { nick, .. } => Some(nick),
+                    State::Away(_) => None,
+                };
+                if self.handle_stanza(s, me) {
                     tracing::warn!("removed from the room; rejoining under a new nickname");
                     return Ok(Some(self.join(client, rng).await?));
                 }
@@ -391,11 +467,16 @@ impl Meter {
                     tracing::debug!(%nick, "joined the room");
                     self.report.nicks += 1;
                     self.emit(MeterEvent::Joined(nick.clone()));
-                    let (slot, send_at) = self.next_slot(rng, None);
+                    let (slot, send_at) = self.next_slot(rng, self.last_slot);
+                    // Random start per nickname, kept small enough never to overflow.
+                    let mut seqnr = rng.random_range(0..u64::from(u32::MAX));
+                    // Whatever the old nickname (or session) left unacknowledged goes out again
+                    // now, with its original timestamp.
+                    self.outbox.resend_all();
+                    self.flush(client, &nick, &mut seqnr).await?;
                     return Ok(State::Joined {
                         nick,
-                        // Random start per nickname, kept small enough never to overflow.
-                        seqnr: rng.random_range(0..u64::from(u32::MAX)),
+                        seqnr,
                         slot,
                         send_at,
                         rotate_at: Instant::now() + secs(uniform(rng, self.cfg.rotate)),
@@ -411,10 +492,10 @@ impl Meter {
         let p = interval_ms(self.cfg.interval);
         let now = now_ts();
         let mut slot = prev.map_or(now.floor_to(p).plus(p), |s| s.plus(p));
-        // After a stall, skip intervals whose window has passed instead of bursting.
-        while slot.plus(p) <= now {
-            slot = slot.plus(p);
-        }
+        // After a stall the missed intervals' readings are taken at once and queued; those too
+        // old for the bot to take are skipped.
+        let oldest = now.plus(-self.cfg.outbox.max_age).floor_to(p).plus(p);
+        slot = slot.max(oldest);
         let offset = (uniform(rng, self.cfg.jitter).clamp(0.0, 0.95) * p as f64) as i64;
         (slot, instant_at(slot.plus(offset)))
     }
@@ -431,7 +512,10 @@ impl Meter {
             State::Joined {
                 nick, rotate_at, ..
             } if Instant::now() >= rotate_at => {
+                self.drain(client, &nick).await;
                 self.leave(client, &nick).await?;
+                // The new nickname starts afresh: catching up the gap would link it to the old one.
+                self.last_slot = None;
                 Ok(Some(State::Away(
                     Instant::now() + secs(uniform(rng, self.cfg.rejoin_gap)),
                 )))
@@ -443,6 +527,7 @@ impl Meter {
                 rotate_at,
                 ..
             } => {
+                self.last_slot = Some(slot);
                 let value = match self.source.sample(slot, rng) {
                     Sample::Finished => {
                         self.leave(client, &nick).await?;
@@ -456,18 +541,12 @@ impl Meter {
                     let reading = Reading {
                         power: (w + self.injected()).quantise(self.cfg.quantum_watts),
                         at: slot,
-                        seqnr,
+                        seqnr: 0,
                         quality: Quality::AUTOMATIC_READOUT,
                     };
-                    let stanza = self.message(&reading).into();
-                    muc::send(client, stanza, self.cfg.account.timeout).await?;
-                    seqnr += 1;
-                    self.report.sent += 1;
-                    self.emit(MeterEvent::Sent {
-                        nick: nick.clone(),
-                        reading,
-                    });
+                    self.outbox.push(ReadingId::random(rng), reading);
                 }
+                self.flush(client, &nick, &mut seqnr).await?;
                 let (slot, send_at) = self.next_slot(rng, Some(slot));
                 Ok(Some(State::Joined {
                     nick,
@@ -478,6 +557,38 @@ impl Meter {
                 }))
             }
         }
+    }
+
+    /// Sends what the outbox says is due, each under the current nickname's next seqnr.
+    ///
+    /// A failed send leaves the reading in the outbox, so a stall loses nothing.
+    async fn flush(
+        &mut self,
+        client: &mut Client,
+        nick: &RoomNick,
+        seqnr: &mut u64,
+    ) -> Result<(), MeterError> {
+        for out in self.outbox.due(now_ts()) {
+            let reading = Reading {
+                seqnr: *seqnr,
+                ..out.reading
+            };
+            *seqnr += 1;
+            let stanza = self.message(out.id, &reading).into();
+            // Counted before the send: a stalled send keeps the reading in the outbox for the
+            // next session, where it goes out as a resend.
+            if out.resend {
+                self.report.resent += 1;
+            } else {
+                self.report.sent += 1;
+                self.emit(MeterEvent::Sent {
+                    nick: nick.clone(),
+                    reading,
+                });
+            }
+            muc::send(client, stanza, self.cfg.account.timeout).await?;
+        }
+        Ok(())
     }
 
     fn injected(&self) -> gridmuc_core::Watts {
@@ -493,27 +604,66 @@ impl Meter {
     }
 
     /// The reading stanza: a human body plus the XEP-0323 payload, and nothing about the house.
-    fn message(&self, reading: &Reading) -> Message {
+    ///
+    /// The id is the random [`ReadingId`]; a direct reading asks the bot for an XEP-0184
+    /// receipt, a broadcast one is acknowledged by the room's reflection of it.
+    fn message(&self, id: ReadingId, reading: &Reading) -> Message {
+        let mut payloads = vec![codec::encode_fields(reading)];
         let (type_, to) = match self.cfg.mode {
-            Mode::Direct => (MessageType::Chat, self.bot.clone().into()),
+            Mode::Direct => {
+                payloads.push(Request.into());
+                (MessageType::Chat, self.bot.clone().into())
+            }
             Mode::Broadcast => (MessageType::Groupchat, self.room.clone().into()),
         };
-        let mut m = Message::new_with_type(type_, Some(to))
-            .with_payloads(vec![codec::encode_fields(reading)]);
+        let mut m = Message::new_with_type(type_, Some(to)).with_payloads(payloads);
+        m.id = Some(Id(id.to_string()));
         m.bodies
             .insert(Lang(String::new()), codec::reading_body(reading));
         m
     }
 
+    /// The reading a message acknowledges: the bot's receipt (direct) or the room's reflection
+    /// of our own groupchat reading (broadcast), which may arrive for an earlier nickname.
+    fn acknowledgement(&self, m: &Message) -> Option<ReadingId> {
+        let from = m.from.as_ref()?;
+        match m.type_ {
+            MessageType::Groupchat if self.cfg.mode == Mode::Broadcast => {
+                let ours = muc::nick_in_room(Some(from), &self.room).is_some()
+                    && codec::find_fields(&m.payloads).is_some();
+                ours.then(|| m.id.as_ref().and_then(|id| ReadingId::parse(&id.0)))?
+            }
+            MessageType::Groupchat | MessageType::Error => None,
+            _ if *from == self.bot => m
+                .payloads
+                .iter()
+                .find_map(|p| Received::try_from(p.clone()).ok())
+                .and_then(|r| ReadingId::parse(&r.id)),
+            _ => None,
+        }
+    }
+
     /// Handles an incoming stanza; true if it says we were removed from the room.
-    fn handle_stanza(&mut self, stanza: Stanza, state: &State) -> bool {
-        let State::Joined { nick: me, .. } = state else {
+    fn handle_stanza(&mut self, stanza: Stanza, me: Option<&RoomNick>) -> bool {
+        if let Stanza::Message(m) = &stanza
+            && let Some(id) = self.acknowledgement(m)
+        {
+            if self.outbox.acknowledge(id) {
+                self.report.acknowledged += 1;
+            }
+            return false;
+        }
+        let Some(me) = me else {
             return false;
         };
         match stanza {
             Stanza::Message(m) if m.type_ == MessageType::Error => {
                 if m.from.as_ref().is_some_and(|f| *f == self.bot) {
                     self.report.bounced += 1;
+                    if let Some(id) = m.id.as_ref().and_then(|id| ReadingId::parse(&id.0)) {
+                        // Kept, and sent again at the next slot or rejoin.
+                        self.outbox.retry(id);
+                    }
                     let why = m
                         .payloads
                         .iter()
