@@ -635,3 +635,137 @@ fn now() -> gridmuc::core::Timestamp {
         .unwrap(),
     )
 }
+
+#[test]
+fn two_neighbourhoods_feed_a_district_bot_with_totals_only() {
+    use gridmuc::xmpp::district::DistrictConfig;
+    let hood = Hood::new(6, RoomPolicy::default());
+    let server = &hood.server;
+    server
+        .register_many(&[
+            ("bot2".to_owned(), PASSWORD.to_owned()),
+            ("district".to_owned(), PASSWORD.to_owned()),
+        ])
+        .unwrap();
+    let hood_b = server
+        .provision_room("hood2", &RoomPolicy::default())
+        .unwrap();
+    let district_room = server
+        .provision_room("district", &RoomPolicy::default())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (csv_a, csv_b) = (constant_csv(&dir, 700, 100), constant_csv(&dir_b, 400, 100));
+    let uplink = |nick: &str| DistrictConfig {
+        room: district_room.clone(),
+        nick: nick.to_owned(),
+        bot_nick: "district".to_owned(),
+        outbox: Default::default(),
+    };
+    let mut bot_a = hood.bot(&[]);
+    bot_a.tap_stanzas = false;
+    bot_a.district = Some(uplink("hood-a"));
+    let mut bot_b = BotConfig {
+        room: hood_b.clone(),
+        account: hood.account("bot2"),
+        ..bot_a.clone()
+    };
+    bot_b.district = Some(uplink("hood-b"));
+    let mut district = BotConfig {
+        room: district_room.clone(),
+        account: hood.account("district"),
+        nick: "district".to_owned(),
+        district: None,
+        // Neighbourhood totals, not houses; and later than house readings by the hood's grace.
+        max_power_kw: 1_000.0,
+        tap_stanzas: true,
+        ..bot_a.clone()
+    };
+    district.aggregator.grace = 1_500;
+    let meters: Vec<MeterConfig> = (0..6)
+        .map(|i| {
+            if i < 3 {
+                hood.meter(i, Mode::Direct, &csv_a)
+            } else {
+                let mut m = hood.meter(i, Mode::Direct, &csv_b);
+                m.room = hood_b.clone();
+                m
+            }
+        })
+        .collect();
+    runtime().block_on(async {
+        let (stop_d, stop_d_rx) = watch::channel(false);
+        let (d_tx, mut d_rx) = mpsc::unbounded_channel();
+        let d_task = tokio::spawn(run_bot(district, Some(d_tx), stopped(stop_d_rx)));
+        assert!(matches!(d_rx.recv().await, Some(BotEvent::Joined(_))));
+        let (stop_h, stop_h_rx) = watch::channel(false);
+        let mut hood_bots = Vec::new();
+        for cfg in [bot_a, bot_b] {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            hood_bots.push(tokio::spawn(run_bot(
+                cfg,
+                Some(tx),
+                stopped(stop_h_rx.clone()),
+            )));
+            assert!(matches!(rx.recv().await, Some(BotEvent::Joined(_))));
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks: Vec<_> = meters
+            .into_iter()
+            .map(|m| tokio::spawn(run_meter(m, None, stopped(stop_rx.clone()))))
+            .collect();
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        stop.send(true).unwrap();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        stop_h.send(true).unwrap();
+        let mut published = 0;
+        for t in hood_bots {
+            let r = t.await.unwrap().unwrap();
+            published += r.counters.intervals;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop_d.send(true).unwrap();
+        let report = d_task.await.unwrap().unwrap();
+        let mut events = Vec::new();
+        while let Ok(e) = d_rx.try_recv() {
+            events.push(e);
+        }
+        // The district sees two occupants sending totals: 3 × 700 W + 3 × 400 W.
+        let both: Vec<(usize, Watts)> = events
+            .iter()
+            .filter_map(|e| match e {
+                BotEvent::Summary { stats, .. } if stats.meters > 0 => {
+                    Some((stats.meters, stats.total))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(both.iter().all(|&(n, _)| n <= 2), "{both:?}");
+        let full = both.iter().filter(|&&s| s == (2, Watts(3_300))).count();
+        assert!(full >= 4, "district intervals: {both:?}");
+        assert_eq!(report.counters.rejected.total(), 0, "{:?}", report.counters);
+        assert!(report.counters.accepted >= 8 && report.counters.accepted <= published);
+        // Only totals reach the district: no house value, no house nickname, no JID.
+        assert_no_house_jid(&events, &hood);
+        for e in &events {
+            if let BotEvent::Stanza(xml) = e {
+                assert!(
+                    !xml.contains("value='700'") && !xml.contains("value=\"700\""),
+                    "{xml}"
+                );
+                assert!(
+                    !xml.contains("value='400'") && !xml.contains("value=\"400\""),
+                    "{xml}"
+                );
+                if xml.contains("urn:xmpp:iot:sensordata") {
+                    let from = |n: &str| xml.contains(&format!("from='{district_room}/{n}'"));
+                    assert!(from("hood-a") || from("hood-b"), "{xml}");
+                }
+            }
+        }
+    });
+    hood.server.stop().unwrap();
+}

@@ -6,13 +6,15 @@
 //! address of anything that is not an operator.
 
 use crate::connect::{self, ConnectConfig, ConnectError};
+use crate::delivery;
+use crate::district::{DistrictConfig, Uplink};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
 use gridmuc_core::aggregator::Counters;
 use gridmuc_core::codec::{self, CodecLimits};
 use gridmuc_core::{
-    Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, ReadingId, RoomNick,
+    Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, RoomNick, Watts,
 };
 use minidom::Element;
 use std::future::Future;
@@ -24,8 +26,6 @@ use tokio_xmpp::{Client, Event, Stanza};
 use xmpp_parsers::delay::Delay;
 use xmpp_parsers::message::{Lang, Message, MessageType};
 use xmpp_parsers::muc::user::MucUser;
-use xmpp_parsers::ns;
-use xmpp_parsers::receipts::Received;
 
 /// The bot's settings; the TOML file of `gridmuc substation` maps onto it.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -47,6 +47,12 @@ pub struct BotConfig {
     /// Post a one-line summary of every interval to the room.
     #[serde(default = "yes")]
     pub post_summaries: bool,
+    /// Publish each interval's total into a district room (a neighbourhood → district hierarchy).
+    #[serde(default)]
+    pub district: Option<DistrictConfig>,
+    /// Largest value one occupant may report, in kW: a house (25), or a neighbourhood for a district bot.
+    #[serde(default = "default_max_power_kw")]
+    pub max_power_kw: f64,
     /// Report the XML of every received stanza as [`BotEvent::Stanza`] (tests auditing privacy).
     #[serde(skip)]
     pub tap_stanzas: bool,
@@ -54,6 +60,9 @@ pub struct BotConfig {
 
 fn default_nick() -> String {
     "substation".to_owned()
+}
+fn default_max_power_kw() -> f64 {
+    25.0
 }
 fn yes() -> bool {
     true
@@ -69,6 +78,8 @@ impl BotConfig {
             operators: Vec::new(),
             aggregator: AggregatorConfig::default(),
             post_summaries: true,
+            district: None,
+            max_power_kw: default_max_power_kw(),
             tap_stanzas: false,
         }
     }
@@ -113,6 +124,9 @@ pub enum BotError {
     /// A JID in the config is invalid.
     #[error("invalid JID {0:?} in config: {1}")]
     BadJid(String, String),
+    /// A setting is out of range.
+    #[error("invalid setting {0}: {1}")]
+    BadSetting(&'static str, String),
     /// Another occupant holds the bot's nickname.
     #[error("nickname {0} is taken in the room (another bot running?)")]
     NickTaken(String),
@@ -129,6 +143,7 @@ struct Bot {
     events: Option<mpsc::UnboundedSender<BotEvent>>,
     timeout: Duration,
     account: ConnectConfig,
+    uplink: Option<Uplink>,
 }
 
 /// Runs the bot until `shutdown` resolves; flushes the open intervals before returning.
@@ -146,18 +161,30 @@ pub async fn run_bot(
         .iter()
         .map(|o| BareJid::new(o).map_err(|e| BotError::BadJid(o.clone(), e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
+    if !(cfg.max_power_kw.is_finite() && cfg.max_power_kw > 0.0) {
+        return Err(BotError::BadSetting(
+            "max_power_kw",
+            format!("{} (must be a positive number of kW)", cfg.max_power_kw),
+        ));
+    }
+    let uplink = cfg.district.map(Uplink::new).transpose()?;
+    let limits = CodecLimits {
+        max_house_power: Watts::from_kw(cfg.max_power_kw),
+        ..CodecLimits::default()
+    };
     let mut client = connect::connect(&cfg.account).await?;
     let mut bot = Bot {
         room,
         nick,
         operators,
         agg: Aggregator::new(cfg.aggregator),
-        limits: CodecLimits::default(),
+        limits,
         post_summaries: cfg.post_summaries,
         tap: cfg.tap_stanzas,
         events,
         timeout: cfg.account.timeout,
         account: cfg.account,
+        uplink,
     };
     let result = bot.run(&mut client, shutdown).await;
     connect::close(client).await;
@@ -206,6 +233,15 @@ impl Bot {
         self.agg.flush();
         self.publish(client).await?;
         muc::leave(client, &self.room, &self.nick, self.timeout).await?;
+        if let Some(up) = &self.uplink {
+            if up.pending() > 0 {
+                tracing::warn!(
+                    pending = up.pending(),
+                    "stopping with totals the district has not acknowledged"
+                );
+            }
+            muc::leave(client, &up.room, &up.nick, self.timeout).await?;
+        }
         Ok(())
     }
 
@@ -227,13 +263,35 @@ impl Bot {
         }
     }
 
-    /// Joins as a plain participant, or refuses to run if the room would show us real JIDs.
+    /// Joins the neighbourhood room (and the district room, if any) and resends what the
+    /// district has not acknowledged.
     async fn join(&mut self, client: &mut Client) -> Result<(), BotError> {
+        let (room, nick) = (self.room.clone(), self.nick.clone());
+        self.join_room(client, &room, &nick).await?;
+        self.emit(BotEvent::Joined(self.nick.clone()));
+        if let Some(up) = &mut self.uplink {
+            let (room, nick) = (up.room.clone(), up.nick.clone());
+            self.join_room(client, &room, &nick).await?;
+            if let Some(up) = &mut self.uplink {
+                up.resend_all();
+                up.flush(client, now_ts(), self.timeout).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins as a plain participant, or refuses to run if the room would show us real JIDs.
+    async fn join_room(
+        &mut self,
+        client: &mut Client,
+        room_jid: &BareJid,
+        nick: &RoomNick,
+    ) -> Result<(), BotError> {
         let mut saw_jids = false;
         let mut retries = 0;
         let outcome = loop {
             let answer = muc::answer_bound(&self.account);
-            let joined = muc::join(client, &self.room, &self.nick, answer, |s| {
+            let joined = muc::join(client, room_jid, nick, answer, |s| {
                 if let Stanza::Presence(p) = &s {
                     saw_jids |= presence_reveals_jid(&p.payloads);
                 }
@@ -249,10 +307,10 @@ impl Bot {
             }
         };
         let me = match outcome {
-            JoinOutcome::Conflict => return Err(BotError::NickTaken(self.nick.to_string())),
+            JoinOutcome::Conflict => return Err(BotError::NickTaken(nick.to_string())),
             JoinOutcome::Joined(me) => me,
         };
-        let room = self.room.to_string();
+        let room = room_jid.to_string();
         let refusal = if me.is_privileged() {
             Some(PrivacyError::Privileged {
                 room,
@@ -267,11 +325,10 @@ impl Bot {
             None
         };
         if let Some(refusal) = refusal {
-            muc::leave(client, &self.room, &self.nick, self.timeout).await?;
+            muc::leave(client, room_jid, nick, self.timeout).await?;
             return Err(MucError::from(refusal).into());
         }
-        tracing::info!(room = %self.room, nick = %self.nick, "joined as a plain participant");
-        self.emit(BotEvent::Joined(self.nick.clone()));
+        tracing::info!(room = %room_jid, %nick, "joined as a plain participant");
         Ok(())
     }
 
@@ -303,6 +360,9 @@ impl Bot {
     }
 
     async fn handle_message(&mut self, client: &mut Client, m: Message) -> Result<(), BotError> {
+        if self.uplink.as_mut().is_some_and(|up| up.on_message(&m)) {
+            return Ok(());
+        }
         if let Some(nick) = muc::nick_in_room(m.from.as_ref(), &self.room) {
             let live = matches!(m.type_, MessageType::Groupchat | MessageType::Chat);
             let delayed = m
@@ -312,7 +372,7 @@ impl Bot {
             if nick == self.nick || !live || delayed || codec::find_fields(&m.payloads).is_none() {
                 return Ok(());
             }
-            let id = m.id.as_ref().and_then(|id| ReadingId::parse(&id.0));
+            let id = delivery::reading_id(&m);
             match codec::decode_payloads(&m.payloads, &self.limits) {
                 Ok(reading) => {
                     let now = now_ts();
@@ -328,14 +388,10 @@ impl Bot {
             }
             // Received, whatever the verdict: a resend would meet the same one. Receipts go
             // only to direct readings; in the room, the reflection is the sender's receipt.
-            let wants_receipt = m.type_ == MessageType::Chat
-                && m.payloads.iter().any(|p| p.is("request", ns::RECEIPTS));
+            let wants_receipt =
+                m.type_ == MessageType::Chat && delivery::wants_receipt(&m.payloads);
             if let (Some(id), true) = (id, wants_receipt) {
-                let receipt = Message::new_with_type(
-                    MessageType::Chat,
-                    Some(muc::occupant(&self.room, &nick)?.into()),
-                )
-                .with_payloads(vec![Received { id: id.to_string() }.into()]);
+                let receipt = delivery::receipt(muc::occupant(&self.room, &nick)?, id);
                 muc::send(client, receipt.into(), self.timeout).await?;
             }
             return Ok(());
@@ -418,6 +474,9 @@ impl Bot {
                 )
                 .await?;
             }
+            if let Some(up) = &mut self.uplink {
+                up.queue(&stats);
+            }
             let counters = Box::new(self.agg.counters().clone());
             self.emit(BotEvent::Summary {
                 stats,
@@ -452,6 +511,9 @@ impl Bot {
             }
             tracing::debug!(%body, "alert delivered");
             self.emit(BotEvent::Alert(alert));
+        }
+        if let Some(up) = &mut self.uplink {
+            up.flush(client, now, self.timeout).await?;
         }
         Ok(())
     }

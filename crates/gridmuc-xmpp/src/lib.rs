@@ -5,6 +5,8 @@
 
 pub mod bot;
 pub mod connect;
+pub mod delivery;
+pub mod district;
 pub mod listen;
 pub mod meter;
 pub mod muc;

@@ -4,6 +4,7 @@
 //! rotation deadline and shutdown (tokio-xmpp's `split()` can stall under load).
 
 use crate::connect::{self, ConnectConfig, ConnectError};
+use crate::delivery;
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, now_ts};
@@ -20,8 +21,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_xmpp::jid::BareJid;
 use tokio_xmpp::{Client, Event, Stanza};
-use xmpp_parsers::message::{Id, Lang, Message, MessageType};
-use xmpp_parsers::receipts::{Received, Request};
+use xmpp_parsers::message::{Message, MessageType};
 
 /// Broadcast to the room or send privately to the bot through the room.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -608,19 +608,11 @@ impl Meter {
     /// The id is the random [`ReadingId`]; a direct reading asks the bot for an XEP-0184
     /// receipt, a broadcast one is acknowledged by the room's reflection of it.
     fn message(&self, id: ReadingId, reading: &Reading) -> Message {
-        let mut payloads = vec![codec::encode_fields(reading)];
         let (type_, to) = match self.cfg.mode {
-            Mode::Direct => {
-                payloads.push(Request.into());
-                (MessageType::Chat, self.bot.clone().into())
-            }
+            Mode::Direct => (MessageType::Chat, self.bot.clone().into()),
             Mode::Broadcast => (MessageType::Groupchat, self.room.clone().into()),
         };
-        let mut m = Message::new_with_type(type_, Some(to)).with_payloads(payloads);
-        m.id = Some(Id(id.to_string()));
-        m.bodies
-            .insert(Lang(String::new()), codec::reading_body(reading));
-        m
+        delivery::reading_message(to, type_, id, reading)
     }
 
     /// The reading a message acknowledges: the bot's receipt (direct) or the room's reflection
@@ -631,15 +623,10 @@ impl Meter {
             MessageType::Groupchat if self.cfg.mode == Mode::Broadcast => {
                 let ours = muc::nick_in_room(Some(from), &self.room).is_some()
                     && codec::find_fields(&m.payloads).is_some();
-                ours.then(|| m.id.as_ref().and_then(|id| ReadingId::parse(&id.0)))?
+                ours.then(|| delivery::reading_id(m))?
             }
-            MessageType::Groupchat | MessageType::Error => None,
-            _ if *from == self.bot => m
-                .payloads
-                .iter()
-                .find_map(|p| Received::try_from(p.clone()).ok())
-                .and_then(|r| ReadingId::parse(&r.id)),
-            _ => None,
+            MessageType::Groupchat => None,
+            _ => delivery::receipt_from(m, &self.bot),
         }
     }
 
@@ -660,7 +647,7 @@ impl Meter {
             Stanza::Message(m) if m.type_ == MessageType::Error => {
                 if m.from.as_ref().is_some_and(|f| *f == self.bot) {
                     self.report.bounced += 1;
-                    if let Some(id) = m.id.as_ref().and_then(|id| ReadingId::parse(&id.0)) {
+                    if let Some(id) = delivery::reading_id(&m) {
                         // Kept, and sent again at the next slot or rejoin.
                         self.outbox.retry(id);
                     }

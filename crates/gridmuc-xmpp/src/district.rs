@@ -1,0 +1,130 @@
+//! Neighbourhood → district: a neighbourhood bot feeds its interval totals (never per-house
+//! data) into a district room, where an ordinary substation bot aggregates the neighbourhoods.
+//!
+//! To the district bot a neighbourhood is just an occupant sending XEP-0323 readings, so the
+//! district runs the very same aggregator and detectors (total, spread across neighbourhoods,
+//! overload of the primary substation, one neighbourhood far above its peers). Totals travel
+//! with the same outbox and receipts as house readings, so a restart loses none.
+
+use crate::delivery;
+use crate::muc::{self, MucError};
+use gridmuc_core::{IntervalStats, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick};
+use rand::Rng;
+use std::time::Duration;
+use tokio_xmpp::Client;
+use tokio_xmpp::jid::{BareJid, FullJid};
+use xmpp_parsers::message::{Message, MessageType};
+
+/// Where a neighbourhood bot publishes its totals; the `[district]` table of the bot's TOML.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistrictConfig {
+    /// Bare JID of the district room.
+    pub room: String,
+    /// This neighbourhood's nickname there; a neighbourhood is not a household, so it may be stable.
+    pub nick: String,
+    /// The district bot's nickname, which the totals are sent to (direct mode).
+    #[serde(default = "default_bot_nick")]
+    pub bot_nick: String,
+    /// What is kept until the district bot acknowledges it.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+}
+
+fn default_bot_nick() -> String {
+    "district".to_owned()
+}
+
+/// The sending side of the district link, owned by the neighbourhood bot's task.
+pub(crate) struct Uplink {
+    pub(crate) room: BareJid,
+    pub(crate) nick: RoomNick,
+    bot: FullJid,
+    outbox: Outbox,
+    seqnr: u64,
+}
+
+impl Uplink {
+    /// Checks the configuration; nothing is sent until [`Uplink::queue`].
+    pub(crate) fn new(cfg: DistrictConfig) -> Result<Uplink, MucError> {
+        let bad = |what: &str, e: String| MucError::Refused {
+            room: cfg.room.clone(),
+            condition: format!("district {what}: {e}"),
+        };
+        let room = BareJid::new(&cfg.room).map_err(|e| bad("room", e.to_string()))?;
+        let nick = RoomNick::new(cfg.nick.as_str()).map_err(|e| bad("nick", e.to_string()))?;
+        let bot_nick =
+            RoomNick::new(cfg.bot_nick.as_str()).map_err(|e| bad("bot nick", e.to_string()))?;
+        let bot = muc::occupant(&room, &bot_nick)?;
+        Ok(Uplink {
+            room,
+            nick,
+            bot,
+            outbox: Outbox::new(cfg.outbox),
+            seqnr: rand::rng().random_range(0..u64::from(u32::MAX)),
+        })
+    }
+
+    /// Queues an interval's total; only first closes with data (a revision would count twice).
+    pub(crate) fn queue(&mut self, stats: &IntervalStats) {
+        if stats.revision != 0 || stats.meters == 0 {
+            return;
+        }
+        let reading = Reading {
+            power: stats.total,
+            at: stats.start,
+            seqnr: 0,
+            quality: Quality::AUTOMATIC_READOUT,
+        };
+        self.outbox
+            .push(ReadingId::random(&mut rand::rng()), reading);
+    }
+
+    /// Sends what is due to the district bot.
+    pub(crate) async fn flush(
+        &mut self,
+        client: &mut Client,
+        now: gridmuc_core::Timestamp,
+        bound: Duration,
+    ) -> Result<(), MucError> {
+        for out in self.outbox.due(now) {
+            let reading = Reading {
+                seqnr: self.seqnr,
+                ..out.reading
+            };
+            self.seqnr += 1;
+            let m = delivery::reading_message(
+                self.bot.clone().into(),
+                MessageType::Chat,
+                out.id,
+                &reading,
+            );
+            muc::send(client, m.into(), bound).await?;
+        }
+        Ok(())
+    }
+
+    /// True if `m` was the district bot's receipt for one of our totals (or its bounce).
+    pub(crate) fn on_message(&mut self, m: &Message) -> bool {
+        if let Some(id) = delivery::receipt_from(m, &self.bot) {
+            self.outbox.acknowledge(id);
+            return true;
+        }
+        let bounced =
+            m.type_ == MessageType::Error && m.from.as_ref() == Some(&self.bot.clone().into());
+        if bounced && let Some(id) = delivery::reading_id(m) {
+            self.outbox.retry(id);
+        }
+        bounced
+    }
+
+    /// After a fresh session: everything unacknowledged goes out again.
+    pub(crate) fn resend_all(&mut self) {
+        self.outbox.resend_all();
+    }
+
+    /// Totals not yet acknowledged.
+    pub(crate) fn pending(&self) -> usize {
+        self.outbox.len()
+    }
+}
