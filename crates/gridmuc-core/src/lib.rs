@@ -14,6 +14,7 @@ pub mod reading;
 pub mod reject;
 pub mod stats;
 pub mod time;
+pub mod totals;
 pub mod units;
 
 pub use aggregator::{Aggregator, AggregatorConfig, Ingest};
@@ -23,4 +24,5 @@ pub use reading::{Quality, Reading};
 pub use reject::{Rejection, RejectionCounts};
 pub use stats::IntervalStats;
 pub use time::{Millis, Timestamp};
+pub use totals::{IntervalTotal, TotalIngest, TotalsMonitor};
 pub use units::Watts;
