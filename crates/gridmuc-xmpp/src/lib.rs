@@ -6,6 +6,7 @@
 pub mod bot;
 pub mod connect;
 pub mod listen;
+pub mod masked;
 pub mod meter;
 pub mod muc;
 pub mod source;
