@@ -65,10 +65,15 @@ impl OverloadDetector {
 
     /// Updates the level from one interval's total.
     pub fn observe(&mut self, stats: &IntervalStats) -> Option<Finding> {
+        self.observe_total(stats.total)
+    }
+
+    /// Updates the level from a bare neighbourhood total: masked mode knows nothing else.
+    pub fn observe_total(&mut self, total_watts: Watts) -> Option<Finding> {
         let c = &self.config;
         let rating = c.rating.as_f64();
         let warn = rating * c.warn_fraction;
-        let total = stats.total.as_f64();
+        let total = total_watts.as_f64();
         let keep = 1.0 - c.hysteresis;
         let critical =
             total > rating || (self.level == Some(Severity::Critical) && total > rating * keep);
@@ -84,7 +89,7 @@ impl OverloadDetector {
             kind: AlertKind::Overload,
             severity,
             nick: None,
-            value: stats.total,
+            value: total_watts,
             threshold: c.rating,
         })
     }
@@ -149,7 +154,12 @@ impl SpikeDetector {
 
     /// Scores one interval's total and then updates the baseline.
     pub fn observe(&mut self, stats: &IntervalStats) -> Option<Finding> {
-        let x = stats.total.as_f64();
+        self.observe_total(stats.total)
+    }
+
+    /// Scores a bare neighbourhood total (masked mode) and then updates the baseline.
+    pub fn observe_total(&mut self, total: Watts) -> Option<Finding> {
+        let x = total.as_f64();
         if self.seen == 0 {
             self.mean = x;
             self.seen = 1;
@@ -178,7 +188,7 @@ impl SpikeDetector {
                 Severity::Warning
             },
             nick: None,
-            value: stats.total,
+            value: total,
             threshold: Watts((x - rise).round() as i64),
         })
     }

@@ -15,6 +15,7 @@ pub mod reading;
 pub mod reject;
 pub mod stats;
 pub mod time;
+pub mod totals;
 pub mod units;
 
 pub use aggregator::{Aggregator, AggregatorConfig, Ingest};
@@ -25,4 +26,5 @@ pub use reading::{Quality, Reading};
 pub use reject::{Rejection, RejectionCounts};
 pub use stats::IntervalStats;
 pub use time::{Millis, Timestamp};
+pub use totals::{IntervalTotal, TotalIngest, TotalsMonitor};
 pub use units::Watts;

@@ -266,90 +266,24 @@ impl Bot {
     /// Joins the neighbourhood room (and the district room, if any) and resends what the
     /// district has not acknowledged.
     async fn join(&mut self, client: &mut Client) -> Result<(), BotError> {
-        let (room, nick) = (self.room.clone(), self.nick.clone());
-        self.join_room(client, &room, &nick).await?;
+        join_as_participant(client, &self.room, &self.nick, &self.account).await?;
         self.emit(BotEvent::Joined(self.nick.clone()));
         if let Some(up) = &mut self.uplink {
-            let (room, nick) = (up.room.clone(), up.nick.clone());
-            self.join_room(client, &room, &nick).await?;
-            if let Some(up) = &mut self.uplink {
-                up.resend_all();
-                up.flush(client, now_ts(), self.timeout).await?;
-            }
+            join_as_participant(client, &up.room, &up.nick, &self.account).await?;
+            up.resend_all();
+            up.flush(client, now_ts(), self.timeout).await?;
         }
-        Ok(())
-    }
-
-    /// Joins as a plain participant, or refuses to run if the room would show us real JIDs.
-    async fn join_room(
-        &mut self,
-        client: &mut Client,
-        room_jid: &BareJid,
-        nick: &RoomNick,
-    ) -> Result<(), BotError> {
-        let mut saw_jids = false;
-        let mut retries = 0;
-        let outcome = loop {
-            let answer = muc::answer_bound(&self.account);
-            let joined = muc::join(client, room_jid, nick, answer, |s| {
-                if let Stanza::Presence(p) = &s {
-                    saw_jids |= presence_reveals_jid(&p.payloads);
-                }
-            })
-            .await;
-            match joined {
-                Err(MucError::Timeout(..)) if retries < muc::FRESH_RETRIES => {
-                    retries += 1;
-                    tracing::warn!("no answer to the join; retrying on a fresh session");
-                    connect::renew(client, &self.account).await?;
-                }
-                other => break other?,
-            }
-        };
-        let me = match outcome {
-            JoinOutcome::Conflict => return Err(BotError::NickTaken(nick.to_string())),
-            JoinOutcome::Joined(me) => me,
-        };
-        let room = room_jid.to_string();
-        let refusal = if me.is_privileged() {
-            Some(PrivacyError::Privileged {
-                room,
-                role: format!("{:?}", me.role).to_lowercase(),
-                affiliation: format!("{:?}", me.affiliation).to_lowercase(),
-            })
-        } else if me.non_anonymous || saw_jids {
-            Some(PrivacyError::NonAnonymous(room))
-        } else if me.occupant_id {
-            Some(PrivacyError::OccupantId(room))
-        } else {
-            None
-        };
-        if let Some(refusal) = refusal {
-            muc::leave(client, room_jid, nick, self.timeout).await?;
-            return Err(MucError::from(refusal).into());
-        }
-        tracing::info!(room = %room_jid, %nick, "joined as a plain participant");
         Ok(())
     }
 
     async fn handle_stanza(&mut self, client: &mut Client, stanza: Stanza) -> Result<(), BotError> {
         if self.tap {
-            self.emit(BotEvent::Stanza(String::from(&Element::from(
-                stanza_clone(&stanza),
-            ))));
+            self.emit(BotEvent::Stanza(stanza_xml(&stanza)));
         }
         match stanza {
             Stanza::Message(m) => self.handle_message(client, m).await,
             Stanza::Presence(p) => {
-                if presence_reveals_jid(&p.payloads) {
-                    // The room changed under us (made non-anonymous or us a moderator): stop.
-                    return Err(
-                        MucError::from(PrivacyError::NonAnonymous(self.room.to_string())).into(),
-                    );
-                }
-                if muc::nick_in_room(p.from.as_ref(), &self.room).as_ref() == Some(&self.nick)
-                    && muc::removed(&p)
-                {
+                if removed_by_presence(&p, &self.room, &self.nick)? {
                     tracing::warn!("removed from the room; rejoining");
                     self.join(client).await?;
                 }
@@ -396,18 +330,7 @@ impl Bot {
             }
             return Ok(());
         }
-        let Some(from) = m.from.as_ref().map(Jid::to_bare) else {
-            return Ok(());
-        };
-        if m.type_ != MessageType::Chat && m.type_ != MessageType::Normal {
-            return Ok(());
-        }
-        if !self.operators.contains(&from) {
-            // Not an operator: no answer and, since it might be a house, no address in the log.
-            tracing::debug!("ignored a direct message from a non-operator");
-            return Ok(());
-        }
-        let Some((_, body)) = m.get_best_body_cloned(vec![]) else {
+        let Some((from, body)) = operator_command(&m, &self.operators) else {
             return Ok(());
         };
         let reply = self.answer(body.trim());
@@ -485,31 +408,7 @@ impl Bot {
             });
         }
         for alert in alerts {
-            let body = alert.body();
-            let payload = codec::encode_alert(&alert);
-            let first: (Jid, MessageType) = match (&alert.nick, alert.kind) {
-                // Only the offending occupant hears about it, through the room.
-                (Some(nick), AlertKind::HouseSpike) => {
-                    (muc::occupant(&self.room, nick)?.into(), MessageType::Chat)
-                }
-                _ => (self.room.clone().into(), MessageType::Groupchat),
-            };
-            let operators = self
-                .operators
-                .iter()
-                .map(|op| (op.clone().into(), MessageType::Chat));
-            for (to, type_) in std::iter::once(first).chain(operators) {
-                send_chat(
-                    client,
-                    self.timeout,
-                    to,
-                    type_,
-                    body.clone(),
-                    Some(payload.clone()),
-                )
-                .await?;
-            }
-            tracing::debug!(%body, "alert delivered");
+            deliver_alert(client, self.timeout, &self.room, &self.operators, &alert).await?;
             self.emit(BotEvent::Alert(alert));
         }
         if let Some(up) = &mut self.uplink {
@@ -517,6 +416,123 @@ impl Bot {
         }
         Ok(())
     }
+}
+
+/// Joins as a plain participant, or leaves again and refuses to run if the room would show
+/// us real JIDs (moderator or owner/admin, non-anonymous room, occupant-id).
+pub(crate) async fn join_as_participant(
+    client: &mut Client,
+    room: &BareJid,
+    nick: &RoomNick,
+    account: &ConnectConfig,
+) -> Result<(), BotError> {
+    let mut saw_jids = false;
+    let mut retries = 0;
+    let outcome = loop {
+        let answer = muc::answer_bound(account);
+        let joined = muc::join(client, room, nick, answer, |s| {
+            if let Stanza::Presence(p) = &s {
+                saw_jids |= presence_reveals_jid(&p.payloads);
+            }
+        })
+        .await;
+        match joined {
+            Err(MucError::Timeout(..)) if retries < muc::FRESH_RETRIES => {
+                retries += 1;
+                tracing::warn!("no answer to the join; retrying on a fresh session");
+                connect::renew(client, account).await?;
+            }
+            other => break other?,
+        }
+    };
+    let me = match outcome {
+        JoinOutcome::Conflict => return Err(BotError::NickTaken(nick.to_string())),
+        JoinOutcome::Joined(me) => me,
+    };
+    let name = room.to_string();
+    let refusal = if me.is_privileged() {
+        Some(PrivacyError::Privileged {
+            room: name,
+            role: format!("{:?}", me.role).to_lowercase(),
+            affiliation: format!("{:?}", me.affiliation).to_lowercase(),
+        })
+    } else if me.non_anonymous || saw_jids {
+        Some(PrivacyError::NonAnonymous(name))
+    } else if me.occupant_id {
+        Some(PrivacyError::OccupantId(name))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        muc::leave(client, room, nick, account.timeout).await?;
+        return Err(MucError::from(refusal).into());
+    }
+    tracing::info!(%room, %nick, "joined as a plain participant");
+    Ok(())
+}
+
+/// Whether a presence says we were removed from the room; an error if it shows real JIDs,
+/// i.e. the room changed under us (made non-anonymous or us a moderator) and we must stop.
+pub(crate) fn removed_by_presence(
+    p: &xmpp_parsers::presence::Presence,
+    room: &BareJid,
+    nick: &RoomNick,
+) -> Result<bool, BotError> {
+    if presence_reveals_jid(&p.payloads) {
+        return Err(MucError::from(PrivacyError::NonAnonymous(room.to_string())).into());
+    }
+    Ok(muc::nick_in_room(p.from.as_ref(), room).as_ref() == Some(nick) && muc::removed(p))
+}
+
+/// The operator and the command text if `m` is a direct message from a configured operator.
+pub(crate) fn operator_command(m: &Message, operators: &[BareJid]) -> Option<(BareJid, String)> {
+    let from = m.from.as_ref().map(Jid::to_bare)?;
+    if m.type_ != MessageType::Chat && m.type_ != MessageType::Normal {
+        return None;
+    }
+    if !operators.contains(&from) {
+        // Not an operator: no answer and, since it might be a house, no address in the log.
+        tracing::debug!("ignored a direct message from a non-operator");
+        return None;
+    }
+    let (_, body) = m.get_best_body_cloned(vec![])?;
+    Some((from, body))
+}
+
+/// Sends one alert: a house spike privately to that nickname through the room, anything
+/// else to the room; every alert also to each operator.
+pub(crate) async fn deliver_alert(
+    client: &mut Client,
+    bound: Duration,
+    room: &BareJid,
+    operators: &[BareJid],
+    alert: &Alert,
+) -> Result<(), BotError> {
+    let body = alert.body();
+    let payload = codec::encode_alert(alert);
+    let first: (Jid, MessageType) = match (&alert.nick, alert.kind) {
+        // Only the offending occupant hears about it, through the room.
+        (Some(nick), AlertKind::HouseSpike) => {
+            (muc::occupant(room, nick)?.into(), MessageType::Chat)
+        }
+        _ => (room.clone().into(), MessageType::Groupchat),
+    };
+    let operators = operators
+        .iter()
+        .map(|op| (op.clone().into(), MessageType::Chat));
+    for (to, type_) in std::iter::once(first).chain(operators) {
+        send_chat(
+            client,
+            bound,
+            to,
+            type_,
+            body.clone(),
+            Some(payload.clone()),
+        )
+        .await?;
+    }
+    tracing::debug!(%body, "alert delivered");
+    Ok(())
 }
 
 /// One line per interval for people in the room.
@@ -536,7 +552,8 @@ pub fn summary_line(s: &IntervalStats) -> String {
     )
 }
 
-async fn send_chat(
+/// Sends a message with a body for people and an optional payload for programs, bounded.
+pub(crate) async fn send_chat(
     client: &mut Client,
     bound: Duration,
     to: Jid,
@@ -559,10 +576,12 @@ fn presence_reveals_jid(payloads: &[Element]) -> bool {
         .any(|u| u.items.iter().any(|i| i.jid.is_some()))
 }
 
-fn stanza_clone(s: &Stanza) -> Stanza {
-    match s {
+/// The XML of a received stanza, for [`BotEvent::Stanza`] taps in privacy tests.
+pub(crate) fn stanza_xml(s: &Stanza) -> String {
+    let copy = match s {
         Stanza::Message(m) => Stanza::Message(m.clone()),
         Stanza::Presence(p) => Stanza::Presence(p.clone()),
         Stanza::Iq(i) => Stanza::Iq(i.clone()),
-    }
+    };
+    String::from(&Element::from(copy))
 }

@@ -8,6 +8,7 @@ pub mod connect;
 pub mod delivery;
 pub mod district;
 pub mod listen;
+pub mod masked;
 pub mod meter;
 pub mod muc;
 pub mod source;

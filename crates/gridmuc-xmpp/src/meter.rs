@@ -11,7 +11,8 @@ use crate::{instant_at, now_ts};
 use futures::StreamExt;
 use gridmuc_core::codec;
 use gridmuc_core::{
-    Alert, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick, Timestamp,
+    Alert, Millis, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick,
+    Timestamp,
 };
 use rand::rngs::OsRng;
 use rand::{Rng, TryRngCore};
@@ -211,7 +212,8 @@ impl std::fmt::Display for MeterReport {
     }
 }
 
-fn uniform(rng: &mut impl Rng, [lo, hi]: [f64; 2]) -> f64 {
+/// A uniform draw from `[lo, hi)`, or `lo` for an empty range (config ranges may be points).
+pub(crate) fn uniform(rng: &mut impl Rng, [lo, hi]: [f64; 2]) -> f64 {
     if hi > lo {
         rng.random_range(lo..hi)
     } else {
@@ -219,7 +221,8 @@ fn uniform(rng: &mut impl Rng, [lo, hi]: [f64; 2]) -> f64 {
     }
 }
 
-fn secs(x: f64) -> Duration {
+/// Seconds as a duration, negative and non-finite values as zero.
+pub(crate) fn secs(x: f64) -> Duration {
     Duration::try_from_secs_f64(x.max(0.0)).unwrap_or(Duration::ZERO)
 }
 
@@ -325,17 +328,7 @@ impl Meter {
         rng: &mut R,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), MeterError> {
-        let mut retries = 0;
-        while let Err(e) =
-            muc::preflight(client, &self.room, muc::answer_bound(&self.cfg.account)).await
-        {
-            if !matches!(e, MucError::Timeout(..)) || retries == muc::FRESH_RETRIES {
-                return Err(e.into());
-            }
-            retries += 1;
-            tracing::warn!("no answer from the room; retrying on a fresh session");
-            connect::renew(client, &self.cfg.account).await?;
-        }
+        preflight(client, &self.room, &self.cfg.account).await?;
         let mut state = self.join(client, rng).await?;
         tokio::pin!(shutdown);
         loop {
@@ -433,71 +426,37 @@ impl Meter {
         client: &mut Client,
         rng: &mut R,
     ) -> Result<State, MeterError> {
-        const ATTEMPTS: usize = 5;
-        for _ in 0..ATTEMPTS {
-            let nick = NickGenerator.generate(rng);
-            let timeout = self.cfg.account.timeout;
-            let answer = muc::answer_bound(&self.cfg.account);
-            let outcome = match muc::join(client, &self.room, &nick, answer, drop).await {
-                Err(MucError::Timeout(..)) => {
-                    tracing::warn!("no answer to the join; retrying on a fresh session");
-                    connect::renew(client, &self.cfg.account).await?;
-                    continue;
-                }
-                other => other?,
-            };
-            match outcome {
-                JoinOutcome::Conflict => {
-                    self.report.conflicts += 1;
-                    tracing::debug!(%nick, "nickname taken; drawing another");
-                }
-                JoinOutcome::Joined(me) => {
-                    let room = self.room.to_string();
-                    if me.non_anonymous || me.occupant_id || me.created {
-                        muc::leave(client, &self.room, &nick, timeout).await?;
-                        return Err(MucError::from(if me.occupant_id {
-                            PrivacyError::OccupantId(room)
-                        } else if me.created {
-                            PrivacyError::NoSuchRoom(room)
-                        } else {
-                            PrivacyError::NonAnonymous(room)
-                        })
-                        .into());
-                    }
-                    tracing::debug!(%nick, "joined the room");
-                    self.report.nicks += 1;
-                    self.emit(MeterEvent::Joined(nick.clone()));
-                    let (slot, send_at) = self.next_slot(rng, self.last_slot);
-                    // Random start per nickname, kept small enough never to overflow.
-                    let mut seqnr = rng.random_range(0..u64::from(u32::MAX));
-                    // Whatever the old nickname (or session) left unacknowledged goes out again
-                    // now, with its original timestamp.
-                    self.outbox.resend_all();
-                    self.flush(client, &nick, &mut seqnr).await?;
-                    return Ok(State::Joined {
-                        nick,
-                        seqnr,
-                        slot,
-                        send_at,
-                        rotate_at: Instant::now() + secs(uniform(rng, self.cfg.rotate)),
-                    });
-                }
-            }
-        }
-        Err(MucError::NoFreeNick(ATTEMPTS).into())
+        let nick = join_fresh(
+            client,
+            &self.room,
+            &self.cfg.account,
+            rng,
+            &mut self.report.conflicts,
+        )
+        .await?;
+        self.report.nicks += 1;
+        self.emit(MeterEvent::Joined(nick.clone()));
+        let (slot, send_at) = self.next_slot(rng, self.last_slot);
+        // Random start per nickname, kept small enough never to overflow.
+        let mut seqnr = rng.random_range(0..u64::from(u32::MAX));
+        // Whatever the old nickname (or session) left unacknowledged goes out again now,
+        // with its original timestamp.
+        self.outbox.resend_all();
+        self.flush(client, &nick, &mut seqnr).await?;
+        Ok(State::Joined {
+            nick,
+            seqnr,
+            slot,
+            send_at,
+            rotate_at: Instant::now() + secs(uniform(rng, self.cfg.rotate)),
+        })
     }
 
     /// The interval after `prev` (or after the current one) and a jittered send instant inside it.
     fn next_slot(&self, rng: &mut impl Rng, prev: Option<Timestamp>) -> (Timestamp, Instant) {
-        let p = interval_ms(self.cfg.interval);
-        let now = now_ts();
-        let mut slot = prev.map_or(now.floor_to(p).plus(p), |s| s.plus(p));
-        // After a stall the missed intervals' readings are taken at once and queued; those too
-        // old for the bot to take are skipped.
-        let oldest = now.plus(-self.cfg.outbox.max_age).floor_to(p).plus(p);
-        slot = slot.max(oldest);
-        let offset = (uniform(rng, self.cfg.jitter).clamp(0.0, 0.95) * p as f64) as i64;
-        (slot, instant_at(slot.plus(offset)))
+        // After a fault the missed intervals' readings are still taken and queued.
+        let catch_up = self.cfg.outbox.max_age;
+        next_slot(self.cfg.interval, self.cfg.jitter, rng, prev, catch_up)
     }
 
     /// Sends the due reading or rotates; `None` when the source is exhausted.
@@ -592,15 +551,7 @@ impl Meter {
     }
 
     fn injected(&self) -> gridmuc_core::Watts {
-        let t = self.started.elapsed();
-        gridmuc_core::Watts(
-            self.cfg
-                .injections
-                .iter()
-                .filter(|i| i.from <= t && t < i.to)
-                .map(|i| i.add)
-                .sum(),
-        )
+        Injection::total_at(&self.cfg.injections, self.started.elapsed())
     }
 
     /// The reading stanza: a human body plus the XEP-0323 payload, and nothing about the house.
@@ -682,6 +633,94 @@ impl Meter {
             _ => false,
         }
     }
+}
+
+/// Checks the room's privacy settings (disco#info), retrying a silent room on fresh sessions.
+pub(crate) async fn preflight(
+    client: &mut Client,
+    room: &BareJid,
+    account: &ConnectConfig,
+) -> Result<(), MeterError> {
+    let mut retries = 0;
+    while let Err(e) = muc::preflight(client, room, muc::answer_bound(account)).await {
+        if !matches!(e, MucError::Timeout(..)) || retries == muc::FRESH_RETRIES {
+            return Err(e.into());
+        }
+        retries += 1;
+        tracing::warn!("no answer from the room; retrying on a fresh session");
+        connect::renew(client, account).await?;
+    }
+    Ok(())
+}
+
+/// Joins under a fresh CSPRNG nickname, retrying on 409 (counted in `conflicts`), and leaves
+/// again with a privacy refusal if our own presence shows real JIDs, occupant-id or a new room.
+pub(crate) async fn join_fresh<R: Rng + rand::CryptoRng>(
+    client: &mut Client,
+    room: &BareJid,
+    account: &ConnectConfig,
+    rng: &mut R,
+    conflicts: &mut u64,
+) -> Result<RoomNick, MeterError> {
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let nick = NickGenerator.generate(rng);
+        let answer = muc::answer_bound(account);
+        let outcome = match muc::join(client, room, &nick, answer, drop).await {
+            Err(MucError::Timeout(..)) => {
+                tracing::warn!("no answer to the join; retrying on a fresh session");
+                connect::renew(client, account).await?;
+                continue;
+            }
+            other => other?,
+        };
+        match outcome {
+            JoinOutcome::Conflict => {
+                *conflicts += 1;
+                tracing::debug!(%nick, "nickname taken; drawing another");
+            }
+            JoinOutcome::Joined(me) => {
+                let name = room.to_string();
+                if me.non_anonymous || me.occupant_id || me.created {
+                    muc::leave(client, room, &nick, account.timeout).await?;
+                    return Err(MucError::from(if me.occupant_id {
+                        PrivacyError::OccupantId(name)
+                    } else if me.created {
+                        PrivacyError::NoSuchRoom(name)
+                    } else {
+                        PrivacyError::NonAnonymous(name)
+                    })
+                    .into());
+                }
+                tracing::debug!(%nick, "joined the room");
+                return Ok(nick);
+            }
+        }
+    }
+    Err(MucError::NoFreeNick(ATTEMPTS).into())
+}
+
+/// The interval after `prev` (or after the current one) and a jittered send instant inside it.
+pub(crate) fn next_slot(
+    interval: Duration,
+    jitter: [f64; 2],
+    rng: &mut impl Rng,
+    prev: Option<Timestamp>,
+    catch_up: Millis,
+) -> (Timestamp, Instant) {
+    let p = interval_ms(interval);
+    let now = now_ts();
+    let slot = prev.map_or(now.floor_to(p).plus(p), |s| s.plus(p));
+    // After a stall, intervals that ended more than `catch_up` ago are skipped (all that ended,
+    // for 0); the others are due at once.
+    let oldest = if catch_up > 0 {
+        now.plus(-catch_up).floor_to(p).plus(p)
+    } else {
+        now.floor_to(p)
+    };
+    let slot = slot.max(oldest);
+    let offset = (uniform(rng, jitter).clamp(0.0, 0.95) * p as f64) as i64;
+    (slot, instant_at(slot.plus(offset)))
 }
 
 /// The interval in whole milliseconds, at least one.

@@ -39,6 +39,19 @@ pub struct Injection {
     pub add: i64,
 }
 
+impl Injection {
+    /// Watts added at `elapsed` after meter start by every window open at that moment.
+    pub fn total_at(injections: &[Injection], elapsed: Duration) -> Watts {
+        Watts(
+            injections
+                .iter()
+                .filter(|i| i.from <= elapsed && elapsed < i.to)
+                .map(|i| i.add)
+                .sum(),
+        )
+    }
+}
+
 /// Why a source could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

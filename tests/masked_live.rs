@@ -1,0 +1,303 @@
+//! Masked mode against the real private Prosody: ten meters, two cohorts (nickname rotation
+//! is re-enrolment), one meter killed mid-cohort, and a tap on every stanza the bot receives.
+
+// Tests may unwrap (house rule); helpers outside `#[test]` fns need saying so.
+#![allow(clippy::unwrap_used)]
+
+use gridmuc::core::{AggregatorConfig, RoomNick, Watts};
+use gridmuc::mask::MaskMessage;
+use gridmuc::server::{PrivateServer, RoomPolicy, ServerConfig};
+use gridmuc::xmpp::bot::BotConfig;
+use gridmuc::xmpp::connect::ConnectConfig;
+use gridmuc::xmpp::masked::{
+    self, MaskedBotConfig, MaskedBotEvent, MaskedMeterConfig, MaskedMeterEvent, run_masked_bot,
+    run_masked_meter,
+};
+use gridmuc::xmpp::meter::MeterConfig;
+use gridmuc::xmpp::source::SourceConfig;
+use minidom::Element;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+const HOUSES: usize = 10;
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Reading of house `i` in its `row`-th round: five digits, distinct across houses and rounds.
+fn reading(i: usize, row: usize) -> i64 {
+    10_000 + 1_000 * i as i64 + 10 * row as i64
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,gridmuc_xmpp=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Every element's text and attributes except stanza ids (random, could hold any digits).
+fn visible_text(el: &Element, out: &mut Vec<String>) {
+    for ((_, name), value) in el.attrs() {
+        if name.as_str() != "id" {
+            out.push(value.to_owned());
+        }
+    }
+    if el.name() != "mask" {
+        out.push(el.text());
+    }
+    for child in el.children() {
+        visible_text(child, out);
+    }
+}
+
+#[test]
+fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
+    let server = PrivateServer::start(ServerConfig {
+        smacks: false,
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let mut accounts = vec![("bot".to_owned(), PASSWORD.to_owned())];
+    accounts.extend((0..HOUSES).map(|i| (format!("house{i}"), PASSWORD.to_owned())));
+    server.register_many(&accounts).unwrap();
+    let room = server
+        .provision_room("hood", &RoomPolicy::default())
+        .unwrap();
+    let account = |user: &str| {
+        let mut cfg = ConnectConfig::private_tls(
+            &format!("{user}@{}", server.domain()),
+            PASSWORD,
+            &server.c2s_addr().to_string(),
+            server.ca_cert_pem(),
+        );
+        cfg.timeout = Duration::from_secs(10);
+        cfg
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let interval = Duration::from_secs(1);
+
+    let mut bot = BotConfig::new(account("bot"), &room);
+    bot.aggregator = AggregatorConfig {
+        interval: 1_000,
+        grace: 400,
+        ..AggregatorConfig::default()
+    };
+    bot.tap_stanzas = true;
+    let mut bot = MaskedBotConfig::new(bot);
+    bot.key_window = Duration::from_secs(3);
+    bot.share_window = Duration::from_millis(1500);
+    bot.cohort_rounds = 5;
+
+    let meters: Vec<MaskedMeterConfig> = (0..HOUSES)
+        .map(|i| {
+            let path = dir.path().join(format!("house{i}.csv"));
+            let rows: String = (0..60)
+                .map(|r| format!("{r},{}\n", reading(i, r)))
+                .collect();
+            std::fs::write(&path, format!("timestamp,watts\n{rows}")).unwrap();
+            let mut m = MeterConfig::new(account(&format!("house{i}")), &room);
+            m.interval = interval;
+            m.jitter = [0.05, 0.35];
+            m.rejoin_gap = [0.1, 0.4];
+            m.source = SourceConfig::Csv { path };
+            MaskedMeterConfig { meter: m, dp: None }
+        })
+        .collect();
+
+    runtime().block_on(async {
+        let started = std::time::Instant::now();
+        let (bot_stop, bot_stop_rx) = watch::channel(false);
+        let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+        let bot_task = tokio::spawn(run_masked_bot(bot, Some(bot_tx), stopped(bot_stop_rx)));
+        match bot_rx.recv().await {
+            Some(MaskedBotEvent::Joined(_)) => {}
+            other => panic!("bot did not join: {other:?} / {:?}", bot_task.await),
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let (meter_tx, mut meter_rx) = mpsc::unbounded_channel::<(usize, MaskedMeterEvent)>();
+        let mut tasks = Vec::new();
+        for (i, m) in meters.into_iter().enumerate() {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let fwd = meter_tx.clone();
+            tokio::spawn(async move {
+                while let Some(e) = rx.recv().await {
+                    let _ = fwd.send((i, e));
+                }
+            });
+            tasks.push(tokio::spawn(run_masked_meter(m, Some(tx), stopped(stop_rx.clone()))));
+        }
+
+        let mut bot_events = Vec::new();
+        let mut meter_events: Vec<(usize, MaskedMeterEvent)> = Vec::new();
+        let mut cohorts: Vec<u64> = Vec::new();
+        let mut killed_after: Option<u64> = None;
+        let deadline = tokio::time::sleep(Duration::from_secs(45));
+        tokio::pin!(deadline);
+        // Run until the second cohort has summed three rounds after the kill.
+        loop {
+            tokio::select! {
+                () = &mut deadline => panic!("timed out; bot events: {:?}", bot_events.iter().filter(|e| !matches!(e, MaskedBotEvent::Stanza(_))).collect::<Vec<_>>()),
+                Some(e) = bot_rx.recv() => {
+                    if let MaskedBotEvent::Enrolled { first_round, .. } = &e {
+                        cohorts.push(*first_round);
+                    }
+                    let done = matches!((&e, killed_after), (MaskedBotEvent::Sum { round, .. }, Some(k)) if *round >= k + 3);
+                    bot_events.push(e);
+                    if done {
+                        break;
+                    }
+                }
+                Some((i, e)) = meter_rx.recv() => {
+                    // Kill house 0 right after it sent the second round of the second cohort:
+                    // the next round must be unmasked without it (dropout recovery).
+                    if let (0, MaskedMeterEvent::Sent { round, .. }) = (i, &e) {
+                        if cohorts.len() == 2 && *round > cohorts[1] && killed_after.is_none() {
+                            tasks[0].abort();
+                            killed_after = Some(*round);
+                        }
+                    }
+                    meter_events.push((i, e));
+                }
+            }
+        }
+        stop.send(true).unwrap();
+        for (i, t) in tasks.into_iter().enumerate().skip(1) {
+            t.await.unwrap().unwrap_or_else(|e| panic!("meter {i}: {e}"));
+        }
+        bot_stop.send(true).unwrap();
+        let report = bot_task.await.unwrap().unwrap();
+        while let Ok(e) = bot_rx.try_recv() {
+            bot_events.push(e);
+        }
+        while let Ok(e) = meter_rx.try_recv() {
+            meter_events.push(e);
+        }
+        let killed_after = killed_after.unwrap();
+        eprintln!(
+            "masked live run: {:.1} s, cohorts from rounds {cohorts:?}, {} sums, {} failed rounds, {} masked readings",
+            started.elapsed().as_secs_f64(),
+            report.sums,
+            report.failed_rounds,
+            report.accepted
+        );
+
+        // What each round's sum must be: everything the meters masked for that round.
+        let mut sent: BTreeMap<u64, (i64, usize)> = BTreeMap::new();
+        for (_, e) in &meter_events {
+            if let MaskedMeterEvent::Sent { round, reading, .. } = e {
+                let s = sent.entry(*round).or_default();
+                s.0 += reading.0;
+                s.1 += 1;
+            }
+        }
+        let sums: Vec<_> = bot_events
+            .iter()
+            .filter_map(|e| match e {
+                MaskedBotEvent::Sum { round, total, enrolled, .. } => Some((*round, total.clone(), *enrolled)),
+                _ => None,
+            })
+            .collect();
+        assert!(sums.len() >= 8, "too few sums: {sums:?}");
+        for (round, total, _) in &sums {
+            let (watts, meters) = sent[round];
+            assert_eq!(total.total, Watts(watts), "round {round}");
+            assert_eq!(total.meters, meters, "round {round}");
+        }
+        // Both cohorts summed full rounds of all ten houses …
+        for first in &cohorts[..2] {
+            assert!(
+                sums.iter().any(|(r, t, e)| r >= first && t.meters == HOUSES && usize::from(*e) == HOUSES),
+                "no full round in the cohort from {first}: {sums:?}"
+            );
+        }
+        // … and the rounds after the kill are the nine survivors' sum, from a cohort of ten.
+        let after: Vec<_> = sums.iter().filter(|(r, ..)| *r > killed_after).collect();
+        assert!(!after.is_empty());
+        for (round, total, enrolled) in &after {
+            assert_eq!((total.meters, *enrolled), (HOUSES - 1, HOUSES as u16), "round {round}");
+            let survivors: i64 = (1..HOUSES)
+                .map(|i| {
+                    meter_events.iter().find_map(|(m, e)| match e {
+                        MaskedMeterEvent::Sent { round: r, reading, .. } if *m == i && r == round => Some(reading.0),
+                        _ => None,
+                    }).unwrap()
+                })
+                .sum();
+            assert_eq!(total.total, Watts(survivors), "round {round}");
+        }
+        assert_eq!(report.sums as usize, sums.len());
+
+        // Rotation is re-enrolment: each surviving house used a new nickname per cohort.
+        let mut seen = HashSet::new();
+        for i in 1..HOUSES {
+            let nicks: Vec<&RoomNick> = meter_events
+                .iter()
+                .filter_map(|(m, e)| match e {
+                    MaskedMeterEvent::Joined(n) if *m == i => Some(n),
+                    _ => None,
+                })
+                .collect();
+            assert!(nicks.len() >= 2, "house {i} did not rotate: {nicks:?}");
+            assert!(nicks.iter().all(|n| seen.insert((*n).clone())), "nickname reused");
+        }
+
+        // The bot never received a plaintext reading or a house's address.
+        let plain: Vec<(String, String)> = (0..HOUSES)
+            .flat_map(|i| (0..60).map(move |r| reading(i, r)))
+            .map(|w| (w.to_string(), Watts(w).to_string()))
+            .collect();
+        let stanzas: Vec<&String> = bot_events
+            .iter()
+            .filter_map(|e| match e {
+                MaskedBotEvent::Stanza(xml) => Some(xml),
+                _ => None,
+            })
+            .collect();
+        assert!(stanzas.len() > 100, "tap too small: {}", stanzas.len());
+        let mut masked_readings = 0;
+        for xml in &stanzas {
+            assert!(!xml.contains("urn:xmpp:iot:sensordata"), "sensor data reached the bot: {xml}");
+            for i in 0..HOUSES {
+                assert!(!xml.contains(&format!("house{i}@")), "house {i}'s JID reached the bot: {xml}");
+            }
+            assert!(!xml.contains(" jid="), "a real JID reached the bot: {xml}");
+            let el: Element = xml.parse().unwrap();
+            let mut texts = Vec::new();
+            visible_text(&el, &mut texts);
+            for text in &texts {
+                for (w, kw) in &plain {
+                    assert!(!text.contains(w.as_str()) && !text.contains(kw.as_str()), "reading {w} in: {xml}");
+                }
+            }
+            if let Some(Ok(p)) = masked::decode(&el.children().cloned().collect::<Vec<_>>()) {
+                if let MaskMessage::Masked(m) = p.message {
+                    masked_readings += 1;
+                    let plain_quanta: Vec<u64> = meter_events
+                        .iter()
+                        .filter_map(|(_, e)| match e {
+                            MaskedMeterEvent::Sent { round, reading, .. } if *round == m.round => {
+                                Some((reading.0 / 10) as u64)
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    assert!(!plain_quanta.contains(&m.value), "an unmasked value on the wire");
+                }
+            }
+        }
+        assert!(masked_readings as u64 >= report.accepted);
+    });
+    server.stop().unwrap();
+}
