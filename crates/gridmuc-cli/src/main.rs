@@ -4,6 +4,7 @@ mod bench_ingest;
 mod bench_masked;
 mod bench_sim;
 mod demo;
+mod loadtest;
 mod meter;
 mod report;
 mod server;
@@ -35,6 +36,8 @@ enum Command {
     Report(report::Args),
     /// Run a private Prosody with accounts and a provisioned room until Ctrl-C.
     Server(server::Args),
+    /// Load test: private Prosody, the real bot and N meters; throughput, latency, CPU, losses.
+    Loadtest(loadtest::Args),
     /// Release-build benchmarks with a machine-readable last line.
     Bench {
         #[command(subcommand)]
@@ -66,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::Report(a) => report::run(a),
         Command::Server(a) => server::run(a),
+        Command::Loadtest(a) => loadtest::run(a),
         Command::Bench { which } => match which {
             BenchCommand::Ingest(a) => bench_ingest::run(a),
             BenchCommand::Sim(a) => bench_sim::run(a),

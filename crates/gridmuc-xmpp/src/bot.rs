@@ -6,6 +6,7 @@
 //! address of anything that is not an operator.
 
 use crate::connect::{self, ConnectConfig, ConnectError};
+use crate::metrics::{self, Metrics};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
@@ -14,6 +15,8 @@ use gridmuc_core::codec::{self, CodecLimits};
 use gridmuc_core::{Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, RoomNick};
 use minidom::Element;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -46,6 +49,12 @@ pub struct BotConfig {
     /// Report the XML of every received stanza as [`BotEvent::Stanza`] (tests auditing privacy).
     #[serde(skip)]
     pub tap_stanzas: bool,
+    /// Serve Prometheus `/metrics` on this address (off by default); see [`crate::metrics`].
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// Use this registry instead of a fresh one, so in-process callers read it directly.
+    #[serde(skip)]
+    pub registry: Option<Arc<Metrics>>,
 }
 
 fn default_nick() -> String {
@@ -66,6 +75,8 @@ impl BotConfig {
             aggregator: AggregatorConfig::default(),
             post_summaries: true,
             tap_stanzas: false,
+            metrics: None,
+            registry: None,
         }
     }
 }
@@ -112,6 +123,9 @@ pub enum BotError {
     /// Another occupant holds the bot's nickname.
     #[error("nickname {0} is taken in the room (another bot running?)")]
     NickTaken(String),
+    /// The `/metrics` address could not be bound.
+    #[error("cannot serve metrics on {0}: {1}")]
+    Metrics(SocketAddr, std::io::Error),
 }
 
 struct Bot {
@@ -125,6 +139,7 @@ struct Bot {
     events: Option<mpsc::UnboundedSender<BotEvent>>,
     timeout: Duration,
     account: ConnectConfig,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs the bot until `shutdown` resolves; flushes the open intervals before returning.
@@ -142,6 +157,21 @@ pub async fn run_bot(
         .iter()
         .map(|o| BareJid::new(o).map_err(|e| BotError::BadJid(o.clone(), e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
+    let registry = cfg.registry.clone().unwrap_or_default();
+    // Bound before logging in so a taken port is an error, not a silent absence of metrics.
+    let _serving = match cfg.metrics {
+        Some(addr) => {
+            let listener = metrics::bind(addr)
+                .await
+                .map_err(|e| BotError::Metrics(addr, e))?;
+            Some(AbortOnDrop(tokio::spawn(metrics::serve(
+                listener,
+                registry.clone(),
+                std::future::pending(),
+            ))))
+        }
+        None => None,
+    };
     let mut client = connect::connect(&cfg.account).await?;
     let mut bot = Bot {
         room,
@@ -154,6 +184,7 @@ pub async fn run_bot(
         events,
         timeout: cfg.account.timeout,
         account: cfg.account,
+        metrics: registry,
     };
     let result = bot.run(&mut client, shutdown).await;
     connect::close(client).await;
@@ -310,11 +341,14 @@ impl Bot {
             }
             match codec::decode_payloads(&m.payloads, &self.limits) {
                 Ok(reading) => {
-                    self.agg.handle_reading(now_ts(), &nick, reading);
+                    let (now, seqnr, at) = (now_ts(), reading.seqnr, reading.at);
+                    let outcome = self.agg.handle_reading(now, &nick, reading);
+                    self.metrics.reading(&nick, seqnr, &outcome, now.since(at));
                 }
                 Err(rejection) => {
                     tracing::debug!(%nick, reason = rejection.kind(), "reading rejected");
                     self.agg.handle_rejection(&rejection);
+                    self.metrics.rejection(&rejection);
                 }
             }
             return Ok(());
@@ -397,6 +431,7 @@ impl Bot {
                 )
                 .await?;
             }
+            self.metrics.interval();
             let counters = Box::new(self.agg.counters().clone());
             self.emit(BotEvent::Summary {
                 stats,
@@ -430,6 +465,7 @@ impl Bot {
                 .await?;
             }
             tracing::debug!(%body, "alert delivered");
+            self.metrics.alert(&alert);
             self.emit(BotEvent::Alert(alert));
         }
         Ok(())
@@ -470,6 +506,15 @@ fn presence_reveals_jid(payloads: &[Element]) -> bool {
         .iter()
         .filter_map(|e| MucUser::try_from(e.clone()).ok())
         .any(|u| u.items.iter().any(|i| i.jid.is_some()))
+}
+
+/// Stops the metrics responder when the bot returns, however it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn stanza_clone(s: &Stanza) -> Stanza {

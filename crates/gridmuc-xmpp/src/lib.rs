@@ -7,6 +7,7 @@ pub mod bot;
 pub mod connect;
 pub mod listen;
 pub mod meter;
+pub mod metrics;
 pub mod muc;
 pub mod source;
 

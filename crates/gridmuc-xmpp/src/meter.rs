@@ -117,6 +117,8 @@ pub enum MeterEvent {
         nick: RoomNick,
         /// What was sent.
         reading: Reading,
+        /// When the stanza had been handed to the session (load tests measure latency from it).
+        at: Instant,
     },
     /// A private message reached this nickname through the room (e.g. a house-spike alert).
     Private {
@@ -466,6 +468,7 @@ impl Meter {
                     self.emit(MeterEvent::Sent {
                         nick: nick.clone(),
                         reading,
+                        at: Instant::now(),
                     });
                 }
                 let (slot, send_at) = self.next_slot(rng, Some(slot));
