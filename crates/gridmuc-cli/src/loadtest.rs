@@ -8,14 +8,14 @@
 use anyhow::Context;
 use gridmuc_core::{AggregatorConfig, RoomNick, Watts};
 use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password};
-use gridmuc_xmpp::bot::{BotConfig, BotEvent, run_bot};
+use gridmuc_xmpp::bot::{BotConfig, BotError, BotEvent, BotReport, run_bot};
 use gridmuc_xmpp::connect::ConnectConfig;
 use gridmuc_xmpp::meter::{MeterConfig, MeterEvent, Mode, run_meter};
 use gridmuc_xmpp::metrics::{Metrics, TappedReading};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// Arguments of this subcommand.
@@ -174,6 +174,9 @@ struct Figures {
     ingested_total: u64,
     rejected: String,
     bounced: u64,
+    paced: u64,
+    echo_timeouts: u64,
+    prosody_warnings: Vec<String>,
     unmatched: usize,
     meter_errors: usize,
 }
@@ -203,7 +206,7 @@ async fn drive(
     bot.registry = Some(registry.clone());
     let (stop_bot, stop_bot_rx) = watch::channel(false);
     let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
-    let bot_task = tokio::spawn(run_bot(bot, Some(bot_tx), stopped(stop_bot_rx)));
+    let bot_task = spawn_bot_thread(bot, bot_tx, stop_bot_rx)?;
     match bot_rx.recv().await {
         Some(BotEvent::Joined(_)) => eprintln!("bot joined"),
         _ => {
@@ -284,10 +287,14 @@ async fn drive(
     stop.send(true)?;
     drop(meter_tx);
     let mut meter_errors = 0;
-    let mut bounced = 0;
+    let (mut bounced, mut paced, mut echo_timeouts) = (0, 0, 0);
     for t in tasks {
         match t.await? {
-            Ok(r) => bounced += r.bounced,
+            Ok(r) => {
+                bounced += r.bounced;
+                paced += r.paced;
+                echo_timeouts += r.echo_timeouts;
+            }
             Err(e) => {
                 meter_errors += 1;
                 eprintln!("a meter stopped with an error: {e}");
@@ -330,6 +337,9 @@ async fn drive(
         ingested_total: report.counters.accepted,
         rejected: report.counters.rejected.to_string(),
         bounced,
+        paced,
+        echo_timeouts,
+        prosody_warnings: log_warnings(server.log_path()),
         unmatched: lat.sent_at.len(),
         meter_errors,
     })
@@ -505,6 +515,19 @@ impl Figures {
             self.rejected,
             self.bounced
         );
+        if args.mode == Mode::Broadcast {
+            println!(
+                "broadcast pacing: {} intervals skipped waiting for the room's echo, {} echo timeouts",
+                self.paced, self.echo_timeouts
+            );
+        }
+        println!(
+            "prosody warnings/errors in its log: {}",
+            self.prosody_warnings.len()
+        );
+        for w in self.prosody_warnings.iter().take(5) {
+            println!("  {w}");
+        }
         let p99 = ms(0.99);
         println!(
             "RESULT houses={} rate={} mode={:?} ingested_per_s={:.0} delivered_per_s={:.0} p50_ms={:.1} p99_ms={:.1} prosody_cpu={:.0} own_cpu={:.0} sent={} ingested={} lost={}",
@@ -522,6 +545,42 @@ impl Figures {
             self.sent_total.saturating_sub(self.ingested_total)
         );
     }
+}
+
+/// Runs the bot on its own thread and runtime, as it would run in its own process, so the
+/// meters' tasks cannot starve it; the answer arrives on the returned channel.
+fn spawn_bot_thread(
+    bot: BotConfig,
+    events: mpsc::UnboundedSender<BotEvent>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<oneshot::Receiver<Result<BotReport, BotError>>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("bot".to_owned())
+        .spawn(move || {
+            let report = rt.block_on(run_bot(bot, Some(events), stopped(stop)));
+            let _ = tx.send(report);
+        })?;
+    Ok(rx)
+}
+
+/// Distinct warning and error lines of Prosody's log (a few lines into a run are normal).
+fn log_warnings(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        if line.contains("\twarn\t") || line.contains("\terror\t") {
+            // Drop the timestamp and session id so repeats collapse.
+            let msg = line.split('\t').skip(2).collect::<Vec<_>>().join(" ");
+            if !seen.contains(&msg) {
+                seen.push(msg);
+            }
+        }
+    }
+    seen
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {

@@ -2,6 +2,12 @@
 //!
 //! One task owns the [`Client`] and `select!`s over incoming events, the next send slot, the
 //! rotation deadline and shutdown (tokio-xmpp's `split()` can stall under load).
+//!
+//! In broadcast mode a meter keeps at most one reading in flight: it sends the next only after
+//! the room has echoed the previous one back to it, i.e. after the server has fanned it out to
+//! every occupant and this session has drained everything queued before it. When the room is
+//! slower than the interval the meter skips intervals (counted in [`MeterReport::paced`])
+//! instead of piling readings into server queues that reach the bot too late (docs/flood.md).
 
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
@@ -18,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_xmpp::jid::BareJid;
 use tokio_xmpp::{Client, Event, Stanza};
-use xmpp_parsers::message::{Lang, Message, MessageType};
+use xmpp_parsers::message::{Id, Lang, Message, MessageType};
 
 /// Broadcast to the room or send privately to the bot through the room.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
@@ -148,6 +154,10 @@ pub struct MeterReport {
     pub nicks: u64,
     /// Nickname conflicts (409) survived.
     pub conflicts: u64,
+    /// Intervals skipped because the previous broadcast reading had not come back from the room yet.
+    pub paced: u64,
+    /// Broadcast readings whose echo never came back within the account timeout.
+    pub echo_timeouts: u64,
 }
 
 /// Why a meter stopped with an error.
@@ -216,6 +226,8 @@ struct Meter {
     report: MeterReport,
     started: Instant,
     source: Source,
+    /// Broadcast mode: id of the reading the room has not echoed yet, and when to stop waiting.
+    in_flight: Option<(String, Instant)>,
 }
 
 impl std::str::FromStr for Mode {
@@ -252,6 +264,7 @@ pub async fn run_meter(
         report: MeterReport::default(),
         started: Instant::now(),
         source,
+        in_flight: None,
     };
     let result = meter.run(&mut client, &mut rng, shutdown).await;
     connect::close(client).await;
@@ -285,11 +298,18 @@ impl Meter {
         let mut state = self.join(client, rng).await?;
         tokio::pin!(shutdown);
         loop {
-            let wake = match &state {
-                State::Joined {
-                    send_at, rotate_at, ..
-                } => (*send_at).min(*rotate_at),
-                State::Away(at) => *at,
+            let wake = match (&state, &self.in_flight) {
+                // Paced: the next send waits for the echo (or its deadline).
+                (State::Joined { rotate_at, .. }, Some((_, deadline))) => {
+                    (*deadline).min(*rotate_at)
+                }
+                (
+                    State::Joined {
+                        send_at, rotate_at, ..
+                    },
+                    None,
+                ) => (*send_at).min(*rotate_at),
+                (State::Away(at), _) => *at,
             };
             let woke = tokio::select! {
                 () = &mut shutdown => break,
@@ -391,6 +411,8 @@ impl Meter {
                         .into());
                     }
                     tracing::debug!(%nick, "joined the room");
+                    // An echo for the previous nickname will not be recognised: stop waiting.
+                    self.in_flight = None;
                     self.report.nicks += 1;
                     self.emit(MeterEvent::Joined(nick.clone()));
                     let (slot, send_at) = self.next_slot(rng, None);
@@ -442,9 +464,36 @@ impl Meter {
                 nick,
                 seqnr,
                 slot,
+                send_at,
                 rotate_at,
-                ..
             } => {
+                if let Some((_, deadline)) = &self.in_flight {
+                    if Instant::now() < *deadline {
+                        // Woken early; the echo has not come back yet.
+                        return Ok(Some(State::Joined {
+                            nick,
+                            seqnr,
+                            slot,
+                            send_at,
+                            rotate_at,
+                        }));
+                    }
+                    self.report.echo_timeouts += 1;
+                    tracing::warn!("the room did not echo a broadcast reading in time; sending on");
+                    self.in_flight = None;
+                }
+                if slot.plus(interval_ms(self.cfg.interval)) <= now_ts() {
+                    // Its window passed while the previous reading was in flight: skip, don't queue.
+                    self.report.paced += 1;
+                    let (slot, send_at) = self.next_slot(rng, Some(slot));
+                    return Ok(Some(State::Joined {
+                        nick,
+                        seqnr,
+                        slot,
+                        send_at,
+                        rotate_at,
+                    }));
+                }
                 let value = match self.source.sample(slot, rng) {
                     Sample::Finished => {
                         self.leave(client, &nick).await?;
@@ -461,8 +510,14 @@ impl Meter {
                         seqnr,
                         quality: Quality::AUTOMATIC_READOUT,
                     };
-                    let stanza = self.message(&reading).into();
-                    muc::send(client, stanza, self.cfg.account.timeout).await?;
+                    let mut message = self.message(&reading);
+                    if self.cfg.mode == Mode::Broadcast {
+                        // A random id: it identifies the echo, not the house.
+                        let id = format!("{:016x}", rng.random::<u64>());
+                        message.id = Some(Id(id.clone()));
+                        self.in_flight = Some((id, Instant::now() + self.cfg.account.timeout));
+                    }
+                    muc::send(client, message.into(), self.cfg.account.timeout).await?;
                     seqnr += 1;
                     self.report.sent += 1;
                     self.emit(MeterEvent::Sent {
@@ -513,6 +568,18 @@ impl Meter {
         let State::Joined { nick: me, .. } = state else {
             return false;
         };
+        if let Stanza::Message(m) = &stanza {
+            let ours = self.in_flight.as_ref().is_some_and(|(id, _)| {
+                m.id.as_ref().is_some_and(|i| i.0 == *id)
+                    && muc::nick_in_room(m.from.as_ref(), &self.room).is_none_or(|from| from == *me)
+            });
+            if ours {
+                if m.type_ == MessageType::Error {
+                    tracing::warn!("the room refused a broadcast reading");
+                }
+                self.in_flight = None;
+            }
+        }
         match stanza {
             Stanza::Message(m) if m.type_ == MessageType::Error => {
                 if m.from.as_ref().is_some_and(|f| *f == self.bot) {
