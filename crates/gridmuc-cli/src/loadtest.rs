@@ -42,6 +42,10 @@ pub struct Args {
     /// Let the bot post its per-interval summary to the room (one groupchat to every house).
     #[arg(long)]
     pub summaries: bool,
+    /// Broadcast meters send on schedule without waiting for the room's echo (reproduces the
+    /// flood of issue 5; see docs/flood.md).
+    #[arg(long)]
+    pub unpaced: bool,
 }
 
 /// The bot's room nickname.
@@ -95,6 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     // No overload alerts: the load test measures readings, not alert fan-out.
     bot.aggregator.overload.rating = Watts(25_000 * i64::try_from(args.houses)?);
+    // Readings start together once the ramp should be over: a broadcast flood that starts
+    // while houses still log in starves their TLS and SASL round trips (docs/flood.md).
+    let ramp_estimate = args.houses as f64 / args.logins_per_second.max(0.1) * 1.5 + 5.0;
+    let not_before = std::time::SystemTime::now()
+        + Duration::try_from_secs_f64(ramp_estimate).context("--logins-per-second")?;
     let meters: Vec<MeterConfig> = (1..=args.houses)
         .map(|i| {
             let mut m = MeterConfig::new(account(i), &room);
@@ -105,14 +114,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             m.jitter = [0.0, 0.95];
             // No rotation inside a load test.
             m.rotate = [1e6, 1e6];
+            m.pace_broadcast = !args.unpaced;
+            m.not_before = Some(not_before);
             m
         })
         .collect();
     println!(
-        "loadtest: {} houses × {} reading/s, {:?} mode, XEP-0198 {}, summaries {}, window {:.0} s",
+        "loadtest: {} houses × {} reading/s, {:?} mode{}, XEP-0198 {}, summaries {}, window {:.0} s",
         args.houses,
         args.rate,
         args.mode,
+        if args.unpaced { " (unpaced)" } else { "" },
         if args.smacks { "on" } else { "off" },
         if args.summaries { "on" } else { "off" },
         args.seconds
@@ -123,6 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ramp: Duration::try_from_secs_f64(1.0 / args.logins_per_second.max(0.1))
             .context("--logins-per-second")?,
         interval,
+        start: not_before,
     };
     let result = rt.block_on(drive(&server, prosody_pid, bot, meters, &plan));
     drop(rt);
@@ -156,6 +169,8 @@ struct Plan {
     window: Duration,
     ramp: Duration,
     interval: Duration,
+    /// When the meters send their first readings.
+    start: std::time::SystemTime,
 }
 
 /// What one run measured.
@@ -257,8 +272,18 @@ async fn drive(
         ramp.as_secs_f64(),
         plan.window.as_secs_f64()
     );
-    // One interval to settle so every meter is in its steady rhythm.
-    settle(plan.interval, &mut meter_rx, &mut tap_rx, &mut lat).await;
+    // Until the common start, then one interval so every meter is in its steady rhythm.
+    let to_start = plan
+        .start
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    settle(
+        to_start + plan.interval,
+        &mut meter_rx,
+        &mut tap_rx,
+        &mut lat,
+    )
+    .await;
 
     let before = snapshot(server, prosody_pid, &lat, &registry)?;
     lat.recording = true;

@@ -72,6 +72,17 @@ pub struct MeterConfig {
     /// Staged load changes (demo and tests).
     #[serde(default)]
     pub injections: Vec<Injection>,
+    /// No reading before this wall-clock time, so a load test starts a whole neighbourhood together.
+    #[serde(skip)]
+    pub not_before: Option<std::time::SystemTime>,
+    /// Broadcast pacing (one reading in flight until the room echoes it); off only to
+    /// reproduce the unpaced flood in `gridmuc loadtest --unpaced`.
+    #[serde(skip, default = "yes")]
+    pub pace_broadcast: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_bot_nick() -> String {
@@ -108,6 +119,8 @@ impl MeterConfig {
             quantum_watts: default_quantum(),
             source: SourceConfig::default(),
             injections: Vec::new(),
+            not_before: None,
+            pace_broadcast: true,
         }
     }
 }
@@ -433,7 +446,13 @@ impl Meter {
     /// The interval after `prev` (or after the current one) and a jittered send instant inside it.
     fn next_slot(&self, rng: &mut impl Rng, prev: Option<Timestamp>) -> (Timestamp, Instant) {
         let p = interval_ms(self.cfg.interval);
-        let now = now_ts();
+        let not_before = self.cfg.not_before.map_or(Timestamp(i64::MIN), |t| {
+            let ms = t
+                .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+        });
+        let now = now_ts().max(not_before);
         let mut slot = prev.map_or(now.floor_to(p).plus(p), |s| s.plus(p));
         // After a stall, skip intervals whose window has passed instead of bursting.
         while slot.plus(p) <= now {
@@ -482,9 +501,11 @@ impl Meter {
                     tracing::warn!("the room did not echo a broadcast reading in time; sending on");
                     self.in_flight = None;
                 }
-                if slot.plus(interval_ms(self.cfg.interval)) <= now_ts() {
+                let p = interval_ms(self.cfg.interval);
+                let behind = now_ts().since(slot) / p;
+                if behind > 0 {
                     // Its window passed while the previous reading was in flight: skip, don't queue.
-                    self.report.paced += 1;
+                    self.report.paced += behind.unsigned_abs();
                     let (slot, send_at) = self.next_slot(rng, Some(slot));
                     return Ok(Some(State::Joined {
                         nick,
@@ -511,7 +532,7 @@ impl Meter {
                         quality: Quality::AUTOMATIC_READOUT,
                     };
                     let mut message = self.message(&reading);
-                    if self.cfg.mode == Mode::Broadcast {
+                    if self.cfg.mode == Mode::Broadcast && self.cfg.pace_broadcast {
                         // A random id: it identifies the echo, not the house.
                         let id = format!("{:016x}", rng.random::<u64>());
                         message.id = Some(Id(id.clone()));
