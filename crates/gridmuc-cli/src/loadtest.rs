@@ -180,8 +180,8 @@ struct Figures {
     window: Duration,
     sent_in_window: u64,
     ingested_in_window: u64,
-    delivered_messages: u64,
-    delivered_presences: u64,
+    /// Messages and presences delivered to clients, if the admin shell answered both times.
+    delivered: Option<(u64, u64)>,
     prosody_cpu: f64,
     own_cpu: f64,
     latencies_us: Vec<u64>,
@@ -201,8 +201,8 @@ struct Snapshot {
     at: Instant,
     prosody_ticks: u64,
     own_ticks: u64,
-    messages: u64,
-    presences: u64,
+    /// Messages and presences delivered so far; `None` if Prosody was too busy to answer.
+    deliveries: Option<(u64, u64)>,
     sent: u64,
     ingested: u64,
 }
@@ -353,8 +353,10 @@ async fn drive(
         window: after.at - before.at,
         sent_in_window: after.sent - before.sent,
         ingested_in_window: after.ingested - before.ingested,
-        delivered_messages: after.messages - before.messages,
-        delivered_presences: after.presences - before.presences,
+        delivered: after
+            .deliveries
+            .zip(before.deliveries)
+            .map(|((m1, p1), (m0, p0))| (m1 - m0, p1 - p0)),
         prosody_cpu: cpu(after.prosody_ticks - before.prosody_ticks),
         own_cpu: cpu(after.own_ticks - before.own_ticks),
         latencies_us,
@@ -394,21 +396,28 @@ fn snapshot(
     lat: &Latency,
     registry: &Metrics,
 ) -> anyhow::Result<Snapshot> {
-    let text = tokio::task::block_in_place(|| server.admin_lua(READ_DELIVERIES_LUA))?;
-    let mut counts = text
-        .split_whitespace()
-        .skip_while(|w| *w != "deliveries")
-        .skip(1)
-        .map(str::parse::<u64>);
-    let (Some(Ok(messages)), Some(Ok(presences))) = (counts.next(), counts.next()) else {
-        anyhow::bail!("unexpected delivery counter answer {text:?}");
+    let deliveries = match tokio::task::block_in_place(|| server.admin_lua(READ_DELIVERIES_LUA)) {
+        Ok(text) => {
+            let mut counts = text
+                .split_whitespace()
+                .skip_while(|w| *w != "deliveries")
+                .skip(1)
+                .map(str::parse::<u64>);
+            let (Some(Ok(messages)), Some(Ok(presences))) = (counts.next(), counts.next()) else {
+                anyhow::bail!("unexpected delivery counter answer {text:?}");
+            };
+            Some((messages, presences))
+        }
+        Err(e) => {
+            eprintln!("prosody's admin shell did not answer (overloaded?): {e}");
+            None
+        }
     };
     Ok(Snapshot {
         at: Instant::now(),
         prosody_ticks: cpu_ticks(&format!("/proc/{prosody_pid}/stat"))?,
         own_ticks: cpu_ticks("/proc/self/stat")?,
-        messages,
-        presences,
+        deliveries,
         sent: lat.sent,
         ingested: registry.accepted(),
     })
@@ -514,12 +523,15 @@ impl Figures {
             self.ingested_in_window,
             self.ingested_in_window as f64 / secs
         );
-        println!(
-            "server delivered to clients: {:.0} stanzas/s ({:.0} messages/s + {:.0} presences/s)",
-            (self.delivered_messages + self.delivered_presences) as f64 / secs,
-            self.delivered_messages as f64 / secs,
-            self.delivered_presences as f64 / secs
-        );
+        match self.delivered {
+            Some((m, p)) => println!(
+                "server delivered to clients: {:.0} stanzas/s ({:.0} messages/s + {:.0} presences/s)",
+                (m + p) as f64 / secs,
+                m as f64 / secs,
+                p as f64 / secs
+            ),
+            None => println!("server delivered to clients: unknown (admin shell did not answer)"),
+        }
         println!(
             "reading→bot latency over {} readings: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
             self.latencies_us.len(),
@@ -560,7 +572,8 @@ impl Figures {
             args.rate,
             args.mode,
             self.ingested_in_window as f64 / secs,
-            (self.delivered_messages + self.delivered_presences) as f64 / secs,
+            self.delivered
+                .map_or(f64::NAN, |(m, p)| (m + p) as f64 / secs),
             ms(0.5),
             p99,
             self.prosody_cpu,
