@@ -239,8 +239,11 @@ async fn drive(
     let mut joined = 0usize;
     let ramp_started = Instant::now();
     let mut progress = tokio::time::interval(Duration::from_secs(5));
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     progress.tick().await;
     let mut spawn = tokio::time::interval(plan.ramp);
+    // Falling behind must not turn into a burst of logins.
+    spawn.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending = meters.into_iter();
     // Ramp: spawn at the login rate and wait until every house is in the room.
     let mut ramp_deadline = Instant::now() + plan.ramp * u32::try_from(houses)? * 2;
