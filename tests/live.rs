@@ -661,6 +661,8 @@ fn two_neighbourhoods_feed_a_district_bot_with_totals_only() {
         nick: nick.to_owned(),
         bot_nick: "district".to_owned(),
         outbox: Default::default(),
+        // Three houses per neighbourhood here; the default of 5 keeps single houses hidden.
+        min_meters: 3,
     };
     let mut bot_a = hood.bot(&[]);
     bot_a.tap_stanzas = false;

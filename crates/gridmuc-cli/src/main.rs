@@ -2,11 +2,15 @@
 
 mod bench_ingest;
 mod bench_masked;
+#[cfg(feature = "offline")]
 mod bench_sim;
 mod demo;
+mod loadtest;
 mod meter;
+#[cfg(feature = "offline")]
 mod report;
 mod server;
+#[cfg(feature = "offline")]
 mod simulate;
 mod substation;
 
@@ -30,11 +34,15 @@ enum Command {
     /// Run the substation operator bot against any XMPP server from a TOML config.
     Substation(substation::Args),
     /// Run an offline neighbourhood simulation from simulations/<name>.toml.
+    #[cfg(feature = "offline")]
     Simulate(simulate::Args),
     /// Re-render charts and report.md from a finished simulation's output.
+    #[cfg(feature = "offline")]
     Report(report::Args),
     /// Run a private Prosody with accounts and a provisioned room until Ctrl-C.
     Server(server::Args),
+    /// Load test: private Prosody, the real bot and N meters; throughput, latency, CPU, losses.
+    Loadtest(loadtest::Args),
     /// Release-build benchmarks with a machine-readable last line.
     Bench {
         #[command(subcommand)]
@@ -47,6 +55,7 @@ enum BenchCommand {
     /// Parse pre-built reading stanzas and feed the aggregator on one core.
     Ingest(bench_ingest::Args),
     /// Simulate household-years and report the rate per CPU-second.
+    #[cfg(feature = "offline")]
     Sim(bench_sim::Args),
     /// Masked-aggregation costs per house and round, and bytes per reading.
     Masked(bench_masked::Args),
@@ -63,11 +72,15 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Meter(a) => meter::run(a),
         Command::Substation(a) => substation::run(a),
+        #[cfg(feature = "offline")]
         Command::Simulate(a) => simulate::run(a),
+        #[cfg(feature = "offline")]
         Command::Report(a) => report::run(a),
         Command::Server(a) => server::run(a),
+        Command::Loadtest(a) => loadtest::run(a),
         Command::Bench { which } => match which {
             BenchCommand::Ingest(a) => bench_ingest::run(a),
+            #[cfg(feature = "offline")]
             BenchCommand::Sim(a) => bench_sim::run(a),
             BenchCommand::Masked(a) => bench_masked::run(a),
         },

@@ -39,5 +39,10 @@ mod tests {
         let cfg: BotConfig =
             toml::from_str(include_str!("../../../examples/substation.toml")).unwrap();
         assert_eq!(cfg.room, "neighbourhood@rooms.grid.example");
+        assert_eq!(cfg.metrics, None, "metrics are off unless configured");
+        let on =
+            include_str!("../../../examples/substation.toml").replace("# metrics = ", "metrics = ");
+        let cfg: BotConfig = toml::from_str(&on).unwrap();
+        assert_eq!(cfg.metrics, Some("127.0.0.1:9464".parse().unwrap()));
     }
 }

@@ -130,10 +130,11 @@ impl Outbox {
         }
     }
 
-    /// Readings to send now (never sent, or unacknowledged for `resend_after`), marked as sent at `now`.
+    /// Up to `limit` readings to send now (never sent, or unacknowledged for `resend_after`),
+    /// oldest first, marked as sent at `now`; a paced sender passes its free window.
     ///
     /// Readings past `max_age` are given up first and counted in [`Outbox::expired`].
-    pub fn due(&mut self, now: Timestamp) -> Vec<Outgoing> {
+    pub fn due(&mut self, now: Timestamp, limit: usize) -> Vec<Outgoing> {
         let before = self.pending.len();
         let max_age = self.config.max_age;
         self.pending.retain(|p| now.since(p.reading.at) <= max_age);
@@ -142,6 +143,7 @@ impl Outbox {
         self.pending
             .iter_mut()
             .filter(|p| p.last_sent.is_none_or(|t| now.since(t) >= resend_after))
+            .take(limit)
             .map(|p| {
                 p.last_sent = Some(now);
                 let resend = std::mem::replace(&mut p.sent_before, true);
@@ -286,19 +288,19 @@ mod tests {
         });
         o.push(ReadingId(1), reading(0, 100));
         o.push(ReadingId(2), reading(1_000, 200));
-        let first = o.due(Timestamp(1_000));
+        let first = o.due(Timestamp(1_000), usize::MAX);
         let ids: Vec<u128> = first.iter().map(|g| g.id.0).collect();
         assert_eq!(ids, vec![1, 2]);
         assert!(first.iter().all(|g| !g.resend));
         // Just sent: nothing due until resend_after has passed.
-        assert!(o.due(Timestamp(1_500)).is_empty());
+        assert!(o.due(Timestamp(1_500), usize::MAX).is_empty());
         // A bounce makes one reading due at once.
         assert!(o.retry(ReadingId(1)));
         assert!(!o.retry(ReadingId(9)));
-        assert_eq!(o.due(Timestamp(1_600)).len(), 1);
+        assert_eq!(o.due(Timestamp(1_600), usize::MAX).len(), 1);
         assert!(o.acknowledge(ReadingId(1)));
         assert!(!o.acknowledge(ReadingId(1)));
-        let again = o.due(Timestamp(2_000));
+        let again = o.due(Timestamp(2_000), usize::MAX);
         assert_eq!(again.len(), 1);
         assert_eq!(
             (again[0].id, again[0].reading.power),
@@ -307,7 +309,7 @@ mod tests {
         assert!(again[0].resend);
         // A fresh session resends at once, with the original timestamp.
         o.resend_all();
-        let fresh = o.due(Timestamp(2_100));
+        let fresh = o.due(Timestamp(2_100), 1);
         assert_eq!(fresh[0].reading.at, Timestamp(1_000));
         assert!(o.acknowledge(ReadingId(2)));
         assert!(o.is_empty());
@@ -326,7 +328,11 @@ mod tests {
         }
         assert_eq!((o.len(), o.dropped()), (3, 2));
         // At t = 13 s the reading of t = 2 s is 11 s old: given up; 3 s and 4 s remain.
-        let due: Vec<u128> = o.due(Timestamp(13_000)).iter().map(|g| g.id.0).collect();
+        let due: Vec<u128> = o
+            .due(Timestamp(13_000), usize::MAX)
+            .iter()
+            .map(|g| g.id.0)
+            .collect();
         assert_eq!(due, vec![3, 4]);
         assert_eq!(o.expired(), 1);
     }

@@ -8,6 +8,7 @@
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery;
 use crate::district::{DistrictConfig, Uplink};
+use crate::metrics::{self, Metrics};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
@@ -18,6 +19,8 @@ use gridmuc_core::{
 };
 use minidom::Element;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -56,6 +59,12 @@ pub struct BotConfig {
     /// Report the XML of every received stanza as [`BotEvent::Stanza`] (tests auditing privacy).
     #[serde(skip)]
     pub tap_stanzas: bool,
+    /// Serve Prometheus `/metrics` on this address (off by default); see [`crate::metrics`].
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    /// Use this registry instead of a fresh one, so in-process callers read it directly.
+    #[serde(skip)]
+    pub registry: Option<Arc<Metrics>>,
 }
 
 fn default_nick() -> String {
@@ -81,6 +90,8 @@ impl BotConfig {
             district: None,
             max_power_kw: default_max_power_kw(),
             tap_stanzas: false,
+            metrics: None,
+            registry: None,
         }
     }
 }
@@ -130,6 +141,9 @@ pub enum BotError {
     /// Another occupant holds the bot's nickname.
     #[error("nickname {0} is taken in the room (another bot running?)")]
     NickTaken(String),
+    /// The `/metrics` address could not be bound.
+    #[error("cannot serve metrics on {0}: {1}")]
+    Metrics(SocketAddr, std::io::Error),
 }
 
 struct Bot {
@@ -144,6 +158,7 @@ struct Bot {
     timeout: Duration,
     account: ConnectConfig,
     uplink: Option<Uplink>,
+    metrics: Arc<Metrics>,
 }
 
 /// Runs the bot until `shutdown` resolves; flushes the open intervals before returning.
@@ -172,6 +187,21 @@ pub async fn run_bot(
         max_house_power: Watts::from_kw(cfg.max_power_kw),
         ..CodecLimits::default()
     };
+    let registry = cfg.registry.clone().unwrap_or_default();
+    // Bound before logging in so a taken port is an error, not a silent absence of metrics.
+    let _serving = match cfg.metrics {
+        Some(addr) => {
+            let listener = metrics::bind(addr)
+                .await
+                .map_err(|e| BotError::Metrics(addr, e))?;
+            Some(AbortOnDrop(tokio::spawn(metrics::serve(
+                listener,
+                registry.clone(),
+                std::future::pending(),
+            ))))
+        }
+        None => None,
+    };
     let mut client = connect::connect(&cfg.account).await?;
     let mut bot = Bot {
         room,
@@ -185,6 +215,7 @@ pub async fn run_bot(
         timeout: cfg.account.timeout,
         account: cfg.account,
         uplink,
+        metrics: registry,
     };
     let result = bot.run(&mut client, shutdown).await;
     connect::close(client).await;
@@ -309,15 +340,17 @@ impl Bot {
             let id = delivery::reading_id(&m);
             match codec::decode_payloads(&m.payloads, &self.limits) {
                 Ok(reading) => {
-                    let now = now_ts();
-                    match id {
+                    let (now, seqnr, at) = (now_ts(), reading.seqnr, reading.at);
+                    let outcome = match id {
                         Some(id) => self.agg.handle_reading_once(now, &nick, id, reading),
                         None => self.agg.handle_reading(now, &nick, reading),
                     };
+                    self.metrics.reading(&nick, seqnr, &outcome, now.since(at));
                 }
                 Err(rejection) => {
                     tracing::debug!(%nick, reason = rejection.kind(), "reading rejected");
                     self.agg.handle_rejection(&rejection);
+                    self.metrics.rejection(&rejection);
                 }
             }
             // Received, whatever the verdict: a resend would meet the same one. Receipts go
@@ -400,6 +433,7 @@ impl Bot {
             if let Some(up) = &mut self.uplink {
                 up.queue(&stats);
             }
+            self.metrics.interval();
             let counters = Box::new(self.agg.counters().clone());
             self.emit(BotEvent::Summary {
                 stats,
@@ -409,6 +443,7 @@ impl Bot {
         }
         for alert in alerts {
             deliver_alert(client, self.timeout, &self.room, &self.operators, &alert).await?;
+            self.metrics.alert(&alert);
             self.emit(BotEvent::Alert(alert));
         }
         if let Some(up) = &mut self.uplink {
@@ -574,6 +609,15 @@ fn presence_reveals_jid(payloads: &[Element]) -> bool {
         .iter()
         .filter_map(|e| MucUser::try_from(e.clone()).ok())
         .any(|u| u.items.iter().any(|i| i.jid.is_some()))
+}
+
+/// Stops the metrics responder when the bot returns, however it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The XML of a received stanza, for [`BotEvent::Stanza`] taps in privacy tests.

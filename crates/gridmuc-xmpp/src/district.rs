@@ -29,10 +29,16 @@ pub struct DistrictConfig {
     /// What is kept until the district bot acknowledges it.
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// Totals of fewer meters are not published: a "total" of one house is that house's reading.
+    #[serde(default = "default_min_meters")]
+    pub min_meters: usize,
 }
 
 fn default_bot_nick() -> String {
     "district".to_owned()
+}
+fn default_min_meters() -> usize {
+    5
 }
 
 /// The sending side of the district link, owned by the neighbourhood bot's task.
@@ -42,6 +48,7 @@ pub(crate) struct Uplink {
     bot: FullJid,
     outbox: Outbox,
     seqnr: u64,
+    min_meters: usize,
 }
 
 impl Uplink {
@@ -61,13 +68,18 @@ impl Uplink {
             nick,
             bot,
             outbox: Outbox::new(cfg.outbox),
+            min_meters: cfg.min_meters.max(1),
             seqnr: rand::rng().random_range(0..u64::from(u32::MAX)),
         })
     }
 
-    /// Queues an interval's total; only first closes with data (a revision would count twice).
+    /// Queues an interval's total: first closes only (a revision would count twice), and only
+    /// with at least `min_meters` behind it.
     pub(crate) fn queue(&mut self, stats: &IntervalStats) {
-        if stats.revision != 0 || stats.meters == 0 {
+        if stats.revision != 0 || stats.meters < self.min_meters {
+            if stats.meters > 0 && stats.revision == 0 {
+                tracing::debug!(meters = stats.meters, "too few meters to publish a total");
+            }
             return;
         }
         let reading = Reading {
@@ -87,7 +99,7 @@ impl Uplink {
         now: gridmuc_core::Timestamp,
         bound: Duration,
     ) -> Result<(), MucError> {
-        for out in self.outbox.due(now) {
+        for out in self.outbox.due(now, usize::MAX) {
             let reading = Reading {
                 seqnr: self.seqnr,
                 ..out.reading

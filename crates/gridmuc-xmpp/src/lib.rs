@@ -10,6 +10,7 @@ pub mod district;
 pub mod listen;
 pub mod masked;
 pub mod meter;
+pub mod metrics;
 pub mod muc;
 pub mod source;
 

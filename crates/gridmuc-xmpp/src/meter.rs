@@ -2,6 +2,12 @@
 //!
 //! One task owns the [`Client`] and `select!`s over incoming events, the next send slot, the
 //! rotation deadline and shutdown (tokio-xmpp's `split()` can stall under load).
+//!
+//! In broadcast mode a meter keeps at most one reading in flight: it sends the next only after
+//! the room has echoed the previous one back to it, i.e. after the server has fanned it out to
+//! every occupant and this session has drained everything queued before it. When the room is
+//! slower than the interval the meter skips intervals (counted in [`MeterReport::paced`])
+//! instead of piling readings into server queues that reach the bot too late (docs/flood.md).
 
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery;
@@ -73,6 +79,17 @@ pub struct MeterConfig {
     /// What is kept until the bot acknowledges it, and for how long.
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// No reading before this wall-clock time, so a load test starts a whole neighbourhood together.
+    #[serde(skip)]
+    pub not_before: Option<std::time::SystemTime>,
+    /// Broadcast pacing (one reading in flight until the room echoes it); off only to
+    /// reproduce the unpaced flood in `gridmuc loadtest --unpaced`.
+    #[serde(skip, default = "yes")]
+    pub pace_broadcast: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_bot_nick() -> String {
@@ -110,6 +127,8 @@ impl MeterConfig {
             source: SourceConfig::default(),
             injections: Vec::new(),
             outbox: OutboxConfig::default(),
+            not_before: None,
+            pace_broadcast: true,
         }
     }
 }
@@ -125,6 +144,8 @@ pub enum MeterEvent {
         nick: RoomNick,
         /// What was sent.
         reading: Reading,
+        /// When the stanza had been handed to the session (load tests measure latency from it).
+        at: Instant,
     },
     /// A private message reached this nickname through the room (e.g. a house-spike alert).
     Private {
@@ -164,6 +185,10 @@ pub struct MeterReport {
     pub nicks: u64,
     /// Nickname conflicts (409) survived.
     pub conflicts: u64,
+    /// Intervals skipped because the previous broadcast reading had not come back from the room yet.
+    pub paced: u64,
+    /// Broadcast readings whose echo never came back within the account timeout.
+    pub echo_timeouts: u64,
 }
 
 /// Why a meter stopped with an error.
@@ -260,6 +285,11 @@ struct Meter {
     /// The last interval a reading was taken for, while a fault (not a rotation) interrupts us:
     /// after rejoining, the intervals missed meanwhile are still measured and queued.
     last_slot: Option<Timestamp>,
+    /// Broadcast pacing: the reading the room has not echoed yet, and when to stop waiting.
+    in_flight: Option<(ReadingId, Instant)>,
+    /// After a fault, intervals before this were missed and are measured now; pacing never
+    /// skips them (only congestion does).
+    catch_up_until: Option<Timestamp>,
 }
 
 impl std::str::FromStr for Mode {
@@ -299,6 +329,8 @@ pub async fn run_meter(
         source,
         outbox: Outbox::new(cfg_outbox),
         last_slot: None,
+        in_flight: None,
+        catch_up_until: None,
     };
     let result = meter.run(&mut client, &mut rng, shutdown).await;
     connect::close(client).await;
@@ -332,11 +364,18 @@ impl Meter {
         let mut state = self.join(client, rng).await?;
         tokio::pin!(shutdown);
         loop {
-            let wake = match &state {
-                State::Joined {
-                    send_at, rotate_at, ..
-                } => (*send_at).min(*rotate_at),
-                State::Away(at) => *at,
+            let wake = match (&state, &self.in_flight) {
+                // Paced: the next send waits for the echo (or its deadline).
+                (State::Joined { rotate_at, .. }, Some((_, deadline))) => {
+                    (*deadline).min(*rotate_at)
+                }
+                (
+                    State::Joined {
+                        send_at, rotate_at, ..
+                    },
+                    None,
+                ) => (*send_at).min(*rotate_at),
+                (State::Away(at), _) => *at,
             };
             let woke = tokio::select! {
                 () = &mut shutdown => break,
@@ -404,9 +443,19 @@ impl Meter {
                     State::Joined { nick, .. } => Some(nick),
                     State::Away(_) => None,
                 };
+                let paced = self.in_flight.is_some();
                 if self.handle_stanza(s, me) {
                     tracing::warn!("removed from the room; rejoining under a new nickname");
                     return Ok(Some(self.join(client, rng).await?));
+                }
+                // The echo freed the window: a queued reading (after a fault) goes out now.
+                let mut state = state;
+                if paced
+                    && self.in_flight.is_none()
+                    && let State::Joined { nick, seqnr, .. } = &mut state
+                {
+                    let nick = nick.clone();
+                    self.flush(client, &nick, seqnr).await?;
                 }
                 Ok(Some(state))
             }
@@ -434,6 +483,12 @@ impl Meter {
             &mut self.report.conflicts,
         )
         .await?;
+        // An echo for the previous nickname will not be recognised: stop waiting.
+        self.in_flight = None;
+        if self.last_slot.is_some() {
+            let p = interval_ms(self.cfg.interval);
+            self.catch_up_until = Some(now_ts().floor_to(p));
+        }
         self.report.nicks += 1;
         self.emit(MeterEvent::Joined(nick.clone()));
         let (slot, send_at) = self.next_slot(rng, self.last_slot);
@@ -454,6 +509,18 @@ impl Meter {
 
     /// The interval after `prev` (or after the current one) and a jittered send instant inside it.
     fn next_slot(&self, rng: &mut impl Rng, prev: Option<Timestamp>) -> (Timestamp, Instant) {
+        let p = interval_ms(self.cfg.interval);
+        // A load test starts a whole neighbourhood together: no slot before `not_before`.
+        let prev = match (prev, self.cfg.not_before) {
+            (None, Some(t)) => {
+                let ms = t
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                let start = Timestamp(i64::try_from(ms).unwrap_or(i64::MAX));
+                (start > now_ts()).then(|| start.floor_to(p))
+            }
+            (prev, _) => prev,
+        };
         // After a fault the missed intervals' readings are still taken and queued.
         let catch_up = self.cfg.outbox.max_age;
         next_slot(self.cfg.interval, self.cfg.jitter, rng, prev, catch_up)
@@ -483,10 +550,40 @@ impl Meter {
                 nick,
                 seqnr,
                 slot,
+                send_at,
                 rotate_at,
-                ..
             } => {
                 self.last_slot = Some(slot);
+                if let Some((_, deadline)) = &self.in_flight {
+                    if Instant::now() < *deadline {
+                        // Woken early; the echo has not come back yet.
+                        return Ok(Some(State::Joined {
+                            nick,
+                            seqnr,
+                            slot,
+                            send_at,
+                            rotate_at,
+                        }));
+                    }
+                    self.report.echo_timeouts += 1;
+                    tracing::warn!("the room did not echo a broadcast reading in time; sending on");
+                    self.in_flight = None;
+                }
+                let p = interval_ms(self.cfg.interval);
+                let behind = now_ts().since(slot) / p;
+                let catching_up = self.catch_up_until.is_some_and(|t| slot < t);
+                if behind > 0 && !catching_up {
+                    // Its window passed while the previous reading was in flight: skip, don't queue.
+                    self.report.paced += behind.unsigned_abs();
+                    let (slot, send_at) = self.next_slot(rng, Some(slot));
+                    return Ok(Some(State::Joined {
+                        nick,
+                        seqnr,
+                        slot,
+                        send_at,
+                        rotate_at,
+                    }));
+                }
                 let value = match self.source.sample(slot, rng) {
                     Sample::Finished => {
                         self.leave(client, &nick).await?;
@@ -527,7 +624,17 @@ impl Meter {
         nick: &RoomNick,
         seqnr: &mut u64,
     ) -> Result<(), MeterError> {
-        for out in self.outbox.due(now_ts()) {
+        // Broadcast pacing: one reading in flight until the room echoes it (docs/flood.md).
+        let paced = self.cfg.mode == Mode::Broadcast && self.cfg.pace_broadcast;
+        let window = match (paced, self.in_flight) {
+            (false, _) => usize::MAX,
+            (true, None) => 1,
+            (true, Some(_)) => 0,
+        };
+        for out in self.outbox.due(now_ts(), window) {
+            if paced {
+                self.in_flight = Some((out.id, Instant::now() + self.cfg.account.timeout));
+            }
             let reading = Reading {
                 seqnr: *seqnr,
                 ..out.reading
@@ -543,6 +650,7 @@ impl Meter {
                 self.emit(MeterEvent::Sent {
                     nick: nick.clone(),
                     reading,
+                    at: Instant::now(),
                 });
             }
             muc::send(client, stanza, self.cfg.account.timeout).await?;
@@ -589,7 +697,19 @@ impl Meter {
             if self.outbox.acknowledge(id) {
                 self.report.acknowledged += 1;
             }
+            if self.in_flight.is_some_and(|(f, _)| f == id) {
+                self.in_flight = None;
+            }
             return false;
+        }
+        if let Stanza::Message(m) = &stanza
+            && m.type_ == MessageType::Error
+            && let Some(id) = delivery::reading_id(m)
+            && self.in_flight.is_some_and(|(f, _)| f == id)
+        {
+            tracing::warn!("the room refused a broadcast reading; it stays queued");
+            self.outbox.retry(id);
+            self.in_flight = None;
         }
         let Some(me) = me else {
             return false;

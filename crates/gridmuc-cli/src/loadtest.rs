@@ -1,0 +1,629 @@
+//! `gridmuc loadtest`: the real bot and N real meter agents against the private Prosody on
+//! loopback, measuring what the issue asks: readings/s ingested, stanzas/s the server
+//! delivered, reading→bot latency, CPU of Prosody and of this process, and losses.
+//!
+//! Latency is measured in-process on one clock: the meter's `Sent` event carries the instant
+//! the stanza was handed to its session, the bot's metric tap the instant it decoded it.
+
+use anyhow::Context;
+use gridmuc_core::{AggregatorConfig, RoomNick, Watts};
+use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password};
+use gridmuc_xmpp::bot::{BotConfig, BotError, BotEvent, BotReport, run_bot};
+use gridmuc_xmpp::connect::ConnectConfig;
+use gridmuc_xmpp::meter::{MeterConfig, MeterEvent, Mode, run_meter};
+use gridmuc_xmpp::metrics::{Metrics, TappedReading};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+/// Arguments of this subcommand.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Number of houses (meter agents, one XMPP session each).
+    #[arg(long, default_value_t = 100)]
+    pub houses: usize,
+    /// Readings per second per house (the meters' interval is 1/rate).
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// `direct` (private to the bot through the room) or `broadcast` (to every occupant).
+    #[arg(long, default_value = "direct")]
+    pub mode: Mode,
+    /// Length of the measured window, after every house has joined.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+    /// New logins per second while the neighbourhood ramps up.
+    #[arg(long, default_value_t = 50.0)]
+    pub logins_per_second: f64,
+    /// Run Prosody with XEP-0198 stream management (off by default, as in the demo).
+    #[arg(long)]
+    pub smacks: bool,
+    /// Let the bot post its per-interval summary to the room (one groupchat to every house).
+    #[arg(long)]
+    pub summaries: bool,
+    /// Broadcast meters send on schedule without waiting for the room's echo (reproduces the
+    /// flood of issue 5; see docs/flood.md).
+    #[arg(long)]
+    pub unpaced: bool,
+}
+
+/// The bot's room nickname.
+const BOT_NICK: &str = "substation";
+/// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ; 100 on every Linux we run on).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Runs the load test and prints the figures.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.houses >= 1, "--houses must be at least 1");
+    anyhow::ensure!(
+        args.rate > 0.0 && args.rate <= 20.0,
+        "--rate must be in (0, 20] readings/s"
+    );
+    let interval = Duration::try_from_secs_f64(1.0 / args.rate).context("--rate")?;
+    let window = Duration::try_from_secs_f64(args.seconds).context("--seconds")?;
+    anyhow::ensure!(window >= interval * 2, "--seconds must cover two intervals");
+
+    eprintln!("starting a private Prosody on loopback …");
+    let server = PrivateServer::start(ServerConfig {
+        smacks: args.smacks,
+        ..ServerConfig::default()
+    })?;
+    let prosody_pid = server.pid().context("prosody is not running")?;
+    let mut accounts = vec![("substation".to_owned(), generate_password())];
+    accounts.extend((0..args.houses).map(|i| (format!("house{i}"), generate_password())));
+    server.register_many(&accounts)?;
+    let room = server.provision_room("neighbourhood", &RoomPolicy::default())?;
+    server.admin_lua(&count_deliveries_lua(server.domain()))?;
+    let account = |i: usize| {
+        let (user, password) = &accounts[i];
+        let mut cfg = ConnectConfig::private_tls(
+            &format!("{user}@{}", server.domain()),
+            password,
+            &server.c2s_addr().to_string(),
+            server.ca_cert_pem(),
+        );
+        cfg.timeout = Duration::from_secs(30);
+        cfg
+    };
+
+    let interval_ms = i64::try_from(interval.as_millis()).context("--rate")?;
+    let mut bot = BotConfig::new(account(0), &room);
+    bot.nick = BOT_NICK.to_owned();
+    bot.post_summaries = args.summaries;
+    bot.aggregator = AggregatorConfig {
+        interval: interval_ms.max(1),
+        // Generous: late readings show up in the latency figures, not as rejections.
+        grace: 5_000,
+        ..AggregatorConfig::default()
+    };
+    // No overload alerts: the load test measures readings, not alert fan-out.
+    bot.aggregator.overload.rating = Watts(25_000 * i64::try_from(args.houses)?);
+    // Readings start together once the ramp should be over: a broadcast flood that starts
+    // while houses still log in starves their TLS and SASL round trips (docs/flood.md).
+    let ramp_estimate = args.houses as f64 / args.logins_per_second.max(0.1) * 1.5 + 5.0;
+    let not_before = std::time::SystemTime::now()
+        + Duration::try_from_secs_f64(ramp_estimate).context("--logins-per-second")?;
+    let meters: Vec<MeterConfig> = (1..=args.houses)
+        .map(|i| {
+            let mut m = MeterConfig::new(account(i), &room);
+            m.mode = args.mode;
+            m.bot_nick = BOT_NICK.to_owned();
+            m.interval = interval;
+            // Uniform over the interval, so the aggregate rate is flat rather than bursty.
+            m.jitter = [0.0, 0.95];
+            // No rotation inside a load test.
+            m.rotate = [1e6, 1e6];
+            m.pace_broadcast = !args.unpaced;
+            m.not_before = Some(not_before);
+            m
+        })
+        .collect();
+    println!(
+        "loadtest: {} houses × {} reading/s, {:?} mode{}, XEP-0198 {}, summaries {}, window {:.0} s",
+        args.houses,
+        args.rate,
+        args.mode,
+        if args.unpaced { " (unpaced)" } else { "" },
+        if args.smacks { "on" } else { "off" },
+        if args.summaries { "on" } else { "off" },
+        args.seconds
+    );
+    let rt = tokio::runtime::Runtime::new()?;
+    let plan = Plan {
+        window,
+        ramp: Duration::try_from_secs_f64(1.0 / args.logins_per_second.max(0.1))
+            .context("--logins-per-second")?,
+        interval,
+        start: not_before,
+    };
+    let result = rt.block_on(drive(&server, prosody_pid, bot, meters, &plan));
+    drop(rt);
+    server.stop()?;
+    let figures = result?;
+    figures.print(&args);
+    Ok(())
+}
+
+/// Lua that installs a counter of every message and presence the server hands to a client
+/// of `domain` (the `…/full` events of the account host), read with [`READ_DELIVERIES_LUA`].
+fn count_deliveries_lua(domain: &str) -> String {
+    format!("local host = prosody.hosts[\"{domain}\"]\n{COUNT_DELIVERIES_BODY}")
+}
+
+/// The domain-independent part of [`count_deliveries_lua`].
+const COUNT_DELIVERIES_BODY: &str = r#"if not prosody.gridmuc_delivered then
+  local counts = { message = 0, presence = 0 }
+  prosody.gridmuc_delivered = counts
+  for kind in pairs(counts) do
+    host.events.add_handler(kind .. "/full", function() counts[kind] = counts[kind] + 1 end, 1000)
+  end
+end
+return "counting""#;
+/// Reads the counter installed by [`count_deliveries_lua`]: `messages presences`.
+const READ_DELIVERIES_LUA: &str = r#"local c = prosody.gridmuc_delivered
+return "deliveries " .. c.message .. " " .. c.presence"#;
+
+/// Timing of one run.
+struct Plan {
+    window: Duration,
+    ramp: Duration,
+    interval: Duration,
+    /// When the meters send their first readings.
+    start: std::time::SystemTime,
+}
+
+/// What one run measured.
+struct Figures {
+    joined: usize,
+    ramp: Duration,
+    window: Duration,
+    sent_in_window: u64,
+    ingested_in_window: u64,
+    /// Messages and presences delivered to clients, if the admin shell answered both times.
+    delivered: Option<(u64, u64)>,
+    prosody_cpu: f64,
+    own_cpu: f64,
+    latencies_us: Vec<u64>,
+    sent_total: u64,
+    ingested_total: u64,
+    rejected: String,
+    bounced: u64,
+    paced: u64,
+    echo_timeouts: u64,
+    prosody_warnings: Vec<String>,
+    unmatched: usize,
+    meter_errors: usize,
+}
+
+/// One moment's readings of the counters the window is measured between.
+struct Snapshot {
+    at: Instant,
+    prosody_ticks: u64,
+    own_ticks: u64,
+    /// Messages and presences delivered so far; `None` if Prosody was too busy to answer.
+    deliveries: Option<(u64, u64)>,
+    sent: u64,
+    ingested: u64,
+}
+
+async fn drive(
+    server: &PrivateServer,
+    prosody_pid: u32,
+    bot: BotConfig,
+    meters: Vec<MeterConfig>,
+    plan: &Plan,
+) -> anyhow::Result<Figures> {
+    let houses = meters.len();
+    let (tap_tx, mut tap_rx) = mpsc::unbounded_channel();
+    let registry = Arc::new(Metrics::with_tap(tap_tx));
+    let mut bot = bot;
+    bot.registry = Some(registry.clone());
+    let (stop_bot, stop_bot_rx) = watch::channel(false);
+    let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+    let bot_task = spawn_bot_thread(bot, bot_tx, stop_bot_rx)?;
+    match bot_rx.recv().await {
+        Some(BotEvent::Joined(_)) => eprintln!("bot joined"),
+        _ => {
+            return Err(bot_task
+                .await?
+                .err()
+                .map_or_else(|| anyhow::anyhow!("bot stopped"), Into::into));
+        }
+    }
+
+    let (stop, stop_rx) = watch::channel(false);
+    let (meter_tx, mut meter_rx) = mpsc::unbounded_channel();
+    let mut tasks = Vec::with_capacity(houses);
+    let mut lat = Latency::default();
+    let mut joined = 0usize;
+    let ramp_started = Instant::now();
+    let mut progress = tokio::time::interval(Duration::from_secs(5));
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    progress.tick().await;
+    let mut spawn = tokio::time::interval(plan.ramp);
+    // Falling behind must not turn into a burst of logins.
+    spawn.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = meters.into_iter();
+    // Ramp: spawn at the login rate and wait until every house is in the room.
+    let mut ramp_deadline = Instant::now() + plan.ramp * u32::try_from(houses)? * 2;
+    while joined < houses {
+        tokio::select! {
+            _ = spawn.tick(), if pending.len() > 0 => {
+                if let Some(m) = pending.next() {
+                    tasks.push(tokio::spawn(run_meter(m, Some(meter_tx.clone()), stopped(stop_rx.clone()))));
+                    if pending.len() == 0 {
+                        ramp_deadline = Instant::now() + Duration::from_secs(60);
+                    }
+                }
+            }
+            Some(e) = meter_rx.recv() => {
+                if matches!(e, MeterEvent::Joined(_)) { joined += 1; }
+                lat.meter(e);
+            }
+            Some(t) = tap_rx.recv() => lat.bot(t),
+            _ = progress.tick() => eprintln!("ramp: {joined}/{houses} joined after {:.0} s", ramp_started.elapsed().as_secs_f64()),
+            () = tokio::time::sleep_until(ramp_deadline) => {
+                eprintln!("ramp: only {joined}/{houses} joined; measuring anyway");
+                break;
+            }
+        }
+    }
+    let ramp = ramp_started.elapsed();
+    eprintln!(
+        "ramp: {joined}/{houses} joined in {:.1} s; measuring {:.0} s",
+        ramp.as_secs_f64(),
+        plan.window.as_secs_f64()
+    );
+    // Until the common start, then one interval so every meter is in its steady rhythm.
+    let to_start = plan
+        .start
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    settle(
+        to_start + plan.interval,
+        &mut meter_rx,
+        &mut tap_rx,
+        &mut lat,
+    )
+    .await;
+
+    let before = snapshot(server, prosody_pid, &lat, &registry)?;
+    lat.recording = true;
+    let end = tokio::time::sleep(plan.window);
+    tokio::pin!(end);
+    loop {
+        tokio::select! {
+            () = &mut end => break,
+            Some(e) = meter_rx.recv() => lat.meter(e),
+            Some(t) = tap_rx.recv() => lat.bot(t),
+            _ = progress.tick() => {
+                let t = before.at.elapsed().as_secs_f64();
+                eprintln!(
+                    "t={t:>4.0} s  sent {:>8}  ingested {:>8}  ({:.0}/s)  p99 so far {:.1} ms",
+                    lat.sent - before.sent,
+                    registry.accepted() - before.ingested,
+                    (registry.accepted() - before.ingested) as f64 / t.max(0.001),
+                    lat.percentile_ms(0.99)
+                );
+            }
+        }
+    }
+    let after = snapshot(server, prosody_pid, &lat, &registry)?;
+    lat.recording = false;
+
+    stop.send(true)?;
+    drop(meter_tx);
+    let mut meter_errors = 0;
+    let (mut bounced, mut paced, mut echo_timeouts) = (0, 0, 0);
+    for t in tasks {
+        match t.await? {
+            Ok(r) => {
+                bounced += r.bounced;
+                paced += r.paced;
+                echo_timeouts += r.echo_timeouts;
+            }
+            Err(e) => {
+                meter_errors += 1;
+                eprintln!("a meter stopped with an error: {e}");
+            }
+        }
+    }
+    // Everything sent has been sent; give the last readings time to land, then stop the bot.
+    settle(
+        plan.interval.max(Duration::from_secs(2)),
+        &mut meter_rx,
+        &mut tap_rx,
+        &mut lat,
+    )
+    .await;
+    stop_bot.send(true)?;
+    let report = bot_task.await??;
+    while let Ok(e) = meter_rx.try_recv() {
+        lat.meter(e);
+    }
+    while let Ok(t) = tap_rx.try_recv() {
+        lat.bot(t);
+    }
+
+    let secs = (after.at - before.at).as_secs_f64();
+    let cpu = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / secs * 100.0;
+    let mut latencies_us = std::mem::take(&mut lat.latencies_us);
+    latencies_us.sort_unstable();
+    Ok(Figures {
+        joined,
+        ramp,
+        window: after.at - before.at,
+        sent_in_window: after.sent - before.sent,
+        ingested_in_window: after.ingested - before.ingested,
+        delivered: after
+            .deliveries
+            .zip(before.deliveries)
+            .map(|((m1, p1), (m0, p0))| (m1 - m0, p1 - p0)),
+        prosody_cpu: cpu(after.prosody_ticks - before.prosody_ticks),
+        own_cpu: cpu(after.own_ticks - before.own_ticks),
+        latencies_us,
+        sent_total: lat.sent,
+        ingested_total: report.counters.accepted,
+        rejected: report.counters.rejected.to_string(),
+        bounced,
+        paced,
+        echo_timeouts,
+        prosody_warnings: log_warnings(server.log_path()),
+        unmatched: lat.sent_at.len(),
+        meter_errors,
+    })
+}
+
+/// Keeps draining both channels for `d`.
+async fn settle(
+    d: Duration,
+    meter_rx: &mut mpsc::UnboundedReceiver<MeterEvent>,
+    tap_rx: &mut mpsc::UnboundedReceiver<TappedReading>,
+    lat: &mut Latency,
+) {
+    let end = tokio::time::sleep(d);
+    tokio::pin!(end);
+    loop {
+        tokio::select! {
+            () = &mut end => return,
+            Some(e) = meter_rx.recv() => lat.meter(e),
+            Some(t) = tap_rx.recv() => lat.bot(t),
+        }
+    }
+}
+
+fn snapshot(
+    server: &PrivateServer,
+    prosody_pid: u32,
+    lat: &Latency,
+    registry: &Metrics,
+) -> anyhow::Result<Snapshot> {
+    let deliveries = match tokio::task::block_in_place(|| server.admin_lua(READ_DELIVERIES_LUA)) {
+        Ok(text) => {
+            let mut counts = text
+                .split_whitespace()
+                .skip_while(|w| *w != "deliveries")
+                .skip(1)
+                .map(str::parse::<u64>);
+            let (Some(Ok(messages)), Some(Ok(presences))) = (counts.next(), counts.next()) else {
+                anyhow::bail!("unexpected delivery counter answer {text:?}");
+            };
+            Some((messages, presences))
+        }
+        Err(e) => {
+            eprintln!("prosody's admin shell did not answer (overloaded?): {e}");
+            None
+        }
+    };
+    Ok(Snapshot {
+        at: Instant::now(),
+        prosody_ticks: cpu_ticks(&format!("/proc/{prosody_pid}/stat"))?,
+        own_ticks: cpu_ticks("/proc/self/stat")?,
+        deliveries,
+        sent: lat.sent,
+        ingested: registry.accepted(),
+    })
+}
+
+/// utime + stime of a process, in clock ticks, from `/proc/<pid>/stat`.
+fn cpu_ticks(path: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    // Fields after the parenthesised command name: state is the 3rd field, utime the 14th.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("{path}: no command field"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("{path}: field {} missing", i + 3))
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// Matches each sent reading with the bot's receipt of it.
+#[derive(Default)]
+struct Latency {
+    /// Only readings sent while recording count towards the latency figures.
+    recording: bool,
+    sent: u64,
+    /// Send instants of readings not yet seen by the bot (`true` if sent while recording).
+    sent_at: HashMap<(RoomNick, u64), (Instant, bool)>,
+    /// Bot receipts that arrived on the channel before the meter's `Sent` event.
+    early: HashMap<(RoomNick, u64), Instant>,
+    latencies_us: Vec<u64>,
+}
+
+impl Latency {
+    fn meter(&mut self, e: MeterEvent) {
+        let MeterEvent::Sent { nick, reading, at } = e else {
+            return;
+        };
+        self.sent += 1;
+        let key = (nick, reading.seqnr);
+        match self.early.remove(&key) {
+            Some(got) => self.record(at, got, self.recording),
+            None => {
+                self.sent_at.insert(key, (at, self.recording));
+            }
+        }
+    }
+
+    fn bot(&mut self, t: TappedReading) {
+        let key = (t.nick, t.seqnr);
+        match self.sent_at.remove(&key) {
+            Some((sent, in_window)) => self.record(sent, t.at, in_window),
+            None => {
+                self.early.insert(key, t.at);
+            }
+        }
+    }
+
+    fn record(&mut self, sent: Instant, got: Instant, in_window: bool) {
+        if in_window {
+            let us = got.saturating_duration_since(sent).as_micros();
+            self.latencies_us
+                .push(u64::try_from(us).unwrap_or(u64::MAX));
+        }
+    }
+
+    fn percentile_ms(&self, q: f64) -> f64 {
+        let mut v = self.latencies_us.clone();
+        v.sort_unstable();
+        percentile(&v, q) as f64 / 1000.0
+    }
+}
+
+/// The `q` quantile of sorted values (nearest rank); 0 when empty.
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+impl Figures {
+    fn print(&self, args: &Args) {
+        let secs = self.window.as_secs_f64();
+        let ms = |q| percentile(&self.latencies_us, q) as f64 / 1000.0;
+        println!("\n── loadtest result ──");
+        println!(
+            "houses joined: {}/{} (ramp {:.1} s)   meter errors: {}",
+            self.joined,
+            args.houses,
+            self.ramp.as_secs_f64(),
+            self.meter_errors
+        );
+        println!(
+            "window {:.1} s: sent {} ({:.0}/s), ingested {} ({:.0} readings/s)",
+            secs,
+            self.sent_in_window,
+            self.sent_in_window as f64 / secs,
+            self.ingested_in_window,
+            self.ingested_in_window as f64 / secs
+        );
+        match self.delivered {
+            Some((m, p)) => println!(
+                "server delivered to clients: {:.0} stanzas/s ({:.0} messages/s + {:.0} presences/s)",
+                (m + p) as f64 / secs,
+                m as f64 / secs,
+                p as f64 / secs
+            ),
+            None => println!("server delivered to clients: unknown (admin shell did not answer)"),
+        }
+        println!(
+            "reading→bot latency over {} readings: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.latencies_us.len(),
+            ms(0.5),
+            ms(0.99),
+            ms(1.0)
+        );
+        println!(
+            "CPU (% of one core): prosody {:.0} %, gridmuc process (bot + {} meters) {:.0} %",
+            self.prosody_cpu, self.joined, self.own_cpu
+        );
+        println!(
+            "whole run: sent {}, ingested {}, lost {} (never reached the bot: {}), rejected: {}, bounced {}",
+            self.sent_total,
+            self.ingested_total,
+            self.sent_total.saturating_sub(self.ingested_total),
+            self.unmatched,
+            self.rejected,
+            self.bounced
+        );
+        if args.mode == Mode::Broadcast {
+            println!(
+                "broadcast pacing: {} intervals skipped waiting for the room's echo, {} echo timeouts",
+                self.paced, self.echo_timeouts
+            );
+        }
+        println!(
+            "prosody warnings/errors in its log: {}",
+            self.prosody_warnings.len()
+        );
+        for w in self.prosody_warnings.iter().take(5) {
+            println!("  {w}");
+        }
+        let p99 = ms(0.99);
+        println!(
+            "RESULT houses={} rate={} mode={:?} ingested_per_s={:.0} delivered_per_s={:.0} p50_ms={:.1} p99_ms={:.1} prosody_cpu={:.0} own_cpu={:.0} sent={} ingested={} lost={}",
+            args.houses,
+            args.rate,
+            args.mode,
+            self.ingested_in_window as f64 / secs,
+            self.delivered
+                .map_or(f64::NAN, |(m, p)| (m + p) as f64 / secs),
+            ms(0.5),
+            p99,
+            self.prosody_cpu,
+            self.own_cpu,
+            self.sent_total,
+            self.ingested_total,
+            self.sent_total.saturating_sub(self.ingested_total)
+        );
+    }
+}
+
+/// Runs the bot on its own thread and runtime, as it would run in its own process, so the
+/// meters' tasks cannot starve it; the answer arrives on the returned channel.
+fn spawn_bot_thread(
+    bot: BotConfig,
+    events: mpsc::UnboundedSender<BotEvent>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<oneshot::Receiver<Result<BotReport, BotError>>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("bot".to_owned())
+        .spawn(move || {
+            let report = rt.block_on(run_bot(bot, Some(events), stopped(stop)));
+            let _ = tx.send(report);
+        })?;
+    Ok(rx)
+}
+
+/// Distinct warning and error lines of Prosody's log (a few lines into a run are normal).
+fn log_warnings(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut seen = Vec::new();
+    for line in text.lines() {
+        if line.contains("\twarn\t") || line.contains("\terror\t") {
+            // Drop the timestamp and session id so repeats collapse.
+            let msg = line.split('\t').skip(2).collect::<Vec<_>>().join(" ");
+            if !seen.contains(&msg) {
+                seen.push(msg);
+            }
+        }
+    }
+    seen
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
