@@ -82,6 +82,8 @@ pub struct SumAttackRow {
     pub rmse_w: f64,
     /// Median absolute error of the recovered load (W).
     pub median_abs_err_w: f64,
+    /// Share of recovered values within ±50 W of the truth: how often the sum gives it away.
+    pub within_50_w: f64,
 }
 
 fn summarise(
@@ -96,6 +98,7 @@ fn summarise(
     let rmse_w = (errors.iter().map(|e| e * e).sum::<f64>() / errors.len().max(1) as f64).sqrt();
     errors.iter_mut().for_each(|e| *e = e.abs());
     errors.sort_by(f64::total_cmp);
+    let within_50_w = errors.partition_point(|e| *e <= 50.0) as f64 / errors.len().max(1) as f64;
     SumAttackRow {
         houses,
         attack,
@@ -106,6 +109,7 @@ fn summarise(
         top5: top(5),
         rmse_w,
         median_abs_err_w: errors.get(errors.len() / 2).copied().unwrap_or(f64::NAN),
+        within_50_w,
     }
 }
 
