@@ -5,6 +5,7 @@ mod bench_masked;
 mod bench_sim;
 mod demo;
 mod meter;
+mod privacy;
 mod report;
 mod server;
 mod simulate;
@@ -31,6 +32,8 @@ enum Command {
     Substation(substation::Args),
     /// Run an offline neighbourhood simulation from simulations/<name>.toml.
     Simulate(simulate::Args),
+    /// Linkage experiment: link rotating nicknames to houses; what masked mode leaves (reports/privacy).
+    Privacy(privacy::Args),
     /// Re-render charts and report.md from a finished simulation's output.
     Report(report::Args),
     /// Run a private Prosody with accounts and a provisioned room until Ctrl-C.
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         Command::Substation(a) => substation::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Report(a) => report::run(a),
+        Command::Privacy(a) => privacy::run(a),
         Command::Server(a) => server::run(a),
         Command::Bench { which } => match which {
             BenchCommand::Ingest(a) => bench_ingest::run(a),
