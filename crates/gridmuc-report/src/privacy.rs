@@ -253,7 +253,7 @@ fn findings(out: &LinkageOutput) -> String {
         .collect();
     let _ = writeln!(
         s,
-        "- **Pseudonymous mode does not hide houses.** Among {n} houses (chance {}), the attacker names the right house for — {}. Shorter nickname lives reveal less per nickname but every one of them stays far above chance; appliance step sizes do most of the work at {}-minute resolution.",
+        "- **Pseudonymous mode does not hide houses.** Among {n} houses (chance {}), the attacker names the right house for — {}. Shorter nickname lives reveal less per nickname but every one of them stays far above chance; at {}-minute readings, base load, spread and appliance step sizes add much of the success on top of the hourly shape.",
         pct(1.0 / n.max(1) as f64),
         per_lifetime.join("; "),
         out.config.interval_min
@@ -270,9 +270,12 @@ fn findings(out: &LinkageOutput) -> String {
     if !masked.is_empty() {
         let _ = writeln!(
             s,
-            "- **Masked mode removes the per-nickname signal**: the same attack on what the bot receives per nickname scores {}–{} top-1 among {n} houses, i.e. chance.",
-            pct(lo),
-            pct(hi)
+            "- **Masked mode removes the per-nickname signal**: the same attack on what the bot receives per nickname scores {} top-1 among {n} houses, i.e. chance.",
+            if pct(lo) == pct(hi) {
+                pct(lo)
+            } else {
+                format!("{}–{}", pct(lo), pct(hi))
+            }
         );
     }
     let _ = write!(
