@@ -8,6 +8,8 @@ mod demo;
 mod loadtest;
 mod meter;
 #[cfg(feature = "offline")]
+mod privacy;
+#[cfg(feature = "offline")]
 mod report;
 mod server;
 #[cfg(feature = "offline")]
@@ -36,6 +38,9 @@ enum Command {
     /// Run an offline neighbourhood simulation from simulations/<name>.toml.
     #[cfg(feature = "offline")]
     Simulate(simulate::Args),
+    /// Linkage experiment: link rotating nicknames to houses; what masked mode leaves (reports/privacy).
+    #[cfg(feature = "offline")]
+    Privacy(privacy::Args),
     /// Re-render charts and report.md from a finished simulation's output.
     #[cfg(feature = "offline")]
     Report(report::Args),
@@ -76,6 +81,8 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         #[cfg(feature = "offline")]
         Command::Report(a) => report::run(a),
+        #[cfg(feature = "offline")]
+        Command::Privacy(a) => privacy::run(a),
         Command::Server(a) => server::run(a),
         Command::Loadtest(a) => loadtest::run(a),
         Command::Bench { which } => match which {

@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 const SIZE: (u32, u32) = (1200, 600);
 /// At most this many points per line, so a year-long run still renders quickly and legibly.
 const MAX_POINTS: usize = 4000;
 
 /// A chart that can draw itself on any plotters backend.
-trait Chart {
+pub(crate) trait Chart {
     /// File stem, e.g. `load`.
     const STEM: &'static str;
     /// Draws the whole chart.
@@ -29,19 +29,19 @@ trait Chart {
     ) -> std::result::Result<(), String>;
 }
 
-fn msg<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn msg<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
 /// The x/y chart `axes` builds from ranges of type `X` and `Y`.
-type Axes<'a, DB, X, Y> = ChartContext<
+pub(crate) type Axes<'a, DB, X, Y> = ChartContext<
     'a,
     DB,
     Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
 >;
 
 /// Clears `root` to white, then builds the captioned x/y chart every plot uses and draws its mesh.
-fn axes<'a, DB, X, Y>(
+pub(crate) fn axes<'a, DB, X, Y>(
     root: &'a DrawingArea<DB, Shift>,
     caption: &str,
     x: X,
@@ -74,7 +74,7 @@ where
 }
 
 /// Draws the series legend in the one style all charts share, at `position`.
-fn legend<'a, DB, CT>(
+pub(crate) fn legend<'a, DB, CT>(
     chart: &mut ChartContext<'a, DB, CT>,
     position: SeriesLabelPosition,
 ) -> std::result::Result<(), String>
@@ -93,7 +93,10 @@ where
 }
 
 /// Legend key for a line: a short horizontal stroke.
-fn line_key<S: Into<ShapeStyle>>((x, y): (i32, i32), style: S) -> PathElement<(i32, i32)> {
+pub(crate) fn line_key<S: Into<ShapeStyle>>(
+    (x, y): (i32, i32),
+    style: S,
+) -> PathElement<(i32, i32)> {
     PathElement::new(vec![(x, y), (x + 16, y)], style)
 }
 
@@ -102,7 +105,8 @@ fn box_key<S: Into<ShapeStyle>>((x, y): (i32, i32), style: S) -> Rectangle<(i32,
     Rectangle::new([(x, y - 5), (x + 16, y + 5)], style)
 }
 
-fn save<C: Chart>(chart: &C, dir: &Path) -> Result<Vec<PathBuf>> {
+/// Draws `chart` into `dir` as `<stem>.png` and `<stem>.svg`.
+pub(crate) fn save<C: Chart>(chart: &C, dir: &Path) -> Result<Vec<PathBuf>> {
     let err = |message| ReportError::Chart {
         chart: C::STEM,
         message,
@@ -124,18 +128,23 @@ fn save<C: Chart>(chart: &C, dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Draws every chart into `dir` as PNG and SVG.
 pub fn draw_all(frames: &Frames, dir: &Path) -> Result<Vec<PathBuf>> {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
-        // The font is compiled in and known to parse; a failure would only lose text.
-        let _ = register_font(FAMILY, FontStyle::Normal, FONT);
-    });
-    std::fs::create_dir_all(dir).map_err(crate::io_err(dir))?;
+    prepare(dir)?;
     let mut files = save(&LoadChart::new(frames)?, dir)?;
     files.extend(save(&ProfileChart::new(frames)?, dir)?);
     files.extend(save(&DurationChart::new(frames)?, dir)?);
     files.extend(save(&PeaksChart::new(frames)?, dir)?);
     files.extend(save(&ScoreTable::new(frames)?, dir)?);
     Ok(files)
+}
+
+/// Registers the bundled font (once per process) and creates `dir`: what every chart needs first.
+pub(crate) fn prepare(dir: &Path) -> Result<()> {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // The font is compiled in and known to parse; a failure would only lose text.
+        let _ = register_font(FAMILY, FontStyle::Normal, FONT);
+    });
+    std::fs::create_dir_all(dir).map_err(crate::io_err(dir))
 }
 
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {

@@ -34,7 +34,7 @@ where
 }
 
 /// A column holding `f` of every row, so each table lists only names and fields.
-fn col_of<'a, R, T>(name: &str, rows: &'a [R], f: impl Fn(&'a R) -> T) -> Column
+pub(crate) fn col_of<'a, R, T>(name: &str, rows: &'a [R], f: impl Fn(&'a R) -> T) -> Column
 where
     Series: NamedFrom<Vec<T>, [T]>,
 {
@@ -179,10 +179,7 @@ impl Frames {
             let pq = dir.join(format!("{name}.parquet"));
             let f = File::create(&pq).map_err(io_err(&pq))?;
             ParquetWriter::new(f).finish(df)?;
-            let csv = dir.join(format!("{name}.csv"));
-            let f = File::create(&csv).map_err(io_err(&csv))?;
-            CsvWriter::new(f).finish(df)?;
-            files.extend([pq, csv]);
+            files.extend([pq, write_csv(df, dir, name)?]);
         }
         Ok(files)
     }
@@ -220,6 +217,14 @@ impl Frames {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| ReportError::Data(format!("meta key {key} missing or not a number")))
     }
+}
+
+/// Writes `df` as `<name>.csv` into `dir` (which must exist), for spreadsheets.
+pub(crate) fn write_csv(df: &mut DataFrame, dir: &Path, name: &str) -> Result<PathBuf> {
+    let csv = dir.join(format!("{name}.csv"));
+    let f = File::create(&csv).map_err(io_err(&csv))?;
+    CsvWriter::new(f).finish(df)?;
+    Ok(csv)
 }
 
 /// Values of a numeric column as f64 (nulls become NaN), whatever its integer or float type.

@@ -1,11 +1,12 @@
 //! Reports for gridmuc simulations: polars frames written as Parquet and CSV, plotters charts as
 //! PNG and SVG (text rendered with a bundled DejaVu Sans, so no system fontconfig is needed), and a
 //! `report.md` that embeds the charts. The only crate that links plotters, and with `gridmuc-sim`
-//! the only one that links polars.
+//! the only one that links polars. `privacy` writes the linkage experiment's report.
 
 pub mod charts;
 pub mod frames;
 pub mod markdown;
+pub mod privacy;
 
 pub use frames::Frames;
 

@@ -15,6 +15,21 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The civil date (year, month, day) of a day since 1970-01-01, inverse of [`days_from_civil`],
+/// so reports can print dates without a time library.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// Parses `YYYY-MM-DD` into days since the epoch; `None` for anything else so scenario errors are typed.
 pub fn parse_date(s: &str) -> Option<i64> {
     let mut it = s.split('-');
@@ -76,6 +91,9 @@ mod tests {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(parse_date("2026-11-24"), Some(20_781));
         assert_eq!(parse_date("2026-13-01"), None);
+        for (y, m, d) in [(1970, 1, 1), (2026, 11, 2), (2000, 2, 29), (1969, 12, 31)] {
+            assert_eq!(civil_from_days(days_from_civil(y, m, d)), (y, m, d));
+        }
         let d = SimDay::new(20_781); // Tuesday 24 Nov 2026
         assert!(!d.weekend);
         assert_eq!(d.day_of_year, 327);

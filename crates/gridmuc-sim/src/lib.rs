@@ -12,6 +12,7 @@ pub mod anomaly;
 pub mod calendar;
 pub mod eval;
 pub mod household;
+pub mod linkage;
 pub mod neighbourhood;
 pub mod occupancy;
 pub mod runner;
@@ -20,6 +21,7 @@ pub mod weather;
 
 pub use anomaly::{AnomalyKind, AnomalySpec, Label};
 pub use eval::{DetectorScore, score_detectors};
+pub use linkage::{LinkageConfig, LinkageOutput, run_linkage};
 pub use neighbourhood::{BenchSummary, Neighbourhood};
 pub use runner::{AlertRecord, HouseRecord, IntervalRecord, Progress, SimOutput, run};
 pub use scenario::{Scenario, ScenarioError};

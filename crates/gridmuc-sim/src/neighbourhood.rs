@@ -25,6 +25,8 @@ pub enum Stream {
     Anomalies = 3,
     /// Room nicknames and sequence numbers (ChaCha20: they must be unpredictable, as live).
     Nicks = 4,
+    /// Nickname lifetimes and masks of the linkage experiment (index = lifetime × 2³² + house).
+    Linkage = 5,
 }
 
 /// SplitMix64 mixing of (seed, stream, index), so streams do not overlap however seeds are chosen.

@@ -151,6 +151,11 @@ pub fn validate_raw(raw: RawReading, limits: &CodecLimits) -> Result<Watts, Reje
     })
 }
 
+/// What a meter reports for one interval: the mean of the model's one-minute loads in it (W).
+pub fn interval_mean(minutes: &[f32]) -> f64 {
+    f64::from(minutes.iter().sum::<f32>()) / minutes.len().max(1) as f64
+}
+
 /// Per-house meter state: today's nickname and sequence counter.
 struct Meter {
     nick: RoomNick,
@@ -276,7 +281,7 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Progress)) -> SimOutput
             let mut true_total = 0f64;
             for (h, meter) in meters.iter_mut().enumerate() {
                 let row = &day.house(h)[minute..minute + step];
-                let value = f64::from(row.iter().sum::<f32>()) / step as f64;
+                let value = interval_mean(row);
                 true_total += value;
                 let fault = todays_faults
                     .iter()
