@@ -162,11 +162,13 @@ fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
                 Some((i, e)) = meter_rx.recv() => {
                     // Kill house 0 right after it sent the second round of the second cohort:
                     // the next round must be unmasked without it (dropout recovery).
-                    if let (0, MaskedMeterEvent::Sent { round, .. }) = (i, &e) {
-                        if cohorts.len() == 2 && *round > cohorts[1] && killed_after.is_none() {
-                            tasks[0].abort();
-                            killed_after = Some(*round);
-                        }
+                    if let (0, MaskedMeterEvent::Sent { round, .. }) = (i, &e)
+                        && cohorts.len() == 2
+                        && *round > cohorts[1]
+                        && killed_after.is_none()
+                    {
+                        tasks[0].abort();
+                        killed_after = Some(*round);
                     }
                     meter_events.push((i, e));
                 }
@@ -281,20 +283,20 @@ fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
                     assert!(!text.contains(w.as_str()) && !text.contains(kw.as_str()), "reading {w} in: {xml}");
                 }
             }
-            if let Some(Ok(p)) = masked::decode(&el.children().cloned().collect::<Vec<_>>()) {
-                if let MaskMessage::Masked(m) = p.message {
-                    masked_readings += 1;
-                    let plain_quanta: Vec<u64> = meter_events
-                        .iter()
-                        .filter_map(|(_, e)| match e {
-                            MaskedMeterEvent::Sent { round, reading, .. } if *round == m.round => {
-                                Some((reading.0 / 10) as u64)
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    assert!(!plain_quanta.contains(&m.value), "an unmasked value on the wire");
-                }
+            if let Some(Ok(p)) = masked::decode(&el.children().cloned().collect::<Vec<_>>())
+                && let MaskMessage::Masked(m) = p.message
+            {
+                masked_readings += 1;
+                let plain_quanta: Vec<u64> = meter_events
+                    .iter()
+                    .filter_map(|(_, e)| match e {
+                        MaskedMeterEvent::Sent { round, reading, .. } if *round == m.round => {
+                            Some((reading.0 / 10) as u64)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                assert!(!plain_quanta.contains(&m.value), "an unmasked value on the wire");
             }
         }
         assert!(masked_readings as u64 >= report.accepted);

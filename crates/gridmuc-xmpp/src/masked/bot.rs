@@ -562,7 +562,7 @@ impl MaskedBot {
         };
         let id = cohort.id;
         cohort.closed_upto = Some(round);
-        let epoch_over = round + 1 >= cohort.first_round + self.cfg.cohort_rounds.max(1);
+        let mut epoch_over = round + 1 >= cohort.first_round + self.cfg.cohort_rounds.max(1);
         match cohort.agg.unmask_request(round) {
             Ok(request) => {
                 let survivors = request.survivors.count();
@@ -582,10 +582,16 @@ impl MaskedBot {
                     deadline: Instant::now() + self.cfg.unmask_timeout,
                 });
             }
-            Err(MaskError::UnknownRound(_)) => {
-                self.fail_round(round, "no masked readings arrived".to_owned());
+            Err(e) => {
+                // More than a third of the cohort is gone (meters restarted, server restarted):
+                // it cannot recover, so enrol a new one now rather than at the cohort's end.
+                epoch_over = true;
+                let reason = match e {
+                    MaskError::UnknownRound(_) => "no masked readings arrived".to_owned(),
+                    e => e.to_string(),
+                };
+                self.fail_round(round, format!("{reason}; enrolling a new cohort"));
             }
-            Err(e) => self.fail_round(round, e.to_string()),
         }
         if epoch_over {
             if let Some(c) = self.cohorts.iter_mut().find(|c| c.id == id) {
@@ -838,4 +844,28 @@ pub fn masked_summary_line(t: &IntervalTotal, enrolled: u16, noise_sd: Option<Wa
         "masked interval {}: total {}{noise} from {} of {enrolled} meters (per-house detection off)",
         t.start, t.total, t.meters
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_says_total_count_and_that_per_house_detection_is_off() {
+        let t = IntervalTotal {
+            start: Timestamp(0),
+            length: 5_000,
+            meters: 9,
+            total: Watts(135_720),
+        };
+        assert_eq!(
+            masked_summary_line(&t, 10, None),
+            "masked interval 1970-01-01T00:00:00Z: total 135.72 kW from 9 of 10 meters (per-house detection off)"
+        );
+        assert_eq!(
+            masked_summary_line(&t, 10, Some(Watts(1_230))),
+            "masked interval 1970-01-01T00:00:00Z: total 135.72 kW ± 1.23 kW DP noise (sd) from 9 of 10 meters (per-house detection off)"
+        );
+        assert!(MASKED_NOTICE.contains("per-house detection (house-spike alerts) is OFF"));
+    }
 }
