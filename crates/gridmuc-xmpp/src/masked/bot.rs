@@ -429,7 +429,13 @@ impl MaskedBot {
         let fresh = connect::connect(self.account()).await?;
         connect::close(std::mem::replace(client, fresh)).await;
         self.last_rx = Instant::now();
-        self.join(client).await
+        self.join(client).await?;
+        // Keys or share uploads may have died with the old session: enrol again (waiting
+        // meters repeat their key, enrolling ones rotate).
+        if !matches!(self.enrolment, Enrolment::Idle) {
+            self.call_enrolment(client).await?;
+        }
+        Ok(())
     }
 
     /// Posts the enrolment call and starts collecting keys.
@@ -690,6 +696,10 @@ impl MaskedBot {
         };
         match payload.message {
             MaskMessage::Key(k) => {
+                if self.pending.contains(&(nick.clone(), k.key)) {
+                    // Repeated after an enrolment call, in case the first one was lost.
+                    return Ok(());
+                }
                 if self
                     .pending
                     .iter()

@@ -482,7 +482,7 @@ impl Agent {
     }
 
     /// The bot calls a new enrolment: a meter whose key is spent rotates its nickname and
-    /// key; one still waiting with an unused key is already in the queue and stays.
+    /// key; one still waiting repeats its unused key (the first may have been lost).
     async fn on_rekey<R: Rng + CryptoRng>(
         &mut self,
         client: &mut Client,
@@ -495,6 +495,12 @@ impl Agent {
                 let gap = plain::secs(plain::uniform(rng, self.cfg.rejoin_gap));
                 tracing::debug!(?gap, "new cohort called; rotating nickname and key");
                 Ok(Phase::Away(Instant::now() + gap))
+            }
+            Phase::Pending { nick, masked } => {
+                let key = MaskMessage::Key(masked.key_announcement());
+                self.send(client, key, None, "masked mode: key for the next cohort")
+                    .await?;
+                Ok(Phase::Pending { nick, masked })
             }
             other => Ok(other),
         }
