@@ -10,8 +10,8 @@ use gridmuc::server::{PrivateServer, RoomPolicy, ServerConfig};
 use gridmuc::xmpp::bot::BotConfig;
 use gridmuc::xmpp::connect::ConnectConfig;
 use gridmuc::xmpp::masked::{
-    self, MaskedBotConfig, MaskedBotEvent, MaskedMeterConfig, MaskedMeterEvent, run_masked_bot,
-    run_masked_meter,
+    self, DpSettings, MaskedBotConfig, MaskedBotEvent, MaskedMeterConfig, MaskedMeterEvent,
+    run_masked_bot, run_masked_meter,
 };
 use gridmuc::xmpp::meter::MeterConfig;
 use gridmuc::xmpp::source::SourceConfig;
@@ -62,15 +62,23 @@ fn visible_text(el: &Element, out: &mut Vec<String>) {
     }
 }
 
-#[test]
-fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
+/// A private Prosody with a room, a bot account and `houses` house accounts; the masked bot
+/// and meter configs on 1-second rounds, each house replaying its [`reading`] rows.
+struct Hood {
+    server: PrivateServer,
+    _dir: tempfile::TempDir,
+    bot: MaskedBotConfig,
+    meters: Vec<MaskedMeterConfig>,
+}
+
+fn hood(houses: usize, dp: Option<DpSettings>) -> Hood {
     let server = PrivateServer::start(ServerConfig {
         smacks: false,
         ..ServerConfig::default()
     })
     .unwrap();
     let mut accounts = vec![("bot".to_owned(), PASSWORD.to_owned())];
-    accounts.extend((0..HOUSES).map(|i| (format!("house{i}"), PASSWORD.to_owned())));
+    accounts.extend((0..houses).map(|i| (format!("house{i}"), PASSWORD.to_owned())));
     server.register_many(&accounts).unwrap();
     let room = server
         .provision_room("hood", &RoomPolicy::default())
@@ -86,8 +94,6 @@ fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
         cfg
     };
     let dir = tempfile::tempdir().unwrap();
-    let interval = Duration::from_secs(1);
-
     let mut bot = BotConfig::new(account("bot"), &room);
     bot.aggregator = AggregatorConfig {
         interval: 1_000,
@@ -99,8 +105,8 @@ fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
     bot.key_window = Duration::from_secs(3);
     bot.share_window = Duration::from_millis(1500);
     bot.cohort_rounds = 5;
-
-    let meters: Vec<MaskedMeterConfig> = (0..HOUSES)
+    bot.dp = dp;
+    let meters = (0..houses)
         .map(|i| {
             let path = dir.path().join(format!("house{i}.csv"));
             let rows: String = (0..60)
@@ -108,13 +114,29 @@ fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
                 .collect();
             std::fs::write(&path, format!("timestamp,watts\n{rows}")).unwrap();
             let mut m = MeterConfig::new(account(&format!("house{i}")), &room);
-            m.interval = interval;
+            m.interval = Duration::from_secs(1);
             m.jitter = [0.05, 0.35];
             m.rejoin_gap = [0.1, 0.4];
             m.source = SourceConfig::Csv { path };
-            MaskedMeterConfig { meter: m, dp: None }
+            MaskedMeterConfig { meter: m, dp }
         })
         .collect();
+    Hood {
+        server,
+        _dir: dir,
+        bot,
+        meters,
+    }
+}
+
+#[test]
+fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
+    let Hood {
+        server,
+        _dir,
+        bot,
+        meters,
+    } = hood(HOUSES, None);
 
     runtime().block_on(async {
         let started = std::time::Instant::now();
@@ -162,11 +184,13 @@ fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
                 Some((i, e)) = meter_rx.recv() => {
                     // Kill house 0 right after it sent the second round of the second cohort:
                     // the next round must be unmasked without it (dropout recovery).
-                    if let (0, MaskedMeterEvent::Sent { round, .. }) = (i, &e) {
-                        if cohorts.len() == 2 && *round > cohorts[1] && killed_after.is_none() {
-                            tasks[0].abort();
-                            killed_after = Some(*round);
-                        }
+                    if let (0, MaskedMeterEvent::Sent { round, .. }) = (i, &e)
+                        && cohorts.len() == 2
+                        && *round > cohorts[1]
+                        && killed_after.is_none()
+                    {
+                        tasks[0].abort();
+                        killed_after = Some(*round);
                     }
                     meter_events.push((i, e));
                 }
@@ -281,23 +305,87 @@ fn masked_sums_equal_what_meters_sent_across_cohorts_and_a_dropout() {
                     assert!(!text.contains(w.as_str()) && !text.contains(kw.as_str()), "reading {w} in: {xml}");
                 }
             }
-            if let Some(Ok(p)) = masked::decode(&el.children().cloned().collect::<Vec<_>>()) {
-                if let MaskMessage::Masked(m) = p.message {
-                    masked_readings += 1;
-                    let plain_quanta: Vec<u64> = meter_events
-                        .iter()
-                        .filter_map(|(_, e)| match e {
-                            MaskedMeterEvent::Sent { round, reading, .. } if *round == m.round => {
-                                Some((reading.0 / 10) as u64)
-                            }
-                            _ => None,
-                        })
-                        .collect();
-                    assert!(!plain_quanta.contains(&m.value), "an unmasked value on the wire");
-                }
+            if let Some(Ok(p)) = masked::decode(&el.children().cloned().collect::<Vec<_>>())
+                && let MaskMessage::Masked(m) = p.message
+            {
+                masked_readings += 1;
+                let plain_quanta: Vec<u64> = meter_events
+                    .iter()
+                    .filter_map(|(_, e)| match e {
+                        MaskedMeterEvent::Sent { round, reading, .. } if *round == m.round => {
+                            Some((reading.0 / 10) as u64)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                assert!(!plain_quanta.contains(&m.value), "an unmasked value on the wire");
             }
         }
         assert!(masked_readings as u64 >= report.accepted);
+    });
+    server.stop().unwrap();
+}
+
+#[test]
+fn with_dp_noise_the_sums_stay_within_the_reported_noise() {
+    // ε = 1 per interval against a 1 kW change in one house.
+    let dp = DpSettings {
+        epsilon: 1.0,
+        sensitivity_watts: 1_000,
+    };
+    let Hood {
+        server,
+        _dir,
+        bot,
+        meters,
+    } = hood(5, Some(dp));
+    runtime().block_on(async {
+        let (bot_stop, bot_stop_rx) = watch::channel(false);
+        let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+        let bot_task = tokio::spawn(run_masked_bot(bot, Some(bot_tx), stopped(bot_stop_rx)));
+        assert!(matches!(bot_rx.recv().await, Some(MaskedBotEvent::Joined(_))));
+        let (stop, stop_rx) = watch::channel(false);
+        let (meter_tx, mut meter_rx) = mpsc::unbounded_channel();
+        let tasks: Vec<_> = meters
+            .into_iter()
+            .map(|m| tokio::spawn(run_masked_meter(m, Some(meter_tx.clone()), stopped(stop_rx.clone()))))
+            .collect();
+        let mut sums = Vec::new();
+        let deadline = tokio::time::sleep(Duration::from_secs(30));
+        tokio::pin!(deadline);
+        while sums.len() < 4 {
+            tokio::select! {
+                () = &mut deadline => panic!("timed out with sums {sums:?}"),
+                Some(e) = bot_rx.recv() => if let MaskedBotEvent::Sum { round, total, noise_sd, .. } = e {
+                    sums.push((round, total, noise_sd));
+                },
+            }
+        }
+        stop.send(true).unwrap();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        bot_stop.send(true).unwrap();
+        bot_task.await.unwrap().unwrap();
+        let mut sent: BTreeMap<u64, i64> = BTreeMap::new();
+        while let Ok(e) = meter_rx.try_recv() {
+            if let MaskedMeterEvent::Sent { round, reading, .. } = e {
+                *sent.entry(round).or_default() += reading.0;
+            }
+        }
+        let mut errors = Vec::new();
+        for (round, total, noise_sd) in &sums {
+            let sd = noise_sd.expect("DP on: the bot reports the noise level").0;
+            // Discrete Laplace with α = e^(−ε/100 quanta): sd ≈ 1.41 kW for one full share set.
+            assert!((1_000..5_000).contains(&sd), "noise sd {sd} W");
+            let error = total.total.0 - sent[round];
+            assert!(error.abs() <= 8 * sd, "round {round}: error {error} W vs sd {sd} W");
+            assert_eq!(error % 10, 0, "sums stay in 10 W quanta");
+            errors.push(error);
+        }
+        // Noise is really added: four exact sums would be a 1-in-10⁸ event at this sd.
+        assert!(errors.iter().any(|e| *e != 0), "{errors:?}");
+        eprintln!("DP sums: errors {errors:?} W, reported sd {:?}", sums[0].2);
     });
     server.stop().unwrap();
 }

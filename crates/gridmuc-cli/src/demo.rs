@@ -1,5 +1,7 @@
 //! `gridmuc demo`: a private Prosody, a neighbourhood of meters, the substation bot and an
 //! operator, with a staged single-house spike and a transformer overload, all on loopback.
+//! `--mode masked` runs the masked meters and bot instead: the bot learns only sums, and the
+//! staged overload is detected from them.
 
 use anyhow::Context;
 use gridmuc_core::{AggregatorConfig, Alert, AlertKind, Watts};
@@ -7,9 +9,14 @@ use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password}
 use gridmuc_xmpp::bot::{BotConfig, BotEvent, run_bot, summary_line};
 use gridmuc_xmpp::connect::ConnectConfig;
 use gridmuc_xmpp::listen::{Heard, ListenPlan, listen};
+use gridmuc_xmpp::masked::{
+    MaskedBotConfig, MaskedBotEvent, MaskedMeterConfig, MaskedMeterEvent, run_masked_bot,
+    run_masked_meter,
+};
 use gridmuc_xmpp::meter::{MeterConfig, MeterEvent, Mode, run_meter};
 use gridmuc_xmpp::source::Injection;
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -22,13 +29,38 @@ pub struct Args {
     /// How long the neighbourhood runs.
     #[arg(long, default_value_t = 2.0)]
     pub minutes: f64,
-    /// `direct` (readings privately to the bot through the room) or `broadcast` (to the room).
+    /// `direct` (readings privately to the bot through the room), `broadcast` (to the room)
+    /// or `masked` (the bot learns only each interval's sum).
     #[arg(long, default_value = "direct")]
-    pub mode: Mode,
+    pub mode: DemoMode,
     /// Reporting interval in seconds (short, so a two-minute demo shows many intervals).
     #[arg(long, default_value_t = 5.0)]
     pub interval: f64,
 }
+
+/// How the demo's meters report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DemoMode {
+    /// Plain readings, direct or broadcast.
+    Plain(Mode),
+    /// Masked readings; the bot sees only sums.
+    Masked,
+}
+
+impl FromStr for DemoMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DemoMode, String> {
+        match s {
+            "masked" => Ok(DemoMode::Masked),
+            other => Mode::from_str(other)
+                .map(DemoMode::Plain)
+                .map_err(|_| format!("unknown mode {other:?} (direct, broadcast or masked)")),
+        }
+    }
+}
+
+/// Rounds a masked cohort runs before nicknames rotate (re-enrolment), in the demo.
+const COHORT_ROUNDS: u64 = 8;
 
 /// The substation's nickname in the room.
 const BOT_NICK: &str = "substation";
@@ -99,29 +131,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         to: run_for.mul_f64(to),
         add,
     };
+    let mode = match args.mode {
+        DemoMode::Plain(mode) => mode,
+        DemoMode::Masked => Mode::Direct,
+    };
     let meters: Vec<MeterConfig> = (0..args.houses)
         .map(|i| {
             let mut m = MeterConfig::new(account(3 + i), &room);
-            m.mode = args.mode;
+            m.mode = mode;
             m.bot_nick = BOT_NICK.to_owned();
             m.interval = interval;
             // Several rotations per house in a two-minute demo.
             m.rotate = [8.0 * args.interval, 16.0 * args.interval];
             m.rejoin_gap = [0.5, 2.0];
             m.injections = vec![window(0.6, 0.8, OVERLOAD_ADD)];
-            if i == 0 {
+            if i == 0 && args.mode != DemoMode::Masked {
                 m.injections.push(window(0.3, 0.45, SPIKE_ADD));
             }
             m
         })
         .collect();
-    println!(
-        "{} houses, {:?} mode, {}-s intervals, rating {}; staged: one-house spike at 30–45 %, overload at 60–80 % of {:.1} min",
-        args.houses, args.mode, args.interval, bot.aggregator.overload.rating, args.minutes
-    );
     let operator = account(1);
     let rt = tokio::runtime::Runtime::new()?;
-    let result = rt.block_on(neighbourhood(bot, meters, operator, run_for));
+    let result = if args.mode == DemoMode::Masked {
+        println!(
+            "{} houses, masked mode, {}-s intervals, rating {}, new cohort (and nicknames) every {COHORT_ROUNDS} intervals; staged: overload at 60–80 % of {:.1} min",
+            args.houses, args.interval, bot.aggregator.overload.rating, args.minutes
+        );
+        let mut masked = MaskedBotConfig::new(bot);
+        masked.key_window = interval;
+        masked.share_window = interval;
+        masked.cohort_rounds = COHORT_ROUNDS;
+        let meters = meters
+            .into_iter()
+            .map(|meter| MaskedMeterConfig { meter, dp: None })
+            .collect();
+        rt.block_on(masked_neighbourhood(masked, meters, operator, run_for))
+    } else {
+        println!(
+            "{} houses, {:?} mode, {}-s intervals, rating {}; staged: one-house spike at 30–45 %, overload at 60–80 % of {:.1} min",
+            args.houses, mode, args.interval, bot.aggregator.overload.rating, args.minutes
+        );
+        rt.block_on(neighbourhood(bot, meters, operator, run_for))
+    };
     server.stop()?;
     result
 }
@@ -316,6 +368,198 @@ fn on_meter_event(e: MeterEvent, tally: &mut Tally) {
         }
         MeterEvent::Bounced(why) => println!("  a direct reading bounced: {why}"),
         _ => {}
+    }
+}
+
+/// Totals the masked live view keeps; `sent` holds each round's plain total and count, which
+/// only the demo (playing every house at once) can know, to check the bot's sums.
+#[derive(Default)]
+struct MaskedTally {
+    interval: Duration,
+    sent: BTreeMap<u64, (i64, usize)>,
+    sums: Vec<(u64, Watts, usize)>,
+    cohorts: u64,
+    alerts: BTreeMap<&'static str, u64>,
+    latencies: Vec<i64>,
+    operator_alerts: u64,
+}
+
+async fn masked_neighbourhood(
+    bot: MaskedBotConfig,
+    meters: Vec<MaskedMeterConfig>,
+    operator: ConnectConfig,
+    run_for: Duration,
+) -> anyhow::Result<()> {
+    let interval = Duration::from_millis(bot.bot.aggregator.interval.unsigned_abs());
+    let (stop_bot, stop_bot_rx) = watch::channel(false);
+    let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+    let bot_task = tokio::spawn(run_masked_bot(
+        bot,
+        Some(bot_tx),
+        stopped(stop_bot_rx.clone()),
+    ));
+    match bot_rx.recv().await {
+        Some(MaskedBotEvent::Joined(nick)) => println!(
+            "substation joined as {nick} (plain participant) and told the room: {}",
+            gridmuc_xmpp::masked::bot::MASKED_NOTICE
+        ),
+        _ => {
+            return Err(bot_task
+                .await?
+                .err()
+                .map_or_else(|| anyhow::anyhow!("bot stopped"), Into::into));
+        }
+    }
+    let (op_tx, mut op_rx) = mpsc::unbounded_channel();
+    let op_task = tokio::spawn(listen(
+        operator,
+        ListenPlan::default(),
+        op_tx,
+        stopped(stop_bot_rx),
+    ));
+    let (stop, stop_rx) = watch::channel(false);
+    let (meter_tx, mut meter_rx) = mpsc::unbounded_channel();
+    let stagger = interval.div_f64(meters.len() as f64);
+    let mut tasks = Vec::new();
+    for m in meters {
+        tasks.push(tokio::spawn(run_masked_meter(
+            m,
+            Some(meter_tx.clone()),
+            stopped(stop_rx.clone()),
+        )));
+        tokio::time::sleep(stagger).await;
+    }
+    drop(meter_tx);
+
+    let mut tally = MaskedTally {
+        interval,
+        ..MaskedTally::default()
+    };
+    let end = tokio::time::sleep(run_for.saturating_sub(interval));
+    tokio::pin!(end);
+    loop {
+        tokio::select! {
+            () = &mut end => break,
+            Some(e) = bot_rx.recv() => on_masked_bot_event(e, &mut tally, true),
+            Some(e) = meter_rx.recv() => on_masked_meter_event(e, &mut tally),
+            Some(heard) = op_rx.recv() => {
+                tally.operator_alerts += u64::from(heard.alert.is_some());
+                println!("  operator inbox: {}", heard.body);
+            }
+        }
+    }
+    stop.send(true)?;
+    let mut reports = Vec::new();
+    for t in tasks {
+        match t.await? {
+            Ok(r) => reports.push(r),
+            Err(e) => eprintln!("a meter stopped with an error: {e}"),
+        }
+    }
+    while let Ok(e) = meter_rx.try_recv() {
+        on_masked_meter_event(e, &mut tally);
+    }
+    // Give the last round's unmask answers time to land.
+    tokio::time::sleep(interval).await;
+    stop_bot.send(true)?;
+    let report = bot_task.await??;
+    while let Ok(e) = bot_rx.try_recv() {
+        on_masked_bot_event(e, &mut tally, false);
+    }
+    let _ = op_task.await;
+    while let Ok(heard) = op_rx.try_recv() {
+        tally.operator_alerts += u64::from(heard.alert.is_some());
+        println!("  operator inbox: {}", heard.body);
+    }
+
+    let sent: u64 = reports.iter().map(|r| r.sent).sum();
+    let nicks: u64 = reports.iter().map(|r| r.nicks).sum();
+    let exact = tally
+        .sums
+        .iter()
+        .filter(|(round, total, meters)| tally.sent.get(round) == Some(&(total.0, *meters)))
+        .count();
+    let lat = &mut tally.latencies;
+    lat.sort_unstable();
+    println!("\n── summary (masked mode: per-house detection off) ──");
+    println!("houses finished cleanly: {}", reports.len());
+    println!(
+        "masked readings sent: {sent}   taken into rounds by the bot: {}   late (after their round closed or cohort ended): {}   refused: {}",
+        report.accepted, report.late, report.rejected
+    );
+    println!(
+        "cohorts enrolled: {}   nicknames used: {nicks} (one per house per cohort)   rounds summed: {}   rounds without a sum: {}",
+        report.cohorts, report.sums, report.failed_rounds
+    );
+    println!(
+        "sums equal to what the houses sent (checked by the demo, which plays every house): {exact} of {}",
+        tally.sums.len()
+    );
+    println!(
+        "alerts: {}   operator DMs: {}",
+        if tally.alerts.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("{:?}", tally.alerts)
+        },
+        tally.operator_alerts
+    );
+    if let (Some(min), Some(max)) = (lat.first(), lat.last()) {
+        println!(
+            "sum posted after interval end: min {min} ms, median {} ms, max {max} ms (grace plus the unmask exchange)",
+            lat[lat.len() / 2],
+        );
+    }
+    Ok(())
+}
+
+fn on_masked_bot_event(e: MaskedBotEvent, tally: &mut MaskedTally, on_time: bool) {
+    match e {
+        MaskedBotEvent::Sum {
+            round,
+            total,
+            enrolled,
+            noise_sd,
+            closed_at,
+        } => {
+            let latency = closed_at.since(total.start.plus(total.length));
+            if on_time {
+                tally.latencies.push(latency);
+            }
+            tally.sums.push((round, total.total, total.meters));
+            println!(
+                "{}  | +{latency} ms",
+                gridmuc_xmpp::masked::bot::masked_summary_line(&total, enrolled, noise_sd)
+            );
+        }
+        MaskedBotEvent::Enrolled {
+            members,
+            roster,
+            first_round,
+        } => {
+            tally.cohorts += 1;
+            println!(
+                "  cohort {} enrolled: {members} of {roster} keys completed; masking from {}",
+                tally.cohorts,
+                gridmuc_xmpp::masked::round_start(first_round, tally.interval)
+            );
+        }
+        MaskedBotEvent::RoundFailed { round, reason } => {
+            println!("  round {round}: no sum ({reason})");
+        }
+        MaskedBotEvent::Alert(a) => {
+            *tally.alerts.entry(a.kind.as_str()).or_default() += 1;
+            println!("  ALERT {} (room + operator)", a.body());
+        }
+        MaskedBotEvent::Joined(_) | MaskedBotEvent::Stanza(_) => {}
+    }
+}
+
+fn on_masked_meter_event(e: MaskedMeterEvent, tally: &mut MaskedTally) {
+    if let MaskedMeterEvent::Sent { round, reading, .. } = e {
+        let s = tally.sent.entry(round).or_default();
+        s.0 += reading.0;
+        s.1 += 1;
     }
 }
 

@@ -35,7 +35,9 @@ pub struct MaskedBotConfig {
     /// Account, room, nickname, operators, interval/grace and the overload, spike and policy
     /// settings (its per-house outlier settings do not apply), summaries, stanza tap.
     pub bot: BotConfig,
-    /// How long keys are collected after an enrolment call before the roster is posted.
+    /// How long keys are collected after an enrolment call before the roster is posted;
+    /// while keys keep arriving (meters still joining) the bot waits for a pause of half
+    /// this, up to four windows in all.
     pub key_window: Duration,
     /// How long share uploads are awaited after the roster before bundles are routed.
     pub share_window: Duration,
@@ -117,8 +119,11 @@ pub struct MaskedBotReport {
     pub cohorts: u64,
     /// Masked readings taken into a round.
     pub accepted: u64,
-    /// Masked-mode messages refused (wrong nickname/index, late, malformed …).
+    /// Masked-mode messages refused (wrong nickname or index, malformed, wrong phase …).
     pub rejected: u64,
+    /// Masked readings in no sum because they came after their round's unmask request or
+    /// after their cohort ended (sent just before the meter saw the new enrolment call).
+    pub late: u64,
     /// Rounds unmasked into a sum.
     pub sums: u64,
     /// Rounds that produced no sum (too many dropouts, missing answers).
@@ -137,6 +142,8 @@ struct Cohort {
     first_round: u64,
     /// Set when a new enrolment is called; no rounds after it.
     last_round: Option<u64>,
+    /// Latest round whose survivor set is fixed; values for it or earlier are late.
+    closed_upto: Option<u64>,
 }
 
 impl Cohort {
@@ -196,8 +203,15 @@ struct MaskedBot {
     /// Running cohorts: the current one last, retired ones until their last round is done.
     cohorts: Vec<Cohort>,
     enrolment: Enrolment,
+    /// When the running enrolment was called and when its latest key arrived.
+    called_at: Instant,
+    last_key_at: Instant,
     /// The next round of the current cohort to ask the unmask for.
     next_round: Option<u64>,
+    /// When the session last delivered anything (our own groupchat echoes included).
+    last_rx: Instant,
+    /// Our latest groupchat post should echo back from the room by then.
+    echo_by: Option<Instant>,
     unmasking: Vec<Unmasking>,
 }
 
@@ -237,7 +251,11 @@ pub async fn run_masked_bot(
         pending: Vec::new(),
         cohorts: Vec::new(),
         enrolment: Enrolment::Idle,
+        called_at: Instant::now(),
+        last_key_at: Instant::now(),
         next_round: None,
+        last_rx: Instant::now(),
+        echo_by: None,
         unmasking: Vec::new(),
         cfg,
     };
@@ -276,7 +294,11 @@ impl MaskedBot {
             let wake = self.wake();
             let step = tokio::select! {
                 () = &mut shutdown => break,
-                event = client.next() => self.on_event(client, event).await,
+                event = client.next() => {
+                    self.last_rx = Instant::now();
+                    self.echo_by = None;
+                    self.on_event(client, event).await
+                }
                 () = tokio::time::sleep_until(wake) => self.tick(client, rng).await,
             };
             match step {
@@ -302,11 +324,13 @@ impl MaskedBot {
     }
 
     async fn groupchat(
-        &self,
+        &mut self,
         client: &mut Client,
         body: String,
         payload: Option<minidom::Element>,
     ) -> Result<(), BotError> {
+        let bound = (self.interval / 2).max(Duration::from_secs(2));
+        self.echo_by.get_or_insert(Instant::now() + bound);
         let to = self.room.clone().into();
         plain::send_chat(
             client,
@@ -333,7 +357,16 @@ impl MaskedBot {
             .map(|u| u.deadline)
             .min()
             .unwrap_or(far);
-        enrol.min(request).min(answers)
+        enrol
+            .min(request)
+            .min(answers)
+            .min(self.last_rx + self.silence_bound())
+            .min(self.echo_by.unwrap_or(far))
+    }
+
+    /// Silence after which the session is probed: the bot's own posts echo back every round.
+    fn silence_bound(&self) -> Duration {
+        (self.interval + self.interval / 2).max(Duration::from_secs(2))
     }
 
     /// When round `r`'s unmask request is due: its end plus the grace time.
@@ -347,6 +380,10 @@ impl MaskedBot {
         client: &mut Client,
         rng: &mut R,
     ) -> Result<(), BotError> {
+        let no_echo = self.echo_by.is_some_and(|t| t <= Instant::now());
+        if no_echo || self.last_rx.elapsed() >= self.silence_bound() {
+            self.probe(client).await?;
+        }
         let now = Instant::now();
         match &self.enrolment {
             Enrolment::Keys(at) if *at <= now => self.close_keys(client, rng).await?,
@@ -368,7 +405,35 @@ impl MaskedBot {
         };
         for u in expired {
             self.fail_round(u.round, "unmask answers missing at the deadline".to_owned());
-            self.retire_finished(u.cohort);
+        }
+        Ok(())
+    }
+
+    /// After a silence or a missing echo of our own post: a ping round trip, and a fresh
+    /// session if it fails. A tokio-xmpp 6 session can stop delivering while it still sends:
+    /// in the 20-house demo nothing arrived for 7.5 s, yet at close tokio-xmpp's debug log
+    /// showed every reading and the ping answer unread in the old stream.
+    async fn probe(&mut self, client: &mut Client) -> Result<(), BotError> {
+        let silent = self.last_rx.elapsed();
+        self.echo_by = None;
+        if connect::alive(client, Duration::from_secs(2)).await {
+            self.last_rx = Instant::now();
+            return Ok(());
+        }
+        tracing::warn!(
+            ?silent,
+            "nothing received and no answer to a ping; replacing the session and rejoining"
+        );
+        // Close the old session before rejoining: two sessions of one account under one
+        // nickname would make the room show us our own real JID, which the bot refuses.
+        let fresh = connect::connect(self.account()).await?;
+        connect::close(std::mem::replace(client, fresh)).await;
+        self.last_rx = Instant::now();
+        self.join(client).await?;
+        // Keys or share uploads may have died with the old session: enrol again (waiting
+        // meters repeat their key, enrolling ones rotate).
+        if !matches!(self.enrolment, Enrolment::Idle) {
+            self.call_enrolment(client).await?;
         }
         Ok(())
     }
@@ -378,7 +443,8 @@ impl MaskedBot {
         let body = "masked mode: enrolment of a new cohort; meters rotate their nicknames and announce fresh keys".to_owned();
         self.groupchat(client, body, Some(super::rekey_element()))
             .await?;
-        self.enrolment = Enrolment::Keys(Instant::now() + self.cfg.key_window);
+        self.called_at = Instant::now();
+        self.enrolment = Enrolment::Keys(self.called_at + self.cfg.key_window);
         tracing::info!("enrolment called; collecting keys");
         Ok(())
     }
@@ -389,6 +455,13 @@ impl MaskedBot {
         client: &mut Client,
         rng: &mut R,
     ) -> Result<(), BotError> {
+        let now = Instant::now();
+        let quiet = self.cfg.key_window / 2;
+        if now < self.last_key_at + quiet && now < self.called_at + self.cfg.key_window * 4 {
+            // Keys still arriving (meters joining): wait until they pause, within a bound.
+            self.enrolment = Enrolment::Keys(self.last_key_at + quiet);
+            return Ok(());
+        }
         let needed = self.cfg.min_cohort.max(MIN_COHORT);
         if self.pending.len() < needed {
             tracing::info!(
@@ -436,6 +509,7 @@ impl MaskedBot {
             nicks,
             first_round,
             last_round: None,
+            closed_upto: None,
         };
         self.enrolment =
             Enrolment::Shares(Box::new(cohort), Instant::now() + self.cfg.share_window);
@@ -490,6 +564,7 @@ impl MaskedBot {
             first_round: cohort.first_round,
         });
         self.next_round = Some(cohort.first_round);
+        self.drop_retired();
         self.cohorts.push(*cohort);
         Ok(())
     }
@@ -502,7 +577,8 @@ impl MaskedBot {
             return Ok(());
         };
         let id = cohort.id;
-        let epoch_over = round + 1 >= cohort.first_round + self.cfg.cohort_rounds.max(1);
+        cohort.closed_upto = Some(round);
+        let mut epoch_over = round + 1 >= cohort.first_round + self.cfg.cohort_rounds.max(1);
         match cohort.agg.unmask_request(round) {
             Ok(request) => {
                 let survivors = request.survivors.count();
@@ -522,17 +598,22 @@ impl MaskedBot {
                     deadline: Instant::now() + self.cfg.unmask_timeout,
                 });
             }
-            Err(MaskError::UnknownRound(_)) => {
-                self.fail_round(round, "no masked readings arrived".to_owned());
+            Err(e) => {
+                // More than a third of the cohort is gone (meters restarted, server restarted):
+                // it cannot recover, so enrol a new one now rather than at the cohort's end.
+                epoch_over = true;
+                let reason = match e {
+                    MaskError::UnknownRound(_) => "no masked readings arrived".to_owned(),
+                    e => e.to_string(),
+                };
+                self.fail_round(round, format!("{reason}; enrolling a new cohort"));
             }
-            Err(e) => self.fail_round(round, e.to_string()),
         }
         if epoch_over {
             if let Some(c) = self.cohorts.iter_mut().find(|c| c.id == id) {
                 c.last_round = Some(round);
             }
             self.next_round = None;
-            self.retire_finished(id);
             // After the unmask request: members answer it before they leave for new nicknames.
             self.call_enrolment(client).await?;
         }
@@ -545,11 +626,12 @@ impl MaskedBot {
         self.emit(MaskedBotEvent::RoundFailed { round, reason });
     }
 
-    /// Drops a retired cohort once none of its rounds is still being unmasked.
-    fn retire_finished(&mut self, id: [u8; 16]) {
-        let busy = self.unmasking.iter().any(|u| u.cohort == id);
+    /// Drops retired cohorts none of whose rounds is still being unmasked; called when a
+    /// new cohort starts, so late answers to an old cohort's last round are still recognised.
+    fn drop_retired(&mut self) {
+        let unmasking = &self.unmasking;
         self.cohorts
-            .retain(|c| c.id != id || c.last_round.is_none() || busy);
+            .retain(|c| c.last_round.is_none() || unmasking.iter().any(|u| u.cohort == c.id));
     }
 
     async fn on_event(
@@ -614,6 +696,10 @@ impl MaskedBot {
         };
         match payload.message {
             MaskMessage::Key(k) => {
+                if self.pending.contains(&(nick.clone(), k.key)) {
+                    // Repeated after an enrolment call, in case the first one was lost.
+                    return Ok(());
+                }
                 if self
                     .pending
                     .iter()
@@ -622,6 +708,7 @@ impl MaskedBot {
                 {
                     return self.refuse(&nick, "second key from one nickname");
                 } else {
+                    self.last_key_at = Instant::now();
                     self.pending.push((nick, k.key));
                 }
             }
@@ -648,11 +735,16 @@ impl MaskedBot {
                 else {
                     return self.refuse(&nick, "masked reading from a non-member or wrong index");
                 };
-                if !cohort.covers(reading.round) {
-                    return self.refuse(&nick, "masked reading for a round outside its cohort");
+                if !cohort.covers(reading.round)
+                    || cohort.closed_upto.is_some_and(|r| reading.round <= r)
+                {
+                    // Sent before the meter saw the call for a new cohort: in no sum.
+                    self.report.late += 1;
+                    return Ok(());
                 }
                 match cohort.agg.handle_masked(&reading) {
                     Ok(()) => self.report.accepted += 1,
+                    Err(MaskError::RoundClosed(_)) => self.report.late += 1,
                     Err(e) => return self.refuse(&nick, &e.to_string()),
                 }
             }
@@ -665,28 +757,28 @@ impl MaskedBot {
                     return self.refuse(&nick, "unmask answer from a non-member or wrong index");
                 };
                 let id = cohort.id;
-                if let Err(e) = cohort.agg.handle_unmask_response(&answer) {
-                    return self.refuse(&nick, &e.to_string());
-                }
                 if !self
                     .unmasking
                     .iter()
                     .any(|u| u.cohort == id && u.round == answer.round)
                 {
+                    // Without dropouts any `t` answers complete a round; the rest come after.
+                    tracing::trace!(%nick, round = answer.round, "answer for a finished round");
                     return Ok(());
+                }
+                if let Err(e) = cohort.agg.handle_unmask_response(&answer) {
+                    return self.refuse(&nick, &e.to_string());
                 }
                 match cohort.agg.finish(answer.round) {
                     Ok(sum) => {
                         self.unmasking
                             .retain(|u| !(u.cohort == id && u.round == answer.round));
-                        self.retire_finished(id);
                         self.publish(client, sum).await?;
                     }
                     Err(MaskError::MissingResponse { .. } | MaskError::NotEnoughShares { .. }) => {}
                     Err(e) => {
                         self.unmasking
                             .retain(|u| !(u.cohort == id && u.round == answer.round));
-                        self.retire_finished(id);
                         self.fail_round(answer.round, e.to_string());
                     }
                 }
@@ -772,4 +864,28 @@ pub fn masked_summary_line(t: &IntervalTotal, enrolled: u16, noise_sd: Option<Wa
         "masked interval {}: total {}{noise} from {} of {enrolled} meters (per-house detection off)",
         t.start, t.total, t.meters
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_says_total_count_and_that_per_house_detection_is_off() {
+        let t = IntervalTotal {
+            start: Timestamp(0),
+            length: 5_000,
+            meters: 9,
+            total: Watts(135_720),
+        };
+        assert_eq!(
+            masked_summary_line(&t, 10, None),
+            "masked interval 1970-01-01T00:00:00Z: total 135.72 kW from 9 of 10 meters (per-house detection off)"
+        );
+        assert_eq!(
+            masked_summary_line(&t, 10, Some(Watts(1_230))),
+            "masked interval 1970-01-01T00:00:00Z: total 135.72 kW ± 1.23 kW DP noise (sd) from 9 of 10 meters (per-house detection off)"
+        );
+        assert!(MASKED_NOTICE.contains("per-house detection (house-spike alerts) is OFF"));
+    }
 }

@@ -138,6 +138,8 @@ struct Agent {
     report: MaskedMeterReport,
     started: Instant,
     source: Source,
+    /// When the session last delivered anything.
+    last_rx: Instant,
 }
 
 /// Runs one masked meter until `shutdown` resolves, the source ends, or a fatal error.
@@ -170,6 +172,7 @@ pub async fn run_masked_meter(
         report: MaskedMeterReport::default(),
         started: Instant::now(),
         source,
+        last_rx: Instant::now(),
     };
     let result = agent.run(&mut client, &mut rng, shutdown).await;
     connect::close(client).await;
@@ -197,11 +200,22 @@ impl Agent {
         let mut phase = self.join(client, rng).await?;
         tokio::pin!(shutdown);
         loop {
-            let wake = phase.wake();
+            let in_room = !matches!(phase, Phase::Away(_));
+            let probe_at = self.last_rx + self.silence_bound();
+            let wake = match in_room {
+                true => phase.wake().min(probe_at),
+                false => phase.wake(),
+            };
             let step = tokio::select! {
                 () = &mut shutdown => break,
-                event = client.next() => self.on_event(client, rng, event, phase).await,
-                () = tokio::time::sleep_until(wake) => self.tick(client, rng, phase).await,
+                event = client.next() => {
+                    self.last_rx = Instant::now();
+                    self.on_event(client, rng, event, phase).await
+                }
+                () = tokio::time::sleep_until(wake) => match in_room && Instant::now() >= probe_at {
+                    true => self.probe(client, rng, phase).await,
+                    false => self.tick(client, rng, phase).await,
+                },
             };
             phase = match step {
                 Ok(Some(next)) => next,
@@ -220,6 +234,31 @@ impl Agent {
             self.leave(client, nick).await?;
         }
         Ok(())
+    }
+
+    /// Silence after which the session is probed: an enrolled meter hears an unmask request
+    /// every round; a waiting one may be quiet for a whole cohort, so this only costs a ping.
+    fn silence_bound(&self) -> Duration {
+        (self.cfg.interval * 3).max(Duration::from_secs(3))
+    }
+
+    /// A ping round trip after a silence, and a fresh session, nickname and key if it fails
+    /// (a tokio-xmpp 6 session can stop delivering while it still sends).
+    async fn probe<R: Rng + CryptoRng>(
+        &mut self,
+        client: &mut Client,
+        rng: &mut R,
+        phase: Phase,
+    ) -> Result<Option<Phase>, MeterError> {
+        if connect::alive(client, Duration::from_secs(2)).await {
+            self.last_rx = Instant::now();
+            return Ok(Some(phase));
+        }
+        tracing::warn!("nothing received and no answer to a ping; new session, nickname and key");
+        let fresh = connect::connect(self.account()).await?;
+        connect::close(std::mem::replace(client, fresh)).await;
+        self.last_rx = Instant::now();
+        Ok(Some(self.join(client, rng).await?))
     }
 
     /// Joins under a fresh nickname with a fresh key and announces the key to the bot.
@@ -443,7 +482,7 @@ impl Agent {
     }
 
     /// The bot calls a new enrolment: a meter whose key is spent rotates its nickname and
-    /// key; one still waiting with an unused key is already in the queue and stays.
+    /// key; one still waiting repeats its unused key (the first may have been lost).
     async fn on_rekey<R: Rng + CryptoRng>(
         &mut self,
         client: &mut Client,
@@ -456,6 +495,12 @@ impl Agent {
                 let gap = plain::secs(plain::uniform(rng, self.cfg.rejoin_gap));
                 tracing::debug!(?gap, "new cohort called; rotating nickname and key");
                 Ok(Phase::Away(Instant::now() + gap))
+            }
+            Phase::Pending { nick, masked } => {
+                let key = MaskMessage::Key(masked.key_announcement());
+                self.send(client, key, None, "masked mode: key for the next cohort")
+                    .await?;
+                Ok(Phase::Pending { nick, masked })
             }
             other => Ok(other),
         }

@@ -172,10 +172,10 @@ mod tests {
         let el = encode(&p);
         let xml = String::from(&el);
         assert!(
-            xml.contains("cohort=\"a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5\""),
+            xml.contains("cohort='a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5'"),
             "{xml}"
         );
-        assert!(xml.contains("first-round=\"42\""), "{xml}");
+        assert!(xml.contains("first-round='42'"), "{xml}");
         assert_eq!(decode(&[el]), Some(Ok(p)));
         let key = MaskPayload {
             message: MaskMessage::Key(KeyAnnouncement { key: [9; 32] }),
