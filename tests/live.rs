@@ -18,20 +18,8 @@ use tokio::sync::{mpsc, watch};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 
-fn runtime() -> tokio::runtime::Runtime {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,gridmuc_xmpp=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{PASSWORD, TestServer, runtime, stopped, users};
 
 /// A private server with a provisioned room and accounts for a bot, an operator, an observer and houses.
 struct Hood {
@@ -39,8 +27,6 @@ struct Hood {
     room: String,
     houses: Vec<String>,
 }
-
-const PASSWORD: &str = "correct horse battery staple";
 
 impl Hood {
     fn new(houses: usize, policy: RoomPolicy) -> Hood {
@@ -52,18 +38,11 @@ impl Hood {
         houses: usize,
         policy: impl FnOnce(&str) -> RoomPolicy,
     ) -> Hood {
-        let server = PrivateServer::start(cfg).unwrap();
-        let mut accounts: Vec<(String, String)> = ["bot", "op", "observer"]
-            .iter()
-            .map(|u| ((*u).to_owned(), PASSWORD.to_owned()))
-            .collect();
-        accounts.extend((0..houses).map(|i| (format!("house{i}"), PASSWORD.to_owned())));
-        server.register_many(&accounts).unwrap();
-        let bot = format!("bot@{}", server.domain());
-        let room = server.provision_room("hood", &policy(&bot)).unwrap();
-        let houses = (0..houses)
-            .map(|i| format!("house{i}@{}", server.domain()))
-            .collect();
+        let domain = cfg.domain.clone();
+        let bot = format!("bot@{domain}");
+        let users = users(&["bot", "op", "observer"], houses);
+        let TestServer { server, room } = TestServer::start(cfg, &users, &policy(&bot));
+        let houses = (0..houses).map(|i| format!("house{i}@{domain}")).collect();
         Hood {
             server,
             room,
@@ -72,19 +51,7 @@ impl Hood {
     }
 
     fn account(&self, user: &str) -> ConnectConfig {
-        let jid = if user.contains('@') {
-            user.to_owned()
-        } else {
-            format!("{user}@{}", self.server.domain())
-        };
-        let mut cfg = ConnectConfig::private_tls(
-            &jid,
-            PASSWORD,
-            &self.server.c2s_addr().to_string(),
-            self.server.ca_cert_pem(),
-        );
-        cfg.timeout = Duration::from_secs(10);
-        cfg
+        common::account(&self.server, user, Duration::from_secs(10))
     }
 
     fn bot(&self, operators: &[&str]) -> BotConfig {
@@ -180,10 +147,6 @@ async fn run_hood(
         })
         .collect();
     (report, bot_events, reports, meter_events)
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// A plain client (an operator, or any chat client in the room) that records the messages it gets.

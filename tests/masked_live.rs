@@ -8,7 +8,6 @@ use gridmuc::core::{AggregatorConfig, RoomNick, Watts};
 use gridmuc::mask::MaskMessage;
 use gridmuc::server::{PrivateServer, RoomPolicy, ServerConfig};
 use gridmuc::xmpp::bot::BotConfig;
-use gridmuc::xmpp::connect::ConnectConfig;
 use gridmuc::xmpp::masked::{
     self, DpSettings, MaskedBotConfig, MaskedBotEvent, MaskedMeterConfig, MaskedMeterEvent,
     run_masked_bot, run_masked_meter,
@@ -21,30 +20,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 const HOUSES: usize = 10;
-const PASSWORD: &str = "correct horse battery staple";
+mod common;
+use common::{TestServer, runtime, stopped, users};
 
 /// Reading of house `i` in its `row`-th round: five digits, distinct across houses and rounds.
 fn reading(i: usize, row: usize) -> i64 {
     10_000 + 1_000 * i as i64 + 10 * row as i64
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,gridmuc_xmpp=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// Every element's text and attributes except stanza ids (random, could hold any digits).
@@ -72,27 +53,13 @@ struct Hood {
 }
 
 fn hood(houses: usize, dp: Option<DpSettings>) -> Hood {
-    let server = PrivateServer::start(ServerConfig {
+    let cfg = ServerConfig {
         smacks: false,
         ..ServerConfig::default()
-    })
-    .unwrap();
-    let mut accounts = vec![("bot".to_owned(), PASSWORD.to_owned())];
-    accounts.extend((0..houses).map(|i| (format!("house{i}"), PASSWORD.to_owned())));
-    server.register_many(&accounts).unwrap();
-    let room = server
-        .provision_room("hood", &RoomPolicy::default())
-        .unwrap();
-    let account = |user: &str| {
-        let mut cfg = ConnectConfig::private_tls(
-            &format!("{user}@{}", server.domain()),
-            PASSWORD,
-            &server.c2s_addr().to_string(),
-            server.ca_cert_pem(),
-        );
-        cfg.timeout = Duration::from_secs(10);
-        cfg
     };
+    let TestServer { server, room } =
+        TestServer::start(cfg, &users(&["bot"], houses), &RoomPolicy::default());
+    let account = |user: &str| common::account(&server, user, Duration::from_secs(10));
     let dir = tempfile::tempdir().unwrap();
     let mut bot = BotConfig::new(account("bot"), &room);
     bot.aggregator = AggregatorConfig {

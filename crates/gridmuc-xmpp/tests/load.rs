@@ -14,15 +14,9 @@ use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-const PASSWORD: &str = "correct horse battery staple";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+use common::{TestServer, runtime, stopped, users};
 
 /// A private server (default config: STARTTLS, XEP-0198 on) with a room and `houses` accounts.
 struct Hood {
@@ -32,25 +26,14 @@ struct Hood {
 
 impl Hood {
     fn new(houses: usize) -> Hood {
-        let server = PrivateServer::start(ServerConfig::default()).unwrap();
-        let mut accounts = vec![("bot".to_owned(), PASSWORD.to_owned())];
-        accounts.extend((0..houses).map(|i| (format!("house{i}"), PASSWORD.to_owned())));
-        server.register_many(&accounts).unwrap();
-        let room = server
-            .provision_room("hood", &RoomPolicy::default())
-            .unwrap();
+        let users = users(&["bot"], houses);
+        let TestServer { server, room } =
+            TestServer::start(ServerConfig::default(), &users, &RoomPolicy::default());
         Hood { server, room }
     }
 
     fn account(&self, user: &str) -> ConnectConfig {
-        let mut cfg = ConnectConfig::private_tls(
-            &format!("{user}@{}", self.server.domain()),
-            PASSWORD,
-            &self.server.c2s_addr().to_string(),
-            self.server.ca_cert_pem(),
-        );
-        cfg.timeout = Duration::from_secs(20);
-        cfg
+        common::account(&self.server, user, Duration::from_secs(20))
     }
 
     fn bot(&self) -> BotConfig {
@@ -77,10 +60,6 @@ impl Hood {
         cfg.rotate = [1e6, 1e6];
         cfg
     }
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// The bot's outcome, from its own thread.
