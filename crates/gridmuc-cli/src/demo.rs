@@ -197,75 +197,27 @@ async fn neighbourhood(
 ) -> anyhow::Result<()> {
     let grace = bot.aggregator.grace;
     let interval = Duration::from_millis(bot.aggregator.interval.unsigned_abs());
-    let (stop_bot, stop_bot_rx) = watch::channel(false);
-    let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
-    let bot_task = tokio::spawn(run_bot(bot, Some(bot_tx), stopped(stop_bot_rx.clone())));
-    match bot_rx.recv().await {
-        Some(BotEvent::Joined(nick)) => println!("substation joined as {nick} (plain participant)"),
-        _ => {
-            return Err(bot_task
-                .await?
-                .err()
-                .map_or_else(|| anyhow::anyhow!("bot stopped"), Into::into));
-        }
-    }
-    let (op_tx, mut op_rx) = mpsc::unbounded_channel();
-    let op_task = tokio::spawn(listen(
-        operator,
-        ListenPlan::default(),
-        op_tx,
-        stopped(stop_bot_rx),
-    ));
-
-    let (stop, stop_rx) = watch::channel(false);
-    let (meter_tx, mut meter_rx) = mpsc::unbounded_channel();
-    let stagger = interval.div_f64(meters.len() as f64);
-    let mut tasks = Vec::new();
-    for m in meters {
-        tasks.push(tokio::spawn(run_meter(
-            m,
-            Some(meter_tx.clone()),
-            stopped(stop_rx.clone()),
-        )));
-        // Spread the logins over one interval rather than 50 SCRAM handshakes at once.
-        tokio::time::sleep(stagger).await;
-    }
-    drop(meter_tx);
-
     let mut tally = Tally::default();
-    let end = tokio::time::sleep(run_for.saturating_sub(interval));
-    tokio::pin!(end);
-    loop {
-        tokio::select! {
-            () = &mut end => break,
-            Some(e) = bot_rx.recv() => on_bot_event(e, &mut tally, true),
-            Some(e) = meter_rx.recv() => on_meter_event(e, &mut tally),
-            Some(heard) = op_rx.recv() => on_operator(&heard, &mut tally),
-        }
-    }
-    stop.send(true)?;
-    let mut reports = Vec::new();
-    for t in tasks {
-        match t.await? {
-            Ok(r) => reports.push(r),
-            Err(e) => eprintln!("a meter stopped with an error: {e}"),
-        }
-    }
-    while let Ok(e) = meter_rx.try_recv() {
-        on_meter_event(e, &mut tally);
-    }
-    // Let the last readings land, then close the open intervals.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop_bot.send(true)?;
-    let report = bot_task.await??;
-    // These include the final flush, which closes the last interval early: no latency figures.
-    while let Ok(e) = bot_rx.try_recv() {
-        on_bot_event(e, &mut tally, false);
-    }
-    let _ = op_task.await;
-    while let Ok(heard) = op_rx.try_recv() {
-        on_operator(&heard, &mut tally);
-    }
+    let agents = Agents {
+        interval,
+        run_for,
+        // Let the last readings land, then close the open intervals.
+        settle: Duration::from_millis(500),
+    };
+    let (report, reports) = agents
+        .drive(
+            &mut tally,
+            bot,
+            |c, tx, stop| run_bot(c, Some(tx), stop),
+            |e| match e {
+                BotEvent::Joined(nick) => Some(format!("{nick} (plain participant)")),
+                _ => None,
+            },
+            meters,
+            |c, tx, stop| run_meter(c, Some(tx), stop),
+            operator,
+        )
+        .await?;
 
     let sent: u64 = reports.iter().map(|r| r.sent).sum();
     let unacked: u64 = reports.iter().map(|r| r.unacknowledged).sum();
@@ -391,86 +343,33 @@ async fn masked_neighbourhood(
     run_for: Duration,
 ) -> anyhow::Result<()> {
     let interval = Duration::from_millis(bot.bot.aggregator.interval.unsigned_abs());
-    let (stop_bot, stop_bot_rx) = watch::channel(false);
-    let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
-    let bot_task = tokio::spawn(run_masked_bot(
-        bot,
-        Some(bot_tx),
-        stopped(stop_bot_rx.clone()),
-    ));
-    match bot_rx.recv().await {
-        Some(MaskedBotEvent::Joined(nick)) => println!(
-            "substation joined as {nick} (plain participant) and told the room: {}",
-            gridmuc_xmpp::masked::bot::MASKED_NOTICE
-        ),
-        _ => {
-            return Err(bot_task
-                .await?
-                .err()
-                .map_or_else(|| anyhow::anyhow!("bot stopped"), Into::into));
-        }
-    }
-    let (op_tx, mut op_rx) = mpsc::unbounded_channel();
-    let op_task = tokio::spawn(listen(
-        operator,
-        ListenPlan::default(),
-        op_tx,
-        stopped(stop_bot_rx),
-    ));
-    let (stop, stop_rx) = watch::channel(false);
-    let (meter_tx, mut meter_rx) = mpsc::unbounded_channel();
-    let stagger = interval.div_f64(meters.len() as f64);
-    let mut tasks = Vec::new();
-    for m in meters {
-        tasks.push(tokio::spawn(run_masked_meter(
-            m,
-            Some(meter_tx.clone()),
-            stopped(stop_rx.clone()),
-        )));
-        tokio::time::sleep(stagger).await;
-    }
-    drop(meter_tx);
-
     let mut tally = MaskedTally {
         interval,
         ..MaskedTally::default()
     };
-    let end = tokio::time::sleep(run_for.saturating_sub(interval));
-    tokio::pin!(end);
-    loop {
-        tokio::select! {
-            () = &mut end => break,
-            Some(e) = bot_rx.recv() => on_masked_bot_event(e, &mut tally, true),
-            Some(e) = meter_rx.recv() => on_masked_meter_event(e, &mut tally),
-            Some(heard) = op_rx.recv() => {
-                tally.operator_alerts += u64::from(heard.alert.is_some());
-                println!("  operator inbox: {}", heard.body);
-            }
-        }
-    }
-    stop.send(true)?;
-    let mut reports = Vec::new();
-    for t in tasks {
-        match t.await? {
-            Ok(r) => reports.push(r),
-            Err(e) => eprintln!("a meter stopped with an error: {e}"),
-        }
-    }
-    while let Ok(e) = meter_rx.try_recv() {
-        on_masked_meter_event(e, &mut tally);
-    }
-    // Give the last round's unmask answers time to land.
-    tokio::time::sleep(interval).await;
-    stop_bot.send(true)?;
-    let report = bot_task.await??;
-    while let Ok(e) = bot_rx.try_recv() {
-        on_masked_bot_event(e, &mut tally, false);
-    }
-    let _ = op_task.await;
-    while let Ok(heard) = op_rx.try_recv() {
-        tally.operator_alerts += u64::from(heard.alert.is_some());
-        println!("  operator inbox: {}", heard.body);
-    }
+    let agents = Agents {
+        interval,
+        run_for,
+        // Give the last round's unmask answers time to land.
+        settle: interval,
+    };
+    let (report, reports) = agents
+        .drive(
+            &mut tally,
+            bot,
+            |c, tx, stop| run_masked_bot(c, Some(tx), stop),
+            |e| match e {
+                MaskedBotEvent::Joined(nick) => Some(format!(
+                    "{nick} (plain participant) and told the room: {}",
+                    gridmuc_xmpp::masked::bot::MASKED_NOTICE
+                )),
+                _ => None,
+            },
+            meters,
+            |c, tx, stop| run_masked_meter(c, Some(tx), stop),
+            operator,
+        )
+        .await?;
 
     let sent: u64 = reports.iter().map(|r| r.sent).sum();
     let nicks: u64 = reports.iter().map(|r| r.nicks).sum();
@@ -560,6 +459,148 @@ fn on_masked_meter_event(e: MaskedMeterEvent, tally: &mut MaskedTally) {
         let s = tally.sent.entry(round).or_default();
         s.0 += reading.0;
         s.1 += 1;
+    }
+}
+
+/// What the live view does with the events of a run, whatever the mode.
+trait View<B, M> {
+    /// A bot event; `on_time` is false for the final flush at shutdown.
+    fn bot(&mut self, e: B, on_time: bool);
+    /// A meter event.
+    fn meter(&mut self, e: M);
+    /// A message in the operator's inbox.
+    fn operator(&mut self, heard: &Heard);
+}
+
+impl View<BotEvent, MeterEvent> for Tally {
+    fn bot(&mut self, e: BotEvent, on_time: bool) {
+        on_bot_event(e, self, on_time);
+    }
+    fn meter(&mut self, e: MeterEvent) {
+        on_meter_event(e, self);
+    }
+    fn operator(&mut self, heard: &Heard) {
+        on_operator(heard, self);
+    }
+}
+
+impl View<MaskedBotEvent, MaskedMeterEvent> for MaskedTally {
+    fn bot(&mut self, e: MaskedBotEvent, on_time: bool) {
+        on_masked_bot_event(e, self, on_time);
+    }
+    fn meter(&mut self, e: MaskedMeterEvent) {
+        on_masked_meter_event(e, self);
+    }
+    fn operator(&mut self, heard: &Heard) {
+        self.operator_alerts += u64::from(heard.alert.is_some());
+        println!("  operator inbox: {}", heard.body);
+    }
+}
+
+/// A shutdown signal as the bot and meter loops take it.
+type Stop = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The timing of one demo run.
+struct Agents {
+    interval: Duration,
+    run_for: Duration,
+    /// Wait between stopping the meters and stopping the bot.
+    settle: Duration,
+}
+
+impl Agents {
+    /// Runs the bot, the operator's inbox and the meters (logins spread over one interval) for
+    /// `run_for`, feeding every event to `view`; returns the bot's and the meters' reports.
+    #[allow(clippy::too_many_arguments)]
+    async fn drive<V, BC, BE, BR, BErr, BF, MC, ME, MR, MErr, MF>(
+        &self,
+        view: &mut V,
+        bot: BC,
+        run_bot: impl FnOnce(BC, mpsc::UnboundedSender<BE>, Stop) -> BF,
+        joined: impl Fn(&BE) -> Option<String>,
+        meters: Vec<MC>,
+        run_meter: impl Fn(MC, mpsc::UnboundedSender<ME>, Stop) -> MF,
+        operator: ConnectConfig,
+    ) -> anyhow::Result<(BR, Vec<MR>)>
+    where
+        V: View<BE, ME>,
+        BE: Send + 'static,
+        ME: Send + 'static,
+        BR: Send + 'static,
+        MR: Send + 'static,
+        BErr: Into<anyhow::Error> + Send + 'static,
+        MErr: std::fmt::Display + Send + 'static,
+        BF: Future<Output = Result<BR, BErr>> + Send + 'static,
+        MF: Future<Output = Result<MR, MErr>> + Send + 'static,
+    {
+        let stop_signal = |rx: &watch::Receiver<bool>| -> Stop { Box::pin(stopped(rx.clone())) };
+        let (stop_bot, stop_bot_rx) = watch::channel(false);
+        let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+        let bot_task = tokio::spawn(run_bot(bot, bot_tx, stop_signal(&stop_bot_rx)));
+        match bot_rx.recv().await.as_ref().and_then(&joined) {
+            Some(who) => println!("substation joined as {who}"),
+            None => {
+                return Err(match bot_task.await? {
+                    Err(e) => e.into(),
+                    Ok(_) => anyhow::anyhow!("bot stopped"),
+                });
+            }
+        }
+        let (op_tx, mut op_rx) = mpsc::unbounded_channel();
+        let op_task = tokio::spawn(listen(
+            operator,
+            ListenPlan::default(),
+            op_tx,
+            stop_signal(&stop_bot_rx),
+        ));
+        let (stop, stop_rx) = watch::channel(false);
+        let (meter_tx, mut meter_rx) = mpsc::unbounded_channel();
+        let stagger = self.interval.div_f64(meters.len().max(1) as f64);
+        let mut tasks = Vec::new();
+        for m in meters {
+            tasks.push(tokio::spawn(run_meter(
+                m,
+                meter_tx.clone(),
+                stop_signal(&stop_rx),
+            )));
+            // Spread the logins over one interval rather than 50 SCRAM handshakes at once.
+            tokio::time::sleep(stagger).await;
+        }
+        drop(meter_tx);
+
+        let end = tokio::time::sleep(self.run_for.saturating_sub(self.interval));
+        tokio::pin!(end);
+        loop {
+            tokio::select! {
+                () = &mut end => break,
+                Some(e) = bot_rx.recv() => view.bot(e, true),
+                Some(e) = meter_rx.recv() => view.meter(e),
+                Some(heard) = op_rx.recv() => view.operator(&heard),
+            }
+        }
+        stop.send(true)?;
+        let mut reports = Vec::new();
+        for t in tasks {
+            match t.await? {
+                Ok(r) => reports.push(r),
+                Err(e) => eprintln!("a meter stopped with an error: {e}"),
+            }
+        }
+        while let Ok(e) = meter_rx.try_recv() {
+            view.meter(e);
+        }
+        tokio::time::sleep(self.settle).await;
+        stop_bot.send(true)?;
+        let report = bot_task.await?.map_err(Into::into)?;
+        // These include the final flush, which closes the last interval early: no latency figures.
+        while let Ok(e) = bot_rx.try_recv() {
+            view.bot(e, false);
+        }
+        let _ = op_task.await;
+        while let Ok(heard) = op_rx.try_recv() {
+            view.operator(&heard);
+        }
+        Ok((report, reports))
     }
 }
 
