@@ -554,28 +554,25 @@ impl Meter {
                 rotate_at,
             } => {
                 self.last_slot = Some(slot);
-                if let Some((_, deadline)) = &self.in_flight {
-                    if Instant::now() < *deadline {
-                        // Woken early; the echo has not come back yet.
-                        return Ok(Some(State::Joined {
-                            nick,
-                            seqnr,
-                            slot,
-                            send_at,
-                            rotate_at,
-                        }));
-                    }
+                // Woken early: the echo of the reading in flight has not come back yet.
+                let waiting = self.in_flight.is_some_and(|(_, d)| Instant::now() < d);
+                if !waiting && self.in_flight.take().is_some() {
                     self.report.echo_timeouts += 1;
                     tracing::warn!("the room did not echo a broadcast reading in time; sending on");
-                    self.in_flight = None;
                 }
                 let p = interval_ms(self.cfg.interval);
                 let behind = now_ts().since(slot) / p;
                 let catching_up = self.catch_up_until.is_some_and(|t| slot < t);
-                if behind > 0 && !catching_up {
-                    // Its window passed while the previous reading was in flight: skip, don't queue.
-                    self.report.paced += behind.unsigned_abs();
-                    let (slot, send_at) = self.next_slot(rng, Some(slot));
+                // A window that passed while the previous reading was in flight is skipped, not
+                // queued; one a fault made us miss is still measured.
+                let skip = !waiting && behind > 0 && !catching_up;
+                if waiting || skip {
+                    let (slot, send_at) = if skip {
+                        self.report.paced += behind.unsigned_abs();
+                        self.next_slot(rng, Some(slot))
+                    } else {
+                        (slot, send_at)
+                    };
                     return Ok(Some(State::Joined {
                         nick,
                         seqnr,
