@@ -8,6 +8,7 @@
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery;
 use crate::district::{DistrictConfig, Uplink};
+use crate::liveness::Liveness;
 use crate::metrics::{self, Metrics};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
 use crate::{instant_at, now_ts};
@@ -159,6 +160,8 @@ struct Bot {
     account: ConnectConfig,
     uplink: Option<Uplink>,
     metrics: Arc<Metrics>,
+    /// Catches a session that stops delivering while it still sends (tokio-xmpp 6).
+    liveness: Liveness,
 }
 
 /// Runs the bot until `shutdown` resolves; flushes the open intervals before returning.
@@ -202,6 +205,7 @@ pub async fn run_bot(
         }
         None => None,
     };
+    let interval = Duration::from_millis(cfg.aggregator.interval.max(1).unsigned_abs());
     let mut client = connect::connect(&cfg.account).await?;
     let mut bot = Bot {
         room,
@@ -216,6 +220,7 @@ pub async fn run_bot(
         account: cfg.account,
         uplink,
         metrics: registry,
+        liveness: Liveness::new(interval * 3 / 2),
     };
     let result = bot.run(&mut client, shutdown).await;
     connect::close(client).await;
@@ -225,6 +230,12 @@ pub async fn run_bot(
 }
 
 impl Bot {
+    /// How long our own room post may take to echo back: half an interval, at least 2 s.
+    fn echo_bound(&self) -> Duration {
+        let interval = Duration::from_millis(self.agg.config().interval.unsigned_abs());
+        (interval / 2).max(Duration::from_secs(2))
+    }
+
     fn emit(&self, e: BotEvent) {
         if let Some(tx) = &self.events {
             let _ = tx.send(e);
@@ -242,14 +253,15 @@ impl Bot {
             let wake = self
                 .agg
                 .poll_timeout()
-                .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at);
+                .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at)
+                .min(self.liveness.deadline());
             let step = tokio::select! {
                 () = &mut shutdown => break,
-                event = client.next() => self.on_event(client, event).await,
-                () = tokio::time::sleep_until(wake) => {
-                    self.agg.handle_timeout(now_ts());
-                    self.publish(client).await
+                event = client.next() => {
+                    self.liveness.heard();
+                    self.on_event(client, event).await
                 }
+                () = tokio::time::sleep_until(wake) => self.tick(client).await,
             };
             match step {
                 Ok(()) => {}
@@ -274,6 +286,15 @@ impl Bot {
             muc::leave(client, &up.room, &up.nick, self.timeout).await?;
         }
         Ok(())
+    }
+
+    /// Closes due intervals and publishes them, after making sure the session still delivers.
+    async fn tick(&mut self, client: &mut Client) -> Result<(), BotError> {
+        if self.liveness.check(client, &self.account).await? {
+            self.join(client).await?;
+        }
+        self.agg.handle_timeout(now_ts());
+        self.publish(client).await
     }
 
     /// Reacts to what the session delivered.
@@ -420,6 +441,8 @@ impl Bot {
         for stats in summaries {
             if self.post_summaries {
                 let to = self.room.clone().into();
+                // Our own post echoes back from the room; if it does not, the session is probed.
+                self.liveness.posted(self.echo_bound());
                 send_chat(
                     client,
                     self.timeout,

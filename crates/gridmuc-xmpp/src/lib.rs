@@ -8,6 +8,7 @@ pub mod connect;
 pub mod delivery;
 pub mod district;
 pub mod listen;
+mod liveness;
 pub mod masked;
 pub mod meter;
 pub mod metrics;

@@ -8,6 +8,7 @@
 use super::{DpSettings, MaskPayload, round_of, round_start};
 use crate::bot::{self as plain, BotConfig, BotError};
 use crate::connect::{self, ConnectConfig};
+use crate::liveness::Liveness;
 use crate::muc::{self, MucError};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
@@ -208,10 +209,8 @@ struct MaskedBot {
     last_key_at: Instant,
     /// The next round of the current cohort to ask the unmask for.
     next_round: Option<u64>,
-    /// When the session last delivered anything (our own groupchat echoes included).
-    last_rx: Instant,
-    /// Our latest groupchat post should echo back from the room by then.
-    echo_by: Option<Instant>,
+    /// Our own posts echo back every round; silence or a missing echo gets the session probed.
+    liveness: Liveness,
     unmasking: Vec<Unmasking>,
 }
 
@@ -254,8 +253,7 @@ pub async fn run_masked_bot(
         called_at: Instant::now(),
         last_key_at: Instant::now(),
         next_round: None,
-        last_rx: Instant::now(),
-        echo_by: None,
+        liveness: Liveness::new(interval_of(b) * 3 / 2),
         unmasking: Vec::new(),
         cfg,
     };
@@ -295,8 +293,7 @@ impl MaskedBot {
             let step = tokio::select! {
                 () = &mut shutdown => break,
                 event = client.next() => {
-                    self.last_rx = Instant::now();
-                    self.echo_by = None;
+                    self.liveness.heard();
                     self.on_event(client, event).await
                 }
                 () = tokio::time::sleep_until(wake) => self.tick(client, rng).await,
@@ -329,8 +326,8 @@ impl MaskedBot {
         body: String,
         payload: Option<minidom::Element>,
     ) -> Result<(), BotError> {
-        let bound = (self.interval / 2).max(Duration::from_secs(2));
-        self.echo_by.get_or_insert(Instant::now() + bound);
+        self.liveness
+            .posted((self.interval / 2).max(Duration::from_secs(2)));
         let to = self.room.clone().into();
         plain::send_chat(
             client,
@@ -360,14 +357,9 @@ impl MaskedBot {
         enrol
             .min(request)
             .min(answers)
-            .min(self.last_rx + self.silence_bound())
-            .min(self.echo_by.unwrap_or(far))
+            .min(self.liveness.deadline())
     }
 
-    /// Silence after which the session is probed: the bot's own posts echo back every round.
-    fn silence_bound(&self) -> Duration {
-        (self.interval + self.interval / 2).max(Duration::from_secs(2))
-    }
 
     /// When round `r`'s unmask request is due: its end plus the grace time.
     fn request_at(&self, round: u64) -> Instant {
@@ -380,9 +372,13 @@ impl MaskedBot {
         client: &mut Client,
         rng: &mut R,
     ) -> Result<(), BotError> {
-        let no_echo = self.echo_by.is_some_and(|t| t <= Instant::now());
-        if no_echo || self.last_rx.elapsed() >= self.silence_bound() {
-            self.probe(client).await?;
+        if self.liveness.check(client, &self.cfg.bot.account).await? {
+            self.join(client).await?;
+            // Keys or share uploads may have died with the old session: enrol again (waiting
+            // meters repeat their key, enrolling ones rotate).
+            if !matches!(self.enrolment, Enrolment::Idle) {
+                self.call_enrolment(client).await?;
+            }
         }
         let now = Instant::now();
         match &self.enrolment {
@@ -405,35 +401,6 @@ impl MaskedBot {
         };
         for u in expired {
             self.fail_round(u.round, "unmask answers missing at the deadline".to_owned());
-        }
-        Ok(())
-    }
-
-    /// After a silence or a missing echo of our own post: a ping round trip, and a fresh
-    /// session if it fails. A tokio-xmpp 6 session can stop delivering while it still sends:
-    /// in the 20-house demo nothing arrived for 7.5 s, yet at close tokio-xmpp's debug log
-    /// showed every reading and the ping answer unread in the old stream.
-    async fn probe(&mut self, client: &mut Client) -> Result<(), BotError> {
-        let silent = self.last_rx.elapsed();
-        self.echo_by = None;
-        if connect::alive(client, Duration::from_secs(2)).await {
-            self.last_rx = Instant::now();
-            return Ok(());
-        }
-        tracing::warn!(
-            ?silent,
-            "nothing received and no answer to a ping; replacing the session and rejoining"
-        );
-        // Close the old session before rejoining: two sessions of one account under one
-        // nickname would make the room show us our own real JID, which the bot refuses.
-        let fresh = connect::connect(self.account()).await?;
-        connect::close(std::mem::replace(client, fresh)).await;
-        self.last_rx = Instant::now();
-        self.join(client).await?;
-        // Keys or share uploads may have died with the old session: enrol again (waiting
-        // meters repeat their key, enrolling ones rotate).
-        if !matches!(self.enrolment, Enrolment::Idle) {
-            self.call_enrolment(client).await?;
         }
         Ok(())
     }
