@@ -560,7 +560,7 @@ impl Figures {
             self.prosody_cpu, self.joined, self.own_cpu
         );
         println!(
-            "whole run: sent {}, ingested {}, lost {} (never reached the bot: {}), rejected: {}, bounced {}",
+            "whole run: sent {}, ingested {}, lost {} (sent but not accepted, late ones included: {}), rejected: {}, bounced {}",
             self.sent_total,
             self.ingested_total,
             self.sent_total.saturating_sub(self.ingested_total),
