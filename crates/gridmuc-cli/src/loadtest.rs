@@ -10,7 +10,7 @@ use gridmuc_core::{AggregatorConfig, RoomNick, Watts};
 use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password};
 use gridmuc_xmpp::bot::{BotConfig, BotError, BotEvent, BotReport, run_bot};
 use gridmuc_xmpp::connect::ConnectConfig;
-use gridmuc_xmpp::meter::{MeterConfig, MeterEvent, Mode, run_meter};
+use gridmuc_xmpp::meter::{MeterConfig, MeterError, MeterEvent, MeterReport, Mode, run_meter};
 use gridmuc_xmpp::metrics::{Metrics, TappedReading};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +36,10 @@ pub struct Args {
     /// New logins per second while the neighbourhood ramps up.
     #[arg(long, default_value_t = 50.0)]
     pub logins_per_second: f64,
+    /// Houses logging in at the same time, at most (each login is two TLS handshakes and
+    /// SCRAM exchanges; too many at once time out on a busy server).
+    #[arg(long, default_value_t = 16)]
+    pub max_logins: usize,
     /// Run Prosody with XEP-0198 stream management (off by default, as in the demo).
     #[arg(long)]
     pub smacks: bool,
@@ -136,6 +140,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .context("--logins-per-second")?,
         interval,
         start: not_before,
+        max_logins: args.max_logins.max(1),
     };
     let result = rt.block_on(drive(&server, prosody_pid, bot, meters, &plan));
     drop(rt);
@@ -171,6 +176,8 @@ struct Plan {
     interval: Duration,
     /// When the meters send their first readings.
     start: std::time::SystemTime,
+    /// Houses logging in at the same time, at most.
+    max_logins: usize,
 }
 
 /// What one run measured.
@@ -234,7 +241,8 @@ async fn drive(
 
     let (stop, stop_rx) = watch::channel(false);
     let (meter_tx, mut meter_rx) = mpsc::unbounded_channel();
-    let mut tasks = Vec::with_capacity(houses);
+    let mut tasks: Vec<tokio::task::JoinHandle<Result<MeterReport, MeterError>>> =
+        Vec::with_capacity(houses);
     let mut lat = Latency::default();
     let mut joined = 0usize;
     let ramp_started = Instant::now();
@@ -245,20 +253,25 @@ async fn drive(
     // Falling behind must not turn into a burst of logins.
     spawn.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending = meters.into_iter();
-    // Ramp: spawn at the login rate and wait until every house is in the room.
-    let mut ramp_deadline = Instant::now() + plan.ramp * u32::try_from(houses)? * 2;
+    // Ramp: spawn at the login rate, at most `max_logins` logging in at once, and wait until
+    // every house is in the room (or nobody has joined for a minute).
+    let quiet = Duration::from_secs(60);
+    let mut ramp_deadline = Instant::now() + quiet;
     while joined < houses {
+        let failed = tasks.iter().filter(|t| t.is_finished()).count();
+        let logging_in = tasks.len().saturating_sub(joined + failed);
+        let may_spawn = pending.len() > 0 && logging_in < plan.max_logins;
         tokio::select! {
-            _ = spawn.tick(), if pending.len() > 0 => {
+            _ = spawn.tick(), if may_spawn => {
                 if let Some(m) = pending.next() {
                     tasks.push(tokio::spawn(run_meter(m, Some(meter_tx.clone()), stopped(stop_rx.clone()))));
-                    if pending.len() == 0 {
-                        ramp_deadline = Instant::now() + Duration::from_secs(60);
-                    }
                 }
             }
             Some(e) = meter_rx.recv() => {
-                if matches!(e, MeterEvent::Joined(_)) { joined += 1; }
+                if matches!(e, MeterEvent::Joined(_)) {
+                    joined += 1;
+                    ramp_deadline = Instant::now() + quiet;
+                }
                 lat.meter(e);
             }
             Some(t) = tap_rx.recv() => lat.bot(t),
@@ -547,7 +560,7 @@ impl Figures {
             self.prosody_cpu, self.joined, self.own_cpu
         );
         println!(
-            "whole run: sent {}, ingested {}, lost {} (never reached the bot: {}), rejected: {}, bounced {}",
+            "whole run: sent {}, ingested {}, lost {} (sent but not accepted, late ones included: {}), rejected: {}, bounced {}",
             self.sent_total,
             self.ingested_total,
             self.sent_total.saturating_sub(self.ingested_total),

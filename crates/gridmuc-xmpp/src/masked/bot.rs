@@ -360,7 +360,6 @@ impl MaskedBot {
             .min(self.liveness.deadline())
     }
 
-
     /// When round `r`'s unmask request is due: its end plus the grace time.
     fn request_at(&self, round: u64) -> Instant {
         let end = round_start(round + 1, self.interval);
