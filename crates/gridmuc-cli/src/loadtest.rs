@@ -200,6 +200,7 @@ struct Figures {
     echo_timeouts: u64,
     prosody_warnings: Vec<String>,
     unmatched: usize,
+    outbox: OutboxTotals,
     meter_errors: usize,
 }
 
@@ -329,11 +330,13 @@ async fn drive(
     drop(meter_tx);
     let mut meter_errors = 0;
     let (mut bounced, mut paced, mut echo_timeouts) = (0, 0, 0);
+    let mut outbox = OutboxTotals::default();
     for t in tasks {
         match t.await? {
             Ok(r) => {
                 bounced += r.bounced;
                 paced += r.paced;
+                outbox.add(&r);
                 echo_timeouts += r.echo_timeouts;
             }
             Err(e) => {
@@ -385,7 +388,26 @@ async fn drive(
         prosody_warnings: log_warnings(server.log_path()),
         unmatched: lat.sent_at.len(),
         meter_errors,
+        outbox,
     })
+}
+
+/// What the meters' outboxes did over the run: resends, and what never got acknowledged.
+#[derive(Debug, Default)]
+struct OutboxTotals {
+    resent: u64,
+    unacknowledged: u64,
+    dropped: u64,
+    expired: u64,
+}
+
+impl OutboxTotals {
+    fn add(&mut self, r: &MeterReport) {
+        self.resent += r.resent;
+        self.unacknowledged += r.unacknowledged;
+        self.dropped += r.dropped;
+        self.expired += r.expired;
+    }
 }
 
 /// Keeps draining both channels for `d`.
@@ -567,6 +589,11 @@ impl Figures {
             self.unmatched,
             self.rejected,
             self.bounced
+        );
+        let o = &self.outbox;
+        println!(
+            "meters' outboxes: resent {}, unacknowledged at stop {}, dropped {}, expired {}",
+            o.resent, o.unacknowledged, o.dropped, o.expired
         );
         if args.mode == Mode::Broadcast {
             println!(

@@ -73,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    quiet_known_worker_panic();
     match Cli::parse().command {
         Command::Demo(a) => demo::run(a),
         Command::Meter(a) => meter::run(a),
@@ -92,4 +93,28 @@ fn main() -> anyhow::Result<()> {
             BenchCommand::Masked(a) => bench_masked::run(a),
         },
     }
+}
+
+/// tokio-xmpp 6's background worker panics with "All clients have been dropped." when a
+/// session is replaced or closed while it still has an event to hand over. The panic stays in
+/// that worker's task and loses nothing of ours, but its backtrace alarms users: log it at
+/// debug level and leave every other panic to the default hook.
+fn quiet_known_worker_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        let known = message.is_some_and(|m| m.contains("All clients have been dropped"))
+            && info
+                .location()
+                .is_some_and(|l| l.file().contains("tokio-xmpp"));
+        if known {
+            tracing::debug!("tokio-xmpp worker stopped after its client was dropped");
+        } else {
+            default(info);
+        }
+    }));
 }
