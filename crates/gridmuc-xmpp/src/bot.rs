@@ -10,7 +10,7 @@ use crate::delivery;
 use crate::district::{DistrictConfig, Uplink};
 use crate::liveness::Liveness;
 use crate::metrics::{self, Metrics};
-use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
+use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
 use gridmuc_core::aggregator::Counters;
@@ -303,15 +303,13 @@ impl Bot {
         client: &mut Client,
         event: Option<Event>,
     ) -> Result<(), BotError> {
-        match event {
-            None | Some(Event::Disconnected(_)) => Err(MucError::SessionEnded.into()),
-            Some(Event::Online { resumed: false, .. }) => {
-                tracing::info!("session restarted without resumption; rejoining the room");
+        match muc::session_event(event)? {
+            SessionEvent::Restarted => {
                 connect::announce(client).await.map_err(MucError::Send)?;
                 self.join(client).await
             }
-            Some(Event::Online { .. }) => Ok(()),
-            Some(Event::Stanza(s)) => self.handle_stanza(client, s).await,
+            SessionEvent::Resumed => Ok(()),
+            SessionEvent::Stanza(s) => self.handle_stanza(client, s).await,
         }
     }
 

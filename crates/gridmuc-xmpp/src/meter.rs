@@ -11,7 +11,7 @@
 
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery;
-use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
+use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
@@ -429,16 +429,10 @@ impl Meter {
         event: Option<Event>,
         state: State,
     ) -> Result<Option<State>, MeterError> {
-        match event {
-            None | Some(Event::Disconnected(_)) => Err(MucError::SessionEnded.into()),
-            Some(Event::Online { resumed: false, .. }) => {
-                tracing::info!(
-                    "session restarted without resumption; rejoining under a new nickname"
-                );
-                Ok(Some(self.join(client, rng).await?))
-            }
-            Some(Event::Online { .. }) => Ok(Some(state)),
-            Some(Event::Stanza(s)) => {
+        match muc::session_event(event)? {
+            SessionEvent::Restarted => Ok(Some(self.join(client, rng).await?)),
+            SessionEvent::Resumed => Ok(Some(state)),
+            SessionEvent::Stanza(s) => {
                 let me = match &state {
                     State::Joined { nick, .. } => Some(nick),
                     State::Away(_) => None,

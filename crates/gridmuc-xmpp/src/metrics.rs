@@ -338,46 +338,24 @@ mod tests {
             threshold: Watts(1),
         });
         let text = m.render();
-        assert_eq!(value(&text, "gridmuc_readings_accepted_total"), 2.0);
-        assert_eq!(
-            value(&text, "gridmuc_readings_rejected_total{reason=\"late\"}"),
-            1.0
-        );
-        assert_eq!(
-            value(&text, "gridmuc_readings_rejected_total{reason=\"nan\"}"),
-            1.0
-        );
-        assert_eq!(
-            value(
-                &text,
-                "gridmuc_readings_rejected_total{reason=\"duplicate\"}"
+        let expected = [
+            ("gridmuc_readings_accepted_total", 2.0),
+            ("gridmuc_readings_rejected_total{reason=\"late\"}", 1.0),
+            ("gridmuc_readings_rejected_total{reason=\"nan\"}", 1.0),
+            ("gridmuc_readings_rejected_total{reason=\"duplicate\"}", 0.0),
+            (
+                "gridmuc_alerts_total{kind=\"house-spike\",state=\"raised\"}",
+                1.0,
             ),
-            0.0
-        );
-        assert_eq!(
-            value(
-                &text,
-                "gridmuc_alerts_total{kind=\"house-spike\",state=\"raised\"}"
-            ),
-            1.0
-        );
-        assert_eq!(value(&text, "gridmuc_intervals_total"), 1.0);
-        assert_eq!(
-            value(&text, "gridmuc_reading_age_seconds_bucket{le=\"0.05\"}"),
-            1.0
-        );
-        assert_eq!(
-            value(&text, "gridmuc_reading_age_seconds_bucket{le=\"2.5\"}"),
-            1.0
-        );
-        assert_eq!(
-            value(&text, "gridmuc_reading_age_seconds_bucket{le=\"5\"}"),
-            2.0
-        );
-        assert_eq!(
-            value(&text, "gridmuc_reading_age_seconds_bucket{le=\"+Inf\"}"),
-            2.0
-        );
+            ("gridmuc_intervals_total", 1.0),
+            ("gridmuc_reading_age_seconds_bucket{le=\"0.05\"}", 1.0),
+            ("gridmuc_reading_age_seconds_bucket{le=\"2.5\"}", 1.0),
+            ("gridmuc_reading_age_seconds_bucket{le=\"5\"}", 2.0),
+            ("gridmuc_reading_age_seconds_bucket{le=\"+Inf\"}", 2.0),
+        ];
+        for (series, want) in expected {
+            assert_eq!(value(&text, series), want, "{series}");
+        }
         assert_eq!(value(&text, "gridmuc_reading_age_seconds_sum"), 3.04);
         assert!(!text.contains("amber-otter"), "{text}");
         assert_eq!(text.matches("gridmuc_readings_rejected_total{").count(), 18);

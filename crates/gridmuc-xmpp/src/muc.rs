@@ -358,6 +358,30 @@ pub fn removed(p: &Presence) -> bool {
             .is_some_and(|u| u.status.contains(&Status::SelfPresence))
 }
 
+/// A session event as every agent loop (meter, bot, masked or not) sees it.
+#[allow(clippy::large_enum_variant)] // moved once per event straight into its handler, never stored
+pub(crate) enum SessionEvent {
+    /// Something arrived.
+    Stanza(Stanza),
+    /// tokio-xmpp reconnected without resumption: the room has forgotten us; rejoin.
+    Restarted,
+    /// The session resumed (XEP-0198): nothing to do.
+    Resumed,
+}
+
+/// Sorts what the session delivered; its end is an error, on which the loop replaces it.
+pub(crate) fn session_event(event: Option<Event>) -> Result<SessionEvent, MucError> {
+    match event {
+        None | Some(Event::Disconnected(_)) => Err(MucError::SessionEnded),
+        Some(Event::Online { resumed: false, .. }) => {
+            tracing::info!("session restarted without resumption; rejoining the room");
+            Ok(SessionEvent::Restarted)
+        }
+        Some(Event::Online { .. }) => Ok(SessionEvent::Resumed),
+        Some(Event::Stanza(s)) => Ok(SessionEvent::Stanza(s)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use super::{DpSettings, MaskPayload, round_of, round_start};
 use crate::bot::{self as plain, BotConfig, BotError};
 use crate::connect::{self, ConnectConfig};
 use crate::liveness::Liveness;
-use crate::muc::{self, MucError};
+use crate::muc::{self, MucError, SessionEvent};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
 use gridmuc_core::{Alert, IntervalTotal, RoomNick, Timestamp, TotalIngest, TotalsMonitor, Watts};
@@ -605,15 +605,13 @@ impl MaskedBot {
         client: &mut Client,
         event: Option<Event>,
     ) -> Result<(), BotError> {
-        match event {
-            None | Some(Event::Disconnected(_)) => Err(MucError::SessionEnded.into()),
-            Some(Event::Online { resumed: false, .. }) => {
-                tracing::info!("session restarted without resumption; rejoining the room");
+        match muc::session_event(event)? {
+            SessionEvent::Restarted => {
                 connect::announce(client).await.map_err(MucError::Send)?;
                 self.join(client).await
             }
-            Some(Event::Online { .. }) => Ok(()),
-            Some(Event::Stanza(s)) => {
+            SessionEvent::Resumed => Ok(()),
+            SessionEvent::Stanza(s) => {
                 if self.cfg.bot.tap_stanzas {
                     self.emit(MaskedBotEvent::Stanza(plain::stanza_xml(&s)));
                 }

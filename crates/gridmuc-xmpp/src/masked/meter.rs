@@ -7,7 +7,7 @@
 use super::{DpSettings, MaskPayload, round_of};
 use crate::connect::{self, ConnectConfig};
 use crate::meter::{self as plain, MeterConfig, MeterError};
-use crate::muc::{self, MucError};
+use crate::muc::{self, MucError, SessionEvent};
 use crate::source::{Injection, Sample, Source};
 use futures::StreamExt;
 use gridmuc_core::{RoomNick, Timestamp, Watts};
@@ -318,16 +318,10 @@ impl Agent {
         event: Option<Event>,
         phase: Phase,
     ) -> Result<Option<Phase>, MeterError> {
-        match event {
-            None | Some(Event::Disconnected(_)) => Err(MucError::SessionEnded.into()),
-            Some(Event::Online { resumed: false, .. }) => {
-                tracing::info!(
-                    "session restarted without resumption; rejoining (new nickname, new key)"
-                );
-                Ok(Some(self.join(client, rng).await?))
-            }
-            Some(Event::Online { .. }) => Ok(Some(phase)),
-            Some(Event::Stanza(Stanza::Presence(p))) => {
+        match muc::session_event(event)? {
+            SessionEvent::Restarted => Ok(Some(self.join(client, rng).await?)),
+            SessionEvent::Resumed => Ok(Some(phase)),
+            SessionEvent::Stanza(Stanza::Presence(p)) => {
                 let me = phase.nick();
                 if me.is_some()
                     && muc::nick_in_room(p.from.as_ref(), &self.room).as_ref() == me
@@ -338,10 +332,10 @@ impl Agent {
                 }
                 Ok(Some(phase))
             }
-            Some(Event::Stanza(Stanza::Message(m))) => {
+            SessionEvent::Stanza(Stanza::Message(m)) => {
                 self.on_message(client, rng, m, phase).await.map(Some)
             }
-            Some(Event::Stanza(Stanza::Iq(_))) => Ok(Some(phase)),
+            SessionEvent::Stanza(Stanza::Iq(_)) => Ok(Some(phase)),
         }
     }
 
