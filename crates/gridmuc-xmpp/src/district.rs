@@ -123,7 +123,7 @@ impl Uplink {
             return true;
         }
         let bounced =
-            m.type_ == MessageType::Error && m.from.as_ref() == Some(&self.bot.clone().into());
+            m.type_ == MessageType::Error && m.from.as_ref().is_some_and(|f| *f == self.bot);
         if bounced && let Some(id) = delivery::reading_id(m) {
             self.outbox.retry(id);
         }
