@@ -472,6 +472,10 @@ async fn wait_online(mut client: Client, deadline: tokio::time::Instant) -> Opti
 /// While the server is unreachable (a restart, a network fault) it keeps trying with
 /// exponential backoff and jitter, so a fleet of meters does not reconnect in lockstep;
 /// configuration errors (credentials, certificates) still end it at once.
+///
+/// The old session is closed (bounded) before this returns, so it has left every room before
+/// the caller rejoins: two sessions of one account under one nickname would make the room show
+/// the occupant its own real JID, which the bot refuses.
 pub async fn renew(client: &mut Client, cfg: &ConnectConfig) -> Result<(), ConnectError> {
     let mut backoff = RENEW_FIRST_BACKOFF;
     let fresh = loop {
@@ -486,8 +490,7 @@ pub async fn renew(client: &mut Client, cfg: &ConnectConfig) -> Result<(), Conne
             Err(e) => return Err(e),
         }
     };
-    let old = std::mem::replace(client, fresh);
-    tokio::spawn(close(old));
+    close(std::mem::replace(client, fresh)).await;
     Ok(())
 }
 

@@ -49,10 +49,8 @@ impl Liveness {
     }
 
     /// Pings if an echo is overdue or the session has been silent too long; if the ping goes
-    /// unanswered, replaces the session and returns true: the caller must rejoin its rooms.
-    ///
-    /// The old session is closed before the new one joins: two sessions of one account under
-    /// one nickname would make the room show us our own real JID.
+    /// unanswered, replaces the session ([`connect::renew`]) and returns true: the caller must
+    /// rejoin its rooms.
     pub(crate) async fn check(
         &mut self,
         client: &mut Client,
@@ -71,8 +69,7 @@ impl Liveness {
             ?silent,
             "nothing received and no answer to a ping; replacing the session and rejoining"
         );
-        let fresh = connect::connect(account).await?;
-        connect::close(std::mem::replace(client, fresh)).await;
+        connect::renew(client, account).await?;
         self.last_rx = Instant::now();
         Ok(true)
     }
