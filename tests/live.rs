@@ -557,7 +557,8 @@ fn a_server_crash_loses_no_reading_and_everyone_is_back_within_10_s() {
                 _ => {}
             }
         }
-        assert_eq!(joins, 2, "the bot should rejoin once");
+        // Once after the crash; again only if its watchdog had to replace a dead session.
+        assert!((2..=3).contains(&joins), "the bot joined {joins} times");
         // Recovery: the first interval after the crash in which every house reported on time.
         let back = full_again.expect("no full interval after the restart");
         let recovery = back.since(crashed);

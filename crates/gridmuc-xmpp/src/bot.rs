@@ -317,6 +317,8 @@ impl Bot {
     /// district has not acknowledged.
     async fn join(&mut self, client: &mut Client) -> Result<(), BotError> {
         join_as_participant(client, &self.room, &self.nick, &self.account).await?;
+        // The room answered: whatever an earlier session owed us is moot.
+        self.liveness.heard();
         self.emit(BotEvent::Joined(self.nick.clone()));
         if let Some(up) = &mut self.uplink {
             join_as_participant(client, &up.room, &up.nick, &self.account).await?;

@@ -425,7 +425,7 @@ async fn start<C: ServerConnector>(
 }
 
 /// True if the server answers an XEP-0199 ping within `bound` (other events meanwhile are dropped).
-pub(crate) async fn alive(client: &mut Client, bound: Duration) -> bool {
+async fn alive(client: &mut Client, bound: Duration) -> bool {
     let id = format!("alive-{}", rand::random::<u64>());
     let ping = xmpp_parsers::iq::Iq::from_get(id.clone(), xmpp_parsers::ping::Ping);
     let deadline = tokio::time::Instant::now() + bound;

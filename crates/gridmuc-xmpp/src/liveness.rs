@@ -2,9 +2,13 @@
 //!
 //! A tokio-xmpp 6 session can stop delivering while it still sends: in a 20-house masked demo
 //! nothing arrived for 7.5 s, yet at close tokio-xmpp's debug log showed every reading and the
-//! ping answer unread in the old stream. So a bot's own groupchat posts must echo back from the
-//! room in time, and a session silent for too long is probed with a ping; if that goes
-//! unanswered the session is replaced and the caller rejoins.
+//! ping answer unread in the old stream; after a server crash a meter's fresh session sent
+//! readings for 10 s and never saw one receipt. So whatever we post that must be answered (a
+//! reading's receipt, a room post's echo) is due back in time, and a session silent for too
+//! long is probed with a ping. The probe does not block: its answer arrives through the
+//! caller's own event loop like any stanza, so nothing that arrives meanwhile is dropped. If
+//! nothing at all arrives before the probe's deadline, the session is replaced and the caller
+//! rejoins.
 
 use crate::connect::{self, ConnectConfig, ConnectError};
 use std::time::Duration;
@@ -18,7 +22,8 @@ const PING_BOUND: Duration = Duration::from_secs(2);
 pub(crate) struct Liveness {
     silence: Duration,
     last_rx: Instant,
-    echo_by: Option<Instant>,
+    answer_by: Option<Instant>,
+    probe_by: Option<Instant>,
 }
 
 impl Liveness {
@@ -27,50 +32,92 @@ impl Liveness {
         Liveness {
             silence: silence.max(Duration::from_secs(2)),
             last_rx: Instant::now(),
-            echo_by: None,
+            answer_by: None,
+            probe_by: None,
         }
     }
 
-    /// Something arrived: the session delivers (our echo included).
+    /// Something arrived: the session delivers (a probe's answer included).
     pub(crate) fn heard(&mut self) {
         self.last_rx = Instant::now();
-        self.echo_by = None;
+        self.answer_by = None;
+        self.probe_by = None;
     }
 
-    /// We posted to the room: its echo is due within `bound` (the earliest pending one counts).
+    /// We sent something that will be answered (an echo, a receipt) within `bound`; the
+    /// earliest pending answer counts.
     pub(crate) fn posted(&mut self, bound: Duration) {
-        self.echo_by.get_or_insert(Instant::now() + bound);
+        self.answer_by.get_or_insert(Instant::now() + bound);
     }
 
-    /// When the session should next be checked.
+    /// When the session should next be looked at.
     pub(crate) fn deadline(&self) -> Instant {
+        if let Some(p) = self.probe_by {
+            return p;
+        }
         let silent = self.last_rx + self.silence;
-        self.echo_by.map_or(silent, |e| e.min(silent))
+        self.answer_by.map_or(silent, |e| e.min(silent))
     }
 
-    /// Pings if an echo is overdue or the session has been silent too long; if the ping goes
-    /// unanswered, replaces the session ([`connect::renew`]) and returns true: the caller must
-    /// rejoin its rooms.
+    /// Sends a ping if an answer is overdue or the session has been silent too long; if a
+    /// ping already went unanswered, replaces the session ([`connect::renew`]) and returns
+    /// true: the caller must rejoin its rooms.
     pub(crate) async fn check(
         &mut self,
         client: &mut Client,
         account: &ConnectConfig,
     ) -> Result<bool, ConnectError> {
-        if Instant::now() < self.deadline() {
+        let now = Instant::now();
+        if now < self.deadline() {
             return Ok(false);
         }
-        let silent = self.last_rx.elapsed();
-        self.echo_by = None;
-        if connect::alive(client, PING_BOUND).await {
-            self.last_rx = Instant::now();
-            return Ok(false);
+        if self.probe_by.is_none() {
+            let ping = xmpp_parsers::iq::Iq::from_get(
+                format!("alive-{}", rand::random::<u64>()),
+                xmpp_parsers::ping::Ping,
+            );
+            let sent = tokio::time::timeout(PING_BOUND, client.send_stanza(ping.into())).await;
+            if matches!(sent, Ok(Ok(_))) {
+                self.probe_by = Some(now + PING_BOUND);
+                return Ok(false);
+            }
         }
         tracing::warn!(
-            ?silent,
+            silent = ?self.last_rx.elapsed(),
             "nothing received and no answer to a ping; replacing the session and rejoining"
         );
         connect::renew(client, account).await?;
-        self.last_rx = Instant::now();
+        self.heard();
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_is_the_earliest_of_silence_answer_and_probe() {
+        let mut l = Liveness::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(l.deadline(), t0 + Duration::from_secs(10));
+        l.posted(Duration::from_secs(3));
+        l.posted(Duration::from_secs(1));
+        // The first pending answer counts; a later post does not move it.
+        assert_eq!(l.deadline(), t0 + Duration::from_secs(3));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        l.heard();
+        assert_eq!(l.deadline(), t0 + Duration::from_secs(14));
+        // A probe in flight overrides the rest: only its answer (anything heard) clears it.
+        l.probe_by = Some(t0 + Duration::from_secs(6));
+        assert_eq!(l.deadline(), t0 + Duration::from_secs(6));
+        l.heard();
+        assert_eq!(l.probe_by, None);
+    }
+
+    #[test]
+    fn silence_has_a_floor() {
+        let l = Liveness::new(Duration::from_millis(100));
+        assert_eq!(l.silence, Duration::from_secs(2));
     }
 }

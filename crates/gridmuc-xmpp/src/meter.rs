@@ -11,6 +11,7 @@
 
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery;
+use crate::liveness::Liveness;
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, now_ts};
@@ -257,6 +258,8 @@ enum Wake {
     Event(Box<Option<Event>>),
     /// A send slot, rotation or rejoin is due.
     Timer,
+    /// The session owes us an answer (a receipt, an echo, a ping's result) or has been silent.
+    Probe,
 }
 
 /// Where the agent is in its join/send/rotate cycle.
@@ -290,6 +293,9 @@ struct Meter {
     /// After a fault, intervals before this were missed and are measured now; pacing never
     /// skips them (only congestion does).
     catch_up_until: Option<Timestamp>,
+    /// Every reading sent is answered (receipt, echo or bounce): one that is not, and a silent
+    /// session, get the session probed and, if it is dead, replaced.
+    liveness: Liveness,
 }
 
 impl std::str::FromStr for Mode {
@@ -318,6 +324,7 @@ pub async fn run_meter(
     let mut rng = OsRng.unwrap_err();
     let source = Source::open(&cfg.source, &mut rng)?;
     let cfg_outbox = cfg.outbox.clone();
+    let interval = cfg.interval;
     let mut client = connect::connect(&cfg.account).await?;
     let mut meter = Meter {
         cfg,
@@ -331,6 +338,7 @@ pub async fn run_meter(
         last_slot: None,
         in_flight: None,
         catch_up_until: None,
+        liveness: Liveness::new(interval * 3 / 2),
     };
     let result = meter.run(&mut client, &mut rng, shutdown).await;
     connect::close(client).await;
@@ -364,7 +372,7 @@ impl Meter {
         let mut state = self.join(client, rng).await?;
         tokio::pin!(shutdown);
         loop {
-            let wake = match (&state, &self.in_flight) {
+            let own = match (&state, &self.in_flight) {
                 // Paced: the next send waits for the echo (or its deadline).
                 (State::Joined { rotate_at, .. }, Some((_, deadline))) => {
                     (*deadline).min(*rotate_at)
@@ -377,14 +385,24 @@ impl Meter {
                 ) => (*send_at).min(*rotate_at),
                 (State::Away(at), _) => *at,
             };
+            // Only a session we are in a room with owes us anything.
+            let probe = match state {
+                State::Joined { .. } => self.liveness.deadline(),
+                State::Away(_) => own,
+            };
             let woke = tokio::select! {
                 () = &mut shutdown => break,
                 event = client.next() => Wake::Event(Box::new(event)),
-                () = tokio::time::sleep_until(wake) => Wake::Timer,
+                () = tokio::time::sleep_until(own) => Wake::Timer,
+                () = tokio::time::sleep_until(probe), if probe < own => Wake::Probe,
             };
             let next = match woke {
-                Wake::Event(event) => self.on_event(client, rng, *event, state).await,
+                Wake::Event(event) => {
+                    self.liveness.heard();
+                    self.on_event(client, rng, *event, state).await
+                }
                 Wake::Timer => self.tick(client, rng, state).await,
+                Wake::Probe => self.probe(client, rng, state).await,
             };
             state = match next {
                 Ok(Some(next)) => next,
@@ -404,6 +422,20 @@ impl Meter {
             self.leave(client, nick).await?;
         }
         Ok(())
+    }
+
+    /// Pings a session that owes an answer; rejoins (resending everything unacknowledged)
+    /// on the fresh session if a ping already went unanswered.
+    async fn probe<R: Rng + rand::CryptoRng>(
+        &mut self,
+        client: &mut Client,
+        rng: &mut R,
+        state: State,
+    ) -> Result<Option<State>, MeterError> {
+        if self.liveness.check(client, &self.cfg.account).await? {
+            return Ok(Some(self.join(client, rng).await?));
+        }
+        Ok(Some(state))
     }
 
     /// On shutdown, waits briefly for acknowledgements still in flight, so a clean stop
@@ -479,6 +511,8 @@ impl Meter {
         .await?;
         // An echo for the previous nickname will not be recognised: stop waiting.
         self.in_flight = None;
+        // The room answered our join: whatever the old session owed us is moot.
+        self.liveness.heard();
         if self.last_slot.is_some() {
             let p = interval_ms(self.cfg.interval);
             self.catch_up_until = Some(now_ts().floor_to(p));
@@ -645,6 +679,7 @@ impl Meter {
                 });
             }
             muc::send(client, stanza, self.cfg.account.timeout).await?;
+            self.liveness.posted(self.cfg.account.timeout);
         }
         Ok(())
     }

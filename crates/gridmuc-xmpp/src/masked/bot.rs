@@ -314,6 +314,8 @@ impl MaskedBot {
 
     async fn join(&mut self, client: &mut Client) -> Result<(), BotError> {
         plain::join_as_participant(client, &self.room, &self.nick, self.account()).await?;
+        // The room answered: whatever an earlier session owed us is moot.
+        self.liveness.heard();
         self.groupchat(client, MASKED_NOTICE.to_owned(), None)
             .await?;
         self.emit(MaskedBotEvent::Joined(self.nick.clone()));

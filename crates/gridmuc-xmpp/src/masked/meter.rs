@@ -6,6 +6,7 @@
 
 use super::{DpSettings, MaskPayload, round_of};
 use crate::connect::{self, ConnectConfig};
+use crate::liveness::Liveness;
 use crate::meter::{self as plain, MeterConfig, MeterError};
 use crate::muc::{self, MucError, SessionEvent};
 use crate::source::{Injection, Sample, Source};
@@ -138,8 +139,9 @@ struct Agent {
     report: MaskedMeterReport,
     started: Instant,
     source: Source,
-    /// When the session last delivered anything.
-    last_rx: Instant,
+    /// An enrolled meter hears an unmask request every round; a waiting one may be quiet for
+    /// a whole cohort, so a silent session only costs a ping.
+    liveness: Liveness,
 }
 
 /// Runs one masked meter until `shutdown` resolves, the source ends, or a fatal error.
@@ -161,6 +163,7 @@ pub async fn run_masked_meter(
         .map_err(|e| bad_room(format!("masked-mode DP settings: {e}")))?;
     let mut rng = OsRng.unwrap_err();
     let source = Source::open(&meter.source, &mut rng)?;
+    let interval = meter.interval;
     let mut client = connect::connect(&meter.account).await?;
     let mut agent = Agent {
         room_bytes: room.to_string().into_bytes(),
@@ -172,7 +175,7 @@ pub async fn run_masked_meter(
         report: MaskedMeterReport::default(),
         started: Instant::now(),
         source,
-        last_rx: Instant::now(),
+        liveness: Liveness::new((interval * 3).max(Duration::from_secs(3))),
     };
     let result = agent.run(&mut client, &mut rng, shutdown).await;
     connect::close(client).await;
@@ -201,7 +204,7 @@ impl Agent {
         tokio::pin!(shutdown);
         loop {
             let in_room = !matches!(phase, Phase::Away(_));
-            let probe_at = self.last_rx + self.silence_bound();
+            let probe_at = self.liveness.deadline();
             let wake = match in_room {
                 true => phase.wake().min(probe_at),
                 false => phase.wake(),
@@ -209,7 +212,7 @@ impl Agent {
             let step = tokio::select! {
                 () = &mut shutdown => break,
                 event = client.next() => {
-                    self.last_rx = Instant::now();
+                    self.liveness.heard();
                     self.on_event(client, rng, event, phase).await
                 }
                 () = tokio::time::sleep_until(wake) => match in_room && Instant::now() >= probe_at {
@@ -236,29 +239,17 @@ impl Agent {
         Ok(())
     }
 
-    /// Silence after which the session is probed: an enrolled meter hears an unmask request
-    /// every round; a waiting one may be quiet for a whole cohort, so this only costs a ping.
-    fn silence_bound(&self) -> Duration {
-        (self.cfg.interval * 3).max(Duration::from_secs(3))
-    }
-
-    /// A ping round trip after a silence, and a fresh session, nickname and key if it fails
-    /// (a tokio-xmpp 6 session can stop delivering while it still sends).
+    /// Pings a silent session; a fresh session, nickname and key if a ping went unanswered.
     async fn probe<R: Rng + CryptoRng>(
         &mut self,
         client: &mut Client,
         rng: &mut R,
         phase: Phase,
     ) -> Result<Option<Phase>, MeterError> {
-        if connect::alive(client, Duration::from_secs(2)).await {
-            self.last_rx = Instant::now();
-            return Ok(Some(phase));
+        if self.liveness.check(client, &self.cfg.account).await? {
+            return Ok(Some(self.join(client, rng).await?));
         }
-        tracing::warn!("nothing received and no answer to a ping; new session, nickname and key");
-        let fresh = connect::connect(self.account()).await?;
-        connect::close(std::mem::replace(client, fresh)).await;
-        self.last_rx = Instant::now();
-        Ok(Some(self.join(client, rng).await?))
+        Ok(Some(phase))
     }
 
     /// Joins under a fresh nickname with a fresh key and announces the key to the bot.
@@ -275,6 +266,8 @@ impl Agent {
             &mut self.report.conflicts,
         )
         .await?;
+        // The room answered: whatever an earlier session owed us is moot.
+        self.liveness.heard();
         self.report.nicks += 1;
         let masked = MaskedMeter::new(rng, &self.room_bytes, self.dp);
         let key = MaskMessage::Key(masked.key_announcement());
