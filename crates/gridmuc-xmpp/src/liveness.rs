@@ -3,7 +3,10 @@
 //! A tokio-xmpp 6 session can stop delivering while it still sends: in a 20-house masked demo
 //! nothing arrived for 7.5 s, yet at close tokio-xmpp's debug log showed every reading and the
 //! ping answer unread in the old stream; after a server crash a meter's fresh session sent
-//! readings for 10 s and never saw one receipt. So whatever we post that must be answered (a
+//! readings for 10 s and never saw one receipt. Sampling `ss` during a stall shows where it
+//! is: the server's send queue to us is empty while our socket's receive queue grows (to 10 KB
+//! over 8 s), so the client, not Prosody, stops reading; its writes still go out. tokio-xmpp
+//! 6.0.0 is the newest release. So whatever we post that must be answered (a
 //! reading's receipt, a room post's echo) is due back in time, and a session silent for too
 //! long is probed with a ping. The probe does not block: its answer arrives through the
 //! caller's own event loop like any stanza, so nothing that arrives meanwhile is dropped. If

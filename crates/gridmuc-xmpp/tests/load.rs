@@ -268,7 +268,8 @@ fn metrics_endpoint_counts_readings_rejections_and_reading_age() {
     let rt = runtime();
     let (report, meters, nicks, (head, body)) = rt.block_on(async {
         let (stop_bot, bot) = start_bot(bot).await;
-        let until = tokio::time::Instant::now() + Duration::from_secs(4);
+        // Includes the logins, which take seconds on a busy machine.
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
         let (meters, nicks, _) = run_meters(meters, until).await;
         // Past the last interval's end and grace, so every accepted reading is in a closed interval.
         tokio::time::sleep(Duration::from_secs(4)).await;
@@ -287,7 +288,8 @@ fn metrics_endpoint_counts_readings_rejections_and_reading_age() {
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     let honest_sent: u64 = meters[..3].iter().map(|r| r.sent).sum();
     let hostile_sent = meters[3].sent;
-    assert!(honest_sent >= 9 && hostile_sent >= 3, "{meters:?}");
+    // Enough of each to count; how many depends on how fast the logins were.
+    assert!(honest_sent >= 6 && hostile_sent >= 2, "{meters:?}");
     // The scrape came before the final flush, which adds nothing new: the counts are final.
     let c = &report.counters;
     assert_eq!(c.accepted, honest_sent);
