@@ -588,6 +588,146 @@ fn a_server_crash_loses_no_reading_and_everyone_is_back_within_10_s() {
     });
 }
 
+/// A loopback TCP proxy to the server whose `freeze` stops delivering to the clients of the
+/// connections open at that moment while still forwarding what they send: the read stall
+/// tokio-xmpp 6 sessions show, on demand. Later connections are forwarded normally.
+struct FreezingProxy {
+    addr: std::net::SocketAddr,
+    frozen_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FreezingProxy {
+    async fn start(server: std::net::SocketAddr) -> FreezingProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen_below = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (frozen, count) = (frozen_below.clone(), accepted.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let generation = count.fetch_add(1, Ordering::SeqCst);
+                let Ok(upstream) = tokio::net::TcpStream::connect(server).await else {
+                    continue;
+                };
+                let (mut c_rx, mut c_tx) = client.into_split();
+                let (mut s_rx, mut s_tx) = upstream.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut c_rx, &mut s_tx).await });
+                let frozen = frozen.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = s_rx.read(&mut buf).await {
+                        if generation < frozen.load(Ordering::SeqCst) {
+                            // Swallowed: the client's session goes silent but can still send.
+                            continue;
+                        }
+                        if c_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        FreezingProxy {
+            addr,
+            frozen_below,
+            accepted,
+        }
+    }
+
+    /// Stops delivering to every connection accepted so far.
+    fn freeze(&self) {
+        use std::sync::atomic::Ordering;
+        let n = self.accepted.load(Ordering::SeqCst);
+        self.frozen_below.store(n, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_meter_whose_session_stops_delivering_replaces_it_and_loses_nothing() {
+    let hood = Hood::new(2, RoomPolicy::default());
+    let dir = tempfile::tempdir().unwrap();
+    let csv = constant_csv(&dir, 700, 100);
+    let bot = hood.bot(&[]);
+    let timeout = Duration::from_secs(3);
+    runtime().block_on(async {
+        let proxy = FreezingProxy::start(hood.server.c2s_addr()).await;
+        let meters: Vec<MeterConfig> = (0..2)
+            .map(|i| {
+                let mut m = hood.meter(i, Mode::Direct, &csv);
+                // Through the proxy; the certificate names the domain, not the address.
+                m.account.server = Some(proxy.addr.to_string());
+                m.account.timeout = timeout;
+                m.outbox.resend_after = 2_000;
+                m
+            })
+            .collect();
+        let (bot_stop, bot_stop_rx) = watch::channel(false);
+        let bot_task = tokio::spawn(run_bot(bot, None, stopped(bot_stop_rx)));
+        let (stop, stop_rx) = watch::channel(false);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let tasks: Vec<_> = meters
+            .into_iter()
+            .map(|m| tokio::spawn(run_meter(m, Some(tx.clone()), stopped(stop_rx.clone()))))
+            .collect();
+        drop(tx);
+        let joins = tokio::spawn(async move {
+            let mut at = Vec::new();
+            while let Some(e) = rx.recv().await {
+                if let MeterEvent::Joined(_) = e {
+                    at.push(Instant::now());
+                }
+            }
+            at
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        proxy.freeze();
+        let frozen = Instant::now();
+        // Unanswered reading (3 s) + unanswered ping (2 s) + a new session: well inside 10 s.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        stop.send(true).unwrap();
+        let mut reports = Vec::new();
+        for t in tasks {
+            reports.push(t.await.unwrap().unwrap());
+        }
+        bot_stop.send(true).unwrap();
+        let bot = bot_task.await.unwrap().unwrap();
+        let joins = joins.await.unwrap();
+        let recovered = joins.iter().max().unwrap().duration_since(frozen);
+        assert!(
+            recovered < Duration::from_secs(8),
+            "rejoined {recovered:?} after the freeze"
+        );
+        let c = &bot.counters;
+        let sent = sent_total(&reports);
+        for r in &reports {
+            // The frozen session's readings reached the bot, their receipts did not: every one
+            // was resent on the new session and acknowledged there.
+            assert_eq!(r.nicks, 2, "one rejoin on a fresh session: {r:?}");
+            assert!(r.resent > 0, "{r:?}");
+            assert_eq!((r.unacknowledged, r.dropped, r.expired), (0, 0, 0), "{r:?}");
+            assert_eq!(r.acknowledged, r.sent, "{r:?}");
+        }
+        assert!(sent >= 20, "{reports:?}");
+        assert_eq!(c.accepted, sent, "sent {sent}, counters {c:?}");
+        assert!(c.rejected.get("duplicate") > 0, "{c:?}");
+        assert_eq!(c.rejected.total(), c.rejected.get("duplicate"), "{c:?}");
+        // Two sessions each through the proxy before the freeze (probe login + session), and
+        // two more after it.
+        let connections = proxy.accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(connections, 8, "proxy connections");
+        eprintln!(
+            "read stall: both meters rejoined on fresh sessions {recovered:?} after the freeze; \
+             {sent} readings sent, {} resent, {} duplicates dropped",
+            reports.iter().map(|r| r.resent).sum::<u64>(),
+            c.rejected.get("duplicate"),
+        );
+    });
+}
+
 fn now() -> gridmuc::core::Timestamp {
     gridmuc::core::Timestamp(
         i64::try_from(
