@@ -646,27 +646,64 @@ impl FreezingProxy {
     }
 }
 
-#[test]
-fn a_meter_whose_session_stops_delivering_replaces_it_and_loses_nothing() {
+/// Who stops being delivered to in [`stall`].
+#[derive(Clone, Copy, PartialEq)]
+enum Stalled {
+    Meters,
+    Bot,
+}
+
+/// What [`stall`] saw: the meters' and the bot's reports, and when each party had rejoined.
+struct StallRun {
+    meters: Vec<MeterReport>,
+    bot: BotReport,
+    meter_joins: Vec<Instant>,
+    bot_joins: Vec<Instant>,
+    frozen: Instant,
+    connections: u64,
+}
+
+/// Two direct meters and the bot; `who` connects through a [`FreezingProxy`] that stops
+/// delivering to it 3 s in; everyone runs 10 s more.
+fn stall(who: Stalled) -> StallRun {
     let hood = Hood::new(2, RoomPolicy::default());
     let dir = tempfile::tempdir().unwrap();
     let csv = constant_csv(&dir, 700, 100);
-    let bot = hood.bot(&[]);
     let timeout = Duration::from_secs(3);
     runtime().block_on(async {
         let proxy = FreezingProxy::start(hood.server.c2s_addr()).await;
+        // Through the proxy; the certificate names the domain, not the address.
+        let via_proxy = |account: &mut ConnectConfig| {
+            account.server = Some(proxy.addr.to_string());
+        };
+        let mut bot = hood.bot(&[]);
+        bot.account.timeout = timeout;
+        if who == Stalled::Bot {
+            via_proxy(&mut bot.account);
+        }
         let meters: Vec<MeterConfig> = (0..2)
             .map(|i| {
                 let mut m = hood.meter(i, Mode::Direct, &csv);
-                // Through the proxy; the certificate names the domain, not the address.
-                m.account.server = Some(proxy.addr.to_string());
+                if who == Stalled::Meters {
+                    via_proxy(&mut m.account);
+                }
                 m.account.timeout = timeout;
                 m.outbox.resend_after = 2_000;
                 m
             })
             .collect();
         let (bot_stop, bot_stop_rx) = watch::channel(false);
-        let bot_task = tokio::spawn(run_bot(bot, None, stopped(bot_stop_rx)));
+        let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+        let bot_task = tokio::spawn(run_bot(bot, Some(bot_tx), stopped(bot_stop_rx)));
+        let bot_joins = tokio::spawn(async move {
+            let mut at = Vec::new();
+            while let Some(e) = bot_rx.recv().await {
+                if let BotEvent::Joined(_) = e {
+                    at.push(Instant::now());
+                }
+            }
+            at
+        });
         let (stop, stop_rx) = watch::channel(false);
         let (tx, mut rx) = mpsc::unbounded_channel();
         let tasks: Vec<_> = meters
@@ -674,7 +711,7 @@ fn a_meter_whose_session_stops_delivering_replaces_it_and_loses_nothing() {
             .map(|m| tokio::spawn(run_meter(m, Some(tx.clone()), stopped(stop_rx.clone()))))
             .collect();
         drop(tx);
-        let joins = tokio::spawn(async move {
+        let meter_joins = tokio::spawn(async move {
             let mut at = Vec::new();
             while let Some(e) = rx.recv().await {
                 if let MeterEvent::Joined(_) = e {
@@ -686,46 +723,92 @@ fn a_meter_whose_session_stops_delivering_replaces_it_and_loses_nothing() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         proxy.freeze();
         let frozen = Instant::now();
-        // Unanswered reading (3 s) + unanswered ping (2 s) + a new session: well inside 10 s.
+        // Unanswered post (3 s) + unanswered ping (2 s) + a new session: well inside 10 s.
         tokio::time::sleep(Duration::from_secs(10)).await;
         stop.send(true).unwrap();
-        let mut reports = Vec::new();
+        let mut meters = Vec::new();
         for t in tasks {
-            reports.push(t.await.unwrap().unwrap());
+            meters.push(t.await.unwrap().unwrap());
         }
         bot_stop.send(true).unwrap();
         let bot = bot_task.await.unwrap().unwrap();
-        let joins = joins.await.unwrap();
-        let recovered = joins.iter().max().unwrap().duration_since(frozen);
-        assert!(
-            recovered < Duration::from_secs(8),
-            "rejoined {recovered:?} after the freeze"
-        );
-        let c = &bot.counters;
-        let sent = sent_total(&reports);
-        for r in &reports {
-            // The frozen session's readings reached the bot, their receipts did not: every one
-            // was resent on the new session and acknowledged there.
-            assert_eq!(r.nicks, 2, "one rejoin on a fresh session: {r:?}");
-            assert!(r.resent > 0, "{r:?}");
+        StallRun {
+            meters,
+            bot,
+            meter_joins: meter_joins.await.unwrap(),
+            bot_joins: bot_joins.await.unwrap(),
+            frozen,
+            connections: proxy.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    })
+}
+
+impl StallRun {
+    /// Every reading acknowledged and counted exactly once; returns the readings sent.
+    fn assert_nothing_lost(&self) -> u64 {
+        let c = &self.bot.counters;
+        let sent = sent_total(&self.meters);
+        assert!(sent >= 20, "{:?}", self.meters);
+        for r in &self.meters {
+            assert!(r.resent > 0, "the stall should have cost receipts: {r:?}");
             assert_eq!((r.unacknowledged, r.dropped, r.expired), (0, 0, 0), "{r:?}");
             assert_eq!(r.acknowledged, r.sent, "{r:?}");
         }
-        assert!(sent >= 20, "{reports:?}");
         assert_eq!(c.accepted, sent, "sent {sent}, counters {c:?}");
-        assert!(c.rejected.get("duplicate") > 0, "{c:?}");
         assert_eq!(c.rejected.total(), c.rejected.get("duplicate"), "{c:?}");
-        // Two sessions each through the proxy before the freeze (probe login + session), and
-        // two more after it.
-        let connections = proxy.accepted.load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(connections, 8, "proxy connections");
-        eprintln!(
-            "read stall: both meters rejoined on fresh sessions {recovered:?} after the freeze; \
-             {sent} readings sent, {} resent, {} duplicates dropped",
-            reports.iter().map(|r| r.resent).sum::<u64>(),
-            c.rejected.get("duplicate"),
-        );
-    });
+        sent
+    }
+
+    /// How long after the freeze the last of `joins` happened.
+    fn recovered(&self, joins: &[Instant]) -> Duration {
+        joins.iter().max().unwrap().duration_since(self.frozen)
+    }
+}
+
+#[test]
+fn a_meter_whose_session_stops_delivering_replaces_it_and_loses_nothing() {
+    let run = stall(Stalled::Meters);
+    let sent = run.assert_nothing_lost();
+    for r in &run.meters {
+        assert_eq!(r.nicks, 2, "one rejoin on a fresh session: {r:?}");
+    }
+    // The frozen sessions' readings reached the bot, their receipts did not: resent copies.
+    let duplicates = run.bot.counters.rejected.get("duplicate");
+    assert!(duplicates > 0, "{:?}", run.bot.counters);
+    // Probe login + session per meter before the freeze, two more after it.
+    assert_eq!(run.connections, 8, "proxy connections");
+    let recovered = run.recovered(&run.meter_joins);
+    assert!(
+        recovered < Duration::from_secs(8),
+        "rejoined {recovered:?} after the freeze"
+    );
+    eprintln!(
+        "meters stalled: both on fresh sessions {recovered:?} after the freeze; {sent} readings \
+         sent, {} resent, {duplicates} duplicates dropped",
+        run.meters.iter().map(|r| r.resent).sum::<u64>(),
+    );
+}
+
+#[test]
+fn a_bot_whose_session_stops_delivering_replaces_it_and_healthy_meters_keep_theirs() {
+    let run = stall(Stalled::Bot);
+    let sent = run.assert_nothing_lost();
+    // The meters' pings were answered, so their sessions and nicknames stayed.
+    for r in &run.meters {
+        assert_eq!(r.nicks, 1, "a healthy session was replaced: {r:?}");
+    }
+    assert_eq!(run.bot_joins.len(), 2, "the bot should rejoin once");
+    assert_eq!(run.connections, 4, "proxy connections");
+    let recovered = run.recovered(&run.bot_joins);
+    assert!(
+        recovered < Duration::from_secs(8),
+        "rejoined {recovered:?} after the freeze"
+    );
+    eprintln!(
+        "bot stalled: on a fresh session {recovered:?} after the freeze; {sent} readings sent, \
+         {} resent",
+        run.meters.iter().map(|r| r.resent).sum::<u64>(),
+    );
 }
 
 fn now() -> gridmuc::core::Timestamp {
