@@ -335,7 +335,8 @@ impl Bot {
         match stanza {
             Stanza::Message(m) => self.handle_message(client, m).await,
             Stanza::Presence(p) => {
-                if removed_by_presence(&p, &self.room, &self.nick)? {
+                let own = client.bound_jid().map(|j| j.to_bare());
+                if removed_by_presence(&p, &self.room, &self.nick, own.as_ref())? {
                     tracing::warn!("removed from the room; rejoining");
                     self.join(client).await?;
                 }
@@ -488,9 +489,10 @@ pub(crate) async fn join_as_participant(
     let mut retries = 0;
     let outcome = loop {
         let answer = muc::answer_bound(account);
+        let own = client.bound_jid().map(|j| j.to_bare());
         let joined = muc::join(client, room, nick, answer, |s| {
             if let Stanza::Presence(p) = &s {
-                saw_jids |= presence_reveals_jid(&p.payloads);
+                saw_jids |= presence_reveals_jid(&p.payloads, own.as_ref());
             }
         })
         .await;
@@ -535,8 +537,9 @@ pub(crate) fn removed_by_presence(
     p: &xmpp_parsers::presence::Presence,
     room: &BareJid,
     nick: &RoomNick,
+    own: Option<&BareJid>,
 ) -> Result<bool, BotError> {
-    if presence_reveals_jid(&p.payloads) {
+    if presence_reveals_jid(&p.payloads, own) {
         return Err(MucError::from(PrivacyError::NonAnonymous(room.to_string())).into());
     }
     Ok(muc::nick_in_room(p.from.as_ref(), room).as_ref() == Some(nick) && muc::removed(p))
@@ -626,12 +629,22 @@ pub(crate) async fn send_chat(
     Ok(())
 }
 
-/// True if a MUC presence carries an item with a real JID: then we are privileged or the room is non-anonymous.
-fn presence_reveals_jid(payloads: &[Element]) -> bool {
+/// True if a MUC presence shows a real JID other than our own `own`: then we are privileged or
+/// the room is non-anonymous.
+///
+/// Our own JID alone is what Prosody shows an account that is in the room twice under one
+/// nickname (a replaced session that has not gone yet, on a busy server); it says nothing
+/// about a house, and a non-anonymous room still says so with status code 100.
+fn presence_reveals_jid(payloads: &[Element], own: Option<&BareJid>) -> bool {
     payloads
         .iter()
         .filter_map(|e| MucUser::try_from(e.clone()).ok())
-        .any(|u| u.items.iter().any(|i| i.jid.is_some()))
+        .any(|u| {
+            u.items
+                .iter()
+                .filter_map(|i| i.jid.as_ref())
+                .any(|j| own != Some(&j.to_bare()))
+        })
 }
 
 /// Stops the metrics responder when the bot returns, however it returns.
@@ -651,4 +664,40 @@ pub(crate) fn stanza_xml(s: &Stanza) -> String {
         Stanza::Iq(i) => Stanza::Iq(i.clone()),
     };
     String::from(&Element::from(copy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item_with(jid: &str) -> Vec<Element> {
+        let x = format!(
+            "<x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='none' role='participant' jid='{jid}'/></x>"
+        );
+        vec![x.parse().unwrap()]
+    }
+
+    #[test]
+    fn only_a_jid_other_than_our_own_reveals_anything() {
+        let own = BareJid::new("bot@grid.test").unwrap();
+        // A second session of our own account under our nickname.
+        assert!(!presence_reveals_jid(
+            &item_with("bot@grid.test/old"),
+            Some(&own)
+        ));
+        assert!(presence_reveals_jid(
+            &item_with("house7@homes.test/meter"),
+            Some(&own)
+        ));
+        // Before we know who we are, any JID counts.
+        assert!(presence_reveals_jid(&item_with("bot@grid.test/old"), None));
+        let anonymous: Vec<Element> = vec![
+            "<x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='none' role='participant'/></x>"
+                .parse()
+                .unwrap(),
+        ];
+        assert!(!presence_reveals_jid(&anonymous, Some(&own)));
+    }
 }

@@ -18,22 +18,37 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_xmpp::Client;
 
-/// How long a ping may take before the session counts as dead.
-const PING_BOUND: Duration = Duration::from_secs(2);
+/// How long a ping may take before the session counts as dead: half the account's timeout,
+/// at least 2 s. A server busy with a thousand meters leaving answered in more than 2 s, and
+/// replacing a live session only adds to its load.
+fn ping_bound(account: &ConnectConfig) -> Duration {
+    (account.timeout / 2).max(Duration::from_secs(2))
+}
 
 /// Receive-side health of one session.
 pub(crate) struct Liveness {
-    silence: Duration,
+    /// `None`: only an overdue answer gets the session probed (a quiet session is fine).
+    silence: Option<Duration>,
     last_rx: Instant,
     answer_by: Option<Instant>,
     probe_by: Option<Instant>,
 }
 
 impl Liveness {
-    /// Probes after `silence` without anything received (at least 2 s).
+    /// Probes after `silence` without anything received (at least 2 s), and on overdue answers.
     pub(crate) fn new(silence: Duration) -> Liveness {
         Liveness {
-            silence: silence.max(Duration::from_secs(2)),
+            silence: Some(silence.max(Duration::from_secs(2))),
+            ..Liveness::answers_only()
+        }
+    }
+
+    /// Probes only when an answer is overdue: for an agent whose session may rightly be quiet
+    /// (a meter waiting for its first slot), where silence probes from a thousand meters
+    /// would load the server for nothing.
+    pub(crate) fn answers_only() -> Liveness {
+        Liveness {
+            silence: None,
             last_rx: Instant::now(),
             answer_by: None,
             probe_by: None,
@@ -58,8 +73,13 @@ impl Liveness {
         if let Some(p) = self.probe_by {
             return p;
         }
-        let silent = self.last_rx + self.silence;
-        self.answer_by.map_or(silent, |e| e.min(silent))
+        let silent = self.silence.map(|s| self.last_rx + s);
+        match (self.answer_by, silent) {
+            (Some(a), Some(s)) => a.min(s),
+            (Some(t), None) | (None, Some(t)) => t,
+            // Nothing owed and no silence limit: nothing to check for a long while.
+            (None, None) => self.last_rx + Duration::from_secs(24 * 3600),
+        }
     }
 
     /// Sends a ping if an answer is overdue or the session has been silent too long; if a
@@ -79,9 +99,11 @@ impl Liveness {
                 format!("alive-{}", rand::random::<u64>()),
                 xmpp_parsers::ping::Ping,
             );
-            let sent = tokio::time::timeout(PING_BOUND, client.send_stanza(ping.into())).await;
+            let bound = ping_bound(account);
+            let sent = tokio::time::timeout(bound, client.send_stanza(ping.into())).await;
             if matches!(sent, Ok(Ok(_))) {
-                self.probe_by = Some(now + PING_BOUND);
+                tracing::debug!(silent = ?self.last_rx.elapsed(), "probing the session with a ping");
+                self.probe_by = Some(now + bound);
                 return Ok(false);
             }
         }
@@ -121,6 +143,17 @@ mod tests {
     #[test]
     fn silence_has_a_floor() {
         let l = Liveness::new(Duration::from_millis(100));
-        assert_eq!(l.silence, Duration::from_secs(2));
+        assert_eq!(l.silence, Some(Duration::from_secs(2)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_session_that_owes_nothing_is_not_probed() {
+        let mut l = Liveness::answers_only();
+        let t0 = Instant::now();
+        assert!(l.deadline() >= t0 + Duration::from_secs(3600));
+        l.posted(Duration::from_secs(15));
+        assert_eq!(l.deadline(), t0 + Duration::from_secs(15));
+        l.heard();
+        assert!(l.deadline() >= t0 + Duration::from_secs(3600));
     }
 }

@@ -256,10 +256,8 @@ pub(crate) fn secs(x: f64) -> Duration {
 enum Wake {
     /// The session delivered something (or ended); boxed, events are large.
     Event(Box<Option<Event>>),
-    /// A send slot, rotation or rejoin is due.
+    /// A send slot, rotation or rejoin is due, or the session owes us an answer.
     Timer,
-    /// The session owes us an answer (a receipt, an echo, a ping's result) or has been silent.
-    Probe,
 }
 
 /// Where the agent is in its join/send/rotate cycle.
@@ -293,8 +291,9 @@ struct Meter {
     /// After a fault, intervals before this were missed and are measured now; pacing never
     /// skips them (only congestion does).
     catch_up_until: Option<Timestamp>,
-    /// Every reading sent is answered (receipt, echo or bounce): one that is not, and a silent
-    /// session, get the session probed and, if it is dead, replaced.
+    /// Every reading sent is answered (receipt, echo or bounce): one that is not gets the
+    /// session probed and, if it is dead, replaced. Silence alone is fine: a meter waiting
+    /// for its slot owes nothing.
     liveness: Liveness,
 }
 
@@ -324,7 +323,6 @@ pub async fn run_meter(
     let mut rng = OsRng.unwrap_err();
     let source = Source::open(&cfg.source, &mut rng)?;
     let cfg_outbox = cfg.outbox.clone();
-    let interval = cfg.interval;
     let mut client = connect::connect(&cfg.account).await?;
     let mut meter = Meter {
         cfg,
@@ -338,7 +336,7 @@ pub async fn run_meter(
         last_slot: None,
         in_flight: None,
         catch_up_until: None,
-        liveness: Liveness::new(interval * 3 / 2),
+        liveness: Liveness::answers_only(),
     };
     let result = meter.run(&mut client, &mut rng, shutdown).await;
     connect::close(client).await;
@@ -393,16 +391,15 @@ impl Meter {
             let woke = tokio::select! {
                 () = &mut shutdown => break,
                 event = client.next() => Wake::Event(Box::new(event)),
-                () = tokio::time::sleep_until(own) => Wake::Timer,
-                () = tokio::time::sleep_until(probe), if probe < own => Wake::Probe,
+                () = tokio::time::sleep_until(own.min(probe)) => Wake::Timer,
             };
             let next = match woke {
                 Wake::Event(event) => {
                     self.liveness.heard();
                     self.on_event(client, rng, *event, state).await
                 }
+                Wake::Timer if Instant::now() < own => self.probe(client, rng, state).await,
                 Wake::Timer => self.tick(client, rng, state).await,
-                Wake::Probe => self.probe(client, rng, state).await,
             };
             state = match next {
                 Ok(Some(next)) => next,

@@ -620,7 +620,8 @@ impl MaskedBot {
                 match s {
                     Stanza::Message(m) => self.on_message(client, m).await,
                     Stanza::Presence(p) => {
-                        if plain::removed_by_presence(&p, &self.room, &self.nick)? {
+                        let own = client.bound_jid().map(|j| j.to_bare());
+                        if plain::removed_by_presence(&p, &self.room, &self.nick, own.as_ref())? {
                             tracing::warn!("removed from the room; rejoining");
                             self.join(client).await?;
                         }
