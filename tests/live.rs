@@ -93,6 +93,35 @@ fn constant_csv(dir: &tempfile::TempDir, watts: i64, rows: usize) -> std::path::
 }
 
 /// Runs the bot and the meters for `run`, stops the meters, lets the last readings land, stops the bot.
+/// Sends the stop signal and waits for every task, each of which must have ended cleanly.
+async fn stop_all<T, E: std::fmt::Debug>(
+    stop: &watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<Result<T, E>>>,
+) -> Vec<T> {
+    stop.send(true).unwrap();
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await.unwrap().unwrap());
+    }
+    done
+}
+
+/// Records when each event `is_join` picks arrived, until the sender side is gone.
+fn join_times<E: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<E>,
+    is_join: fn(&E) -> bool,
+) -> tokio::task::JoinHandle<Vec<Instant>> {
+    tokio::spawn(async move {
+        let mut at = Vec::new();
+        while let Some(e) = rx.recv().await {
+            if is_join(&e) {
+                at.push(Instant::now());
+            }
+        }
+        at
+    })
+}
+
 async fn run_hood(
     bot: BotConfig,
     meters: Vec<MeterConfig>,
@@ -124,11 +153,7 @@ async fn run_hood(
         receivers.push(rx);
     }
     tokio::time::sleep(run).await;
-    stop.send(true).unwrap();
-    let mut reports = Vec::new();
-    for t in tasks {
-        reports.push(t.await.unwrap().unwrap());
-    }
+    let reports = stop_all(&stop, tasks).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     bot_stop.send(true).unwrap();
     let report = bot_task.await.unwrap().unwrap();
@@ -537,11 +562,7 @@ fn a_server_crash_loses_no_reading_and_everyone_is_back_within_10_s() {
         let crashed = now();
         tokio::task::block_in_place(|| hood.server.restart()).unwrap();
         tokio::time::sleep(Duration::from_secs(12)).await;
-        stop.send(true).unwrap();
-        let mut reports = Vec::new();
-        for t in tasks {
-            reports.push(t.await.unwrap().unwrap());
-        }
+        let reports = stop_all(&stop, tasks).await;
         bot_stop.send(true).unwrap();
         let report = bot_task.await.unwrap().unwrap();
         let mut joins = 0;
@@ -693,43 +714,23 @@ fn stall(who: Stalled) -> StallRun {
             })
             .collect();
         let (bot_stop, bot_stop_rx) = watch::channel(false);
-        let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
+        let (bot_tx, bot_rx) = mpsc::unbounded_channel();
         let bot_task = tokio::spawn(run_bot(bot, Some(bot_tx), stopped(bot_stop_rx)));
-        let bot_joins = tokio::spawn(async move {
-            let mut at = Vec::new();
-            while let Some(e) = bot_rx.recv().await {
-                if let BotEvent::Joined(_) = e {
-                    at.push(Instant::now());
-                }
-            }
-            at
-        });
+        let bot_joins = join_times(bot_rx, |e| matches!(e, BotEvent::Joined(_)));
         let (stop, stop_rx) = watch::channel(false);
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let tasks: Vec<_> = meters
             .into_iter()
             .map(|m| tokio::spawn(run_meter(m, Some(tx.clone()), stopped(stop_rx.clone()))))
             .collect();
         drop(tx);
-        let meter_joins = tokio::spawn(async move {
-            let mut at = Vec::new();
-            while let Some(e) = rx.recv().await {
-                if let MeterEvent::Joined(_) = e {
-                    at.push(Instant::now());
-                }
-            }
-            at
-        });
+        let meter_joins = join_times(rx, |e| matches!(e, MeterEvent::Joined(_)));
         tokio::time::sleep(Duration::from_secs(3)).await;
         proxy.freeze();
         let frozen = Instant::now();
         // Unanswered post (3 s) + unanswered ping (2 s) + a new session: well inside 10 s.
         tokio::time::sleep(Duration::from_secs(10)).await;
-        stop.send(true).unwrap();
-        let mut meters = Vec::new();
-        for t in tasks {
-            meters.push(t.await.unwrap().unwrap());
-        }
+        let meters = stop_all(&stop, tasks).await;
         bot_stop.send(true).unwrap();
         let bot = bot_task.await.unwrap().unwrap();
         StallRun {
@@ -904,17 +905,13 @@ fn two_neighbourhoods_feed_a_district_bot_with_totals_only() {
             .map(|m| tokio::spawn(run_meter(m, None, stopped(stop_rx.clone()))))
             .collect();
         tokio::time::sleep(Duration::from_secs(7)).await;
-        stop.send(true).unwrap();
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
+        stop_all(&stop, tasks).await;
         tokio::time::sleep(Duration::from_millis(700)).await;
-        stop_h.send(true).unwrap();
-        let mut published = 0;
-        for t in hood_bots {
-            let r = t.await.unwrap().unwrap();
-            published += r.counters.intervals;
-        }
+        let published: u64 = stop_all(&stop_h, hood_bots)
+            .await
+            .iter()
+            .map(|r| r.counters.intervals)
+            .sum();
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop_d.send(true).unwrap();
         let report = d_task.await.unwrap().unwrap();
