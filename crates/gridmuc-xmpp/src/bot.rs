@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_xmpp::jid::{BareJid, Jid};
+use tokio_xmpp::jid::{BareJid, FullJid, Jid};
 use tokio_xmpp::{Client, Event, Stanza};
 use xmpp_parsers::delay::Delay;
 use xmpp_parsers::message::{Lang, Message, MessageType};
@@ -335,8 +335,7 @@ impl Bot {
         match stanza {
             Stanza::Message(m) => self.handle_message(client, m).await,
             Stanza::Presence(p) => {
-                let own = client.bound_jid().map(|j| j.to_bare());
-                if removed_by_presence(&p, &self.room, &self.nick, own.as_ref())? {
+                if removed_by_presence(&p, &self.room, &self.nick, client.bound_jid())? {
                     tracing::warn!("removed from the room; rejoining");
                     self.join(client).await?;
                 }
@@ -489,7 +488,7 @@ pub(crate) async fn join_as_participant(
     let mut retries = 0;
     let outcome = loop {
         let answer = muc::answer_bound(account);
-        let own = client.bound_jid().map(|j| j.to_bare());
+        let own = client.bound_jid().cloned();
         let joined = muc::join(client, room, nick, answer, |s| {
             if let Stanza::Presence(p) = &s {
                 saw_jids |= presence_reveals_jid(&p.payloads, own.as_ref());
@@ -537,7 +536,7 @@ pub(crate) fn removed_by_presence(
     p: &xmpp_parsers::presence::Presence,
     room: &BareJid,
     nick: &RoomNick,
-    own: Option<&BareJid>,
+    own: Option<&FullJid>,
 ) -> Result<bool, BotError> {
     if presence_reveals_jid(&p.payloads, own) {
         return Err(MucError::from(PrivacyError::NonAnonymous(room.to_string())).into());
@@ -635,7 +634,8 @@ pub(crate) async fn send_chat(
 /// Our own JID alone is what Prosody shows an account that is in the room twice under one
 /// nickname (a replaced session that has not gone yet, on a busy server); it says nothing
 /// about a house, and a non-anonymous room still says so with status code 100.
-fn presence_reveals_jid(payloads: &[Element], own: Option<&BareJid>) -> bool {
+fn presence_reveals_jid(payloads: &[Element], own: Option<&FullJid>) -> bool {
+    let own = own.map(|o| o.to_bare());
     payloads
         .iter()
         .filter_map(|e| MucUser::try_from(e.clone()).ok())
@@ -643,7 +643,7 @@ fn presence_reveals_jid(payloads: &[Element], own: Option<&BareJid>) -> bool {
             u.items
                 .iter()
                 .filter_map(|i| i.jid.as_ref())
-                .any(|j| own != Some(&j.to_bare()))
+                .any(|j| own.as_ref() != Some(&j.to_bare()))
         })
 }
 
@@ -680,7 +680,7 @@ mod tests {
 
     #[test]
     fn only_a_jid_other_than_our_own_reveals_anything() {
-        let own = BareJid::new("bot@grid.test").unwrap();
+        let own = FullJid::new("bot@grid.test/new").unwrap();
         // A second session of our own account under our nickname.
         assert!(!presence_reveals_jid(
             &item_with("bot@grid.test/old"),

@@ -620,8 +620,12 @@ impl MaskedBot {
                 match s {
                     Stanza::Message(m) => self.on_message(client, m).await,
                     Stanza::Presence(p) => {
-                        let own = client.bound_jid().map(|j| j.to_bare());
-                        if plain::removed_by_presence(&p, &self.room, &self.nick, own.as_ref())? {
+                        if plain::removed_by_presence(
+                            &p,
+                            &self.room,
+                            &self.nick,
+                            client.bound_jid(),
+                        )? {
                             tracing::warn!("removed from the room; rejoining");
                             self.join(client).await?;
                         }
