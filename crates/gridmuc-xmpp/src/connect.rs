@@ -426,21 +426,29 @@ async fn start<C: ServerConnector>(
 
 /// True if the server answers an XEP-0199 ping within `bound` (other events meanwhile are dropped).
 async fn alive(client: &mut Client, bound: Duration) -> bool {
-    let id = format!("alive-{}", rand::random::<u64>());
-    let ping = xmpp_parsers::iq::Iq::from_get(id.clone(), xmpp_parsers::ping::Ping);
     let deadline = tokio::time::Instant::now() + bound;
-    if tokio::time::timeout_at(deadline, client.send_stanza(ping.into()))
-        .await
-        .is_err()
-    {
+    let Some(id) = send_ping(client, deadline).await else {
         return false;
-    }
+    };
     loop {
         match tokio::time::timeout_at(deadline, client.next()).await {
             Ok(Some(Event::Stanza(tokio_xmpp::Stanza::Iq(iq)))) if iq.id() == id => return true,
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => return false,
         }
+    }
+}
+
+/// Sends an XEP-0199 ping unless that takes past `deadline`; the ping's id if it went out.
+pub(crate) async fn send_ping(
+    client: &mut Client,
+    deadline: tokio::time::Instant,
+) -> Option<String> {
+    let id = format!("alive-{}", rand::random::<u64>());
+    let ping = xmpp_parsers::iq::Iq::from_get(id.clone(), xmpp_parsers::ping::Ping);
+    match tokio::time::timeout_at(deadline, client.send_stanza(ping.into())).await {
+        Ok(Ok(_)) => Some(id),
+        Ok(Err(_)) | Err(_) => None,
     }
 }
 

@@ -95,15 +95,10 @@ impl Liveness {
             return Ok(false);
         }
         if self.probe_by.is_none() {
-            let ping = xmpp_parsers::iq::Iq::from_get(
-                format!("alive-{}", rand::random::<u64>()),
-                xmpp_parsers::ping::Ping,
-            );
-            let bound = ping_bound(account);
-            let sent = tokio::time::timeout(bound, client.send_stanza(ping.into())).await;
-            if matches!(sent, Ok(Ok(_))) {
+            let answer_by = now + ping_bound(account);
+            if connect::send_ping(client, answer_by).await.is_some() {
                 tracing::debug!(silent = ?self.last_rx.elapsed(), "probing the session with a ping");
-                self.probe_by = Some(now + bound);
+                self.probe_by = Some(answer_by);
                 return Ok(false);
             }
         }
