@@ -53,6 +53,10 @@ pub(crate) fn occupant_id_service(muc_domain: &str) -> String {
     format!("occupant-id.{muc_domain}")
 }
 
+/// Largest c2s stanza Prosody accepts: its own default of 256 KiB, which a 30,000-level
+/// nested stanza (about 210 KB) fits, so hostile-stanza tests reach the clients under test.
+pub const C2S_STANZA_SIZE_LIMIT: usize = 256 * 1024;
+
 fn path(p: &Path) -> String {
     lua_string(&p.to_string_lossy())
 }
@@ -165,8 +169,11 @@ component_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
 c2s_require_encryption = {require_tls}
-allow_unencrypted_plain_auth = false
-c2s_stanza_size_limit = 65536
+-- SASL PLAIN in the clear only where TLS is not required (loopback tests that say so):
+-- the raw test client (`gridmuc_server::raw`) speaks PLAIN only.
+allow_unencrypted_plain_auth = {plain_in_clear}
+-- Prosody's own default (256 KiB): hostile-stanza tests send 30,000-level nested stanzas.
+c2s_stanza_size_limit = {stanza_limit}
 certificates = {root}
 ssl = {ssl}
 
@@ -184,19 +191,25 @@ muc_room_default_history_length = 0
 max_history_messages = 0
 muc_room_default_presence_broadcast = {{ moderator = true }}
 muc_tombstones = false
+-- Only affiliated accounts may register a nickname (Prosody's default, stated here): no
+-- house can reserve the bot's. The bot's reservation is made by the room admin.
+allow_unaffiliated_register = false
 
 {extra}
 
 VirtualHost {domain}
 	ssl = {ssl}
 
+-- One account, one occupant per room (lua/mod_gridmuc_one_occupant.lua), on both services.
 Component {muc} "muc"
 	name = "gridmuc rooms"
+	modules_enabled = {{ "gridmuc_one_occupant" }}
 
 -- Hostile rooms for refusal tests only: this service advertises XEP-0421 occupant-id.
 Component {hostile} "muc"
 	name = "gridmuc hostile rooms (occupant-id on)"
 	muc_occupant_id = true
+	modules_enabled = {{ "gridmuc_one_occupant" }}
 "#,
         pid = path(paths.pid),
         data = path(paths.data),
@@ -210,6 +223,8 @@ Component {hostile} "muc"
         s2s_ports = federation.ports,
         federation = federation.lua,
         require_tls = config.require_tls,
+        plain_in_clear = !config.require_tls,
+        stanza_limit = C2S_STANZA_SIZE_LIMIT,
         iterations = crate::accounts::SCRAM_ITERATIONS,
         extra = config.extra_config,
         domain = lua_string(&config.domain),

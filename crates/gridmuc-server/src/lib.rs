@@ -6,13 +6,16 @@
 //! process dies with the [`PrivateServer`] value (and with the process that started it).
 //! [`Federation`] runs two of them on their own loopback addresses, federated over s2s
 //! with TLS and certificates from one test CA (see `docs/federation.md`).
+//! [`raw::RawXmpp`] is a raw client for live tests that must send what no XMPP library would.
 
 mod accounts;
 mod admin;
 mod certs;
 mod config;
 mod federation;
+pub mod raw;
 
+pub use config::C2S_STANZA_SIZE_LIMIT;
 pub use federation::Federation;
 
 use std::fs::{self, File};
@@ -33,7 +36,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const ROOM_ADMIN: &str = "gridmuc-room-admin";
 
 /// Our Prosody plugins, written into each instance's plugin directory.
-const PLUGINS: [(&str, &str); 2] = [
+const PLUGINS: [(&str, &str); 3] = [
     (
         "mod_gridmuc_parent_watch.lua",
         include_str!("../lua/mod_gridmuc_parent_watch.lua"),
@@ -42,7 +45,62 @@ const PLUGINS: [(&str, &str); 2] = [
         "mod_gridmuc_s2s_routes.lua",
         include_str!("../lua/mod_gridmuc_s2s_routes.lua"),
     ),
+    (
+        "mod_gridmuc_one_occupant.lua",
+        include_str!("../lua/mod_gridmuc_one_occupant.lua"),
+    ),
 ];
+
+/// Why a squatter holding a nickname loses it when the nickname is reserved.
+const RESERVED_REASON: &str = "this nickname is reserved for another account";
+
+/// Lua (for the admin shell) defining `reserve(room, jid, nick)`: `nick` becomes `jid`'s
+/// registered nickname (XEP-0045 §7.10; mod_muc then answers `<conflict/>` to any other
+/// account joining under it), `jid` becomes a member unless it already is admin or
+/// owner, any other account's reservation of `nick` is dropped, and an occupant of
+/// another account holding `nick` right now is removed (status 307), since mod_muc
+/// itself would keep it there and answer the reserving account `<conflict/>`.
+const RESERVE_LUA: &str = r#"local jid_util = require "util.jid"
+local resourceprep = require "util.encodings".stringprep.resourceprep
+local function reserve(room, jid, nick)
+  local bare = jid_util.prep(jid)
+  if not bare or jid_util.bare(bare) ~= bare then error("not a bare JID: " .. jid) end
+  local prepped = resourceprep(nick, true)
+  if not prepped or not prepped:find("%S") then error("invalid nickname: " .. nick) end
+  local others = {}
+  for other, affiliation, data in room:each_affiliation() do
+    if other ~= bare and data and data.reserved_nickname == prepped then
+      others[#others + 1] = { other, affiliation, data }
+    end
+  end
+  for _, o in ipairs(others) do
+    local rest = {}
+    for k, v in pairs(o[3]) do if k ~= "reserved_nickname" then rest[k] = v end end
+    assert(room:set_affiliation(true, o[1], o[2], nil, next(rest) and rest or false))
+  end
+  local current = room:get_affiliation(bare)
+  if current == "outcast" then error("cannot reserve a nickname for a banned account") end
+  local affiliation = (current == "owner" or current == "admin") and current or "member"
+  local data = {}
+  for k, v in pairs(room:get_affiliation_data(bare) or {}) do data[k] = v end
+  data.reserved_nickname = prepped
+  local ok, kind, condition = room:set_affiliation(true, bare, affiliation, nil, data)
+  if not ok then error("reserving " .. prepped .. ": " .. tostring(condition or kind)) end
+  local holder = room:get_occupant_by_nick(room.jid .. "/" .. prepped)
+  local removed = 0
+  if holder and holder.bare_jid ~= bare then
+    assert(room:set_role(true, holder.nick, "none", REASON))
+    removed = 1
+  end
+  room:save(true)
+  return removed
+end
+"#;
+
+/// [`RESERVE_LUA`] with its kick reason filled in.
+fn reserve_lua() -> String {
+    RESERVE_LUA.replace("REASON", &admin::lua_string(RESERVED_REASON))
+}
 
 /// Where we look for the Prosody binary when it is not on `PATH`.
 const PROSODY_FALLBACKS: [&str; 2] = ["/usr/bin/prosody", "/usr/sbin/prosody"];
@@ -56,7 +114,8 @@ pub struct ServerConfig {
     pub muc_domain: String,
     /// Listening address; only loopback addresses are accepted, ever.
     pub bind: IpAddr,
-    /// Require STARTTLS on c2s; `false` only for loopback tests that say so.
+    /// Require STARTTLS on c2s; `false` only for loopback tests that say so, and then SASL
+    /// PLAIN is allowed in the clear too, so the raw client ([`raw::RawXmpp`]) can log in.
     pub require_tls: bool,
     /// Enable XEP-0198 stream management (session resumption).
     pub smacks: bool,
@@ -94,6 +153,10 @@ pub struct RoomPolicy {
     pub admins: Vec<String>,
     /// Bare JIDs made members, for members-only rooms.
     pub members: Vec<String>,
+    /// `(bare JID, nickname)` pairs: the nickname is reserved for that account (the bot's,
+    /// so no other account can pose as the substation), which becomes a member; see
+    /// [`PrivateServer::reserve_nick`].
+    pub reserved_nicks: Vec<(String, String)>,
 }
 
 /// Everything that can go wrong while running the private server.
@@ -477,6 +540,8 @@ end
 affiliate({owner}, "owner")
 for _, jid in ipairs({{ {admins} }}) do affiliate(jid, "admin") end
 for _, jid in ipairs({{ {members} }}) do affiliate(jid, "member") end
+{reserve_lua}
+for _, r in ipairs({{ {reserved} }}) do reserve(room, r[1], r[2]) end
 room:save(true)
 return "provisioned"
 "#,
@@ -491,11 +556,51 @@ return "provisioned"
             owner = admin::lua_string(&self.room_admin.0),
             admins = list(&policy.admins),
             members = list(&policy.members),
+            reserve_lua = reserve_lua(),
+            reserved = policy
+                .reserved_nicks
+                .iter()
+                .map(|(jid, nick)| format!(
+                    "{{ {}, {} }}",
+                    admin::lua_string(jid),
+                    admin::lua_string(nick)
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         let started = Instant::now();
         self.admin_lua(&lua)?;
         tracing::info!(room = %room_jid, elapsed = ?started.elapsed(), "room provisioned");
         Ok(room_jid)
+    }
+
+    /// Reserves `nick` in the room `room_jid` for the account `jid` (bare), so that no other
+    /// account can join under it: mod_muc answers such a join with `<conflict/>`. The
+    /// account becomes a member (never owner or admin; an affiliation of admin or owner
+    /// given on purpose, e.g. by [`RoomPolicy::admins`], is kept). A member is still a
+    /// plain participant in our rooms and sees no real JIDs. If another account's occupant
+    /// holds `nick` at this moment it is removed from the room (status 307); returns
+    /// whether that happened.
+    pub fn reserve_nick(&self, room_jid: &str, jid: &str, nick: &str) -> Result<bool, ServerError> {
+        let lua = format!(
+            r#"local jid_util = require "util.jid"
+local room_jid = {room}
+local host = prosody.hosts[jid_util.host(room_jid) or ""]
+local muc = host and host.modules.muc
+local room = muc and muc.get_room_from_jid(room_jid)
+if not room then error("no room " .. room_jid) end
+{reserve_lua}
+return "removed=" .. reserve(room, {jid}, {nick})
+"#,
+            room = admin::lua_string(room_jid),
+            reserve_lua = reserve_lua(),
+            jid = admin::lua_string(jid),
+            nick = admin::lua_string(nick),
+        );
+        let result = self.admin_lua(&lua)?;
+        let removed = result.ends_with("removed=1");
+        tracing::debug!(room = %room_jid, nick, removed, "nickname reserved");
+        Ok(removed)
     }
 
     /// The process id of the running Prosody, if any (for tests that check it is gone).

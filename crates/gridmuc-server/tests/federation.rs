@@ -4,14 +4,13 @@
 
 mod common;
 
-use common::RawXmpp;
+use common::{joined, login, read_until, refused};
 use gridmuc_server::{Federation, PrivateServer, RoomPolicy, ServerConfig};
 
 /// Plaintext c2s with SASL PLAIN, so the raw client can log in; s2s stays TLS-only.
 fn plaintext(config: ServerConfig) -> ServerConfig {
     ServerConfig {
         require_tls: false,
-        extra_config: "allow_unencrypted_plain_auth = true".to_owned(),
         ..config
     }
 }
@@ -57,34 +56,38 @@ fn a_house_on_another_server_joins_the_room_anonymously() {
         .unwrap();
     assert_eq!(room, "neighbourhood@rooms.grid.test");
 
-    let mut bot = RawXmpp::login(grid.c2s_addr(), grid.domain(), "substation", "pw-bot");
-    let bot_self = bot.join(&room, "substation");
+    let mut bot = login(grid.c2s_addr(), grid.domain(), "substation", "pw-bot");
+    let bot_self = joined(&mut bot, &room, "substation");
     assert!(bot_self.contains("role='participant'"), "{bot_self}");
 
     // The house logs in to its own server only; the room is reached over s2s, and the
     // meter's pre-publish check (disco#info) sees the privacy settings from there too.
-    let mut house = RawXmpp::login(homes.c2s_addr(), homes.domain(), "house-a", "pw-a");
-    let info = house.iq(
-        "disco",
-        &format!(
-            "<iq type='get' id='disco' to='{room}'>\
-             <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
-        ),
-    );
+    let mut house = login(homes.c2s_addr(), homes.domain(), "house-a", "pw-a");
+    let info = house
+        .iq(
+            "disco",
+            &format!(
+                "<iq type='get' id='disco' to='{room}'>\
+                 <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+            ),
+        )
+        .unwrap();
     assert!(info.contains("muc_semianonymous"), "{info}");
     assert!(!info.contains("occupant-id"), "{info}");
     assert!(!info.contains("muc_nonanonymous"), "{info}");
-    let house_self = house.join(&room, "quiet-otter");
+    let house_self = joined(&mut house, &room, "quiet-otter");
     assert!(house_self.contains("code='110'"), "{house_self}");
     assert!(house_self.contains("role='participant'"), "{house_self}");
     assert!(!house_self.contains("occupant-id"), "{house_self}");
 
-    house.send(&format!(
-        "<message type='groupchat' to='{room}' id='r1'><body>1.84 kW</body></message>"
-    ));
+    house
+        .send(&format!(
+            "<message type='groupchat' to='{room}' id='r1'><body>1.84 kW</body></message>"
+        ))
+        .unwrap();
     let mut got = String::new();
     while !got.contains("1.84 kW") {
-        got.push_str(&bot.read_until("</message>"));
+        got.push_str(&read_until(&mut bot, "</message>"));
     }
     assert!(got.contains(&format!("from='{room}/quiet-otter'")), "{got}");
     assert!(!got.contains("occupant-id"), "{got}");
@@ -135,13 +138,13 @@ fn a_members_only_room_admits_enrolled_remote_houses_only() {
             },
         )
         .unwrap();
-    let mut a = RawXmpp::login(homes.c2s_addr(), homes.domain(), "house-a", "pw-a");
-    let admitted = a.join(&room, "n1");
+    let mut a = login(homes.c2s_addr(), homes.domain(), "house-a", "pw-a");
+    let admitted = joined(&mut a, &room, "n1");
     assert!(admitted.contains("role='participant'"), "{admitted}");
     assert!(!admitted.contains("occupant-id"), "{admitted}");
-    let mut b = RawXmpp::login(homes.c2s_addr(), homes.domain(), "house-b", "pw-b");
-    let refused = b.join(&room, "n2");
-    assert!(refused.contains("registration-required"), "{refused}");
+    let mut b = login(homes.c2s_addr(), homes.domain(), "house-b", "pw-b");
+    let (condition, presence) = refused(&mut b, &room, "n2");
+    assert_eq!(condition, "registration-required", "{presence}");
 }
 
 #[test]
@@ -154,8 +157,8 @@ fn s2s_recovers_when_the_grid_server_restarts() {
         .provision_room("neighbourhood", &RoomPolicy::default())
         .unwrap();
     let (homes_addr, homes_domain) = (pair.homes().c2s_addr(), pair.homes().domain().to_owned());
-    let mut house = RawXmpp::login(homes_addr, &homes_domain, "house-a", "pw-a");
-    assert!(house.join(&room, "quiet-otter").contains("code='110'"));
+    let mut house = login(homes_addr, &homes_domain, "house-a", "pw-a");
+    assert!(joined(&mut house, &room, "quiet-otter").contains("code='110'"));
 
     // A crash of the grid's server (SIGKILL): the houses' server and its c2s sessions stay up.
     let s2s = pair.grid().s2s_addr();
@@ -163,17 +166,19 @@ fn s2s_recovers_when_the_grid_server_restarts() {
     assert_eq!(pair.grid().s2s_addr(), s2s, "the route stays valid");
 
     let grid = pair.grid();
-    let mut bot = RawXmpp::login(grid.c2s_addr(), grid.domain(), "substation", "pw-bot");
-    assert!(bot.join(&room, "substation").contains("role='participant'"));
+    let mut bot = login(grid.c2s_addr(), grid.domain(), "substation", "pw-bot");
+    assert!(joined(&mut bot, &room, "substation").contains("role='participant'"));
     // The house rejoins (a fresh nickname, as DESIGN.md says) over a new s2s connection.
-    let rejoined = house.join(&room, "calm-heron");
+    let rejoined = joined(&mut house, &room, "calm-heron");
     assert!(rejoined.contains("role='participant'"), "{rejoined}");
-    house.send(&format!(
-        "<message type='groupchat' to='{room}'><body>0.42 kW</body></message>"
-    ));
+    house
+        .send(&format!(
+            "<message type='groupchat' to='{room}'><body>0.42 kW</body></message>"
+        ))
+        .unwrap();
     let mut got = String::new();
     while !got.contains("0.42 kW") {
-        got.push_str(&bot.read_until("</message>"));
+        got.push_str(&read_until(&mut bot, "</message>"));
     }
     assert!(got.contains(&format!("from='{room}/calm-heron'")), "{got}");
     assert!(!got.contains("homes.test"), "{got}");
@@ -190,8 +195,8 @@ fn a_peer_with_an_untrusted_certificate_is_refused() {
     let room = grid
         .provision_room("neighbourhood", &RoomPolicy::default())
         .unwrap();
-    let mut house = RawXmpp::login(homes.c2s_addr(), homes.domain(), "house-a", "pw-a");
-    let refused = house.join(&room, "quiet-otter");
+    let mut house = login(homes.c2s_addr(), homes.domain(), "house-a", "pw-a");
+    let (_, refused) = refused(&mut house, &room, "quiet-otter");
     assert!(refused.contains("type='error'"), "{refused}");
     assert!(
         refused.contains("certificate is not trusted"),

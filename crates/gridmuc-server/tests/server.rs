@@ -6,14 +6,13 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::RawXmpp;
+use common::{RawError, RawXmpp, joined, login, read_until, refused};
 use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig};
 
-/// A plaintext server on loopback where SASL PLAIN is allowed, so the raw client can log in.
+/// A plaintext server on loopback (SASL PLAIN allowed in the clear), so the raw client can log in.
 fn plaintext_server_with(config: ServerConfig) -> PrivateServer {
     PrivateServer::start(ServerConfig {
         require_tls: false,
-        extra_config: "allow_unencrypted_plain_auth = true".to_owned(),
         ..config
     })
     .unwrap()
@@ -31,8 +30,8 @@ fn stream_management_follows_the_config() {
             ..ServerConfig::default()
         });
         server.register("house-a", "pw-a").unwrap();
-        let (_, features) =
-            RawXmpp::try_login(server.c2s_addr(), server.domain(), "house-a", "pw-a").unwrap();
+        let client = login(server.c2s_addr(), server.domain(), "house-a", "pw-a");
+        let features = client.features();
         assert_eq!(features.contains("urn:xmpp:sm:3"), smacks, "{features}");
     }
 }
@@ -78,8 +77,8 @@ fn openssl_verify(server: &PrivateServer) -> (bool, String) {
 #[test]
 fn starttls_is_required_and_the_certificate_verifies_against_the_test_ca() {
     let server = PrivateServer::start(ServerConfig::default()).unwrap();
-    let mut raw = RawXmpp::connect(server.c2s_addr(), server.domain());
-    let features = raw.read_until("</stream:features>");
+    let mut raw = RawXmpp::connect(server.c2s_addr(), server.domain()).unwrap();
+    let features = read_until(&mut raw, "</stream:features>");
     assert!(features.contains("<starttls"), "{features}");
     assert!(
         features.contains("<required"),
@@ -140,9 +139,12 @@ fn a_thousand_accounts_are_created_in_seconds_and_log_in() {
     let server = plaintext_server();
     let jid = server.register("alice", "wonder land!").unwrap();
     assert_eq!(jid, "alice@grid.test");
-    RawXmpp::login(server.c2s_addr(), server.domain(), "alice", "wonder land!");
-    let wrong = RawXmpp::try_login(server.c2s_addr(), server.domain(), "alice", "wrong");
-    assert!(wrong.is_none(), "a wrong password must be refused");
+    login(server.c2s_addr(), server.domain(), "alice", "wonder land!");
+    let wrong = RawXmpp::login(server.c2s_addr(), server.domain(), "alice", "wrong");
+    assert!(
+        matches!(wrong, Err(RawError::AuthFailed { .. })),
+        "a wrong password must be refused: {wrong:?}"
+    );
 
     let accounts: Vec<(String, String)> = (0..1000)
         .map(|i| (format!("house-{i:04}"), gridmuc_server::generate_password()))
@@ -153,7 +155,7 @@ fn a_thousand_accounts_are_created_in_seconds_and_log_in() {
     eprintln!("1000 accounts in {elapsed:?}");
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     for (user, password) in [&accounts[0], &accounts[999]] {
-        RawXmpp::login(server.c2s_addr(), server.domain(), user, password);
+        login(server.c2s_addr(), server.domain(), user, password);
     }
 
     assert!(
@@ -167,13 +169,15 @@ fn a_thousand_accounts_are_created_in_seconds_and_log_in() {
 }
 
 fn disco_info(client: &mut RawXmpp, jid: &str) -> String {
-    client.iq(
-        "disco",
-        &format!(
-            "<iq type='get' id='disco' to='{jid}'>\
-             <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
-        ),
-    )
+    client
+        .iq(
+            "disco",
+            &format!(
+                "<iq type='get' id='disco' to='{jid}'>\
+                 <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+            ),
+        )
+        .unwrap()
 }
 
 #[test]
@@ -222,8 +226,8 @@ fn provisioned_rooms_keep_occupants_anonymous() {
 
     // What a client sees.
     let (addr, domain) = (server.c2s_addr(), server.domain());
-    let mut a = RawXmpp::login(addr, domain, "house-a", "pw-a");
-    let mut b = RawXmpp::login(addr, domain, "house-b", "pw-b");
+    let mut a = login(addr, domain, "house-a", "pw-a");
+    let mut b = login(addr, domain, "house-b", "pw-b");
     let info = disco_info(&mut a, &room);
     for feature in ["muc_semianonymous", "muc_persistent", "muc_hidden"] {
         assert!(info.contains(feature), "{feature} missing: {info}");
@@ -231,19 +235,20 @@ fn provisioned_rooms_keep_occupants_anonymous() {
     assert!(!info.contains("occupant-id"), "{info}");
     assert!(!info.contains("muc_nonanonymous"), "{info}");
 
-    let self_b = b.join(&room, "nick-b");
+    let self_b = joined(&mut b, &room, "nick-b");
     assert!(self_b.contains("role='participant'"), "{self_b}");
     assert!(!self_b.contains("occupant-id"), "{self_b}");
-    let self_a = a.join(&room, "nick-a");
+    let self_a = joined(&mut a, &room, "nick-a");
     assert!(self_a.contains("role='participant'"), "{self_a}");
     assert!(!self_a.contains("occupant-id"), "{self_a}");
     a.send(&format!(
         "<message type='groupchat' to='{room}'><body>1.84 kW</body></message>"
-    ));
+    ))
+    .unwrap();
     // Everything B receives after its join, up to A's reading.
     let mut got = String::new();
     while !got.contains("1.84 kW") {
-        got.push_str(&b.read_until("</message>"));
+        got.push_str(&read_until(&mut b, "</message>"));
     }
     assert!(got.contains(&format!("from='{room}/nick-a'")), "{got}");
     assert!(!got.contains("occupant-id"), "{got}");
@@ -258,7 +263,7 @@ fn hostile_policies_build_rooms_the_clients_must_refuse() {
     server.register("house-a", "pw-a").unwrap();
     let admin = server.register("bot", "pw-bot").unwrap();
     let (addr, domain) = (server.c2s_addr(), server.domain());
-    let mut a = RawXmpp::login(addr, domain, "house-a", "pw-a");
+    let mut a = login(addr, domain, "house-a", "pw-a");
 
     let linked = server
         .provision_room(
@@ -270,7 +275,7 @@ fn hostile_policies_build_rooms_the_clients_must_refuse() {
         )
         .unwrap();
     assert!(disco_info(&mut a, &linked).contains("urn:xmpp:occupant-id:0"));
-    let presence = a.join(&linked, "n1");
+    let presence = joined(&mut a, &linked, "n1");
     assert!(presence.contains("urn:xmpp:occupant-id:0"), "{presence}");
 
     let open = server
@@ -293,8 +298,8 @@ fn hostile_policies_build_rooms_the_clients_must_refuse() {
             },
         )
         .unwrap();
-    let mut bot = RawXmpp::login(addr, domain, "bot", "pw-bot");
-    let presence = bot.join(&moderated, "substation");
+    let mut bot = login(addr, domain, "bot", "pw-bot");
+    let presence = joined(&mut bot, &moderated, "substation");
     assert!(presence.contains("role='moderator'"), "{presence}");
 
     let closed = server
@@ -306,8 +311,8 @@ fn hostile_policies_build_rooms_the_clients_must_refuse() {
             },
         )
         .unwrap();
-    let refused = a.join(&closed, "n2");
-    assert!(refused.contains("registration-required"), "{refused}");
+    let (condition, presence) = refused(&mut a, &closed, "n2");
+    assert_eq!(condition, "registration-required", "{presence}");
 }
 
 #[test]
@@ -321,8 +326,8 @@ fn restart_keeps_accounts_and_rooms_on_the_same_port() {
     server.restart().unwrap();
     assert_eq!(server.c2s_addr(), addr);
     assert!(!process_alive(old_pid));
-    let mut a = RawXmpp::login(addr, server.domain(), "house-a", "pw-a");
-    let presence = a.join(&room, "n");
+    let mut a = login(addr, server.domain(), "house-a", "pw-a");
+    let presence = joined(&mut a, &room, "n");
     assert!(presence.contains("role='participant'"), "{presence}");
 }
 
@@ -393,4 +398,400 @@ fn prosody_dies_with_a_killed_parent() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
+}
+
+/// Each occupant of `room` as `nick=bare-jid:sessions`, sorted, as the live room holds them.
+fn occupants(server: &PrivateServer, room: &str) -> String {
+    let host = room.split_once('@').unwrap().1;
+    server
+        .admin_lua(&format!(
+            r#"local r = prosody.hosts["{host}"].modules.muc.get_room_from_jid("{room}")
+            local seen = {{}}
+            for nick, o in r:each_occupant() do
+              local n = 0
+              for _ in o:each_session() do n = n + 1 end
+              seen[#seen + 1] = nick:match("/(.*)$") .. "=" .. o.bare_jid .. ":" .. n
+            end
+            table.sort(seen)
+            return table.concat(seen, " ")"#
+        ))
+        .unwrap()
+}
+
+/// Sends a groupchat `body` from `from` and returns everything `to` receives up to it:
+/// Prosody handles one room's stanzas in order, so whatever the room sent `to` before
+/// (a presence, a kick) is in there.
+fn through_marker(from: &mut RawXmpp, to: &mut RawXmpp, room: &str, body: &str) -> String {
+    from.send(&format!(
+        "<message type='groupchat' to='{room}'><body>{body}</body></message>"
+    ))
+    .unwrap();
+    read_until(to, &format!("<body>{body}</body>"))
+}
+
+#[test]
+fn one_account_holds_one_occupant_and_the_newest_wins() {
+    let server = plaintext_server();
+    server.register("house-a", "pw-a").unwrap();
+    server.register("house-c", "pw-c").unwrap();
+    let (addr, domain) = (server.c2s_addr(), server.domain());
+    // The rule holds on both MUC services, the hostile occupant-id one included.
+    for (local, occupant_id) in [("neighbourhood", false), ("linked", true)] {
+        let room = server
+            .provision_room(
+                local,
+                &RoomPolicy {
+                    occupant_id,
+                    ..RoomPolicy::default()
+                },
+            )
+            .unwrap();
+        let mut first = login(addr, domain, "house-a", "pw-a");
+        let mut second = login(addr, domain, "house-a", "pw-a");
+        let mut other = login(addr, domain, "house-c", "pw-c");
+        assert_ne!(first.jid(), second.jid(), "two sessions of one account");
+        joined(&mut other, &room, "nick-c");
+        joined(&mut first, &room, "nick-a");
+
+        let newer = joined(&mut second, &room, "nick-b");
+        assert!(newer.contains("role='participant'"), "{newer}");
+        let evicted = read_until(&mut first, "code='307'");
+        let evicted = &evicted[evicted.rfind("<presence").unwrap()..];
+        for part in [
+            format!("from='{room}/nick-a'"),
+            "type='unavailable'".to_owned(),
+            "code='110'".to_owned(),
+            "role='none'".to_owned(),
+            "<reason>replaced by a newer occupant of the same account</reason>".to_owned(),
+        ] {
+            assert!(evicted.contains(&part), "{part} missing: {evicted}");
+        }
+        assert!(
+            !evicted.contains("<actor"),
+            "the system removed it: {evicted}"
+        );
+        assert_eq!(
+            occupants(&server, &room),
+            "Result: nick-b=house-a@grid.test:1 nick-c=house-c@grid.test:1"
+        );
+
+        // The third account learns nothing: no presence, no JID, up to B's first message.
+        let seen = through_marker(&mut second, &mut other, &room, "after-eviction");
+        assert!(seen.contains(&format!("from='{room}/nick-b'")), "{seen}");
+        for leak in ["<presence", "house-a", "jid=", "code='307'", "nick-a"] {
+            assert!(
+                !seen.contains(leak),
+                "{leak} reached another occupant: {seen}"
+            );
+        }
+        // The evicted session itself stays connected and may come back (and then wins).
+        joined(&mut first, &room, "nick-d");
+        read_until(&mut second, "code='307'");
+        assert_eq!(
+            occupants(&server, &room),
+            "Result: nick-c=house-c@grid.test:1 nick-d=house-a@grid.test:1"
+        );
+    }
+    // The module logs at debug level only (the log keeps info and up): no line of it at
+    // all, hence no JID from it and no load error either.
+    let log = std::fs::read_to_string(server.log_path()).unwrap();
+    assert!(!log.contains("gridmuc_one_occupant"), "{log}");
+}
+
+/// How many sessions of `bare` Prosody holds, and how many of them hibernate (XEP-0198).
+fn sessions_of(server: &PrivateServer, bare: &str) -> String {
+    server
+        .admin_lua(&format!(
+            r#"local all, asleep = 0, 0
+            for jid, s in pairs(prosody.full_sessions) do
+              if jid:match("^[^/]+") == "{bare}" then
+                all = all + 1
+                if s.hibernating then asleep = asleep + 1 end
+              end
+            end
+            return all .. " sessions, " .. asleep .. " hibernating""#
+        ))
+        .unwrap()
+}
+
+#[test]
+fn a_killed_meter_rejoins_at_once_while_its_old_session_hibernates() {
+    let server = plaintext_server(); // XEP-0198 on, hibernation 600 s
+    server.register("house-a", "pw-a").unwrap();
+    let room = server
+        .provision_room("neighbourhood", &RoomPolicy::default())
+        .unwrap();
+    let (addr, domain) = (server.c2s_addr(), server.domain());
+    let mut old = login(addr, domain, "house-a", "pw-a");
+    old.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .unwrap();
+    read_until(&mut old, "<enabled");
+    joined(&mut old, &room, "old-nick");
+    drop(old); // the socket closes without </stream:stream>, as after kill -9
+    let mut polls = 0;
+    while sessions_of(&server, "house-a@grid.test") != "Result: 1 sessions, 1 hibernating" {
+        polls += 1;
+        assert!(polls < 400, "{}", sessions_of(&server, "house-a@grid.test"));
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(
+        occupants(&server, &room),
+        "Result: old-nick=house-a@grid.test:1",
+        "the hibernating session keeps its nickname"
+    );
+
+    let mut fresh = login(addr, domain, "house-a", "pw-a");
+    let rejoined = joined(&mut fresh, &room, "new-nick");
+    assert!(rejoined.contains("role='participant'"), "{rejoined}");
+    assert_eq!(
+        occupants(&server, &room),
+        "Result: new-nick=house-a@grid.test:1"
+    );
+    assert_eq!(
+        sessions_of(&server, "house-a@grid.test"),
+        "Result: 2 sessions, 1 hibernating",
+        "the old session still hibernates: the rejoin did not wait for it"
+    );
+}
+
+#[test]
+fn one_account_may_join_under_the_same_nickname_from_two_sessions() {
+    let server = plaintext_server();
+    server.register("bot", "pw-bot").unwrap();
+    server.register("house-c", "pw-c").unwrap();
+    let room = server
+        .provision_room("neighbourhood", &RoomPolicy::default())
+        .unwrap();
+    let (addr, domain) = (server.c2s_addr(), server.domain());
+    let mut stuck = login(addr, domain, "bot", "pw-bot");
+    let mut fresh = login(addr, domain, "bot", "pw-bot");
+    let mut house = login(addr, domain, "house-c", "pw-c");
+    joined(&mut stuck, &room, "substation");
+    joined(&mut house, &room, "nick-c");
+    let replacement = joined(&mut fresh, &room, "substation");
+    assert!(replacement.contains("role='participant'"), "{replacement}");
+    assert_eq!(
+        occupants(&server, &room),
+        "Result: nick-c=house-c@grid.test:1 substation=bot@grid.test:2"
+    );
+    // Neither session was removed: both still get the room's messages, no 307.
+    for session in [&mut stuck, &mut fresh] {
+        let seen = through_marker(&mut house, session, &room, "to-both");
+        assert!(!seen.contains("code='307'"), "{seen}");
+    }
+    // A nickname change by one of the two sessions would split the account into two
+    // occupants: refused, and the shared occupant stays as it was.
+    let split = fresh.join(&room, "other-nick").unwrap();
+    assert_eq!(split.condition(), Some("not-acceptable"), "{split:?}");
+    assert_eq!(
+        occupants(&server, &room),
+        "Result: nick-c=house-c@grid.test:1 substation=bot@grid.test:2"
+    );
+}
+
+#[test]
+fn rotation_by_leave_and_rejoin_works() {
+    let server = plaintext_server();
+    server.register("house-a", "pw-a").unwrap();
+    let room = server
+        .provision_room("neighbourhood", &RoomPolicy::default())
+        .unwrap();
+    let mut a = login(server.c2s_addr(), server.domain(), "house-a", "pw-a");
+    for (old, new) in [("first-nick", "second-nick"), ("second-nick", "third-nick")] {
+        if old == "first-nick" {
+            joined(&mut a, &room, old);
+        }
+        let left = a.leave(&room, old).unwrap();
+        assert!(!left.contains("code='307'"), "a plain leave: {left}");
+        assert_eq!(occupants(&server, &room), "Result: ");
+        let again = joined(&mut a, &room, new);
+        assert!(again.contains("role='participant'"), "{again}");
+        assert_eq!(
+            occupants(&server, &room),
+            format!("Result: {new}=house-a@grid.test:1")
+        );
+    }
+}
+
+#[test]
+fn the_bots_reserved_nickname_is_refused_to_every_other_account() {
+    let server = plaintext_server();
+    let bot_jid = server.register("bot", "pw-bot").unwrap();
+    server.register("house-a", "pw-a").unwrap();
+    let room = server
+        .provision_room(
+            "neighbourhood",
+            &RoomPolicy {
+                reserved_nicks: vec![(bot_jid.clone(), "substation".to_owned())],
+                ..RoomPolicy::default()
+            },
+        )
+        .unwrap();
+    let (addr, domain) = (server.c2s_addr(), server.domain());
+    let mut house = login(addr, domain, "house-a", "pw-a");
+    let (condition, presence) = refused(&mut house, &room, "substation");
+    assert_eq!(condition, "conflict", "{presence}");
+    assert!(
+        presence.contains(&format!("from='{room}/substation'")),
+        "{presence}"
+    );
+
+    let mut bot = login(addr, domain, "bot", "pw-bot");
+    let bot_self = joined(&mut bot, &room, "substation");
+    assert!(bot_self.contains("role='participant'"), "{bot_self}");
+    assert!(bot_self.contains("affiliation='member'"), "{bot_self}");
+    for privilege in ["moderator", "'owner'", "'admin'"] {
+        assert!(!bot_self.contains(privilege), "{privilege}: {bot_self}");
+    }
+
+    // Nor can a house register a nickname of its own (only affiliated accounts may).
+    let registration = house
+        .iq(
+            "reg",
+            &format!(
+                "<iq type='set' id='reg' to='{room}'><query xmlns='jabber:iq:register'>\
+                 <x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>\
+                 <field var='muc#register_roomnick'><value>substation-2</value></field>\
+                 </x></query></iq>"
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        gridmuc_server::raw::error_condition(&registration).as_deref(),
+        Some("registration-required"),
+        "{registration}"
+    );
+    // Nor can a house in the room take it by a nickname change.
+    joined(&mut house, &room, "nick-a");
+    let change = house.join(&room, "substation").unwrap();
+    assert_eq!(change.condition(), Some("conflict"), "{change:?}");
+
+    // A member still sees no real JID in our semi-anonymous room.
+    let live = server
+        .admin_lua(&format!(
+            r#"local r = prosody.hosts["rooms.grid.test"].modules.muc.get_room_from_jid("{room}")
+            return tostring(r:is_anonymous_for("{bot_jid}")) .. " " .. r:get_affiliation("{bot_jid}")
+              .. " " .. r:get_registered_nick("{bot_jid}")"#
+        ))
+        .unwrap();
+    assert_eq!(live, "Result: true member substation");
+    let seen = through_marker(&mut house, &mut bot, &room, "1.84 kW");
+    assert!(seen.contains(&format!("from='{room}/nick-a'")), "{seen}");
+    for leak in ["house-a", "jid=", "<presence"] {
+        assert!(!seen.contains(leak), "{leak} reached the bot: {seen}");
+    }
+    // The reservation is stored with the room and survives a restart.
+    let stored = std::fs::read_to_string(
+        server
+            .data_path()
+            .join("rooms%2egrid%2etest/config/neighbourhood.dat"),
+    )
+    .unwrap();
+    assert!(
+        stored.contains("[\"reserved_nickname\"] = \"substation\""),
+        "{stored}"
+    );
+    assert!(
+        stored.contains("[\"bot@grid.test\"] = \"member\""),
+        "{stored}"
+    );
+}
+
+#[test]
+fn reserving_a_nickname_in_use_removes_the_squatter() {
+    let server = plaintext_server();
+    let bot_jid = server.register("bot", "pw-bot").unwrap();
+    server.register("house-a", "pw-a").unwrap();
+    let room = server
+        .provision_room("neighbourhood", &RoomPolicy::default())
+        .unwrap();
+    let (addr, domain) = (server.c2s_addr(), server.domain());
+    let mut squatter = login(addr, domain, "house-a", "pw-a");
+    joined(&mut squatter, &room, "substation");
+
+    assert!(server.reserve_nick(&room, &bot_jid, "substation").unwrap());
+    let removed = read_until(&mut squatter, "code='307'");
+    assert!(
+        removed.contains("<reason>this nickname is reserved for another account</reason>"),
+        "{removed}"
+    );
+    let mut bot = login(addr, domain, "bot", "pw-bot");
+    assert!(joined(&mut bot, &room, "substation").contains("affiliation='member'"));
+    assert_eq!(refused(&mut squatter, &room, "substation").0, "conflict");
+    // Reserving again, with the bot itself in the seat, removes nobody.
+    assert!(!server.reserve_nick(&room, &bot_jid, "substation").unwrap());
+    assert_eq!(
+        occupants(&server, &room),
+        "Result: substation=bot@grid.test:1"
+    );
+    // A nickname reserved for another account moves: the old holder loses it.
+    let other = server.register("bot-two", "pw-two").unwrap();
+    server.reserve_nick(&room, &other, "substation").unwrap();
+    let live = server
+        .admin_lua(&format!(
+            r#"local r = prosody.hosts["rooms.grid.test"].modules.muc.get_room_from_jid("{room}")
+            return tostring((r:get_registered_nick("{bot_jid}"))) .. " " .. r:get_registered_jid("substation")"#
+        ))
+        .unwrap();
+    assert_eq!(live, "Result: nil bot-two@grid.test");
+}
+
+#[test]
+fn a_thirty_thousand_level_stanza_reaches_the_room_and_the_session_survives() {
+    let server = plaintext_server();
+    server.register("house-a", "pw-a").unwrap();
+    server.register("bot", "pw-bot").unwrap();
+    let room = server
+        .provision_room("neighbourhood", &RoomPolicy::default())
+        .unwrap();
+    let limit = server
+        .admin_lua(r#"return require "core.configmanager".get("*", "c2s_stanza_size_limit")"#)
+        .unwrap();
+    assert_eq!(
+        limit,
+        format!("Result: {}", gridmuc_server::C2S_STANZA_SIZE_LIMIT)
+    );
+    assert_eq!(gridmuc_server::C2S_STANZA_SIZE_LIMIT, 262_144);
+
+    let (addr, domain) = (server.c2s_addr(), server.domain());
+    let mut hostile = login(addr, domain, "house-a", "pw-a");
+    let mut bot = login(addr, domain, "bot", "pw-bot");
+    joined(&mut bot, &room, "substation");
+    joined(&mut hostile, &room, "deep");
+    let stanza = gridmuc_server::raw::nested_groupchat(&room, "deep-1", 30_000);
+    assert!(
+        stanza.len() > 200_000 && stanza.len() < 262_144,
+        "{}",
+        stanza.len()
+    );
+    hostile.send(&stanza).unwrap();
+
+    let got = read_until(&mut bot, "<body>nested 30000</body>");
+    let got = &got[got.rfind("<message").unwrap()..];
+    assert!(
+        got.contains(&format!("from='{room}/deep'")),
+        "{}",
+        &got[..300]
+    );
+    // Every level arrived (the innermost, empty, as `<x/>`).
+    assert_eq!(got.matches("<x").count(), 30_000);
+    assert!(got.trim_end().ends_with("</message>"));
+    // The sender gets its echo and both sessions still answer.
+    read_until(&mut hostile, "<body>nested 30000</body>");
+    for client in [&mut hostile, &mut bot] {
+        let pong = client
+            .iq(
+                "ping",
+                &format!(
+                    "<iq type='get' id='ping' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"
+                ),
+            )
+            .unwrap();
+        assert!(pong.contains("type='result'"), "{pong}");
+    }
+    assert_eq!(
+        occupants(&server, &room),
+        "Result: deep=house-a@grid.test:1 substation=bot@grid.test:1"
+    );
 }
