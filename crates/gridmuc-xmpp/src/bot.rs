@@ -8,26 +8,32 @@
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery;
 use crate::district::{DistrictConfig, Uplink};
+use crate::guard::{self, GuardMark};
 use crate::liveness::Liveness;
 use crate::metrics::{self, Metrics};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
+use crate::session::Session;
 use crate::{instant_at, now_ts};
+use delivery::Verdict;
 use futures::StreamExt;
+use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
+use gridmuc_core::aggregator::Ingest;
 use gridmuc_core::codec::{self, CodecLimits};
 use gridmuc_core::{
-    Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, RoomNick, Watts,
+    Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, Reading, ReadingId, Rejection,
+    RoomNick, Watts,
 };
 use minidom::Element;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
-use tokio_xmpp::{Client, Event, Stanza};
-use xmpp_parsers::delay::Delay;
+use tokio_xmpp::{Event, Stanza};
 use xmpp_parsers::message::{Lang, Message, MessageType};
 use xmpp_parsers::muc::user::MucUser;
 
@@ -66,6 +72,13 @@ pub struct BotConfig {
     /// Use this registry instead of a fresh one, so in-process callers read it directly.
     #[serde(skip)]
     pub registry: Option<Arc<Metrics>>,
+    /// File holding the bot's long-term secret key (`gridmuc server` writes one): verdicts and
+    /// posts are signed with it and sealed readings opened; meters pin its public half.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The secret key itself, for in-process callers (demo, tests); wins over `key_file`.
+    #[serde(skip)]
+    pub key: Option<Arc<BotSecretKey>>,
 }
 
 fn default_nick() -> String {
@@ -93,6 +106,8 @@ impl BotConfig {
             tap_stanzas: false,
             metrics: None,
             registry: None,
+            key_file: None,
+            key: None,
         }
     }
 }
@@ -145,6 +160,9 @@ pub enum BotError {
     /// The `/metrics` address could not be bound.
     #[error("cannot serve metrics on {0}: {1}")]
     Metrics(SocketAddr, std::io::Error),
+    /// The key file could not be read or holds no valid bot key.
+    #[error("cannot use bot key {0}: {1}")]
+    Key(String, String),
 }
 
 struct Bot {
@@ -162,6 +180,8 @@ struct Bot {
     metrics: Arc<Metrics>,
     /// Catches a session that stops delivering while it still sends (tokio-xmpp 6).
     liveness: Liveness,
+    /// Signs verdicts and posts, opens sealed readings.
+    key: Option<Arc<BotSecretKey>>,
 }
 
 /// Runs the bot until `shutdown` resolves; flushes the open intervals before returning.
@@ -206,6 +226,20 @@ pub async fn run_bot(
         None => None,
     };
     let interval = Duration::from_millis(cfg.aggregator.interval.max(1).unsigned_abs());
+    let key = match (cfg.key, &cfg.key_file) {
+        (Some(key), _) => Some(key),
+        (None, Some(path)) => Some(Arc::new(read_key(path)?)),
+        (None, None) => {
+            tracing::warn!(
+                "no bot key configured (key_file): verdicts and posts are unsigned, so meters \
+                 cannot tell this bot from an occupant that takes its nickname"
+            );
+            None
+        }
+    };
+    if let Some(key) = &key {
+        tracing::info!(fingerprint = %key.public().fingerprint(), "signing with the bot key");
+    }
     let mut client = connect::connect(&cfg.account).await?;
     let mut bot = Bot {
         room,
@@ -221,6 +255,7 @@ pub async fn run_bot(
         uplink,
         metrics: registry,
         liveness: Liveness::new(interval * 3 / 2),
+        key,
     };
     let result = bot.run(&mut client, shutdown).await;
     connect::close(client).await;
@@ -244,19 +279,26 @@ impl Bot {
 
     async fn run(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), BotError> {
         self.join(client).await?;
         tokio::pin!(shutdown);
+        let interval = Duration::from_millis(self.agg.config().interval.max(1).unsigned_abs());
         loop {
             let wake = self
                 .agg
                 .poll_timeout()
                 .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at)
                 .min(self.liveness.deadline());
+            // What the session has already delivered is read before due intervals close (a
+            // bot resumed after a pause would otherwise close them empty), unless a flood has
+            // kept the timer waiting for a whole interval.
+            let starved = Instant::now() > wake + interval;
             let step = tokio::select! {
+                biased;
                 () = &mut shutdown => break,
+                () = tokio::time::sleep_until(wake), if starved => self.tick(client).await,
                 event = client.next() => {
                     self.liveness.heard();
                     self.on_event(client, event).await
@@ -289,7 +331,7 @@ impl Bot {
     }
 
     /// Closes due intervals and publishes them, after making sure the session still delivers.
-    async fn tick(&mut self, client: &mut Client) -> Result<(), BotError> {
+    async fn tick(&mut self, client: &mut Session) -> Result<(), BotError> {
         if self.liveness.check(client, &self.account).await? {
             self.join(client).await?;
         }
@@ -300,7 +342,7 @@ impl Bot {
     /// Reacts to what the session delivered.
     async fn on_event(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         event: Option<Event>,
     ) -> Result<(), BotError> {
         match muc::session_event(event)? {
@@ -315,7 +357,7 @@ impl Bot {
 
     /// Joins the neighbourhood room (and the district room, if any) and resends what the
     /// district has not acknowledged.
-    async fn join(&mut self, client: &mut Client) -> Result<(), BotError> {
+    async fn join(&mut self, client: &mut Session) -> Result<(), BotError> {
         join_as_participant(client, &self.room, &self.nick, &self.account).await?;
         // The room answered: whatever an earlier session owed us is moot.
         self.liveness.heard();
@@ -328,7 +370,11 @@ impl Bot {
         Ok(())
     }
 
-    async fn handle_stanza(&mut self, client: &mut Client, stanza: Stanza) -> Result<(), BotError> {
+    async fn handle_stanza(
+        &mut self,
+        client: &mut Session,
+        stanza: Stanza,
+    ) -> Result<(), BotError> {
         if self.tap {
             self.emit(BotEvent::Stanza(stanza_xml(&stanza)));
         }
@@ -345,7 +391,7 @@ impl Bot {
         }
     }
 
-    async fn handle_message(&mut self, client: &mut Client, m: Message) -> Result<(), BotError> {
+    async fn handle_message(&mut self, client: &mut Session, m: Message) -> Result<(), BotError> {
         if self.uplink.as_mut().is_some_and(|up| up.on_message(&m)) {
             return Ok(());
         }
@@ -354,12 +400,15 @@ impl Bot {
             let delayed = m
                 .payloads
                 .iter()
-                .any(|p| Delay::try_from(p.clone()).is_ok());
-            if nick == self.nick || !live || delayed || codec::find_fields(&m.payloads).is_none() {
+                .any(|p| p.is("delay", xmpp_parsers::ns::DELAY));
+            if nick == self.nick || !live || delayed {
                 return Ok(());
             }
             let id = delivery::reading_id(&m);
-            match codec::decode_payloads(&m.payloads, &self.limits) {
+            let Some(decoded) = self.decode(&m, id) else {
+                return Ok(());
+            };
+            let verdict = match decoded {
                 Ok(reading) => {
                     let (now, seqnr, at) = (now_ts(), reading.seqnr, reading.at);
                     let outcome = match id {
@@ -367,20 +416,34 @@ impl Bot {
                         None => self.agg.handle_reading(now, &nick, reading),
                     };
                     self.metrics.reading(&nick, seqnr, &outcome, now.since(at));
+                    match outcome {
+                        // A resent copy of a counted reading: counted, so the sender may forget it.
+                        Ingest::Accepted | Ingest::Rejected(Rejection::Duplicate) => {
+                            Verdict::Accepted
+                        }
+                        Ingest::Rejected(r) => {
+                            tracing::info!(%nick, reason = r.kind(), "reading refused");
+                            Verdict::Refused(r.kind().to_owned())
+                        }
+                    }
                 }
                 Err(rejection) => {
-                    tracing::debug!(%nick, reason = rejection.kind(), "reading rejected");
+                    tracing::info!(%nick, reason = rejection.kind(), "reading refused");
                     self.agg.handle_rejection(&rejection);
                     self.metrics.rejection(&rejection);
+                    Verdict::Refused(rejection.kind().to_owned())
                 }
-            }
-            // Received, whatever the verdict: a resend would meet the same one. Receipts go
-            // only to direct readings; in the room, the reflection is the sender's receipt.
+            };
+            // Direct readings get the verdict: a receipt only if counted, a refusal with its
+            // reason otherwise, so the meter neither forgets a refused reading silently nor
+            // resends one that will meet the same verdict. In the room, the reflection is the
+            // sender's receipt.
             let wants_receipt =
                 m.type_ == MessageType::Chat && delivery::wants_receipt(&m.payloads);
             if let (Some(id), true) = (id, wants_receipt) {
-                let receipt = delivery::receipt(muc::occupant(&self.room, &nick)?, id);
-                muc::send(client, receipt.into(), self.timeout).await?;
+                let to = muc::occupant(&self.room, &nick)?;
+                let answer = delivery::verdict_message(to, id, &verdict, self.key.as_deref());
+                muc::send(client, answer.into(), self.timeout).await?;
             }
             return Ok(());
         }
@@ -395,8 +458,41 @@ impl Bot {
             MessageType::Chat,
             reply,
             None,
+            self.key.as_deref(),
         )
         .await
+    }
+
+    /// The reading a message from an occupant carries, `None` if it carries none; refused if
+    /// the guard cut or measured it, or if it is sealed but not to our key.
+    fn decode(&self, m: &Message, id: Option<ReadingId>) -> Option<Result<Reading, Rejection>> {
+        if let Some(mark) = GuardMark::find(&m.payloads) {
+            let limit = self.limits.max_stanza_bytes;
+            if mark.too_deep {
+                return Some(Err(Rejection::TooDeep(guard::MAX_STANZA_DEPTH)));
+            }
+            // The whole stanza as it came over the wire, body and all, not just the payload.
+            if let Some(size) = mark.bytes.filter(|&b| b > limit) {
+                return Some(Err(Rejection::Oversize { size, limit }));
+            }
+        }
+        let sealed = match (&self.key, id) {
+            (Some(key), Some(id)) => delivery::unseal(&m.payloads, id, key),
+            _ => None,
+        };
+        match sealed {
+            Some(Ok(fields)) => {
+                let mut xml = b"<message xmlns='jabber:client'>".to_vec();
+                xml.extend_from_slice(&fields);
+                xml.extend_from_slice(b"</message>");
+                Some(codec::decode_stanza(&xml, &self.limits))
+            }
+            Some(Err(e)) => Some(Err(Rejection::Malformed(e.to_string()))),
+            None => {
+                codec::find_fields(&m.payloads)?;
+                Some(codec::decode_payloads(&m.payloads, &self.limits))
+            }
+        }
     }
 
     /// Operator commands: short human answers, nicknames only.
@@ -434,12 +530,13 @@ impl Bot {
     }
 
     /// Posts what the aggregator produced: summaries and alerts to the room, house alerts privately.
-    async fn publish(&mut self, client: &mut Client) -> Result<(), BotError> {
+    async fn publish(&mut self, client: &mut Session) -> Result<(), BotError> {
         let now = now_ts();
         let summaries: Vec<IntervalStats> = self.agg.poll_summaries().collect();
         let alerts: Vec<Alert> = self.agg.poll_alerts().collect();
         for stats in summaries {
-            if self.post_summaries {
+            // An interval nobody reported in says nothing worth a line in the room.
+            if self.post_summaries && stats.meters > 0 {
                 let to = self.room.clone().into();
                 // Our own post echoes back from the room; if it does not, the session is probed.
                 self.liveness.posted(self.echo_bound());
@@ -450,6 +547,7 @@ impl Bot {
                     MessageType::Groupchat,
                     summary_line(&stats),
                     None,
+                    self.key.as_deref(),
                 )
                 .await?;
             }
@@ -465,7 +563,8 @@ impl Bot {
             });
         }
         for alert in alerts {
-            deliver_alert(client, self.timeout, &self.room, &self.operators, &alert).await?;
+            let (room, ops, key) = (&self.room, &self.operators, self.key.as_deref());
+            deliver_alert(client, self.timeout, room, ops, &alert, key).await?;
             self.metrics.alert(&alert);
             self.emit(BotEvent::Alert(alert));
         }
@@ -479,7 +578,7 @@ impl Bot {
 /// Joins as a plain participant, or leaves again and refuses to run if the room would show
 /// us real JIDs (moderator or owner/admin, non-anonymous room, occupant-id).
 pub(crate) async fn join_as_participant(
-    client: &mut Client,
+    client: &mut Session,
     room: &BareJid,
     nick: &RoomNick,
     account: &ConnectConfig,
@@ -490,7 +589,9 @@ pub(crate) async fn join_as_participant(
         let answer = muc::answer_bound(account);
         let own = client.bound_jid().cloned();
         let joined = muc::join(client, room, nick, answer, |s| {
-            if let Stanza::Presence(p) = &s {
+            if let Stanza::Presence(p) = &s
+                && from_room(p, room)
+            {
                 saw_jids |= presence_reveals_jid(&p.payloads, own.as_ref());
             }
         })
@@ -530,18 +631,30 @@ pub(crate) async fn join_as_participant(
     Ok(())
 }
 
-/// Whether a presence says we were removed from the room; an error if it shows real JIDs,
-/// i.e. the room changed under us (made non-anonymous or us a moderator) and we must stop.
+/// Whether a presence from the room says we were removed from it; an error if it shows real
+/// JIDs, i.e. the room changed under us (made non-anonymous or us a moderator) and we must stop.
+///
+/// Only the room speaks for the room: any account can send us a presence carrying a `muc#user`
+/// item with someone's JID, and such a presence is ignored.
 pub(crate) fn removed_by_presence(
     p: &xmpp_parsers::presence::Presence,
     room: &BareJid,
     nick: &RoomNick,
     own: Option<&FullJid>,
 ) -> Result<bool, BotError> {
+    if !from_room(p, room) {
+        tracing::debug!("ignored a presence that does not come from the room");
+        return Ok(false);
+    }
     if presence_reveals_jid(&p.payloads, own) {
         return Err(MucError::from(PrivacyError::NonAnonymous(room.to_string())).into());
     }
     Ok(muc::nick_in_room(p.from.as_ref(), room).as_ref() == Some(nick) && muc::removed(p))
+}
+
+/// Whether a presence comes from the room itself or one of its occupants.
+pub(crate) fn from_room(p: &xmpp_parsers::presence::Presence, room: &BareJid) -> bool {
+    p.from.as_ref().is_some_and(|f| f.to_bare() == *room)
 }
 
 /// The operator and the command text if `m` is a direct message from a configured operator.
@@ -562,11 +675,12 @@ pub(crate) fn operator_command(m: &Message, operators: &[BareJid]) -> Option<(Ba
 /// Sends one alert: a house spike privately to that nickname through the room, anything
 /// else to the room; every alert also to each operator.
 pub(crate) async fn deliver_alert(
-    client: &mut Client,
+    client: &mut Session,
     bound: Duration,
     room: &BareJid,
     operators: &[BareJid],
     alert: &Alert,
+    key: Option<&BotSecretKey>,
 ) -> Result<(), BotError> {
     let body = alert.body();
     let payload = codec::encode_alert(alert);
@@ -588,6 +702,7 @@ pub(crate) async fn deliver_alert(
             type_,
             body.clone(),
             Some(payload.clone()),
+            key,
         )
         .await?;
     }
@@ -612,17 +727,20 @@ pub fn summary_line(s: &IntervalStats) -> String {
     )
 }
 
-/// Sends a message with a body for people and an optional payload for programs, bounded.
+/// Sends a message with a body for people and an optional payload for programs, bounded; with
+/// a key, the body is signed so listeners that pinned the bot's key can check who posted it.
 pub(crate) async fn send_chat(
-    client: &mut Client,
+    client: &mut Session,
     bound: Duration,
     to: Jid,
     type_: MessageType,
     body: String,
     payload: Option<Element>,
+    key: Option<&BotSecretKey>,
 ) -> Result<(), BotError> {
-    let mut m =
-        Message::new_with_type(type_, Some(to)).with_payloads(payload.into_iter().collect());
+    let signature = key.map(|k| delivery::post_signature(&body, k));
+    let payloads = payload.into_iter().chain(signature).collect();
+    let mut m = Message::new_with_type(type_, Some(to)).with_payloads(payloads);
     m.bodies.insert(Lang(String::new()), body);
     muc::send(client, m.into(), bound).await?;
     Ok(())
@@ -645,6 +763,13 @@ fn presence_reveals_jid(payloads: &[Element], own: Option<&FullJid>) -> bool {
                 .filter_map(|i| i.jid.as_ref())
                 .any(|j| own.as_ref() != Some(&j.to_bare()))
         })
+}
+
+/// Reads the bot's secret key from `path` (written by `gridmuc server`).
+pub(crate) fn read_key(path: &Path) -> Result<BotSecretKey, BotError> {
+    let what = || path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| BotError::Key(what(), e.to_string()))?;
+    BotSecretKey::from_text(&text).map_err(|e| BotError::Key(what(), e.to_string()))
 }
 
 /// Stops the metrics responder when the bot returns, however it returns.
@@ -676,6 +801,45 @@ mod tests {
              <item affiliation='none' role='participant' jid='{jid}'/></x>"
         );
         vec![x.parse().unwrap()]
+    }
+
+    #[test]
+    fn only_the_room_can_say_it_shows_jids_or_removed_us() {
+        let room = BareJid::new("hood@rooms.grid.test").unwrap();
+        let nick = RoomNick::new("substation").unwrap();
+        let own = FullJid::new("bot@grid.test/r").unwrap();
+        let spoof = |from: &str| {
+            let xml = format!(
+                "<presence xmlns='jabber:client' from='{from}' to='bot@grid.test/r'>\
+                 <x xmlns='http://jabber.org/protocol/muc#user'>\
+                 <item affiliation='none' role='participant' jid='house-999@grid.test/x'/></x></presence>"
+            );
+            xmpp_parsers::presence::Presence::try_from(xml.parse::<Element>().unwrap()).unwrap()
+        };
+        // Any account may send this; from outside the room it says nothing.
+        assert!(matches!(
+            removed_by_presence(&spoof("house-999@grid.test/x"), &room, &nick, Some(&own)),
+            Ok(false)
+        ));
+        assert!(matches!(
+            removed_by_presence(
+                &spoof("other@rooms.grid.test/substation"),
+                &room,
+                &nick,
+                Some(&own)
+            ),
+            Ok(false)
+        ));
+        // From the room it means the room shows real JIDs: stop.
+        assert!(
+            removed_by_presence(
+                &spoof("hood@rooms.grid.test/amber-otter-1"),
+                &room,
+                &nick,
+                Some(&own)
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! tokio-xmpp retries forever and reports TLS and SASL failures only in its logs, so
 //! [`connect`] first runs one probe login of its own (same connector, same credentials)
 //! under a deadline and turns the first failure into a [`ConnectError`]. Only then does it
-//! hand the connector to a reconnecting [`Client`] and wait, again bounded, for `Online`.
+//! hand the connector to a reconnecting [`Session`] and wait, again bounded, for `Online`.
 
+use crate::guard::Guarded;
+use crate::session::Session;
 use futures::{SinkExt, StreamExt};
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -14,7 +16,8 @@ use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_xmpp::connect::{DnsConfig, ServerConnector, TcpServerConnector};
+use tokio_xmpp::Event;
+use tokio_xmpp::connect::{DnsConfig, ServerConnector};
 use tokio_xmpp::jid::{BareJid, Jid};
 use tokio_xmpp::rustls::pki_types::pem::PemObject;
 use tokio_xmpp::rustls::pki_types::{CertificateDer, ServerName};
@@ -23,7 +26,6 @@ use tokio_xmpp::xmlstream::{
     FallibleStreamElement, PendingFeaturesRecv, ReadError, StreamHeader, Timeouts,
     XmppStreamElement, initiate_stream,
 };
-use tokio_xmpp::{Client, Event};
 use xmpp_parsers::starttls;
 
 /// How a session reaches the server; TLS is the default, plaintext exists only for loopback tests.
@@ -158,7 +160,7 @@ impl std::fmt::Debug for RustlsStartTls {
 }
 
 impl ServerConnector for RustlsStartTls {
-    type Stream = BufStream<TlsStream<TcpStream>>;
+    type Stream = BufStream<Guarded<TlsStream<TcpStream>>>;
 
     async fn connect(
         &self,
@@ -209,9 +211,43 @@ impl ServerConnector for RustlsStartTls {
         let tls = TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await?;
-        let binding = channel_binding(&tls);
-        let stream = initiate_stream(BufStream::new(tls), ns, header(domain), timeouts).await?;
-        Ok((stream, binding))
+        let stream = BufStream::new(Guarded::new(tls));
+        let stream = initiate_stream(stream, ns, header(domain), timeouts).await?;
+        Ok((stream, NO_CHANNEL_BINDING))
+    }
+}
+
+/// SCRAM without channel binding.
+///
+/// tokio-xmpp picks the first mechanism the server lists among SCRAM-SHA-256, SCRAM-SHA-1 and
+/// PLAIN, naming SCRAM `-PLUS` whenever a binding is offered; Prosody 0.12 offers no `-PLUS`
+/// over TLS 1.3, so offering `tls-exporter` made every login fall back to PLAIN. Plain SCRAM
+/// still never sends the password and checks the server's proof; TLS is verified separately.
+const NO_CHANNEL_BINDING: sasl::common::ChannelBinding = sasl::common::ChannelBinding::None;
+
+/// Plain TCP for loopback-only tests, guarded like the TLS connector.
+#[derive(Clone, Debug)]
+pub struct GuardedTcp(DnsConfig);
+
+impl ServerConnector for GuardedTcp {
+    type Stream = BufStream<Guarded<TcpStream>>;
+
+    async fn connect(
+        &self,
+        jid: &Jid,
+        ns: &'static str,
+        timeouts: Timeouts,
+    ) -> Result<
+        (
+            PendingFeaturesRecv<Self::Stream>,
+            sasl::common::ChannelBinding,
+        ),
+        tokio_xmpp::Error,
+    > {
+        let tcp = BufStream::new(Guarded::new(self.0.resolve().await?));
+        let header = header(jid.domain().as_str());
+        let stream = initiate_stream(tcp, ns, header, timeouts).await?;
+        Ok((stream, NO_CHANNEL_BINDING))
     }
 }
 
@@ -221,19 +257,6 @@ fn header(domain: &str) -> StreamHeader<'_> {
         from: None,
         id: None,
     }
-}
-
-/// `tls-exporter` binding on TLS 1.3 (what tokio-xmpp's own connector offers), none otherwise.
-fn channel_binding(tls: &TlsStream<TcpStream>) -> sasl::common::ChannelBinding {
-    let (_, conn) = tls.get_ref();
-    if conn.protocol_version() != Some(tokio_xmpp::rustls::ProtocolVersion::TLSv1_3) {
-        return sasl::common::ChannelBinding::None;
-    }
-    conn.export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
-        .map_or(
-            sasl::common::ChannelBinding::None,
-            sasl::common::ChannelBinding::TlsExporter,
-        )
 }
 
 /// Builds the rustls configuration: optional system roots plus the configured extra CA.
@@ -333,7 +356,7 @@ async fn probe<C: ServerConnector>(
 }
 
 /// Opens a reconnecting session and returns it once it is online, or a clear error within `cfg.timeout`.
-pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
+pub async fn connect(cfg: &ConnectConfig) -> Result<Session, ConnectError> {
     let jid =
         BareJid::new(&cfg.jid).map_err(|e| ConnectError::BadJid(cfg.jid.clone(), e.to_string()))?;
     if jid.node().is_none() {
@@ -368,7 +391,7 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Client, ConnectError> {
                 if !is_loopback(cfg.server.as_deref()) {
                     return Err(ConnectError::PlaintextNotLoopback(server));
                 }
-                let connector = TcpServerConnector::from(dns.clone());
+                let connector = GuardedTcp(dns.clone());
                 start(connector, &jid, &cfg.password, &server, deadline).await?
             }
         };
@@ -408,7 +431,7 @@ async fn start<C: ServerConnector>(
     password: &str,
     server: &str,
     deadline: tokio::time::Instant,
-) -> Result<Client, ConnectError> {
+) -> Result<Session, ConnectError> {
     tokio::time::timeout_at(deadline, probe(&connector, jid, password, server))
         .await
         .map_err(|_| ConnectError::Timeout {
@@ -416,16 +439,15 @@ async fn start<C: ServerConnector>(
             timeout: deadline.saturating_duration_since(tokio::time::Instant::now()),
             state: "probe login",
         })??;
-    Ok(Client::new_with_connector(
-        jid.clone(),
-        password.to_owned(),
+    Ok(Session::new(
         connector,
-        Timeouts::tight(),
+        jid.clone().into(),
+        password.to_owned(),
     ))
 }
 
 /// True if the server answers an XEP-0199 ping within `bound` (other events meanwhile are dropped).
-async fn alive(client: &mut Client, bound: Duration) -> bool {
+async fn alive(client: &mut Session, bound: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + bound;
     let Some(id) = send_ping(client, deadline).await else {
         return false;
@@ -441,7 +463,7 @@ async fn alive(client: &mut Client, bound: Duration) -> bool {
 
 /// Sends an XEP-0199 ping unless that takes past `deadline`; the ping's id if it went out.
 pub(crate) async fn send_ping(
-    client: &mut Client,
+    client: &mut Session,
     deadline: tokio::time::Instant,
 ) -> Option<String> {
     let id = format!("alive-{}", rand::random::<u64>());
@@ -454,7 +476,7 @@ pub(crate) async fn send_ping(
 
 /// Sends initial presence: without it the server does not route messages sent to our bare JID
 /// (operator commands to the bot, alerts to the operator). Needed again after a fresh session.
-pub async fn announce(client: &mut Client) -> std::io::Result<()> {
+pub async fn announce(client: &mut Session) -> std::io::Result<()> {
     client
         .send_stanza(xmpp_parsers::presence::Presence::available().into())
         .await
@@ -462,7 +484,7 @@ pub async fn announce(client: &mut Client) -> std::io::Result<()> {
 }
 
 /// Polls a fresh client until `Online`; any stanza before that is impossible, so nothing is lost.
-async fn wait_online(mut client: Client, deadline: tokio::time::Instant) -> Option<Client> {
+async fn wait_online(mut client: Session, deadline: tokio::time::Instant) -> Option<Session> {
     loop {
         match tokio::time::timeout_at(deadline, client.next()).await {
             Ok(Some(Event::Online { .. })) => return Some(client),
@@ -484,7 +506,7 @@ async fn wait_online(mut client: Client, deadline: tokio::time::Instant) -> Opti
 /// The old session is closed (bounded) before this returns, so it has left every room before
 /// the caller rejoins: two sessions of one account under one nickname would make the room show
 /// the occupant its own real JID, which the bot refuses.
-pub async fn renew(client: &mut Client, cfg: &ConnectConfig) -> Result<(), ConnectError> {
+pub async fn renew(client: &mut Session, cfg: &ConnectConfig) -> Result<(), ConnectError> {
     let mut backoff = RENEW_FIRST_BACKOFF;
     let fresh = loop {
         match connect(cfg).await {
@@ -508,7 +530,7 @@ const RENEW_FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const RENEW_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Ends a session without ever hanging: `send_end` can block for minutes, so it is bounded.
-pub async fn close(client: Client) {
+pub async fn close(client: Session) {
     if tokio::time::timeout(Duration::from_secs(2), client.send_end())
         .await
         .is_err()

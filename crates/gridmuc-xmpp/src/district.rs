@@ -8,10 +8,10 @@
 
 use crate::delivery;
 use crate::muc::{self, MucError};
+use crate::session::Session;
 use gridmuc_core::{IntervalStats, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick};
 use rand::Rng;
 use std::time::Duration;
-use tokio_xmpp::Client;
 use tokio_xmpp::jid::{BareJid, FullJid};
 use xmpp_parsers::message::{Message, MessageType};
 
@@ -95,7 +95,7 @@ impl Uplink {
     /// Sends what is due to the district bot.
     pub(crate) async fn flush(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         now: gridmuc_core::Timestamp,
         bound: Duration,
     ) -> Result<(), MucError> {
@@ -118,8 +118,13 @@ impl Uplink {
 
     /// True if `m` was the district bot's receipt for one of our totals (or its bounce).
     pub(crate) fn on_message(&mut self, m: &Message) -> bool {
-        if let Some(id) = delivery::receipt_from(m, &self.bot) {
-            self.outbox.acknowledge(id);
+        if let Some(answer) = delivery::answer_from(m, &self.bot, None) {
+            if let delivery::Answer::Verdict(id, verdict) = answer {
+                if let delivery::Verdict::Refused(reason) = verdict {
+                    tracing::warn!(%reason, "the district bot refused a neighbourhood total");
+                }
+                self.outbox.acknowledge(id);
+            }
             return true;
         }
         let bounced =

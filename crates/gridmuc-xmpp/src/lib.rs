@@ -7,12 +7,14 @@ pub mod bot;
 pub mod connect;
 pub mod delivery;
 pub mod district;
+pub mod guard;
 pub mod listen;
 mod liveness;
 pub mod masked;
 pub mod meter;
 pub mod metrics;
 pub mod muc;
+pub mod session;
 pub mod source;
 
 pub use bot::{BotConfig, BotError, BotEvent, BotReport, run_bot};

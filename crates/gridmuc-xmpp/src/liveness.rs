@@ -14,9 +14,9 @@
 //! rejoins.
 
 use crate::connect::{self, ConnectConfig, ConnectError};
+use crate::session::Session;
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_xmpp::Client;
 
 /// How long a ping may take before the session counts as dead: half the account's timeout,
 /// at least 2 s. A server busy with a thousand meters leaving answered in more than 2 s, and
@@ -87,7 +87,7 @@ impl Liveness {
     /// true: the caller must rejoin its rooms.
     pub(crate) async fn check(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         account: &ConnectConfig,
     ) -> Result<bool, ConnectError> {
         let now = Instant::now();

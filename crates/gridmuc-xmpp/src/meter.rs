@@ -1,6 +1,6 @@
 //! The meter agent: one house, one account, a random nickname that rotates, one reading per interval.
 //!
-//! One task owns the [`Client`] and `select!`s over incoming events, the next send slot, the
+//! One task owns the [`Session`] and `select!`s over incoming events, the next send slot, the
 //! rotation deadline and shutdown (tokio-xmpp's `split()` can stall under load).
 //!
 //! In broadcast mode a meter keeps at most one reading in flight: it sends the next only after
@@ -10,12 +10,14 @@
 //! instead of piling readings into server queues that reach the bot too late (docs/flood.md).
 
 use crate::connect::{self, ConnectConfig, ConnectError};
-use crate::delivery;
+use crate::delivery::{self, Answer, Verdict};
 use crate::liveness::Liveness;
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
+use crate::session::Session;
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
+use gridmuc_botkey::BotPublicKey;
 use gridmuc_core::codec;
 use gridmuc_core::{
     Alert, Millis, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick,
@@ -23,12 +25,13 @@ use gridmuc_core::{
 };
 use rand::rngs::OsRng;
 use rand::{Rng, TryRngCore};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_xmpp::jid::BareJid;
-use tokio_xmpp::{Client, Event, Stanza};
+use tokio_xmpp::{Event, Stanza};
 use xmpp_parsers::message::{Message, MessageType};
 
 /// Broadcast to the room or send privately to the bot through the room.
@@ -56,6 +59,10 @@ pub struct MeterConfig {
     /// The substation bot's room nickname (direct mode's recipient).
     #[serde(default = "default_bot_nick")]
     pub bot_nick: String,
+    /// The bot's public key as `gridmuc server` prints it (`gridmuc-bot-v1:…`): direct readings
+    /// are sealed to it, and only verdicts and posts signed with it are believed.
+    #[serde(default)]
+    pub bot_key: Option<BotPublicKey>,
     /// Reporting interval; must equal the bot's interval so each nickname sends one reading per bucket.
     #[serde(default = "default_interval", with = "crate::connect::secs")]
     pub interval: Duration,
@@ -120,6 +127,7 @@ impl MeterConfig {
             room: room.to_owned(),
             mode: Mode::default(),
             bot_nick: default_bot_nick(),
+            bot_key: None,
             interval: default_interval(),
             jitter: default_jitter(),
             rotate: default_rotate(),
@@ -190,6 +198,17 @@ pub struct MeterReport {
     pub paced: u64,
     /// Broadcast readings whose echo never came back within the account timeout.
     pub echo_timeouts: u64,
+    /// Readings the bot refused (not counted; resending would not change that), by reason.
+    pub refused: BTreeMap<String, u64>,
+    /// Answers from the bot's nickname not signed by the pinned bot key (an impostor's).
+    pub unverified: u64,
+}
+
+impl MeterReport {
+    /// All refused readings, whatever the reason.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.values().sum()
+    }
 }
 
 /// Why a meter stopped with an error.
@@ -223,15 +242,23 @@ impl std::fmt::Display for MeterReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "readings sent: {} (acknowledged {}, resent {}, unacknowledged at stop {}, dropped {}, \
-             expired {}), bounced: {}, nicknames used: {}, nickname conflicts: {}",
+            "readings sent: {} (acknowledged {}, refused {}{}, resent {}, unacknowledged at stop {}, \
+             dropped {}, expired {}), bounced: {}, unverified answers: {}, nicknames used: {}, \
+             nickname conflicts: {}",
             self.sent,
             self.acknowledged,
+            self.refused_total(),
+            if self.refused.is_empty() {
+                String::new()
+            } else {
+                format!(" {:?}", self.refused)
+            },
             self.resent,
             self.unacknowledged,
             self.dropped,
             self.expired,
             self.bounced,
+            self.unverified,
             self.nicks,
             self.conflicts
         )
@@ -295,6 +322,16 @@ struct Meter {
     /// session probed and, if it is dead, replaced. Silence alone is fine: a meter waiting
     /// for its slot owes nothing.
     liveness: Liveness,
+    /// Warnings given once per run (impostor, clock), so a log is not flooded.
+    warned: Warned,
+}
+
+/// Which once-per-run warnings a meter has given.
+#[derive(Default)]
+struct Warned {
+    impostor: bool,
+    clock: bool,
+    refused: bool,
 }
 
 impl std::str::FromStr for Mode {
@@ -337,7 +374,14 @@ pub async fn run_meter(
         in_flight: None,
         catch_up_until: None,
         liveness: Liveness::answers_only(),
+        warned: Warned::default(),
     };
+    if meter.cfg.bot_key.is_none() && meter.cfg.mode == Mode::Direct {
+        tracing::warn!(
+            "no bot_key pinned: readings go unsealed and any occupant holding the bot's \
+             nickname can take them and acknowledge them"
+        );
+    }
     let result = meter.run(&mut client, &mut rng, shutdown).await;
     connect::close(client).await;
     let outbox = &meter.outbox;
@@ -362,7 +406,7 @@ impl Meter {
 
     async fn run<R: Rng + rand::CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), MeterError> {
@@ -425,7 +469,7 @@ impl Meter {
     /// on the fresh session if a ping already went unanswered.
     async fn probe<R: Rng + rand::CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         state: State,
     ) -> Result<Option<State>, MeterError> {
@@ -437,7 +481,7 @@ impl Meter {
 
     /// On shutdown, waits briefly for acknowledgements still in flight, so a clean stop
     /// does not report the last reading as unacknowledged.
-    async fn drain(&mut self, client: &mut Client, nick: &RoomNick) {
+    async fn drain(&mut self, client: &mut Session, nick: &RoomNick) {
         let deadline = Instant::now() + SHUTDOWN_DRAIN.min(self.cfg.account.timeout);
         while !self.outbox.is_empty() {
             match tokio::time::timeout_at(deadline, client.next()).await {
@@ -453,7 +497,7 @@ impl Meter {
     /// Reacts to what the session delivered; `None` never happens here (only the source ends a run).
     async fn on_event<R: Rng + rand::CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         event: Option<Event>,
         state: State,
@@ -485,7 +529,7 @@ impl Meter {
         }
     }
 
-    async fn leave(&self, client: &mut Client, nick: &RoomNick) -> Result<(), MeterError> {
+    async fn leave(&self, client: &mut Session, nick: &RoomNick) -> Result<(), MeterError> {
         muc::leave(client, &self.room, nick, self.cfg.account.timeout).await?;
         tracing::debug!(%nick, "left the room");
         self.emit(MeterEvent::Left(nick.clone()));
@@ -495,7 +539,7 @@ impl Meter {
     /// Joins under a fresh CSPRNG nickname, retrying on 409, and checks what the room says about us.
     async fn join<R: Rng + rand::CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
     ) -> Result<State, MeterError> {
         let nick = join_fresh(
@@ -554,7 +598,7 @@ impl Meter {
     /// Sends the due reading or rotates; `None` when the source is exhausted.
     async fn tick<R: Rng + rand::CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         state: State,
     ) -> Result<Option<State>, MeterError> {
@@ -642,7 +686,7 @@ impl Meter {
     /// A failed send leaves the reading in the outbox, so a stall loses nothing.
     async fn flush(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         nick: &RoomNick,
         seqnr: &mut u64,
     ) -> Result<(), MeterError> {
@@ -690,39 +734,96 @@ impl Meter {
     /// The id is the random [`ReadingId`]; a direct reading asks the bot for an XEP-0184
     /// receipt, a broadcast one is acknowledged by the room's reflection of it.
     fn message(&self, id: ReadingId, reading: &Reading) -> Message {
-        let (type_, to) = match self.cfg.mode {
-            Mode::Direct => (MessageType::Chat, self.bot.clone().into()),
-            Mode::Broadcast => (MessageType::Groupchat, self.room.clone().into()),
-        };
-        delivery::reading_message(to, type_, id, reading)
+        match (self.cfg.mode, &self.cfg.bot_key) {
+            (Mode::Direct, Some(key)) => {
+                let to = self.bot.clone().into();
+                delivery::sealed_reading_message(to, id, reading, key, &mut rand::rng())
+            }
+            (Mode::Direct, None) => {
+                let to = self.bot.clone().into();
+                delivery::reading_message(to, MessageType::Chat, id, reading)
+            }
+            (Mode::Broadcast, _) => {
+                let to = self.room.clone().into();
+                delivery::reading_message(to, MessageType::Groupchat, id, reading)
+            }
+        }
     }
 
-    /// The reading a message acknowledges: the bot's receipt (direct) or the room's reflection
-    /// of our own groupchat reading (broadcast), which may arrive for an earlier nickname.
-    fn acknowledgement(&self, m: &Message) -> Option<ReadingId> {
+    /// What a message says about one of our readings: the bot's verdict (direct) or the room's
+    /// reflection of our own groupchat reading (broadcast), which may arrive for an earlier
+    /// nickname.
+    fn acknowledgement(&self, m: &Message) -> Option<Answer> {
         let from = m.from.as_ref()?;
         match m.type_ {
             MessageType::Groupchat if self.cfg.mode == Mode::Broadcast => {
                 let ours = muc::nick_in_room(Some(from), &self.room).is_some()
                     && codec::find_fields(&m.payloads).is_some();
-                ours.then(|| delivery::reading_id(m))?
+                let id = ours.then(|| delivery::reading_id(m))??;
+                Some(Answer::Verdict(id, Verdict::Accepted))
             }
             MessageType::Groupchat => None,
-            _ => delivery::receipt_from(m, &self.bot),
+            _ => delivery::answer_from(m, &self.bot, self.cfg.bot_key.as_ref()),
+        }
+    }
+
+    /// Acts on the bot's word about reading `id`.
+    fn on_answer(&mut self, answer: Answer) {
+        let id = match answer {
+            Answer::Verdict(id, Verdict::Accepted) => {
+                if self.outbox.acknowledge(id) {
+                    self.report.acknowledged += 1;
+                }
+                id
+            }
+            Answer::Verdict(id, Verdict::Refused(reason)) => {
+                if self.outbox.acknowledge(id) {
+                    *self.report.refused.entry(reason.clone()).or_default() += 1;
+                    self.warn_refused(&reason);
+                }
+                id
+            }
+            Answer::Unverified(_) => {
+                // Kept: the real bot has not seen it. Resent on the usual schedule.
+                self.report.unverified += 1;
+                if !std::mem::replace(&mut self.warned.impostor, true) {
+                    tracing::warn!(
+                        bot_nick = %self.cfg.bot_nick,
+                        "an answer from the bot's nickname is not signed by the pinned bot key: \
+                         whoever holds that nickname is not the substation bot; readings stay \
+                         queued (and sealed: it cannot read them)"
+                    );
+                }
+                return;
+            }
+        };
+        if self.in_flight.is_some_and(|(f, _)| f == id) {
+            self.in_flight = None;
+        }
+    }
+
+    /// Logs a refusal clearly, and once says so if the reasons point at this meter's clock.
+    fn warn_refused(&mut self, reason: &str) {
+        let clock = matches!(reason, "late" | "future");
+        if clock && !std::mem::replace(&mut self.warned.clock, true) {
+            tracing::warn!(
+                %reason,
+                "the bot refused a reading as {reason}: if this keeps happening, this meter's \
+                 clock is probably wrong (readings carry its local time); check NTP"
+            );
+        } else if !std::mem::replace(&mut self.warned.refused, true) {
+            tracing::warn!(%reason, "the bot refused a reading; it is not counted (see the report)");
+        } else {
+            tracing::info!(%reason, "the bot refused a reading");
         }
     }
 
     /// Handles an incoming stanza; true if it says we were removed from the room.
     fn handle_stanza(&mut self, stanza: Stanza, me: Option<&RoomNick>) -> bool {
         if let Stanza::Message(m) = &stanza
-            && let Some(id) = self.acknowledgement(m)
+            && let Some(answer) = self.acknowledgement(m)
         {
-            if self.outbox.acknowledge(id) {
-                self.report.acknowledged += 1;
-            }
-            if self.in_flight.is_some_and(|(f, _)| f == id) {
-                self.in_flight = None;
-            }
+            self.on_answer(answer);
             return false;
         }
         if let Stanza::Message(m) = &stanza
@@ -759,6 +860,16 @@ impl Meter {
             Stanza::Message(m) if m.type_ == MessageType::Chat => {
                 if let Some(from) = muc::nick_in_room(m.from.as_ref(), &self.room) {
                     let heard = crate::listen::heard(&m);
+                    let from_bot = m.from.as_ref().is_some_and(|f| *f == self.bot);
+                    if let (true, Some(key)) = (from_bot, &self.cfg.bot_key)
+                        && !delivery::post_signed_by(&m, &heard.body, key)
+                    {
+                        self.report.unverified += 1;
+                        tracing::warn!(
+                            "ignored a message from the bot's nickname that the pinned bot key did not sign"
+                        );
+                        return false;
+                    }
                     tracing::debug!(%from, body = %heard.body, "private message through the room");
                     self.emit(MeterEvent::Private {
                         to: me.clone(),
@@ -780,7 +891,7 @@ impl Meter {
 
 /// Checks the room's privacy settings (disco#info), retrying a silent room on fresh sessions.
 pub(crate) async fn preflight(
-    client: &mut Client,
+    client: &mut Session,
     room: &BareJid,
     account: &ConnectConfig,
 ) -> Result<(), MeterError> {
@@ -799,7 +910,7 @@ pub(crate) async fn preflight(
 /// Joins under a fresh CSPRNG nickname, retrying on 409 (counted in `conflicts`), and leaves
 /// again with a privacy refusal if our own presence shows real JIDs, occupant-id or a new room.
 pub(crate) async fn join_fresh<R: Rng + rand::CryptoRng>(
-    client: &mut Client,
+    client: &mut Session,
     room: &BareJid,
     account: &ConnectConfig,
     rng: &mut R,

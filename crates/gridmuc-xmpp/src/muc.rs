@@ -1,14 +1,15 @@
 //! The room, as both agents need it: privacy preflight, join with conflict detection, leave.
 //!
-//! Everything here runs on the task that owns the [`Client`]; while waiting for an answer it
+//! Everything here runs on the task that owns the [`Session`]; while waiting for an answer it
 //! keeps polling the client so tokio-xmpp's internal queue never fills up.
 
+use crate::session::Session;
 use futures::StreamExt;
 use gridmuc_core::RoomNick;
 use minidom::Element;
 use std::time::Duration;
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
-use tokio_xmpp::{Client, Event, Stanza};
+use tokio_xmpp::{Event, Stanza};
 use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::muc::user::{Affiliation, MucUser, Role, Status};
@@ -129,7 +130,7 @@ pub enum JoinOutcome {
 /// forever on a failed stream resumption (Prosody 0.12 answers `<failed/>` without `h`,
 /// which xmpp-parsers 0.23 refuses to parse). A send that does not finish within `bound`
 /// therefore means the session is stuck; callers replace it ([`crate::connect::renew`]).
-pub async fn send(client: &mut Client, stanza: Stanza, bound: Duration) -> Result<(), MucError> {
+pub async fn send(client: &mut Session, stanza: Stanza, bound: Duration) -> Result<(), MucError> {
     match tokio::time::timeout(bound, client.send_stanza(stanza)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(MucError::Send(e)),
@@ -139,7 +140,7 @@ pub async fn send(client: &mut Client, stanza: Stanza, bound: Duration) -> Resul
 
 /// The next event before `deadline`.
 async fn next_event(
-    client: &mut Client,
+    client: &mut Session,
     deadline: tokio::time::Instant,
     what: &str,
     timeout: Duration,
@@ -181,7 +182,7 @@ pub fn nick_in_room(from: Option<&Jid>, room: &BareJid) -> Option<RoomNick> {
 
 /// disco#info on the room; refuses non-anonymous, occupant-id and missing rooms.
 pub async fn preflight(
-    client: &mut Client,
+    client: &mut Session,
     room: &BareJid,
     timeout: Duration,
 ) -> Result<(), MucError> {
@@ -258,7 +259,7 @@ fn condition(e: &StanzaError) -> String {
 /// Stanzas that arrive before our self-presence (other occupants' presences) are handed
 /// to `other` so the caller decides; MUC sends live messages only after the self-presence.
 pub async fn join(
-    client: &mut Client,
+    client: &mut Session,
     room: &BareJid,
     nick: &RoomNick,
     timeout: Duration,
@@ -340,7 +341,7 @@ pub fn self_presence(p: &Presence) -> Option<SelfPresence> {
 
 /// Leaves the room (rotation or shutdown); a new nickname later is a fresh, unlinked occupant.
 pub async fn leave(
-    client: &mut Client,
+    client: &mut Session,
     room: &BareJid,
     nick: &RoomNick,
     bound: Duration,

@@ -10,6 +10,7 @@ use crate::bot::{self as plain, BotConfig, BotError};
 use crate::connect::{self, ConnectConfig};
 use crate::liveness::Liveness;
 use crate::muc::{self, MucError, SessionEvent};
+use crate::session::Session;
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
 use gridmuc_core::{Alert, IntervalTotal, RoomNick, Timestamp, TotalIngest, TotalsMonitor, Watts};
@@ -22,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_xmpp::jid::{BareJid, Jid};
-use tokio_xmpp::{Client, Event, Stanza};
+use tokio_xmpp::{Event, Stanza};
 use xmpp_parsers::delay::Delay;
 use xmpp_parsers::message::{Message, MessageType};
 
@@ -280,7 +281,7 @@ impl MaskedBot {
 
     async fn run<R: CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), BotError> {
@@ -312,7 +313,7 @@ impl MaskedBot {
         Ok(())
     }
 
-    async fn join(&mut self, client: &mut Client) -> Result<(), BotError> {
+    async fn join(&mut self, client: &mut Session) -> Result<(), BotError> {
         plain::join_as_participant(client, &self.room, &self.nick, self.account()).await?;
         // The room answered: whatever an earlier session owed us is moot.
         self.liveness.heard();
@@ -324,7 +325,7 @@ impl MaskedBot {
 
     async fn groupchat(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         body: String,
         payload: Option<minidom::Element>,
     ) -> Result<(), BotError> {
@@ -338,6 +339,7 @@ impl MaskedBot {
             MessageType::Groupchat,
             body,
             payload,
+            None,
         )
         .await
     }
@@ -370,7 +372,7 @@ impl MaskedBot {
 
     async fn tick<R: CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
     ) -> Result<(), BotError> {
         if self.liveness.check(client, &self.cfg.bot.account).await? {
@@ -407,7 +409,7 @@ impl MaskedBot {
     }
 
     /// Posts the enrolment call and starts collecting keys.
-    async fn call_enrolment(&mut self, client: &mut Client) -> Result<(), BotError> {
+    async fn call_enrolment(&mut self, client: &mut Session) -> Result<(), BotError> {
         let body = "masked mode: enrolment of a new cohort; meters rotate their nicknames and announce fresh keys".to_owned();
         self.groupchat(client, body, Some(super::rekey_element()))
             .await?;
@@ -420,7 +422,7 @@ impl MaskedBot {
     /// Key window over: post the roster of all queued keys, or keep waiting for enough.
     async fn close_keys<R: CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
     ) -> Result<(), BotError> {
         let now = Instant::now();
@@ -485,7 +487,7 @@ impl MaskedBot {
     }
 
     /// Share window over (or every member uploaded): route the bundles and start masking.
-    async fn route_shares(&mut self, client: &mut Client) -> Result<(), BotError> {
+    async fn route_shares(&mut self, client: &mut Session) -> Result<(), BotError> {
         let Enrolment::Shares(mut cohort, _) =
             std::mem::replace(&mut self.enrolment, Enrolment::Idle)
         else {
@@ -516,6 +518,7 @@ impl MaskedBot {
                 MessageType::Chat,
                 body,
                 Some(payload),
+                None,
             )
             .await?;
         }
@@ -538,7 +541,7 @@ impl MaskedBot {
     }
 
     /// Round `round`'s grace is over: post its survivor set, and end the cohort if its time is up.
-    async fn request_unmask(&mut self, client: &mut Client, round: u64) -> Result<(), BotError> {
+    async fn request_unmask(&mut self, client: &mut Session, round: u64) -> Result<(), BotError> {
         self.next_round = Some(round + 1);
         let Some(cohort) = self.cohorts.iter_mut().rev().find(|c| c.covers(round)) else {
             self.next_round = None;
@@ -604,7 +607,7 @@ impl MaskedBot {
 
     async fn on_event(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         event: Option<Event>,
     ) -> Result<(), BotError> {
         match muc::session_event(event)? {
@@ -637,7 +640,7 @@ impl MaskedBot {
         }
     }
 
-    async fn on_message(&mut self, client: &mut Client, m: Message) -> Result<(), BotError> {
+    async fn on_message(&mut self, client: &mut Session, m: Message) -> Result<(), BotError> {
         let Some(nick) = muc::nick_in_room(m.from.as_ref(), &self.room) else {
             if let Some((from, command)) = plain::operator_command(&m, &self.operators) {
                 let reply = self.answer(command.trim());
@@ -647,6 +650,7 @@ impl MaskedBot {
                     from.into(),
                     MessageType::Chat,
                     reply,
+                    None,
                     None,
                 )
                 .await?;
@@ -768,7 +772,7 @@ impl MaskedBot {
     }
 
     /// A round's sum: detectors on the total, summary line, alerts to room and operators.
-    async fn publish(&mut self, client: &mut Client, sum: RoundSum) -> Result<(), BotError> {
+    async fn publish(&mut self, client: &mut Session, sum: RoundSum) -> Result<(), BotError> {
         self.report.sums += 1;
         let start = round_start(sum.round, self.interval);
         let meters = usize::from(sum.survivors);
@@ -799,8 +803,15 @@ impl MaskedBot {
         let alerts: Vec<Alert> = self.monitor.poll_alerts().collect();
         for alert in alerts {
             self.report.alerts += u64::from(alert.state == gridmuc_core::alert::AlertState::Raised);
-            plain::deliver_alert(client, self.timeout(), &self.room, &self.operators, &alert)
-                .await?;
+            plain::deliver_alert(
+                client,
+                self.timeout(),
+                &self.room,
+                &self.operators,
+                &alert,
+                None,
+            )
+            .await?;
             self.emit(MaskedBotEvent::Alert(alert));
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The masked meter: like the plain meter agent, but each reading leaves the house only
 //! masked, and the nickname lives exactly as long as one cohort.
 //!
-//! One task owns the [`Client`] and `select!`s over incoming events, the next send slot,
+//! One task owns the [`Session`] and `select!`s over incoming events, the next send slot,
 //! the rejoin instant and shutdown, as the plain meter does.
 
 use super::{DpSettings, MaskPayload, round_of};
@@ -9,6 +9,7 @@ use crate::connect::{self, ConnectConfig};
 use crate::liveness::Liveness;
 use crate::meter::{self as plain, MeterConfig, MeterError};
 use crate::muc::{self, MucError, SessionEvent};
+use crate::session::Session;
 use crate::source::{Injection, Sample, Source};
 use futures::StreamExt;
 use gridmuc_core::{RoomNick, Timestamp, Watts};
@@ -20,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_xmpp::jid::{BareJid, FullJid};
-use tokio_xmpp::{Client, Event, Stanza};
+use tokio_xmpp::{Event, Stanza};
 use xmpp_parsers::delay::Delay;
 use xmpp_parsers::message::{Lang, Message, MessageType};
 
@@ -195,7 +196,7 @@ impl Agent {
 
     async fn run<R: Rng + CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), MeterError> {
@@ -242,7 +243,7 @@ impl Agent {
     /// Pings a silent session; a fresh session, nickname and key if a ping went unanswered.
     async fn probe<R: Rng + CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         phase: Phase,
     ) -> Result<Option<Phase>, MeterError> {
@@ -255,7 +256,7 @@ impl Agent {
     /// Joins under a fresh nickname with a fresh key and announces the key to the bot.
     async fn join<R: Rng + CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
     ) -> Result<Phase, MeterError> {
         let nick = plain::join_fresh(
@@ -277,7 +278,7 @@ impl Agent {
         Ok(Phase::Pending { nick, masked })
     }
 
-    async fn leave(&self, client: &mut Client, nick: &RoomNick) -> Result<(), MeterError> {
+    async fn leave(&self, client: &mut Session, nick: &RoomNick) -> Result<(), MeterError> {
         muc::leave(client, &self.room, nick, self.account().timeout).await?;
         tracing::debug!(%nick, "left the room");
         self.emit(MaskedMeterEvent::Left(nick.clone()));
@@ -287,7 +288,7 @@ impl Agent {
     /// A PM to the bot through the room: the protocol payload and a body without any reading.
     async fn send(
         &self,
-        client: &mut Client,
+        client: &mut Session,
         message: MaskMessage,
         cohort: Option<[u8; 16]>,
         body: &str,
@@ -306,7 +307,7 @@ impl Agent {
 
     async fn on_event<R: Rng + CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         event: Option<Event>,
         phase: Phase,
@@ -335,7 +336,7 @@ impl Agent {
     /// Protocol traffic from the bot's occupant; everything else is ignored.
     async fn on_message<R: Rng + CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         m: Message,
         phase: Phase,
@@ -472,7 +473,7 @@ impl Agent {
     /// key; one still waiting repeats its unused key (the first may have been lost).
     async fn on_rekey<R: Rng + CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         phase: Phase,
     ) -> Result<Phase, MeterError> {
@@ -500,7 +501,7 @@ impl Agent {
     /// Rejoins, or masks and sends the reading of the due round.
     async fn tick<R: Rng + CryptoRng>(
         &mut self,
-        client: &mut Client,
+        client: &mut Session,
         rng: &mut R,
         phase: Phase,
     ) -> Result<Option<Phase>, MeterError> {
