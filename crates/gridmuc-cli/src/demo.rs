@@ -96,7 +96,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     accounts.extend((0..args.houses).map(|i| (format!("house{i}"), generate_password())));
     server.register_many(&accounts)?;
-    let room = server.provision_room("neighbourhood", &RoomPolicy::default())?;
+    let policy = RoomPolicy {
+        reserved_nicks: vec![(
+            format!("substation@{}", server.domain()),
+            BOT_NICK.to_owned(),
+        )],
+        ..RoomPolicy::default()
+    };
+    let room = server.provision_room("neighbourhood", &policy)?;
+    // The bot signs its verdicts and posts; meters pin its public key and seal readings to it.
+    let key = std::sync::Arc::new(gridmuc_botkey::BotSecretKey::generate(&mut rand::rng()));
     let account = |i: usize| {
         let (user, password) = &accounts[i];
         ConnectConfig::private_tls(
@@ -116,6 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let mut bot = BotConfig::new(account(0), &room);
     bot.nick = BOT_NICK.to_owned();
+    bot.key = Some(key.clone());
     bot.operators = vec![format!("operator@{}", server.domain())];
     let interval_ms = i64::try_from(interval.as_millis()).context("--interval")?;
     bot.aggregator = AggregatorConfig {
@@ -140,6 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut m = MeterConfig::new(account(3 + i), &room);
             m.mode = mode;
             m.bot_nick = BOT_NICK.to_owned();
+            m.bot_key = Some(key.public());
             m.interval = interval;
             // Several rotations per house in a two-minute demo.
             m.rotate = [8.0 * args.interval, 16.0 * args.interval];

@@ -52,7 +52,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|(_, user, password)| (user.clone(), password.clone()))
         .collect();
     server.register_many(&credentials)?;
-    let room = server.provision_room(&args.room, &RoomPolicy::default())?;
+    // The bot's nickname is reserved for its account: no house can pose as the substation.
+    let policy = RoomPolicy {
+        reserved_nicks: vec![(
+            format!("substation@{}", server.domain()),
+            "substation".to_owned(),
+        )],
+        ..RoomPolicy::default()
+    };
+    let room = server.provision_room(&args.room, &policy)?;
+    // The bot's long-term key: the secret for the bot's `key_file`, the public half for every
+    // meter's `bot_key`.
+    let key = gridmuc_botkey::BotSecretKey::generate(&mut rand::rng());
+    let key_path = server.work_dir().join("bot.key");
+    write_secret(&key_path, key.to_text().as_bytes())?;
 
     let file = AccountsFile {
         server: server.c2s_addr().to_string(),
@@ -85,6 +98,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         d = file.domain
     );
     println!("  passwords {}", path.display());
+    println!("  bot key   {}  (substation's key_file)", key_path.display());
+    println!("  bot_key = \"{}\"  (pin in every meter's config)", key.public());
     println!("  log       {}", server.log_path().display());
 
     tokio::runtime::Builder::new_current_thread()
@@ -95,4 +110,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("stopping");
     server.stop()?;
     Ok(())
+}
+
+/// Writes a secret readable by its owner only (0600 where the platform has modes).
+fn write_secret(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
