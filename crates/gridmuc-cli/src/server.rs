@@ -98,8 +98,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         d = file.domain
     );
     println!("  passwords {}", path.display());
-    println!("  bot key   {}  (substation's key_file)", key_path.display());
-    println!("  bot_key = \"{}\"  (pin in every meter's config)", key.public());
+    println!(
+        "  bot key   {}  (substation's key_file)",
+        key_path.display()
+    );
+    println!(
+        "  bot_key = \"{}\"  (pin in every meter's config)",
+        key.public()
+    );
     println!("  log       {}", server.log_path().display());
 
     tokio::runtime::Builder::new_current_thread()
