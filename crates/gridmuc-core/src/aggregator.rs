@@ -265,13 +265,19 @@ impl Aggregator {
         let limit = self.config.max_readings_per_interval;
         let start = reading.at.floor_to(self.config.interval);
         let closes = start.plus(self.config.interval + self.config.grace);
-        // Past its end plus grace an interval is closed even before `handle_timeout` runs; a
-        // stale first reading must not set the origin far back (and bring 1,000 empty summaries).
-        if closes <= now && (self.next_close.is_none() || closes.plus(self.config.backfill) <= now)
-        {
+        // Past its end plus grace plus backfill an interval is closed for good, even before
+        // `handle_timeout` runs, so a stale reading never sets the origin further back than
+        // the backfill window. Within it, even a bot that has just (re)started takes the
+        // readings its outage held back.
+        if closes.plus(self.config.backfill) <= now {
             return Err(Rejection::Late);
         }
-        let next_close = *self.next_close.get_or_insert(start);
+        let mut next_close = *self.next_close.get_or_insert(start);
+        if start < next_close && self.closed.is_empty() && self.counters.intervals == 0 {
+            // Nothing published yet: move the origin back rather than refuse the backfill.
+            next_close = start;
+            self.next_close = Some(start);
+        }
         if start < next_close {
             let closed = self
                 .closed
@@ -683,6 +689,39 @@ mod tests {
             (c.rejected.get("duplicate"), c.rejected.get("late")),
             (1, 1)
         );
+    }
+
+    #[test]
+    fn a_restarted_bot_takes_backfill_from_before_its_start() {
+        let config = AggregatorConfig {
+            backfill: 5 * MINUTE,
+            ..AggregatorConfig::default()
+        };
+        let mut agg = Aggregator::new(config);
+        // Back 3.5 minutes after an outage: the meters resend what it missed, in any order.
+        let now = Timestamp(3 * MINUTE + 30_000);
+        let mut ingest = |minute: i64, n: usize| {
+            let r = reading(100, minute * MINUTE, 1);
+            agg.handle_reading_once(now, &nick(n), ReadingId(n as u128), r)
+        };
+        assert_eq!(ingest(2, 1), Ingest::Accepted);
+        assert_eq!(ingest(0, 2), Ingest::Accepted);
+        assert_eq!(ingest(1, 3), Ingest::Accepted);
+        agg.handle_timeout(now);
+        let s: Vec<_> = agg.poll_summaries().map(|s| (s.start, s.meters)).collect();
+        let expected = vec![
+            (Timestamp(0), 1),
+            (Timestamp(MINUTE), 1),
+            (Timestamp(2 * MINUTE), 1),
+        ];
+        assert_eq!(s, expected);
+        // Older than the backfill window: refused as late, and counted.
+        let stale = Timestamp(9 * MINUTE);
+        assert_eq!(
+            agg.handle_reading(stale, &nick(4), reading(100, 0, 2)),
+            Ingest::Rejected(Rejection::Late)
+        );
+        assert_eq!(agg.counters().rejected.get("late"), 1);
     }
 
     #[test]
