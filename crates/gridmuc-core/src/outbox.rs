@@ -40,13 +40,22 @@ impl fmt::Display for ReadingId {
 }
 
 /// How much a meter keeps and how patiently it resends.
+///
+/// Every field has a default, so a TOML file written before a field existed keeps working.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutboxConfig {
     /// Readings kept unacknowledged at most; the oldest is dropped (and counted) beyond this.
     pub capacity: usize,
-    /// A reading unacknowledged for this long is sent again on the same session.
+    /// The wait before a reading's first resend on the same session; each further resend of
+    /// that reading waits twice as long as the one before, up to `max_backoff`.
     pub resend_after: Millis,
+    /// The longest wait between two resends of one reading (never below `resend_after`),
+    /// before the per-reading jitter of ±25 %.
+    pub max_backoff: Millis,
+    /// Readings sent and awaiting an answer at most; more due readings wait for a free slot,
+    /// so a congested room sees a trickle rather than a meter's whole backlog at once.
+    pub max_in_flight: usize,
     /// Readings older than this are given up (and counted): the bot would refuse them as late.
     pub max_age: Millis,
 }
@@ -57,18 +66,62 @@ impl Default for OutboxConfig {
             // A day of one-minute readings.
             capacity: 1_440,
             resend_after: 30_000,
+            // 30 s, 1, 2, 4 min, then every 5 min: a few tries inside `max_age`.
+            max_backoff: 300_000,
+            max_in_flight: 16,
             // The bot's default backfill window (10 min) after the interval's end and grace.
             max_age: 600_000,
         }
     }
 }
 
+impl OutboxConfig {
+    /// How long after the `n`-th send of reading `id` (n ≥ 1) its next resend is due:
+    /// `resend_after · 2^(n-1)`, capped at `max_backoff`, times a factor in [0.75, 1.25).
+    ///
+    /// The factor comes from the id's bits and `n` rather than from an rng, so the outbox
+    /// stays deterministic while a fleet that lost the same minute does not resend in step.
+    /// Ids are random, so the factors of different meters are as good as independent.
+    pub fn resend_wait(&self, id: ReadingId, n: u32) -> Millis {
+        let first = i128::from(self.resend_after.max(0));
+        let cap = i128::from(self.max_backoff).max(first);
+        let doubled = first << n.saturating_sub(1).min(62);
+        let base = doubled.min(cap);
+        // 768..1280 over 1024: [0.75, 1.25).
+        let factor = 768 + i128::from(jitter_bits(id, n) >> 55);
+        Millis::try_from(base * factor / 1024).unwrap_or(Millis::MAX)
+    }
+}
+
+/// 64 well-mixed bits from a reading id and an attempt number (splitmix64's finaliser over
+/// the id's halves and the attempt, each spread by an odd multiplier).
+fn jitter_bits(id: ReadingId, n: u32) -> u64 {
+    let lo = id.0 as u64;
+    let hi = (id.0 >> 64) as u64;
+    let mut z = lo
+        ^ hi.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(n).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[derive(Clone, Debug)]
 struct Pending {
     id: ReadingId,
     reading: Reading,
-    last_sent: Option<Timestamp>,
-    sent_before: bool,
+    /// When it is due again; `None` when due now (never sent, bounced, or a fresh session).
+    next_at: Option<Timestamp>,
+    /// Times it was handed out to send; drives the backoff and is never reset.
+    sends: u32,
+    /// The seqnr it went out under on the current nickname, if it did.
+    seqnr: Option<u64>,
+}
+
+impl Pending {
+    fn is_due(&self, now: Timestamp) -> bool {
+        self.next_at.is_none_or(|t| now >= t)
+    }
 }
 
 /// A reading to put on the wire now.
@@ -76,32 +129,48 @@ struct Pending {
 pub struct Outgoing {
     /// The message id the acknowledgement will name.
     pub id: ReadingId,
-    /// The reading with its original timestamp; the caller sets the current nickname's seqnr.
+    /// The reading with its original timestamp; the caller sets the seqnr (see `seqnr`).
     pub reading: Reading,
     /// True if it was sent before: counted as a resend, not a new reading.
     pub resend: bool,
+    /// The XEP-0323 seqnr this reading was last sent under on the current nickname, or `None`
+    /// if it was not sent under this nickname yet. The caller reuses it, so a third party
+    /// deduplicating by (nickname, seqnr) counts a resend once; otherwise it takes the
+    /// nickname's next seqnr and records it with [`Outbox::assign_seqnr`].
+    pub seqnr: Option<u64>,
 }
 
-/// Unacknowledged readings of one meter, oldest first; sans-IO, the caller sends what [`Outbox::due`] returns.
+/// Unacknowledged readings of one meter, oldest first; sans-IO, the caller sends what
+/// [`Outbox::due`] returns and passes every `now` in.
+///
+/// Resends back off per reading (see [`OutboxConfig::resend_wait`]) and at most
+/// `max_in_flight` readings await an answer at once, so a congested room is not fed a resend
+/// storm: the room's slowness would otherwise turn into more traffic for it.
+///
+/// A reading is *in flight* from the moment [`Outbox::due`] hands it out until it falls due
+/// again (its wait ran out, [`Outbox::retry`], or [`Outbox::resend_all`]) or is acknowledged.
 #[derive(Clone, Debug)]
 pub struct Outbox {
     config: OutboxConfig,
     pending: VecDeque<Pending>,
     dropped: u64,
     expired: u64,
+    resends: u64,
 }
 
 impl Outbox {
-    /// An empty outbox.
+    /// An empty outbox; a `capacity` or `max_in_flight` of 0 is taken as 1.
     pub fn new(config: OutboxConfig) -> Outbox {
         Outbox {
             config: OutboxConfig {
                 capacity: config.capacity.max(1),
+                max_in_flight: config.max_in_flight.max(1),
                 ..config
             },
             pending: VecDeque::new(),
             dropped: 0,
             expired: 0,
+            resends: 0,
         }
     }
 
@@ -114,12 +183,16 @@ impl Outbox {
         self.pending.push_back(Pending {
             id,
             reading,
-            last_sent: None,
-            sent_before: false,
+            next_at: None,
+            sends: 0,
+            seqnr: None,
         });
     }
 
     /// Forgets a reading the bot (or the room) confirmed; false for an unknown or repeated id.
+    ///
+    /// An acknowledgement may free a slot of the in-flight window: if [`Outbox::has_waiting`]
+    /// then says so, call [`Outbox::due`] again.
     pub fn acknowledge(&mut self, id: ReadingId) -> bool {
         match self.pending.iter().position(|p| p.id == id) {
             Some(i) => {
@@ -130,42 +203,91 @@ impl Outbox {
         }
     }
 
-    /// Up to `limit` readings to send now (never sent, or unacknowledged for `resend_after`),
-    /// oldest first, marked as sent at `now`; a paced sender passes its free window.
+    /// Readings to send now, oldest first, marked as sent at `now`: those never sent, and
+    /// those whose wait (see [`OutboxConfig::resend_wait`]) ran out or that were made due by
+    /// [`Outbox::retry`] or [`Outbox::resend_all`].
     ///
-    /// Readings past `max_age` are given up first and counted in [`Outbox::expired`].
+    /// At most `limit` (a paced sender passes its free window) and at most the free slots of
+    /// `max_in_flight`; what is held back stays due, see [`Outbox::has_waiting`]. Readings
+    /// past `max_age` are given up first and counted in [`Outbox::expired`].
     pub fn due(&mut self, now: Timestamp, limit: usize) -> Vec<Outgoing> {
         let before = self.pending.len();
         let max_age = self.config.max_age;
         self.pending.retain(|p| now.since(p.reading.at) <= max_age);
         self.expired += (before - self.pending.len()) as u64;
-        let resend_after = self.config.resend_after;
-        self.pending
+        let free = self
+            .config
+            .max_in_flight
+            .saturating_sub(self.in_flight(now));
+        let config = &self.config;
+        let out: Vec<Outgoing> = self
+            .pending
             .iter_mut()
-            .filter(|p| p.last_sent.is_none_or(|t| now.since(t) >= resend_after))
-            .take(limit)
+            .filter(|p| p.is_due(now))
+            .take(limit.min(free))
             .map(|p| {
-                p.last_sent = Some(now);
-                let resend = std::mem::replace(&mut p.sent_before, true);
+                let resend = p.sends > 0;
+                p.sends = p.sends.saturating_add(1);
+                p.next_at = Some(now.plus(config.resend_wait(p.id, p.sends)));
                 Outgoing {
                     id: p.id,
                     reading: p.reading,
                     resend,
+                    seqnr: p.seqnr,
                 }
             })
-            .collect()
+            .collect();
+        self.resends += out.iter().filter(|g| g.resend).count() as u64;
+        out
     }
 
-    /// Makes one reading due again at once, e.g. when the room bounced it; false if unknown.
+    /// True if readings are due at `now` but were not handed out — held back by the in-flight
+    /// cap or by the caller's `limit` — so the caller should call [`Outbox::due`] again once
+    /// an acknowledgement frees a slot (readings past `max_age` do not count).
+    pub fn has_waiting(&self, now: Timestamp) -> bool {
+        self.live(now).any(|p| p.is_due(now))
+    }
+
+    /// Readings sent and awaiting an answer at `now`: handed out by [`Outbox::due`] and not
+    /// yet due again (readings past `max_age` do not count).
+    pub fn in_flight(&self, now: Timestamp) -> usize {
+        self.live(now).filter(|p| !p.is_due(now)).count()
+    }
+
+    /// The earliest instant after `now` at which a reading in flight falls due again (which
+    /// also frees its slot), for the caller's timer; `None` when nothing is in flight.
+    /// Readings due already are told by [`Outbox::has_waiting`].
+    pub fn next_resend_at(&self, now: Timestamp) -> Option<Timestamp> {
+        self.live(now)
+            .filter_map(|p| p.next_at.filter(|&t| t > now))
+            .min()
+    }
+
+    /// Records that reading `id` went out under `seqnr` on the current nickname, so a resend
+    /// under the same nickname reuses it (see [`Outgoing::seqnr`]); false if unknown.
+    pub fn assign_seqnr(&mut self, id: ReadingId, seqnr: u64) -> bool {
+        let found = self.pending.iter_mut().find(|p| p.id == id);
+        found.map(|p| p.seqnr = Some(seqnr)).is_some()
+    }
+
+    /// Makes one reading due at once, e.g. when the room bounced it; false if unknown.
+    ///
+    /// Its backoff continues where it was, and it keeps its seqnr (the nickname is the same).
     pub fn retry(&mut self, id: ReadingId) -> bool {
         let found = self.pending.iter_mut().find(|p| p.id == id);
-        found.map(|p| p.last_sent = None).is_some()
+        found.map(|p| p.next_at = None).is_some()
     }
 
-    /// Makes everything pending due at once: a fresh session cannot have delivered what the old one lost.
+    /// Makes everything pending due at once: a fresh session cannot have delivered what the
+    /// old one lost. Still at most `max_in_flight` go out together, and the backoff counters
+    /// are kept, so a flapping connection does not restart every reading at the short wait.
+    ///
+    /// Call it for a new nickname too: a new nickname starts a new seqnr space, so every
+    /// assigned seqnr is forgotten and the next send of each reading takes a fresh one.
     pub fn resend_all(&mut self) {
         for p in &mut self.pending {
-            p.last_sent = None;
+            p.next_at = None;
+            p.seqnr = None;
         }
     }
 
@@ -187,6 +309,19 @@ impl Outbox {
     /// Readings given up because they grew older than `max_age`.
     pub fn expired(&self) -> u64 {
         self.expired
+    }
+
+    /// Resends handed out by [`Outbox::due`] so far (each [`Outgoing`] with `resend` set).
+    pub fn resends(&self) -> u64 {
+        self.resends
+    }
+
+    /// The readings [`Outbox::due`] would not give up as too old at `now`.
+    fn live(&self, now: Timestamp) -> impl Iterator<Item = &Pending> {
+        let max_age = self.config.max_age;
+        self.pending
+            .iter()
+            .filter(move |p| now.since(p.reading.at) <= max_age)
     }
 }
 
@@ -322,6 +457,7 @@ mod tests {
             capacity: 3,
             resend_after: 1_000,
             max_age: 10_000,
+            ..OutboxConfig::default()
         });
         for i in 0..5 {
             o.push(ReadingId(i), reading(i as i64 * 1_000, 100));

@@ -492,7 +492,11 @@ fn stale_readings_cannot_open_old_intervals_or_flood_summaries() {
         } else {
             Ingest::Rejected(Rejection::Late)
         };
-        assert_eq!(feed(&mut agg, now, &hostile, stale.as_bytes()), expected, "{i}");
+        assert_eq!(
+            feed(&mut agg, now, &hostile, stale.as_bytes()),
+            expected,
+            "{i}"
+        );
     }
     assert_eq!(
         feed(&mut agg, now, &nick("honest"), VALID.as_bytes()),

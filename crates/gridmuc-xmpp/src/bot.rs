@@ -154,9 +154,6 @@ pub enum BotError {
     /// A setting is out of range.
     #[error("invalid setting {0}: {1}")]
     BadSetting(&'static str, String),
-    /// Another occupant holds the bot's nickname.
-    #[error("nickname {0} is taken in the room (another bot running?)")]
-    NickTaken(String),
     /// The `/metrics` address could not be bound.
     #[error("cannot serve metrics on {0}: {1}")]
     Metrics(SocketAddr, std::io::Error),
@@ -358,12 +355,19 @@ impl Bot {
     /// Joins the neighbourhood room (and the district room, if any) and resends what the
     /// district has not acknowledged.
     async fn join(&mut self, client: &mut Session) -> Result<(), BotError> {
-        join_as_participant(client, &self.room, &self.nick, &self.account).await?;
+        join_as_participant(
+            client,
+            &self.room,
+            &self.nick,
+            &self.account,
+            &self.operators,
+        )
+        .await?;
         // The room answered: whatever an earlier session owed us is moot.
         self.liveness.heard();
         self.emit(BotEvent::Joined(self.nick.clone()));
         if let Some(up) = &mut self.uplink {
-            join_as_participant(client, &up.room, &up.nick, &self.account).await?;
+            join_as_participant(client, &up.room, &up.nick, &self.account, &self.operators).await?;
             up.resend_all();
             up.flush(client, now_ts(), self.timeout).await?;
         }
@@ -577,15 +581,20 @@ impl Bot {
 
 /// Joins as a plain participant, or leaves again and refuses to run if the room would show
 /// us real JIDs (moderator or owner/admin, non-anonymous room, occupant-id).
+///
+/// A nickname someone else holds (an impostor, a second bot) is not a reason to give up the
+/// neighbourhood: the bot tells its operators once and retries with backoff until it is free.
 pub(crate) async fn join_as_participant(
     client: &mut Session,
     room: &BareJid,
     nick: &RoomNick,
     account: &ConnectConfig,
+    operators: &[BareJid],
 ) -> Result<(), BotError> {
     let mut saw_jids = false;
     let mut retries = 0;
-    let outcome = loop {
+    let mut taken: u32 = 0;
+    let me = loop {
         let answer = muc::answer_bound(account);
         let own = client.bound_jid().cloned();
         let joined = muc::join(client, room, nick, answer, |s| {
@@ -602,13 +611,43 @@ pub(crate) async fn join_as_participant(
                 tracing::warn!("no answer to the join; retrying on a fresh session");
                 connect::renew(client, account).await?;
             }
-            other => break other?,
+            Ok(JoinOutcome::Conflict) => {
+                if taken == 0 {
+                    let text = format!(
+                        "my nickname {nick} is taken in {room}: another occupant holds it (an \
+                         impostor, or a second bot); meters that pinned my key will not believe \
+                         it. Retrying until it is free."
+                    );
+                    tracing::error!("{text}");
+                    for op in operators {
+                        let to = op.clone().into();
+                        send_chat(
+                            client,
+                            account.timeout,
+                            to,
+                            MessageType::Chat,
+                            text.clone(),
+                            None,
+                            None,
+                        )
+                        .await?;
+                    }
+                }
+                let wait = NICK_RETRY_FIRST * 2u32.pow(taken.min(6));
+                taken += 1;
+                tokio::time::sleep(
+                    wait.min(NICK_RETRY_MAX)
+                        .mul_f64(rand::random_range(0.5..1.5)),
+                )
+                .await;
+            }
+            Ok(JoinOutcome::Joined(me)) => break me,
+            Err(e) => return Err(e.into()),
         }
     };
-    let me = match outcome {
-        JoinOutcome::Conflict => return Err(BotError::NickTaken(nick.to_string())),
-        JoinOutcome::Joined(me) => me,
-    };
+    if taken > 0 {
+        tracing::warn!(%room, %nick, attempts = taken, "got our nickname back");
+    }
     let name = room.to_string();
     let refusal = if me.is_privileged() {
         Some(PrivacyError::Privileged {
@@ -630,6 +669,11 @@ pub(crate) async fn join_as_participant(
     tracing::info!(%room, %nick, "joined as a plain participant");
     Ok(())
 }
+
+/// First wait before asking again for a nickname someone else holds.
+const NICK_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between attempts for a taken nickname.
+const NICK_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Whether a presence from the room says we were removed from it; an error if it shows real
 /// JIDs, i.e. the room changed under us (made non-anonymous or us a moderator) and we must stop.

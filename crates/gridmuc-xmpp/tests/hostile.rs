@@ -50,7 +50,7 @@ impl Hood {
             },
             ..RoomPolicy::default()
         };
-        let users = users(&["bot", "mallory"], houses);
+        let users = users(&["bot", "mallory", "op"], houses);
         let TestServer { server, room } = TestServer::start(cfg, &users, &policy);
         let key = Arc::new(BotSecretKey::generate(&mut rand::rng()));
         let dir = tempfile::tempdir().unwrap();
@@ -74,6 +74,7 @@ impl Hood {
             ..AggregatorConfig::default()
         };
         cfg.key = Some(self.key.clone());
+        cfg.operators = vec![self.jid("op")];
         cfg
     }
 
@@ -93,13 +94,13 @@ impl Hood {
 
     /// The hostile account, logged in over plaintext with its own raw client.
     fn mallory(&self) -> RawXmpp {
-        let mut c = RawXmpp::login(
-            self.server.c2s_addr(),
-            self.server.domain(),
-            "mallory",
-            PASSWORD,
-        )
-        .unwrap();
+        self.raw("mallory")
+    }
+
+    /// `user` logged in with the raw client and available (so it gets messages to its bare JID).
+    fn raw(&self, user: &str) -> RawXmpp {
+        let mut c =
+            RawXmpp::login(self.server.c2s_addr(), self.server.domain(), user, PASSWORD).unwrap();
         c.initial_presence().unwrap();
         c
     }
@@ -296,6 +297,60 @@ fn an_impostor_holding_the_bot_nickname_learns_no_value_and_is_not_believed() {
             "every reading kept for the real bot: {m:?}"
         );
     }
+}
+
+#[test]
+fn a_bot_whose_nickname_is_squatted_tells_the_operator_and_joins_once_it_is_free() {
+    // No reservation: a server that cannot reserve nicknames.
+    let hood = Hood::new(2, false);
+    let rt = runtime();
+    let (bot, meters) = rt.block_on(async {
+        let mut op = hood.raw("op");
+        let mut mallory = hood.mallory();
+        assert!(mallory.join(&hood.room, BOT_NICK).unwrap().is_joined());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let bot = tokio::spawn(run_bot(hood.bot(), Some(tx), stopped(stop_rx.clone())));
+        let notice = tokio::task::spawn_blocking(move || {
+            let n = op.read_until("is taken", Duration::from_secs(20));
+            (op, n)
+        });
+        let (_op, notice) = notice.await.unwrap();
+        assert!(notice.unwrap().contains(BOT_NICK));
+        // Still trying, not gone.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!bot.is_finished(), "the bot gave up its neighbourhood");
+        mallory.leave(&hood.room, BOT_NICK).unwrap();
+        let joined = tokio::time::timeout(Duration::from_secs(90), async {
+            while let Some(e) = rx.recv().await {
+                if matches!(e, BotEvent::Joined(_)) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            joined,
+            Ok(true),
+            "the bot never joined after the nickname was freed"
+        );
+        let meters: Vec<_> = (0..2).map(|h| hood.meter(h, 700)).collect();
+        let tasks: Vec<_> = meters
+            .iter()
+            .map(|cfg| tokio::spawn(run_meter(cfg.clone(), None, stopped(stop_rx.clone()))))
+            .collect();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop_tx.send(true).unwrap();
+        let mut reports = Vec::new();
+        for t in tasks {
+            reports.push(t.await.unwrap().unwrap());
+        }
+        (bot.await.unwrap().unwrap(), reports)
+    });
+    let sent: u64 = meters.iter().map(|m| m.sent).sum();
+    assert!(sent >= 4, "{meters:?}");
+    assert_eq!(bot.counters.accepted, sent);
 }
 
 #[test]

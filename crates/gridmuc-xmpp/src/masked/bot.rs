@@ -314,7 +314,14 @@ impl MaskedBot {
     }
 
     async fn join(&mut self, client: &mut Session) -> Result<(), BotError> {
-        plain::join_as_participant(client, &self.room, &self.nick, self.account()).await?;
+        plain::join_as_participant(
+            client,
+            &self.room,
+            &self.nick,
+            self.account(),
+            &self.operators,
+        )
+        .await?;
         // The room answered: whatever an earlier session owed us is moot.
         self.liveness.heard();
         self.groupchat(client, MASKED_NOTICE.to_owned(), None)
