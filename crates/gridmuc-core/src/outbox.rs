@@ -93,17 +93,17 @@ impl OutboxConfig {
     }
 }
 
-/// 64 well-mixed bits from a reading id and an attempt number (splitmix64's finaliser over
-/// the id's halves and the attempt, each spread by an odd multiplier).
+/// 64 well-mixed bits from a reading id and an attempt number: the id's halves are mixed
+/// into one word, then each attempt steps it by the golden ratio and mixes again
+/// (splitmix64's finaliser both times).
 fn jitter_bits(id: ReadingId, n: u32) -> u64 {
-    let lo = id.0 as u64;
-    let hi = (id.0 >> 64) as u64;
-    let mut z = lo
-        ^ hi.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ u64::from(n).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let word = mix(id.0 as u64 ^ ((id.0 >> 64) as u64).rotate_left(32));
+    mix(word.wrapping_add(u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
 }
 
 #[derive(Clone, Debug)]
@@ -384,6 +384,7 @@ mod tests {
     use super::*;
     use crate::reading::Quality;
     use crate::units::Watts;
+    use proptest::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -485,5 +486,305 @@ mod tests {
         assert!(!s.contains(ReadingId(2), Timestamp(20_000)));
         assert!(s.contains(ReadingId(3), Timestamp(20_000)));
         assert!(s.contains(ReadingId(4), Timestamp(20_000)));
+    }
+
+    fn config(resend_after: Millis, max_backoff: Millis, max_in_flight: usize) -> OutboxConfig {
+        OutboxConfig {
+            resend_after,
+            max_backoff,
+            max_in_flight,
+            max_age: 1_000_000_000,
+            ..OutboxConfig::default()
+        }
+    }
+
+    /// The wait without its jitter is `base`: the jittered one lies in [0.75, 1.25) of it
+    /// (one millisecond of rounding allowed below).
+    fn within_jitter(wait: Millis, base: Millis) -> bool {
+        4 * wait >= 3 * base - 4 && (4 * wait < 5 * base || base == 0)
+    }
+
+    #[test]
+    fn backoff_doubles_per_resend_and_stops_at_the_cap() {
+        let c = config(1_000, 8_000, 16);
+        let id = ReadingId(0x5eed_0000_0000_0000_0000_0000_0000_0001);
+        let bases = [1_000, 2_000, 4_000, 8_000, 8_000, 8_000, 8_000];
+        for (n, base) in (1..).zip(bases) {
+            let wait = c.resend_wait(id, n);
+            assert!(within_jitter(wait, base), "resend {n}: {wait} vs {base}");
+        }
+        // Far beyond any shift width: still the cap, no overflow.
+        assert!(within_jitter(c.resend_wait(id, u32::MAX), 8_000));
+        // A cap below resend_after never shortens the first wait.
+        let short_cap = config(10_000, 1_000, 16);
+        assert!(within_jitter(short_cap.resend_wait(id, 1), 10_000));
+        assert!(within_jitter(short_cap.resend_wait(id, 5), 10_000));
+        // The defaults: 30 s, 1, 2, 4 min, then 5 min.
+        let d = OutboxConfig::default();
+        for (n, base) in (1..).zip([30_000, 60_000, 120_000, 240_000, 300_000, 300_000]) {
+            assert!(
+                within_jitter(d.resend_wait(id, n), base),
+                "default resend {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_outbox_resends_on_the_backoff_schedule() {
+        let c = config(1_000, 8_000, 16);
+        let mut o = Outbox::new(c.clone());
+        let id = ReadingId(77);
+        o.push(id, reading(0, 100));
+        let mut now = Timestamp(0);
+        let mut sent_at = Vec::new();
+        // Step through time in 1 ms; a reading comes back exactly when its wait runs out.
+        while sent_at.len() < 7 {
+            let out = o.due(now, usize::MAX);
+            if let [g] = out.as_slice() {
+                assert_eq!((g.id, g.resend), (id, !sent_at.is_empty()));
+                sent_at.push(now);
+            } else {
+                assert!(out.is_empty());
+            }
+            now = now.plus(1);
+        }
+        let gaps: Vec<Millis> = sent_at.windows(2).map(|w| w[1].since(w[0])).collect();
+        let expected: Vec<Millis> = (1..=6).map(|n| c.resend_wait(id, n)).collect();
+        assert_eq!(gaps, expected);
+        assert_eq!(o.resends(), 6);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_and_differs_between_ids() {
+        let c = config(1_000, 300_000, 16);
+        let waits: Vec<Millis> = (0..1_000u128)
+            .map(|i| c.resend_wait(ReadingId(i.wrapping_mul(0x0123_4567_89ab_cdef)), 1))
+            .collect();
+        assert!(waits.iter().all(|&w| (750..1_250).contains(&w)));
+        let distinct: HashSet<Millis> = waits.iter().copied().collect();
+        // 512 possible factors: a thousand ids spread over most of them.
+        assert!(distinct.len() > 300, "{} distinct waits", distinct.len());
+        assert!(waits.iter().any(|&w| w < 800) && waits.iter().any(|&w| w >= 1_200));
+        // The same id draws a new factor per attempt, and the same one again for the same attempt.
+        let id = ReadingId(42);
+        let factors: HashSet<Millis> = (1..=8)
+            .map(|n| c.resend_wait(id, n) * 1_024 / c.resend_wait(id, 1).max(1))
+            .collect();
+        assert!(factors.len() > 1);
+        assert_eq!(c.resend_wait(id, 3), c.resend_wait(id, 3));
+        // `unacknowledged_readings_come_back_until_acknowledged` resends ReadingId(2) after
+        // exactly resend_after: its first factor (0.877) is below 1.
+        assert_eq!(c.resend_wait(ReadingId(2), 1), 876);
+        // Consecutive ids (a counter, not random) do not share a factor either.
+        assert_ne!(
+            c.resend_wait(ReadingId(1), 1),
+            c.resend_wait(ReadingId(2), 1)
+        );
+    }
+
+    #[test]
+    fn the_in_flight_cap_holds_back_and_an_acknowledgement_frees_a_slot() {
+        let mut o = Outbox::new(config(1_000, 8_000, 2));
+        for i in 0..5 {
+            o.push(ReadingId(i), reading(0, 100));
+        }
+        let t = Timestamp(0);
+        let ids = |out: Vec<Outgoing>| out.iter().map(|g| g.id.0).collect::<Vec<_>>();
+        assert_eq!(ids(o.due(t, usize::MAX)), vec![0, 1]);
+        assert_eq!(o.in_flight(t), 2);
+        assert!(o.has_waiting(t));
+        assert!(o.due(t, usize::MAX).is_empty());
+        // An answer frees one slot: the oldest waiting reading takes it.
+        assert!(o.acknowledge(ReadingId(0)));
+        assert_eq!(ids(o.due(t, usize::MAX)), vec![2]);
+        // The caller's limit binds too.
+        assert!(o.acknowledge(ReadingId(1)));
+        assert_eq!(ids(o.due(t, 0)), Vec::<u128>::new());
+        assert!(o.has_waiting(t));
+        assert_eq!(ids(o.due(t, 1)), vec![3]);
+        assert_eq!((o.in_flight(t), o.has_waiting(t)), (2, true));
+        // A reading whose wait ran out is due again and out of flight, so it frees its own
+        // slot; oldest first, readings 2 and 3 go again before never-sent reading 4.
+        let wait = |i| o.config.resend_wait(ReadingId(i), 1);
+        let (w2, w3) = (wait(2), wait(3));
+        assert_eq!(o.next_resend_at(t), Some(t.plus(w2.min(w3))));
+        let both = t.plus(w2.max(w3));
+        assert_eq!((o.in_flight(both), o.next_resend_at(both)), (0, None));
+        let out = o.due(both, usize::MAX);
+        assert_eq!(ids(out.clone()), vec![2, 3]);
+        assert!(out.iter().all(|g| g.resend));
+        assert_eq!(o.resends(), 2);
+        assert!(o.has_waiting(both));
+    }
+
+    #[test]
+    fn resend_all_and_retry_make_readings_due_without_resetting_the_backoff() {
+        let c = config(1_000, 60_000, 16);
+        let mut o = Outbox::new(c.clone());
+        let id = ReadingId(9);
+        o.push(id, reading(0, 100));
+        let mut now = Timestamp(0);
+        // Three sends on schedule.
+        for n in 1..=3 {
+            assert_eq!(o.due(now, usize::MAX).len(), 1);
+            now = now.plus(c.resend_wait(id, n));
+        }
+        // A fresh session: due at once, and the next wait is the fourth, not the first.
+        o.resend_all();
+        assert!(o.has_waiting(now));
+        assert_eq!(o.in_flight(now), 0);
+        assert_eq!(o.due(now, usize::MAX).len(), 1);
+        assert_eq!(o.next_resend_at(now), Some(now.plus(c.resend_wait(id, 4))));
+        // A bounce: due at once too, and the wait after it is the fifth.
+        assert!(o.retry(id));
+        assert_eq!(o.due(now, usize::MAX).len(), 1);
+        assert_eq!(o.next_resend_at(now), Some(now.plus(c.resend_wait(id, 5))));
+        assert_eq!(o.resends(), 4);
+    }
+
+    #[test]
+    fn a_resend_keeps_its_seqnr_under_one_nickname_and_a_new_nickname_forgets_it() {
+        let c = config(1_000, 8_000, 16);
+        let mut o = Outbox::new(c.clone());
+        o.push(ReadingId(1), reading(0, 100));
+        o.push(ReadingId(2), reading(0, 200));
+        let first = o.due(Timestamp(0), usize::MAX);
+        assert!(first.iter().all(|g| g.seqnr.is_none()));
+        assert!(o.assign_seqnr(ReadingId(1), 500));
+        assert!(o.assign_seqnr(ReadingId(2), 501));
+        assert!(!o.assign_seqnr(ReadingId(3), 502));
+        // Resent on the same nickname (timer and bounce alike): the same seqnr.
+        let later = Timestamp(10_000);
+        let again = o.due(later, usize::MAX);
+        let seqnrs: Vec<_> = again.iter().map(|g| (g.id.0, g.resend, g.seqnr)).collect();
+        assert_eq!(seqnrs, vec![(1, true, Some(500)), (2, true, Some(501))]);
+        assert!(o.retry(ReadingId(2)));
+        assert_eq!(o.due(later, usize::MAX)[0].seqnr, Some(501));
+        // A new nickname: a new seqnr space, nothing kept.
+        o.resend_all();
+        let fresh = o.due(later, usize::MAX);
+        assert_eq!(fresh.len(), 2);
+        assert!(fresh.iter().all(|g| g.resend && g.seqnr.is_none()));
+        assert!(o.assign_seqnr(ReadingId(1), 7));
+        assert!(o.acknowledge(ReadingId(2)));
+        assert_eq!(o.due(Timestamp(100_000), usize::MAX)[0].seqnr, Some(7));
+    }
+
+    #[test]
+    fn expired_readings_leave_the_window_and_are_counted() {
+        let mut o = Outbox::new(OutboxConfig {
+            capacity: 3,
+            resend_after: 60_000,
+            max_in_flight: 1,
+            max_age: 10_000,
+            ..OutboxConfig::default()
+        });
+        o.push(ReadingId(1), reading(0, 100));
+        o.push(ReadingId(2), reading(5_000, 100));
+        let sent = Timestamp(5_000);
+        assert_eq!(o.due(sent, usize::MAX).len(), 1);
+        assert_eq!((o.in_flight(sent), o.has_waiting(sent)), (1, true));
+        // Reading 1 is still awaiting an answer (its wait is at least 45 s) but too old at
+        // 10.001 s: it no longer holds the window, and is given up and counted.
+        let t = Timestamp(10_001);
+        assert_eq!(o.in_flight(t), 0);
+        let out = o.due(t, usize::MAX);
+        assert_eq!(out.iter().map(|g| g.id.0).collect::<Vec<_>>(), vec![2]);
+        assert_eq!((o.expired(), o.len(), o.dropped()), (1, 1, 0));
+        // Capacity still drops the oldest, in flight or not.
+        for i in 3..6 {
+            o.push(ReadingId(i), reading(10_001, 100));
+        }
+        assert_eq!((o.len(), o.dropped()), (3, 1));
+        assert!(!o.acknowledge(ReadingId(2)));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Push,
+        Due(usize),
+        Ack(usize),
+        Retry(usize),
+        ResendAll,
+        Wait(Millis),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::Push),
+            3 => prop_oneof![0usize..6, Just(usize::MAX)].prop_map(Op::Due),
+            2 => (0usize..40).prop_map(Op::Ack),
+            1 => (0usize..40).prop_map(Op::Retry),
+            1 => Just(Op::ResendAll),
+            2 => (0 as Millis..20_000).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn jitter_is_bounded_for_any_id_and_attempt(
+            id in any::<u128>(),
+            n in 1u32..80,
+            resend_after in 0 as Millis..10_000_000,
+            max_backoff in 0 as Millis..100_000_000,
+        ) {
+            let c = OutboxConfig { resend_after, max_backoff, ..OutboxConfig::default() };
+            let cap = max_backoff.max(resend_after);
+            let base = i128::from(resend_after) << (n - 1).min(62);
+            let base = Millis::try_from(base.min(i128::from(cap))).unwrap();
+            let wait = c.resend_wait(ReadingId(id), n);
+            prop_assert!(within_jitter(wait, base), "{wait} vs {base}");
+        }
+
+        #[test]
+        fn in_flight_never_exceeds_the_cap_and_nothing_vanishes(
+            max_in_flight in 1usize..6,
+            capacity in 1usize..30,
+            ops in proptest::collection::vec(op(), 0..200),
+        ) {
+            let mut o = Outbox::new(OutboxConfig {
+                capacity,
+                resend_after: 1_000,
+                max_backoff: 16_000,
+                max_in_flight,
+                max_age: 60_000,
+            });
+            let mut now = Timestamp(0);
+            let mut pushed = 0u64;
+            let mut acked = 0u64;
+            for op in ops {
+                match op {
+                    Op::Push => {
+                        o.push(ReadingId(u128::from(pushed)), reading(now.0, 100));
+                        pushed += 1;
+                    }
+                    Op::Due(limit) => {
+                        let before = o.in_flight(now);
+                        let out = o.due(now, limit);
+                        prop_assert!(out.len() <= limit.min(max_in_flight - before));
+                        // Oldest first: ids were pushed in increasing order.
+                        prop_assert!(out.windows(2).all(|w| w[0].id.0 < w[1].id.0));
+                        prop_assert_eq!(o.in_flight(now), before + out.len());
+                        // Held back only by the cap or the limit.
+                        if o.has_waiting(now) {
+                            prop_assert!(out.len() == limit || o.in_flight(now) == max_in_flight);
+                        }
+                    }
+                    Op::Ack(i) => {
+                        if o.acknowledge(ReadingId(i as u128)) {
+                            acked += 1;
+                        }
+                    }
+                    Op::Retry(i) => {
+                        o.retry(ReadingId(i as u128));
+                    }
+                    Op::ResendAll => o.resend_all(),
+                    Op::Wait(ms) => now = now.plus(ms),
+                }
+                prop_assert!(o.in_flight(now) <= max_in_flight);
+                prop_assert!(o.len() <= capacity);
+                prop_assert_eq!(o.len() as u64 + acked + o.dropped() + o.expired(), pushed);
+            }
+        }
     }
 }

@@ -194,6 +194,19 @@ fn a_hostile_occupant_can_neither_crash_nor_stop_the_neighbourhood() {
         let before = gridmuc_xmpp::guard::CUT_TOO_DEEP.load(Ordering::Relaxed);
         let mut mallory = hood.mallory();
         assert!(mallory.join(&hood.room, "mallory-1").unwrap().is_joined());
+        // A valid reading beside a 60 KB body: the whole stanza is measured, and refused with
+        // a signed reason instead of a receipt.
+        let padded = forged_reading(&hood.room, 7).replacen(
+            "<body>",
+            &format!("<body>{}", "x".repeat(60_000)),
+            1,
+        );
+        mallory.send(&padded).unwrap();
+        let refusal = mallory
+            .read_until("reason='oversize'", Duration::from_secs(10))
+            .unwrap();
+        assert!(refusal.contains("verdict='refused'"), "{refusal}");
+        assert!(!refusal.contains("urn:xmpp:receipts"), "a refused reading was receipted");
         // 9,000 and 30,000 levels to the room (bot and all three meters receive both)…
         for depth in [9_000, 30_000] {
             mallory
@@ -233,6 +246,7 @@ fn a_hostile_occupant_can_neither_crash_nor_stop_the_neighbourhood() {
     assert_eq!(cut, 10, "deep stanzas cut by the guard");
     let c = &bot.counters;
     assert_eq!(c.rejected.get("too_deep"), 2, "{:?}", c.rejected);
+    assert_eq!(c.rejected.get("oversize"), 1, "{:?}", c.rejected);
     let sent: u64 = meters.iter().map(|m| m.sent).sum();
     assert!(sent >= 12, "meters kept sending: {sent}");
     assert_eq!(c.accepted, sent, "every reading counted: {meters:?}");
@@ -351,6 +365,43 @@ fn a_bot_whose_nickname_is_squatted_tells_the_operator_and_joins_once_it_is_free
     let sent: u64 = meters.iter().map(|m| m.sent).sum();
     assert!(sent >= 4, "{meters:?}");
     assert_eq!(bot.counters.accepted, sent);
+}
+
+#[test]
+fn a_refused_reading_is_answered_with_its_reason_counted_and_not_resent() {
+    let hood = Hood::new(2, true);
+    let rt = runtime();
+    let (bot, meters) = rt.block_on(async {
+        // Every reading of house 1 (700 W) is over this bot's 0.5 kW limit; house 0's 300 W is not.
+        let meters = [hood.meter(0, 300), hood.meter(1, 700)];
+        let mut cfg = hood.bot();
+        cfg.max_power_kw = 0.5;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let bot = tokio::spawn(run_bot(cfg, None, stopped(stop_rx.clone())));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let tasks: Vec<_> = meters
+            .iter()
+            .map(|c| tokio::spawn(run_meter(c.clone(), None, stopped(stop_rx.clone()))))
+            .collect();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        stop_tx.send(true).unwrap();
+        let mut reports = Vec::new();
+        for t in tasks {
+            reports.push(t.await.unwrap().unwrap());
+        }
+        (bot.await.unwrap().unwrap(), reports)
+    });
+    let (ok, refused) = (&meters[0], &meters[1]);
+    assert!(refused.sent >= 3, "{refused:?}");
+    assert_eq!(refused.refused.get("over_limit"), Some(&refused.sent), "{refused:?}");
+    assert_eq!(
+        (refused.acknowledged, refused.unacknowledged, refused.resent),
+        (0, 0, 0),
+        "a refused reading is neither receipted nor kept nor resent: {refused:?}"
+    );
+    assert_eq!(ok.acknowledged, ok.sent);
+    assert_eq!(bot.counters.rejected.get("over_limit"), refused.sent);
+    assert_eq!(bot.counters.accepted, ok.sent);
 }
 
 #[test]
