@@ -50,6 +50,14 @@ pub struct Args {
     /// flood of issue 5; see docs/flood.md).
     #[arg(long)]
     pub unpaced: bool,
+    /// Fail (exit non-zero, after the report) if the window's p99 reading→bot latency is
+    /// above this many milliseconds.
+    #[arg(long, default_value_t = 250.0)]
+    pub max_p99_ms: f64,
+    /// Fail (exit non-zero, after the report) if more readings than this were lost over the
+    /// whole run (sent but not accepted, the report's `lost`).
+    #[arg(long, default_value_t = 0)]
+    pub max_lost: u64,
 }
 
 /// The bot's room nickname.
@@ -67,6 +75,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let interval = Duration::try_from_secs_f64(1.0 / args.rate).context("--rate")?;
     let window = Duration::try_from_secs_f64(args.seconds).context("--seconds")?;
     anyhow::ensure!(window >= interval * 2, "--seconds must cover two intervals");
+    anyhow::ensure!(
+        args.max_p99_ms.is_finite() && args.max_p99_ms >= 0.0,
+        "--max-p99-ms must be a non-negative number"
+    );
 
     eprintln!("starting a private Prosody on loopback …");
     let server = PrivateServer::start(ServerConfig {
@@ -147,7 +159,50 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     server.stop()?;
     let figures = result?;
     figures.print(&args);
+    let bounds = Bounds {
+        max_p99_ms: args.max_p99_ms,
+        max_lost: args.max_lost,
+    };
+    let missed = bounds.missed(
+        figures.lost(),
+        figures.latencies_us.len(),
+        percentile(&figures.latencies_us, 0.99) as f64 / 1000.0,
+    );
+    anyhow::ensure!(missed.is_empty(), "loadtest failed: {}", missed.join("; "));
     Ok(())
+}
+
+/// What a run must achieve to pass.
+struct Bounds {
+    max_p99_ms: f64,
+    max_lost: u64,
+}
+
+impl Bounds {
+    /// One sentence per bound the run missed (empty when it passed), naming its option.
+    fn missed(&self, lost: u64, samples: usize, p99_ms: f64) -> Vec<String> {
+        let mut missed = Vec::new();
+        if lost > self.max_lost {
+            missed.push(format!(
+                "{lost} readings lost (sent but not accepted), more than --max-lost {}",
+                self.max_lost
+            ));
+        }
+        if samples == 0 {
+            // No sample would make any latency bound pass vacuously.
+            missed.push(
+                "no reading reached the bot inside the window, so the --max-p99-ms bound \
+                 cannot be met"
+                    .to_owned(),
+            );
+        } else if p99_ms > self.max_p99_ms {
+            missed.push(format!(
+                "p99 latency {p99_ms:.1} ms is above --max-p99-ms {}",
+                self.max_p99_ms
+            ));
+        }
+        missed
+    }
 }
 
 /// Lua that installs a counter of every message and presence the server hands to a client
@@ -542,6 +597,11 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
 }
 
 impl Figures {
+    /// Readings sent but never accepted over the whole run (refused and late ones included).
+    fn lost(&self) -> u64 {
+        self.sent_total.saturating_sub(self.ingested_total)
+    }
+
     fn print(&self, args: &Args) {
         let secs = self.window.as_secs_f64();
         let ms = |q| percentile(&self.latencies_us, q) as f64 / 1000.0;
@@ -585,7 +645,7 @@ impl Figures {
             "whole run: sent {}, ingested {}, lost {} (sent but not accepted, late ones included: {}), rejected: {}, bounced {}",
             self.sent_total,
             self.ingested_total,
-            self.sent_total.saturating_sub(self.ingested_total),
+            self.lost(),
             self.unmatched,
             self.rejected,
             self.bounced
@@ -623,7 +683,7 @@ impl Figures {
             self.own_cpu,
             self.sent_total,
             self.ingested_total,
-            self.sent_total.saturating_sub(self.ingested_total)
+            self.lost()
         );
     }
 }
@@ -666,4 +726,46 @@ fn log_warnings(path: &std::path::Path) -> Vec<String> {
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_fails_naming_each_bound_it_missed() {
+        let bounds = Bounds {
+            max_p99_ms: 250.0,
+            max_lost: 0,
+        };
+        assert!(bounds.missed(0, 1_000, 250.0).is_empty());
+        let lost = bounds.missed(3, 1_000, 12.0);
+        assert_eq!(lost.len(), 1);
+        assert!(lost[0].contains("3 readings lost") && lost[0].contains("--max-lost 0"));
+        let slow = bounds.missed(0, 1_000, 250.1);
+        assert_eq!(slow.len(), 1);
+        assert!(slow[0].contains("p99 latency 250.1 ms") && slow[0].contains("--max-p99-ms 250"));
+        assert_eq!(bounds.missed(5, 1_000, 900.0).len(), 2);
+        let empty = bounds.missed(0, 0, 0.0);
+        assert!(empty.len() == 1 && empty[0].contains("no reading reached the bot"));
+        let tolerant = Bounds {
+            max_p99_ms: 1_000.0,
+            max_lost: 5,
+        };
+        assert!(tolerant.missed(5, 10, 900.0).is_empty());
+    }
+
+    #[test]
+    fn percentile_takes_the_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(
+            (
+                percentile(&v, 0.5),
+                percentile(&v, 0.99),
+                percentile(&v, 1.0)
+            ),
+            (50, 99, 100)
+        );
+        assert_eq!(percentile(&[], 0.99), 0);
+    }
 }

@@ -25,6 +25,7 @@ use gridmuc_core::{
     RoomNick, Watts,
 };
 use minidom::Element;
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -179,7 +180,12 @@ struct Bot {
     liveness: Liveness,
     /// Signs verdicts and posts, opens sealed readings.
     key: Option<Arc<BotSecretKey>>,
+    /// Nicknames already told of in the log for reporting faster than the interval.
+    rate_warned: HashSet<RoomNick>,
 }
+
+/// Nicknames remembered for the once-per-nickname rate warning before the set starts afresh.
+const RATE_WARNED_CAP: usize = 10_000;
 
 /// Runs the bot until `shutdown` resolves; flushes the open intervals before returning.
 pub async fn run_bot(
@@ -253,6 +259,7 @@ pub async fn run_bot(
         metrics: registry,
         liveness: Liveness::new(interval * 3 / 2),
         key,
+        rate_warned: HashSet::new(),
     };
     let result = bot.run(&mut client, shutdown).await;
     connect::close(client).await;
@@ -426,6 +433,9 @@ impl Bot {
                             Verdict::Accepted
                         }
                         Ingest::Rejected(r) => {
+                            if r == Rejection::RateLimited {
+                                self.warn_rate_limited(&nick);
+                            }
                             tracing::info!(%nick, reason = r.kind(), "reading refused");
                             Verdict::Refused(r.kind().to_owned())
                         }
@@ -499,6 +509,24 @@ impl Bot {
         }
     }
 
+    /// Says once per nickname that it reports faster than the interval, so a third-party meter
+    /// configured for 1-s readings under a 60-s bot is noticed rather than silently thinned.
+    fn warn_rate_limited(&mut self, nick: &RoomNick) {
+        if self.rate_warned.len() >= RATE_WARNED_CAP {
+            self.rate_warned.clear();
+        }
+        if self.rate_warned.insert(nick.clone()) {
+            let cfg = self.agg.config();
+            tracing::warn!(
+                %nick,
+                interval_ms = cfg.interval,
+                per_interval = cfg.max_readings_per_interval,
+                "a nickname reports more often than the interval allows; the extra readings are \
+                 refused as rate_limited (is its meter set to the bot's interval?)"
+            );
+        }
+    }
+
     /// Operator commands: short human answers, nicknames only.
     fn answer(&self, command: &str) -> String {
         let c = self.agg.counters();
@@ -558,7 +586,10 @@ impl Bot {
             if let Some(up) = &mut self.uplink {
                 up.queue(&stats);
             }
-            self.metrics.interval();
+            // A revision amends an interval already counted.
+            if stats.revision == 0 {
+                self.metrics.interval();
+            }
             let counters = Box::new(self.agg.counters().clone());
             self.emit(BotEvent::Summary {
                 stats,

@@ -385,14 +385,28 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Session, ConnectError> {
                     dns: dns.clone(),
                     tls: tls_config(cfg)?,
                 };
-                start(connector, &jid, &cfg.password, &server, deadline).await?
+                start(
+                    connector,
+                    &jid,
+                    &cfg.password,
+                    &server,
+                    (deadline, cfg.timeout),
+                )
+                .await?
             }
             Transport::PlaintextLoopback => {
                 if !is_loopback(cfg.server.as_deref()) {
                     return Err(ConnectError::PlaintextNotLoopback(server));
                 }
                 let connector = GuardedTcp(dns.clone());
-                start(connector, &jid, &cfg.password, &server, deadline).await?
+                start(
+                    connector,
+                    &jid,
+                    &cfg.password,
+                    &server,
+                    (deadline, cfg.timeout),
+                )
+                .await?
             }
         };
         let mut client = wait_online(client, deadline)
@@ -430,13 +444,14 @@ async fn start<C: ServerConnector>(
     jid: &BareJid,
     password: &str,
     server: &str,
-    deadline: tokio::time::Instant,
+    (deadline, timeout): (tokio::time::Instant, Duration),
 ) -> Result<Session, ConnectError> {
     tokio::time::timeout_at(deadline, probe(&connector, jid, password, server))
         .await
         .map_err(|_| ConnectError::Timeout {
             server: server.to_owned(),
-            timeout: deadline.saturating_duration_since(tokio::time::Instant::now()),
+            // The configured bound, not what was left of it ("within 0ns" told nobody anything).
+            timeout,
             state: "probe login",
         })??;
     Ok(Session::new(

@@ -23,6 +23,9 @@ pub const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
 pub const FEATURE_NON_ANONYMOUS: &str = "muc_nonanonymous";
 /// disco#info feature of a room that shows real JIDs to moderators only: what we require.
 pub const FEATURE_SEMI_ANONYMOUS: &str = "muc_semianonymous";
+/// XEP-0313 message archive namespaces (`urn:xmpp:mam:0`…`:2`): a room that keeps every
+/// reading for anyone to page through later.
+pub const NS_MAM_PREFIX: &str = "urn:xmpp:mam:";
 
 /// Why we will not publish into (or run in) a room; each says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,11 @@ pub enum PrivacyError {
         "room {0} advertises occupant-id ({NS_OCCUPANT_ID}): rotated nicknames would be linkable; refusing"
     )]
     OccupantId(String),
+    /// The room archives its messages (XEP-0313), so readings outlive their interval.
+    #[error(
+        "room {0} archives messages ({NS_MAM_PREFIX}*): every reading would be kept for later readers; refusing"
+    )]
+    Archived(String),
     /// The room does not say it is semi-anonymous.
     #[error("room {0} does not advertise muc_semianonymous; refusing to publish")]
     NotSemiAnonymous(String),
@@ -238,6 +246,9 @@ fn check_features(room: &str, info: &DiscoInfoResult) -> Result<(), PrivacyError
     if has(NS_OCCUPANT_ID) {
         return Err(PrivacyError::OccupantId(room.to_owned()));
     }
+    if info.features.iter().any(|f| f.starts_with(NS_MAM_PREFIX)) {
+        return Err(PrivacyError::Archived(room.to_owned()));
+    }
     if !has(FEATURE_SEMI_ANONYMOUS) {
         return Err(PrivacyError::NotSemiAnonymous(room.to_owned()));
     }
@@ -409,6 +420,11 @@ mod tests {
         assert!(matches!(
             check_features("r", &bad),
             Err(PrivacyError::NonAnonymous(_))
+        ));
+        let bad = info(&[FEATURE_SEMI_ANONYMOUS, "urn:xmpp:mam:2"]);
+        assert!(matches!(
+            check_features("r", &bad),
+            Err(PrivacyError::Archived(_))
         ));
         let bad = info(&["http://jabber.org/protocol/muc"]);
         assert!(matches!(

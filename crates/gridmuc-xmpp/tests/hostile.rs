@@ -206,7 +206,10 @@ fn a_hostile_occupant_can_neither_crash_nor_stop_the_neighbourhood() {
             .read_until("reason='oversize'", Duration::from_secs(10))
             .unwrap();
         assert!(refusal.contains("verdict='refused'"), "{refusal}");
-        assert!(!refusal.contains("urn:xmpp:receipts"), "a refused reading was receipted");
+        assert!(
+            !refusal.contains("urn:xmpp:receipts"),
+            "a refused reading was receipted"
+        );
         // 9,000 and 30,000 levels to the room (bot and all three meters receive both)…
         for depth in [9_000, 30_000] {
             mallory
@@ -393,7 +396,11 @@ fn a_refused_reading_is_answered_with_its_reason_counted_and_not_resent() {
     });
     let (ok, refused) = (&meters[0], &meters[1]);
     assert!(refused.sent >= 3, "{refused:?}");
-    assert_eq!(refused.refused.get("over_limit"), Some(&refused.sent), "{refused:?}");
+    assert_eq!(
+        refused.refused.get("over_limit"),
+        Some(&refused.sent),
+        "{refused:?}"
+    );
     assert_eq!(
         (refused.acknowledged, refused.unacknowledged, refused.resent),
         (0, 0, 0),
