@@ -332,6 +332,7 @@ struct Warned {
     impostor: bool,
     clock: bool,
     refused: bool,
+    no_answer: bool,
 }
 
 impl std::str::FromStr for Mode {
@@ -515,12 +516,12 @@ impl Meter {
                     tracing::warn!("removed from the room; rejoining under a new nickname");
                     return Ok(Some(self.join(client, rng).await?));
                 }
-                // The echo freed the window: a queued reading (after a fault) goes out now.
+                // The echo freed the pacing window, or an answer freed a place among the readings
+                // in flight: a queued reading (after a fault) goes out now.
                 let mut state = state;
-                if paced
-                    && self.in_flight.is_none()
-                    && let State::Joined { nick, seqnr, .. } = &mut state
-                {
+                let freed = (paced && self.in_flight.is_none())
+                    || (!paced && self.outbox.has_waiting(now_ts()));
+                if freed && let State::Joined { nick, seqnr, .. } = &mut state {
                     let nick = nick.clone();
                     self.flush(client, &nick, seqnr).await?;
                 }
@@ -701,16 +702,29 @@ impl Meter {
             if paced {
                 self.in_flight = Some((out.id, Instant::now() + self.cfg.account.timeout));
             }
+            // A resend under the same nickname keeps its seqnr, so a peer deduplicating by
+            // seqnr counts it once; a new nickname starts a new seqnr space.
+            let seqnr = out.seqnr.unwrap_or_else(|| {
+                let next = *seqnr;
+                *seqnr += 1;
+                self.outbox.assign_seqnr(out.id, next);
+                next
+            });
             let reading = Reading {
-                seqnr: *seqnr,
+                seqnr,
                 ..out.reading
             };
-            *seqnr += 1;
             let stanza = self.message(out.id, &reading).into();
             // Counted before the send: a stalled send keeps the reading in the outbox for the
             // next session, where it goes out as a resend.
             if out.resend {
                 self.report.resent += 1;
+                if !std::mem::replace(&mut self.warned.no_answer, true) {
+                    tracing::warn!(
+                        "a reading got no answer in time; resending with backoff (is the bot in \
+                         the room, and does it answer?)"
+                    );
+                }
             } else {
                 self.report.sent += 1;
                 self.emit(MeterEvent::Sent {

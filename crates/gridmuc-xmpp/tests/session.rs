@@ -57,8 +57,12 @@ fn sending_and_receiving_one_stanza_per_millisecond_each_way_never_stalls() {
     let hood = TestServer::start(ServerConfig::default(), &users, &RoomPolicy::default());
     let rt = runtime();
     let ((sent_a, got_a), (sent_b, got_b)) = rt.block_on(async {
-        let a = connect(&hood.account("house0", Duration::from_secs(10))).await.unwrap();
-        let b = connect(&hood.account("house1", Duration::from_secs(10))).await.unwrap();
+        let a = connect(&hood.account("house0", Duration::from_secs(10)))
+            .await
+            .unwrap();
+        let b = connect(&hood.account("house1", Duration::from_secs(10)))
+            .await
+            .unwrap();
         let to_a: Jid = a.bound_jid().unwrap().clone().into();
         let to_b: Jid = b.bound_jid().unwrap().clone().into();
         let ta = tokio::spawn(pump(a, to_b));
