@@ -149,7 +149,8 @@ data_path = {data}
 plugin_paths = {{ {plugins} }}
 gridmuc_cleanup_dir = {root}
 admin_socket = {admin_socket}
-log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = {log} }} }}
+-- Warnings and errors only: at info Prosody logs every login with the account's JID (a house's).
+log = {{ {{ levels = {{ min = "warn" }}, to = "file", filename = {log} }} }}
 
 admins = {{ }}
 authentication = "internal_hashed"

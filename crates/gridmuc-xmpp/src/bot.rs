@@ -22,7 +22,7 @@ use gridmuc_core::aggregator::Ingest;
 use gridmuc_core::codec::{self, CodecLimits};
 use gridmuc_core::{
     Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, Reading, ReadingId, Rejection,
-    RoomNick, Watts,
+    RejectionCounts, RoomNick, Watts,
 };
 use minidom::Element;
 use std::collections::HashSet;
@@ -182,6 +182,8 @@ struct Bot {
     key: Option<Arc<BotSecretKey>>,
     /// Nicknames already told of in the log for reporting faster than the interval.
     rate_warned: HashSet<RoomNick>,
+    /// Refusals already logged, so each interval's line names only the new ones.
+    refusals_logged: RejectionCounts,
 }
 
 /// Nicknames remembered for the once-per-nickname rate warning before the set starts afresh.
@@ -260,6 +262,7 @@ pub async fn run_bot(
         liveness: Liveness::new(interval * 3 / 2),
         key,
         rate_warned: HashSet::new(),
+        refusals_logged: RejectionCounts::default(),
     };
     let result = bot.run(&mut client, shutdown).await;
     connect::close(client).await;
@@ -436,13 +439,13 @@ impl Bot {
                             if r == Rejection::RateLimited {
                                 self.warn_rate_limited(&nick);
                             }
-                            tracing::info!(%nick, reason = r.kind(), "reading refused");
+                            tracing::debug!(%nick, reason = r.kind(), "reading refused");
                             Verdict::Refused(r.kind().to_owned())
                         }
                     }
                 }
                 Err(rejection) => {
-                    tracing::info!(%nick, reason = rejection.kind(), "reading refused");
+                    tracing::debug!(%nick, reason = rejection.kind(), "reading refused");
                     self.agg.handle_rejection(&rejection);
                     self.metrics.rejection(&rejection);
                     Verdict::Refused(rejection.kind().to_owned())
@@ -507,6 +510,25 @@ impl Bot {
                 Some(codec::decode_payloads(&m.payloads, &self.limits))
             }
         }
+    }
+
+    /// One log line per interval at the default level: its summary (if anyone reported) and the
+    /// refusals since the previous one by reason, however many readings a flood brings.
+    fn log_interval(&mut self, stats: &IntervalStats) {
+        if stats.meters > 0 {
+            tracing::info!("{}", summary_line(stats));
+        }
+        let counts = &self.agg.counters().rejected;
+        let fresh: Vec<String> = counts
+            .iter()
+            .map(|(kind, n)| (kind, n - self.refusals_logged.get(kind)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        if !fresh.is_empty() {
+            tracing::info!(refused = %fresh.join(", "), "readings refused since the last interval");
+        }
+        self.refusals_logged = counts.clone();
     }
 
     /// Says once per nickname that it reports faster than the interval, so a third-party meter
@@ -589,6 +611,7 @@ impl Bot {
             // A revision amends an interval already counted.
             if stats.revision == 0 {
                 self.metrics.interval();
+                self.log_interval(&stats);
             }
             let counters = Box::new(self.agg.counters().clone());
             self.emit(BotEvent::Summary {
@@ -781,7 +804,7 @@ pub(crate) async fn deliver_alert(
         )
         .await?;
     }
-    tracing::debug!(%body, "alert delivered");
+    tracing::info!(%body, "alert delivered");
     Ok(())
 }
 
