@@ -184,6 +184,8 @@ struct Bot {
     rate_warned: HashSet<RoomNick>,
     /// Refusals already logged, so each interval's line names only the new ones.
     refusals_logged: RejectionCounts,
+    /// Nicknames already told `rate_limited` since the last interval closed.
+    rate_answered: HashSet<RoomNick>,
 }
 
 /// Nicknames remembered for the once-per-nickname rate warning before the set starts afresh.
@@ -263,6 +265,7 @@ pub async fn run_bot(
         key,
         rate_warned: HashSet::new(),
         refusals_logged: RejectionCounts::default(),
+        rate_answered: HashSet::new(),
     };
     let result = bot.run(&mut client, shutdown).await;
     connect::close(client).await;
@@ -457,7 +460,11 @@ impl Bot {
             // sender's receipt.
             let wants_receipt =
                 m.type_ == MessageType::Chat && delivery::wants_receipt(&m.payloads);
-            if let (Some(id), true) = (id, wants_receipt) {
+            // A flood is not answered reading for reading: one rate_limited refusal per
+            // nickname and interval tells an honest sender to slow down.
+            let flood = verdict == Verdict::Refused(Rejection::RateLimited.kind().to_owned())
+                && !self.rate_answered.insert(nick.clone());
+            if let (Some(id), true, false) = (id, wants_receipt, flood) {
                 let to = muc::occupant(&self.room, &nick)?;
                 let answer = delivery::verdict_message(to, id, &verdict, self.key.as_deref());
                 muc::send(client, answer.into(), self.timeout).await?;
@@ -612,6 +619,7 @@ impl Bot {
             if stats.revision == 0 {
                 self.metrics.interval();
                 self.log_interval(&stats);
+                self.rate_answered.clear();
             }
             let counters = Box::new(self.agg.counters().clone());
             self.emit(BotEvent::Summary {

@@ -412,6 +412,39 @@ fn a_refused_reading_is_answered_with_its_reason_counted_and_not_resent() {
 }
 
 #[test]
+fn a_flood_from_one_occupant_is_counted_not_answered_reading_for_reading() {
+    let hood = Hood::new(2, true);
+    let rt = runtime();
+    let (bot, meters, verdicts) = rt.block_on(async {
+        let meters: Vec<_> = (0..2).map(|h| hood.meter(h, 400)).collect();
+        let running = start(&hood, true, &meters).await;
+        let mut mallory = hood.mallory();
+        assert!(mallory.join(&hood.room, "mallory-1").unwrap().is_joined());
+        // 300 readings for the current interval in a burst, each asking for an answer.
+        let burst: String = (0..300).map(|i| forged_reading(&hood.room, i)).collect();
+        mallory.send(&burst).unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let heard = mallory.drain(Duration::from_millis(300)).unwrap();
+        let (bot, meters, _) = stop(running).await;
+        (bot, meters, heard.matches("<verdict").count())
+    });
+    let c = &bot.counters;
+    let limited = c.rejected.get("rate_limited");
+    // The burst spans at most two intervals of 4 readings each.
+    assert!(limited >= 292, "{:?}", c.rejected);
+    assert!(
+        verdicts <= 10,
+        "{verdicts} answers to a 300-reading flood ({limited} rate limited)"
+    );
+    let sent: u64 = meters.iter().map(|m| m.sent).sum();
+    assert_eq!(
+        c.accepted,
+        sent + (300 - limited),
+        "honest meters all counted"
+    );
+}
+
+#[test]
 fn the_reserved_bot_nickname_cannot_be_taken() {
     let hood = Hood::new(0, true);
     let mut mallory = hood.mallory();
