@@ -1,49 +1,45 @@
-//! The meter agent: one house, one account, a random nickname that rotates, one reading per interval.
+//! The meter agent's driver: one house, one account, one session around a [`MeterCore`].
 //!
-//! One task owns the [`Session`] and `select!`s over incoming events, the next send slot, the
-//! rotation deadline and shutdown (tokio-xmpp's `split()` can stall under load).
-//!
-//! In broadcast mode a meter keeps at most one reading in flight: it sends the next only after
-//! the room has echoed the previous one back to it, i.e. after the server has fanned it out to
-//! every occupant and this session has drained everything queued before it. When the room is
-//! slower than the interval the meter skips intervals (counted in [`MeterReport::paced`])
-//! instead of piling readings into server queues that reach the bot too late (docs/flood.md).
+//! Every rule of the meter (send slots, rotation, outbox and resends, broadcast pacing,
+//! liveness, drain) lives in `gridmuc_agent::meter` and is tested there in an in-memory room.
+//! This module only does the I/O: one task owns the [`Session`] and `select!`s over incoming
+//! events, the core's next timeout and shutdown (tokio-xmpp's `split()` can stall under load);
+//! stanzas become [`Input`]s, the core's [`Transmit`]s become stanzas, and the reading source
+//! answers [`Transmit::Measure`].
 
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery::{self, Answer, Verdict};
-use crate::liveness::Liveness;
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
 use crate::session::Session;
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
+use gridmuc_agent::liveness::ping_bound;
+use gridmuc_agent::meter::{
+    self as agent, Input, JOIN_ATTEMPTS, MeterCore, MeterCoreConfig, MeterCoreError, Recipient,
+    Transmit,
+};
 use gridmuc_botkey::BotPublicKey;
 use gridmuc_core::codec;
-use gridmuc_core::{
-    Alert, Millis, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick,
-    Timestamp,
-};
+use gridmuc_core::{Millis, NickGenerator, ReadingId, RoomNick, Timestamp};
+use rand::rand_core::UnwrapErr;
 use rand::rngs::OsRng;
 use rand::{Rng, TryRngCore};
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_xmpp::jid::BareJid;
-use tokio_xmpp::{Event, Stanza};
+use tokio_xmpp::Stanza;
+use tokio_xmpp::jid::{BareJid, FullJid};
 use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::presence::Presence;
 
-/// Broadcast to the room or send privately to the bot through the room.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// `type='chat'` to `room/<botnick>`: other houses never see the reading (default).
-    #[default]
-    Direct,
-    /// `type='groupchat'` to the room: every occupant, and any chat client, sees it.
-    Broadcast,
-}
+pub(crate) use gridmuc_agent::meter::uniform;
+pub use gridmuc_agent::meter::{MeterReport, Mode};
+
+/// What a meter tells its caller (demo view, tests); never includes its own JID. `Sent.at` is
+/// when the driver handed the reading to the session (load tests measure latency from it).
+pub type MeterEvent = agent::MeterEvent<Instant>;
 
 /// A meter's settings; the TOML file of `gridmuc meter` maps onto it.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -86,10 +82,10 @@ pub struct MeterConfig {
     pub injections: Vec<Injection>,
     /// What is kept until the bot acknowledges it, and for how long.
     #[serde(default)]
-    pub outbox: OutboxConfig,
+    pub outbox: gridmuc_core::OutboxConfig,
     /// No reading before this wall-clock time, so a load test starts a whole neighbourhood together.
     #[serde(skip)]
-    pub not_before: Option<std::time::SystemTime>,
+    pub not_before: Option<SystemTime>,
     /// Broadcast pacing (one reading in flight until the room echoes it); off only to
     /// reproduce the unpaced flood in `gridmuc loadtest --unpaced`.
     #[serde(skip, default = "yes")]
@@ -135,79 +131,28 @@ impl MeterConfig {
             quantum_watts: default_quantum(),
             source: SourceConfig::default(),
             injections: Vec::new(),
-            outbox: OutboxConfig::default(),
+            outbox: gridmuc_core::OutboxConfig::default(),
             not_before: None,
             pace_broadcast: true,
         }
     }
-}
 
-/// Things a meter tells its caller (demo view, tests); never includes its own JID.
-#[derive(Clone, Debug)]
-pub enum MeterEvent {
-    /// Joined under a fresh nickname.
-    Joined(RoomNick),
-    /// A reading left for the server for the first time (resends are only counted).
-    Sent {
-        /// Nickname it was sent under.
-        nick: RoomNick,
-        /// What was sent.
-        reading: Reading,
-        /// When the stanza had been handed to the session (load tests measure latency from it).
-        at: Instant,
-    },
-    /// A private message reached this nickname through the room (e.g. a house-spike alert).
-    Private {
-        /// Our nickname at the time.
-        to: RoomNick,
-        /// Sender's nickname.
-        from: RoomNick,
-        /// The human body.
-        body: String,
-        /// The alert payload, if any.
-        alert: Option<Alert>,
-    },
-    /// The room bounced a direct reading (bot not in the room).
-    Bounced(String),
-    /// Left the room (rotation or shutdown).
-    Left(RoomNick),
-}
-
-/// Totals at the end of a run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MeterReport {
-    /// Distinct readings taken and handed to the server (each at least once).
-    pub sent: u64,
-    /// Repeat sends of unacknowledged readings (after a reconnect, or `resend_after`).
-    pub resent: u64,
-    /// Readings the bot (direct) or the room (broadcast) acknowledged.
-    pub acknowledged: u64,
-    /// Readings still unacknowledged when the meter stopped.
-    pub unacknowledged: u64,
-    /// Readings dropped because the outbox was full.
-    pub dropped: u64,
-    /// Readings given up because they grew too old for the bot to take.
-    pub expired: u64,
-    /// Direct readings the room bounced.
-    pub bounced: u64,
-    /// Nicknames used (1 + rotations + rejoins).
-    pub nicks: u64,
-    /// Nickname conflicts (409) survived.
-    pub conflicts: u64,
-    /// Intervals skipped because the previous broadcast reading had not come back from the room yet.
-    pub paced: u64,
-    /// Broadcast readings whose echo never came back within the account timeout.
-    pub echo_timeouts: u64,
-    /// Readings the bot refused (not counted; resending would not change that), by reason.
-    pub refused: BTreeMap<String, u64>,
-    /// Answers from the bot's nickname not signed by the pinned bot key (an impostor's).
-    pub unverified: u64,
-}
-
-impl MeterReport {
-    /// All refused readings, whatever the reason.
-    pub fn refused_total(&self) -> u64 {
-        self.refused.values().sum()
+    /// The core's rules in milliseconds.
+    fn core(&self) -> MeterCoreConfig {
+        let range = |[lo, hi]: [f64; 2]| [millis(secs(lo)), millis(secs(hi))];
+        MeterCoreConfig {
+            mode: self.mode,
+            pace_broadcast: self.pace_broadcast,
+            interval: interval_ms(self.interval),
+            jitter: self.jitter,
+            rotate: range(self.rotate),
+            rejoin_gap: range(self.rejoin_gap),
+            quantum_watts: self.quantum_watts,
+            outbox: self.outbox.clone(),
+            not_before: self.not_before.map(timestamp_of),
+            answer_timeout: millis(self.account.timeout),
+            drain: millis(SHUTDOWN_DRAIN.min(self.account.timeout)),
+        }
     }
 }
 
@@ -235,115 +180,49 @@ impl MeterError {
     }
 }
 
-/// Longest wait for outstanding acknowledgements when stopping.
+impl From<MeterCoreError> for MeterError {
+    fn from(e: MeterCoreError) -> MeterError {
+        match e {
+            MeterCoreError::NoFreeNick(n) => MeterError::Muc(MucError::NoFreeNick(n)),
+        }
+    }
+}
+
+/// Longest wait for outstanding acknowledgements when stopping or rotating.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
-
-impl std::fmt::Display for MeterReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "readings sent: {} (acknowledged {}, refused {}{}, resent {}, unacknowledged at stop {}, \
-             dropped {}, expired {}), bounced: {}, unverified answers: {}, nicknames used: {}, \
-             nickname conflicts: {}",
-            self.sent,
-            self.acknowledged,
-            self.refused_total(),
-            if self.refused.is_empty() {
-                String::new()
-            } else {
-                format!(" {:?}", self.refused)
-            },
-            self.resent,
-            self.unacknowledged,
-            self.dropped,
-            self.expired,
-            self.bounced,
-            self.unverified,
-            self.nicks,
-            self.conflicts
-        )
-    }
-}
-
-/// A uniform draw from `[lo, hi)`, or `lo` for an empty range (config ranges may be points).
-pub(crate) fn uniform(rng: &mut impl Rng, [lo, hi]: [f64; 2]) -> f64 {
-    if hi > lo {
-        rng.random_range(lo..hi)
-    } else {
-        lo
-    }
-}
 
 /// Seconds as a duration, negative and non-finite values as zero.
 pub(crate) fn secs(x: f64) -> Duration {
     Duration::try_from_secs_f64(x.max(0.0)).unwrap_or(Duration::ZERO)
 }
 
-/// What ended a wait in the main loop.
-enum Wake {
-    /// The session delivered something (or ended); boxed, events are large.
-    Event(Box<Option<Event>>),
-    /// A send slot, rotation or rejoin is due, or the session owes us an answer.
-    Timer,
+/// A duration in whole milliseconds, the core's unit.
+fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }
 
-/// Where the agent is in its join/send/rotate cycle.
-enum State {
-    /// In the room under `nick`, next reading due at `send_at` for the interval starting at `slot`.
-    Joined {
-        nick: RoomNick,
-        seqnr: u64,
-        slot: Timestamp,
-        send_at: Instant,
-        rotate_at: Instant,
-    },
-    /// Between nicknames; rejoin at the instant.
-    Away(Instant),
+/// The interval in whole milliseconds, at least one.
+pub(crate) fn interval_ms(d: Duration) -> Millis {
+    millis(d).max(1)
 }
 
-struct Meter {
-    cfg: MeterConfig,
-    room: BareJid,
-    bot: tokio_xmpp::jid::FullJid,
-    events: Option<mpsc::UnboundedSender<MeterEvent>>,
-    report: MeterReport,
-    started: Instant,
-    source: Source,
-    outbox: Outbox,
-    /// The last interval a reading was taken for, while a fault (not a rotation) interrupts us:
-    /// after rejoining, the intervals missed meanwhile are still measured and queued.
-    last_slot: Option<Timestamp>,
-    /// Broadcast pacing: the reading the room has not echoed yet, and when to stop waiting.
-    in_flight: Option<(ReadingId, Instant)>,
-    /// After a fault, intervals before this were missed and are measured now; pacing never
-    /// skips them (only congestion does).
-    catch_up_until: Option<Timestamp>,
-    /// Every reading sent is answered (receipt, echo or bounce): one that is not gets the
-    /// session probed and, if it is dead, replaced. Silence alone is fine: a meter waiting
-    /// for its slot owes nothing.
-    liveness: Liveness,
-    /// Warnings given once per run (impostor, clock), so a log is not flooded.
-    warned: Warned,
+/// A wall-clock time as the core's [`Timestamp`] (the epoch for times before it).
+fn timestamp_of(t: SystemTime) -> Timestamp {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(millis(since))
 }
 
-/// Which once-per-run warnings a meter has given.
-#[derive(Default)]
-struct Warned {
-    impostor: bool,
-    clock: bool,
-    refused: bool,
-    no_answer: bool,
-}
-
-impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Mode, String> {
-        match s {
-            "direct" => Ok(Mode::Direct),
-            "broadcast" => Ok(Mode::Broadcast),
-            other => Err(format!("unknown mode {other:?} (direct or broadcast)")),
-        }
-    }
+/// The interval after `prev` (or after the current one) and a jittered send instant inside it.
+pub(crate) fn next_slot(
+    interval: Duration,
+    jitter: [f64; 2],
+    rng: &mut impl Rng,
+    prev: Option<Timestamp>,
+    catch_up: Millis,
+) -> (Timestamp, Instant) {
+    let p = interval_ms(interval);
+    let (slot, send_at) = agent::next_slot(now_ts(), p, jitter, rng, prev, catch_up);
+    (slot, instant_at(send_at))
 }
 
 /// Runs one meter until `shutdown` resolves, the source ends, or a fatal error (privacy refusals included).
@@ -360,546 +239,270 @@ pub async fn run_meter(
     // The OS CSPRNG for nicknames, seqnr starts, jitter and the model alike: nothing predictable.
     let mut rng = OsRng.unwrap_err();
     let source = Source::open(&cfg.source, &mut rng)?;
-    let cfg_outbox = cfg.outbox.clone();
     let mut client = connect::connect(&cfg.account).await?;
-    let mut meter = Meter {
-        cfg,
-        room,
-        bot,
-        events,
-        report: MeterReport::default(),
-        started: Instant::now(),
-        source,
-        outbox: Outbox::new(cfg_outbox),
-        last_slot: None,
-        in_flight: None,
-        catch_up_until: None,
-        liveness: Liveness::answers_only(),
-        warned: Warned::default(),
-    };
-    if meter.cfg.bot_key.is_none() && meter.cfg.mode == Mode::Direct {
+    if cfg.bot_key.is_none() && cfg.mode == Mode::Direct {
         tracing::warn!(
             "no bot_key pinned: readings go unsealed and any occupant holding the bot's \
              nickname can take them and acknowledge them"
         );
     }
-    let result = meter.run(&mut client, &mut rng, shutdown).await;
+    let mut driver = Driver {
+        core: MeterCore::new(cfg.core(), OsRng.unwrap_err(), now_ts()),
+        cfg,
+        room,
+        bot,
+        events,
+        source,
+        rng,
+        started: Instant::now(),
+    };
+    let result = driver.run(&mut client, shutdown).await;
     connect::close(client).await;
-    let outbox = &meter.outbox;
-    meter.report.unacknowledged = outbox.len() as u64;
-    meter.report.dropped = outbox.dropped();
-    meter.report.expired = outbox.expired();
-    if !outbox.is_empty() {
-        tracing::warn!(
-            unacknowledged = outbox.len(),
-            "stopping with readings the bot has not acknowledged"
-        );
-    }
-    result.map(|()| meter.report)
+    result.map(|()| driver.core.report())
 }
 
-impl Meter {
-    fn emit(&self, e: MeterEvent) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(e);
-        }
-    }
+/// The I/O half of one meter.
+struct Driver {
+    cfg: MeterConfig,
+    core: MeterCore<UnwrapErr<OsRng>>,
+    room: BareJid,
+    bot: FullJid,
+    events: Option<mpsc::UnboundedSender<MeterEvent>>,
+    source: Source,
+    /// For the household model and sealing.
+    rng: UnwrapErr<OsRng>,
+    /// Injections are timed from here.
+    started: Instant,
+}
 
-    async fn run<R: Rng + rand::CryptoRng>(
+impl Driver {
+    async fn run(
         &mut self,
         client: &mut Session,
-        rng: &mut R,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), MeterError> {
         preflight(client, &self.room, &self.cfg.account).await?;
-        let mut state = self.join(client, rng).await?;
         tokio::pin!(shutdown);
+        let mut stopping = false;
         loop {
-            let own = match (&state, &self.in_flight) {
-                // Paced: the next send waits for the echo (or its deadline).
-                (State::Joined { rotate_at, .. }, Some((_, deadline))) => {
-                    (*deadline).min(*rotate_at)
+            self.pump(client).await?;
+            if let Some(outcome) = self.core.outcome() {
+                return outcome.map_err(MeterError::from);
+            }
+            let wake = self
+                .core
+                .poll_timeout()
+                .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at);
+            tokio::select! {
+                () = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    self.core.handle(now_ts(), Input::Shutdown);
                 }
-                (
-                    State::Joined {
-                        send_at, rotate_at, ..
-                    },
-                    None,
-                ) => (*send_at).min(*rotate_at),
-                (State::Away(at), _) => *at,
-            };
-            // Only a session we are in a room with owes us anything.
-            let probe = match state {
-                State::Joined { .. } => self.liveness.deadline(),
-                State::Away(_) => own,
-            };
-            let woke = tokio::select! {
-                () = &mut shutdown => break,
-                event = client.next() => Wake::Event(Box::new(event)),
-                () = tokio::time::sleep_until(own.min(probe)) => Wake::Timer,
-            };
-            let next = match woke {
-                Wake::Event(event) => {
-                    self.liveness.heard();
-                    self.on_event(client, rng, *event, state).await
-                }
-                Wake::Timer if Instant::now() < own => self.probe(client, rng, state).await,
-                Wake::Timer => self.tick(client, rng, state).await,
-            };
-            state = match next {
-                Ok(Some(next)) => next,
-                Ok(None) => return Ok(()),
-                Err(MeterError::Muc(MucError::Stalled(_))) => {
-                    tracing::warn!(
-                        "session stalled; replacing it and rejoining under a new nickname"
-                    );
-                    connect::renew(client, &self.cfg.account).await?;
-                    self.join(client, rng).await?
-                }
-                Err(e) => return Err(e),
-            };
-        }
-        if let State::Joined { nick, .. } = &state {
-            self.drain(client, nick).await;
-            self.leave(client, nick).await?;
-        }
-        Ok(())
-    }
-
-    /// Pings a session that owes an answer; rejoins (resending everything unacknowledged)
-    /// on the fresh session if a ping already went unanswered.
-    async fn probe<R: Rng + rand::CryptoRng>(
-        &mut self,
-        client: &mut Session,
-        rng: &mut R,
-        state: State,
-    ) -> Result<Option<State>, MeterError> {
-        if self.liveness.check(client, &self.cfg.account).await? {
-            return Ok(Some(self.join(client, rng).await?));
-        }
-        Ok(Some(state))
-    }
-
-    /// On shutdown, waits briefly for acknowledgements still in flight, so a clean stop
-    /// does not report the last reading as unacknowledged.
-    async fn drain(&mut self, client: &mut Session, nick: &RoomNick) {
-        let deadline = Instant::now() + SHUTDOWN_DRAIN.min(self.cfg.account.timeout);
-        while !self.outbox.is_empty() {
-            match tokio::time::timeout_at(deadline, client.next()).await {
-                Ok(Some(Event::Stanza(s))) => {
-                    self.handle_stanza(s, Some(nick));
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
+                event = client.next() => match muc::session_event(event)? {
+                    SessionEvent::Restarted => self.core.handle(now_ts(), Input::SessionReset),
+                    SessionEvent::Resumed => self.core.handle(now_ts(), Input::Alive),
+                    SessionEvent::Stanza(s) => self.on_stanza(s),
+                },
+                () = tokio::time::sleep_until(wake) => self.core.handle_timeout(now_ts()),
             }
         }
     }
 
-    /// Reacts to what the session delivered; `None` never happens here (only the source ends a run).
-    async fn on_event<R: Rng + rand::CryptoRng>(
-        &mut self,
-        client: &mut Session,
-        rng: &mut R,
-        event: Option<Event>,
-        state: State,
-    ) -> Result<Option<State>, MeterError> {
-        match muc::session_event(event)? {
-            SessionEvent::Restarted => Ok(Some(self.join(client, rng).await?)),
-            SessionEvent::Resumed => Ok(Some(state)),
-            SessionEvent::Stanza(s) => {
-                let me = match &state {
-                    State::Joined { nick, .. } => Some(nick),
-                    State::Away(_) => None,
-                };
-                let paced = self.in_flight.is_some();
-                if self.handle_stanza(s, me) {
-                    tracing::warn!("removed from the room; rejoining under a new nickname");
-                    return Ok(Some(self.join(client, rng).await?));
+    /// Carries out everything the core asks for, passing its events on as they come.
+    async fn pump(&mut self, client: &mut Session) -> Result<(), MeterError> {
+        loop {
+            let at = Instant::now();
+            while let Some(e) = self.core.poll_event() {
+                if let Some(tx) = &self.events {
+                    let _ = tx.send(e.map_at(|_| at));
                 }
-                // The echo freed the pacing window, or an answer freed a place among the readings
-                // in flight: a queued reading (after a fault) goes out now.
-                let mut state = state;
-                let freed = (paced && self.in_flight.is_none())
-                    || (!paced && self.outbox.has_waiting(now_ts()));
-                if freed && let State::Joined { nick, seqnr, .. } = &mut state {
-                    let nick = nick.clone();
-                    self.flush(client, &nick, seqnr).await?;
-                }
-                Ok(Some(state))
             }
+            let Some(t) = self.core.poll_transmit() else {
+                return Ok(());
+            };
+            self.transmit(client, t).await?;
         }
     }
 
-    async fn leave(&self, client: &mut Session, nick: &RoomNick) -> Result<(), MeterError> {
-        muc::leave(client, &self.room, nick, self.cfg.account.timeout).await?;
-        tracing::debug!(%nick, "left the room");
-        self.emit(MeterEvent::Left(nick.clone()));
-        Ok(())
-    }
-
-    /// Joins under a fresh CSPRNG nickname, retrying on 409, and checks what the room says about us.
-    async fn join<R: Rng + rand::CryptoRng>(
-        &mut self,
-        client: &mut Session,
-        rng: &mut R,
-    ) -> Result<State, MeterError> {
-        let nick = join_fresh(
-            client,
-            &self.room,
-            &self.cfg.account,
-            rng,
-            &mut self.report.conflicts,
-        )
-        .await?;
-        // An echo for the previous nickname will not be recognised: stop waiting.
-        self.in_flight = None;
-        // The room answered our join: whatever the old session owed us is moot.
-        self.liveness.heard();
-        if self.last_slot.is_some() {
-            let p = interval_ms(self.cfg.interval);
-            self.catch_up_until = Some(now_ts().floor_to(p));
-        }
-        self.report.nicks += 1;
-        self.emit(MeterEvent::Joined(nick.clone()));
-        let (slot, send_at) = self.next_slot(rng, self.last_slot);
-        // Random start per nickname, kept small enough never to overflow.
-        let mut seqnr = rng.random_range(0..u64::from(u32::MAX));
-        // Whatever the old nickname (or session) left unacknowledged goes out again now,
-        // with its original timestamp.
-        self.outbox.resend_all();
-        self.flush(client, &nick, &mut seqnr).await?;
-        Ok(State::Joined {
-            nick,
-            seqnr,
-            slot,
-            send_at,
-            rotate_at: Instant::now() + secs(uniform(rng, self.cfg.rotate)),
-        })
-    }
-
-    /// The interval after `prev` (or after the current one) and a jittered send instant inside it.
-    fn next_slot(&self, rng: &mut impl Rng, prev: Option<Timestamp>) -> (Timestamp, Instant) {
-        let p = interval_ms(self.cfg.interval);
-        // A load test starts a whole neighbourhood together: no slot before `not_before`.
-        let prev = match (prev, self.cfg.not_before) {
-            (None, Some(t)) => {
-                let ms = t
-                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis());
-                let start = Timestamp(i64::try_from(ms).unwrap_or(i64::MAX));
-                (start > now_ts()).then(|| start.floor_to(p))
-            }
-            (prev, _) => prev,
-        };
-        // After a fault the missed intervals' readings are still taken and queued.
-        let catch_up = self.cfg.outbox.max_age;
-        next_slot(self.cfg.interval, self.cfg.jitter, rng, prev, catch_up)
-    }
-
-    /// Sends the due reading or rotates; `None` when the source is exhausted.
-    async fn tick<R: Rng + rand::CryptoRng>(
-        &mut self,
-        client: &mut Session,
-        rng: &mut R,
-        state: State,
-    ) -> Result<Option<State>, MeterError> {
-        match state {
-            State::Away(_) => Ok(Some(self.join(client, rng).await?)),
-            State::Joined {
-                nick, rotate_at, ..
-            } if Instant::now() >= rotate_at => {
-                self.drain(client, &nick).await;
-                self.leave(client, &nick).await?;
-                // The new nickname starts afresh: catching up the gap would link it to the old one.
-                self.last_slot = None;
-                Ok(Some(State::Away(
-                    Instant::now() + secs(uniform(rng, self.cfg.rejoin_gap)),
-                )))
-            }
-            State::Joined {
-                nick,
-                seqnr,
-                slot,
-                send_at,
-                rotate_at,
-            } => {
-                self.last_slot = Some(slot);
-                // Woken early: the echo of the reading in flight has not come back yet.
-                let waiting = self.in_flight.is_some_and(|(_, d)| Instant::now() < d);
-                if !waiting && self.in_flight.take().is_some() {
-                    self.report.echo_timeouts += 1;
-                    tracing::warn!("the room did not echo a broadcast reading in time; sending on");
+    async fn transmit(&mut self, client: &mut Session, t: Transmit) -> Result<(), MeterError> {
+        let bound = self.cfg.account.timeout;
+        let sent = match t {
+            Transmit::Join(nick) => return self.join(client, nick).await,
+            Transmit::Leave(nick) => {
+                tracing::debug!(%nick, "leaving the room");
+                match muc::leave(client, &self.room, &nick, bound).await {
+                    // Nothing left to replace a session for.
+                    Err(MucError::Stalled(_)) if self.core.outcome().is_some() => Ok(()),
+                    other => other,
                 }
-                let p = interval_ms(self.cfg.interval);
-                let behind = now_ts().since(slot) / p;
-                let catching_up = self.catch_up_until.is_some_and(|t| slot < t);
-                // A window that passed while the previous reading was in flight is skipped, not
-                // queued; one a fault made us miss is still measured.
-                let skip = !waiting && behind > 0 && !catching_up;
-                if waiting || skip {
-                    let (slot, send_at) = if skip {
-                        self.report.paced += behind.unsigned_abs();
-                        self.next_slot(rng, Some(slot))
-                    } else {
-                        (slot, send_at)
-                    };
-                    return Ok(Some(State::Joined {
-                        nick,
-                        seqnr,
+            }
+            Transmit::Send { id, reading, to } => {
+                let stanza = self.message(id, &reading, to);
+                muc::send(client, stanza.into(), bound).await
+            }
+            Transmit::Ping => {
+                let ping = Duration::from_millis(ping_bound(millis(bound)).unsigned_abs());
+                match connect::send_ping(client, Instant::now() + ping).await {
+                    Some(_) => Ok(()),
+                    None => Err(MucError::Stalled(ping)),
+                }
+            }
+            Transmit::RenewSession => return self.renew(client).await,
+            Transmit::Measure { slot } => {
+                let input = match self.source.sample(slot, &mut self.rng) {
+                    Sample::Finished => Input::Shutdown,
+                    Sample::Skip => Input::Measured { slot, value: None },
+                    Sample::Value(w) => Input::Measured {
                         slot,
-                        send_at,
-                        rotate_at,
-                    }));
-                }
-                let value = match self.source.sample(slot, rng) {
-                    Sample::Finished => {
-                        self.leave(client, &nick).await?;
-                        return Ok(None);
-                    }
-                    Sample::Skip => None,
-                    Sample::Value(w) => Some(w),
+                        value: Some(
+                            w + Injection::total_at(&self.cfg.injections, self.started.elapsed()),
+                        ),
+                    },
                 };
-                let mut seqnr = seqnr;
-                if let Some(w) = value {
-                    let reading = Reading {
-                        power: (w + self.injected()).quantise(self.cfg.quantum_watts),
-                        at: slot,
-                        seqnr: 0,
-                        quality: Quality::AUTOMATIC_READOUT,
-                    };
-                    self.outbox.push(ReadingId::random(rng), reading);
-                }
-                self.flush(client, &nick, &mut seqnr).await?;
-                let (slot, send_at) = self.next_slot(rng, Some(slot));
-                Ok(Some(State::Joined {
-                    nick,
-                    seqnr,
-                    slot,
-                    send_at,
-                    rotate_at,
-                }))
+                self.core.handle(now_ts(), input);
+                Ok(())
             }
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(MucError::Stalled(_)) => {
+                tracing::warn!("session stalled; replacing it and rejoining under a new nickname");
+                self.renew(client).await
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
-    /// Sends what the outbox says is due, each under the current nickname's next seqnr.
-    ///
-    /// A failed send leaves the reading in the outbox, so a stall loses nothing.
-    async fn flush(
-        &mut self,
-        client: &mut Session,
-        nick: &RoomNick,
-        seqnr: &mut u64,
-    ) -> Result<(), MeterError> {
-        // Broadcast pacing: one reading in flight until the room echoes it (docs/flood.md).
-        let paced = self.cfg.mode == Mode::Broadcast && self.cfg.pace_broadcast;
-        let window = match (paced, self.in_flight) {
-            (false, _) => usize::MAX,
-            (true, None) => 1,
-            (true, Some(_)) => 0,
-        };
-        for out in self.outbox.due(now_ts(), window) {
-            if paced {
-                self.in_flight = Some((out.id, Instant::now() + self.cfg.account.timeout));
-            }
-            // A resend under the same nickname keeps its seqnr, so a peer deduplicating by
-            // seqnr counts it once; a new nickname starts a new seqnr space.
-            let seqnr = out.seqnr.unwrap_or_else(|| {
-                let next = *seqnr;
-                *seqnr += 1;
-                self.outbox.assign_seqnr(out.id, next);
-                next
-            });
-            let reading = Reading {
-                seqnr,
-                ..out.reading
-            };
-            let stanza = self.message(out.id, &reading).into();
-            // Counted before the send: a stalled send keeps the reading in the outbox for the
-            // next session, where it goes out as a resend.
-            if out.resend {
-                self.report.resent += 1;
-                if !std::mem::replace(&mut self.warned.no_answer, true) {
-                    tracing::warn!(
-                        "a reading got no answer in time; resending with backoff (is the bot in \
-                         the room, and does it answer?)"
-                    );
-                }
-            } else {
-                self.report.sent += 1;
-                self.emit(MeterEvent::Sent {
-                    nick: nick.clone(),
-                    reading,
-                    at: Instant::now(),
-                });
-            }
-            muc::send(client, stanza, self.cfg.account.timeout).await?;
-            self.liveness.posted(self.cfg.account.timeout);
-        }
+    /// Replaces the session and tells the core, which rejoins under a new nickname.
+    async fn renew(&mut self, client: &mut Session) -> Result<(), MeterError> {
+        connect::renew(client, &self.cfg.account).await?;
+        self.core.handle(now_ts(), Input::SessionReset);
         Ok(())
     }
 
-    fn injected(&self) -> gridmuc_core::Watts {
-        Injection::total_at(&self.cfg.injections, self.started.elapsed())
+    /// One join attempt; what arrives before the self-presence is handed to the core after it.
+    async fn join(&mut self, client: &mut Session, nick: RoomNick) -> Result<(), MeterError> {
+        let mut early = Vec::new();
+        let attempt = join_as(client, &self.room, &self.cfg.account, &nick, |s| {
+            early.push(s)
+        })
+        .await;
+        match attempt {
+            Ok(Attempt::Joined) => self.core.handle(now_ts(), Input::Joined(nick)),
+            Ok(Attempt::Conflict) => self.core.handle(now_ts(), Input::NickConflict),
+            Err(MeterError::Muc(MucError::Reconnected)) => {
+                self.core.handle(now_ts(), Input::SessionReset);
+            }
+            Ok(Attempt::NoAnswer) | Err(MeterError::Muc(MucError::Stalled(_))) => {
+                tracing::warn!("no answer to the join; retrying on a fresh session");
+                self.renew(client).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        for s in early {
+            self.on_stanza(s);
+        }
+        Ok(())
     }
 
     /// The reading stanza: a human body plus the XEP-0323 payload, and nothing about the house.
     ///
     /// The id is the random [`ReadingId`]; a direct reading asks the bot for an XEP-0184
-    /// receipt, a broadcast one is acknowledged by the room's reflection of it.
-    fn message(&self, id: ReadingId, reading: &Reading) -> Message {
-        match (self.cfg.mode, &self.cfg.bot_key) {
-            (Mode::Direct, Some(key)) => {
+    /// receipt (sealed to the bot's key when one is pinned), a broadcast one is acknowledged
+    /// by the room's reflection of it.
+    fn message(
+        &mut self,
+        id: ReadingId,
+        reading: &gridmuc_core::Reading,
+        to: Recipient,
+    ) -> Message {
+        match (to, &self.cfg.bot_key) {
+            (Recipient::Bot, Some(key)) => {
                 let to = self.bot.clone().into();
-                delivery::sealed_reading_message(to, id, reading, key, &mut rand::rng())
+                delivery::sealed_reading_message(to, id, reading, key, &mut self.rng)
             }
-            (Mode::Direct, None) => {
+            (Recipient::Bot, None) => {
                 let to = self.bot.clone().into();
                 delivery::reading_message(to, MessageType::Chat, id, reading)
             }
-            (Mode::Broadcast, _) => {
+            (Recipient::Room, _) => {
                 let to = self.room.clone().into();
                 delivery::reading_message(to, MessageType::Groupchat, id, reading)
             }
         }
     }
 
-    /// What a message says about one of our readings: the bot's verdict (direct) or the room's
-    /// reflection of our own groupchat reading (broadcast), which may arrive for an earlier
-    /// nickname.
-    fn acknowledgement(&self, m: &Message) -> Option<Answer> {
-        let from = m.from.as_ref()?;
+    fn on_stanza(&mut self, stanza: Stanza) {
+        let input = match stanza {
+            Stanza::Message(m) => self.message_input(&m),
+            Stanza::Presence(p) if self.removes_us(&p) => Input::Removed,
+            _ => Input::Alive,
+        };
+        self.core.handle(now_ts(), input);
+    }
+
+    /// What a message means to the core: the bot's answer, the room's echo of our broadcast
+    /// (possibly for an earlier nickname), a bounce, or a private message through the room.
+    fn message_input(&self, m: &Message) -> Input {
+        let Some(from) = m.from.as_ref() else {
+            return Input::Alive;
+        };
+        let in_room = muc::nick_in_room(Some(from), &self.room);
         match m.type_ {
-            MessageType::Groupchat if self.cfg.mode == Mode::Broadcast => {
-                let ours = muc::nick_in_room(Some(from), &self.room).is_some()
+            MessageType::Groupchat => {
+                let echo = self.cfg.mode == Mode::Broadcast
+                    && in_room.is_some()
                     && codec::find_fields(&m.payloads).is_some();
-                let id = ours.then(|| delivery::reading_id(m))??;
-                Some(Answer::Verdict(id, Verdict::Accepted))
-            }
-            MessageType::Groupchat => None,
-            _ => delivery::answer_from(m, &self.bot, self.cfg.bot_key.as_ref()),
-        }
-    }
-
-    /// Acts on the bot's word about reading `id`.
-    fn on_answer(&mut self, answer: Answer) {
-        let id = match answer {
-            Answer::Verdict(id, Verdict::Accepted) => {
-                if self.outbox.acknowledge(id) {
-                    self.report.acknowledged += 1;
+                match delivery::reading_id(m) {
+                    Some(id) if echo => Input::Echo(id),
+                    _ => Input::Alive,
                 }
-                id
             }
-            Answer::Verdict(id, Verdict::Refused(reason)) => {
-                if self.outbox.acknowledge(id) {
-                    *self.report.refused.entry(reason.clone()).or_default() += 1;
-                    self.warn_refused(&reason);
+            MessageType::Error if *from == self.bot || from.to_bare() == self.room => {
+                let why = m
+                    .payloads
+                    .iter()
+                    .find(|e| e.name() == "error")
+                    .and_then(|e| e.children().next().map(|c| c.name().to_owned()))
+                    .unwrap_or_default();
+                Input::Bounce {
+                    id: delivery::reading_id(m),
+                    why,
                 }
-                id
             }
-            Answer::Unverified(_) => {
-                // Kept: the real bot has not seen it. Resent on the usual schedule.
-                self.report.unverified += 1;
-                if !std::mem::replace(&mut self.warned.impostor, true) {
-                    tracing::warn!(
-                        bot_nick = %self.cfg.bot_nick,
-                        "an answer from the bot's nickname is not signed by the pinned bot key: \
-                         whoever holds that nickname is not the substation bot; readings stay \
-                         queued (and sealed: it cannot read them)"
-                    );
-                }
-                return;
-            }
-        };
-        if self.in_flight.is_some_and(|(f, _)| f == id) {
-            self.in_flight = None;
-        }
-    }
-
-    /// Logs a refusal clearly, and once says so if the reasons point at this meter's clock.
-    fn warn_refused(&mut self, reason: &str) {
-        let clock = matches!(reason, "late" | "future");
-        if clock && !std::mem::replace(&mut self.warned.clock, true) {
-            tracing::warn!(
-                %reason,
-                "the bot refused a reading as {reason}: if this keeps happening, this meter's \
-                 clock is probably wrong (readings carry its local time); check NTP"
-            );
-        } else if !std::mem::replace(&mut self.warned.refused, true) {
-            tracing::warn!(%reason, "the bot refused a reading; it is not counted (see the report)");
-        } else {
-            tracing::info!(%reason, "the bot refused a reading");
-        }
-    }
-
-    /// Handles an incoming stanza; true if it says we were removed from the room.
-    fn handle_stanza(&mut self, stanza: Stanza, me: Option<&RoomNick>) -> bool {
-        if let Stanza::Message(m) = &stanza
-            && let Some(answer) = self.acknowledgement(m)
-        {
-            self.on_answer(answer);
-            return false;
-        }
-        if let Stanza::Message(m) = &stanza
-            && m.type_ == MessageType::Error
-            && let Some(id) = delivery::reading_id(m)
-            && self.in_flight.is_some_and(|(f, _)| f == id)
-        {
-            tracing::warn!("the room refused a broadcast reading; it stays queued");
-            self.outbox.retry(id);
-            self.in_flight = None;
-        }
-        let Some(me) = me else {
-            return false;
-        };
-        match stanza {
-            Stanza::Message(m) if m.type_ == MessageType::Error => {
-                if m.from.as_ref().is_some_and(|f| *f == self.bot) {
-                    self.report.bounced += 1;
-                    if let Some(id) = delivery::reading_id(&m) {
-                        // Kept, and sent again at the next slot or rejoin.
-                        self.outbox.retry(id);
+            MessageType::Error => Input::Alive,
+            _ => {
+                let pinned = self.cfg.bot_key.as_ref();
+                match delivery::answer_from(m, &self.bot, pinned) {
+                    Some(Answer::Verdict(id, Verdict::Accepted)) => return Input::Accepted(id),
+                    Some(Answer::Verdict(id, Verdict::Refused(reason))) => {
+                        return Input::Refused { id, reason };
                     }
-                    let why = m
-                        .payloads
-                        .iter()
-                        .find(|e| e.name() == "error")
-                        .and_then(|e| e.children().next().map(|c| c.name().to_owned()))
-                        .unwrap_or_default();
-                    tracing::warn!(%why, "the room bounced a direct reading (is the bot in the room?)");
-                    self.emit(MeterEvent::Bounced(why));
+                    Some(Answer::Unverified(id)) => return Input::Unverified(id),
+                    None => {}
                 }
-                false
-            }
-            Stanza::Message(m) if m.type_ == MessageType::Chat => {
-                if let Some(from) = muc::nick_in_room(m.from.as_ref(), &self.room) {
-                    let heard = crate::listen::heard(&m);
-                    let from_bot = m.from.as_ref().is_some_and(|f| *f == self.bot);
-                    if let (true, Some(key)) = (from_bot, &self.cfg.bot_key)
-                        && !delivery::post_signed_by(&m, &heard.body, key)
-                    {
-                        self.report.unverified += 1;
-                        tracing::warn!(
-                            "ignored a message from the bot's nickname that the pinned bot key did not sign"
-                        );
-                        return false;
+                match in_room {
+                    Some(nick) if m.type_ == MessageType::Chat => {
+                        let heard = crate::listen::heard(m);
+                        let verified = *from != self.bot
+                            || pinned.is_none_or(|k| delivery::post_signed_by(m, &heard.body, k));
+                        Input::Private {
+                            from: nick,
+                            body: heard.body,
+                            alert: heard.alert,
+                            verified,
+                        }
                     }
-                    tracing::debug!(%from, body = %heard.body, "private message through the room");
-                    self.emit(MeterEvent::Private {
-                        to: me.clone(),
-                        from,
-                        body: heard.body,
-                        alert: heard.alert,
-                    });
+                    _ => Input::Alive,
                 }
-                false
             }
-            Stanza::Presence(p) => {
-                muc::nick_in_room(p.from.as_ref(), &self.room).as_ref() == Some(me)
-                    && muc::removed(&p)
-            }
-            _ => false,
         }
+    }
+
+    /// Only a presence from our own occupant JID says we were removed.
+    fn removes_us(&self, p: &Presence) -> bool {
+        let from = muc::nick_in_room(p.from.as_ref(), &self.room);
+        from.is_some() && from.as_ref() == self.core.nick() && muc::removed(p)
     }
 }
 
@@ -921,8 +524,51 @@ pub(crate) async fn preflight(
     Ok(())
 }
 
-/// Joins under a fresh CSPRNG nickname, retrying on 409 (counted in `conflicts`), and leaves
-/// again with a privacy refusal if our own presence shows real JIDs, occupant-id or a new room.
+/// How one join attempt went.
+enum Attempt {
+    /// In the room, and it keeps us anonymous.
+    Joined,
+    /// The nickname is taken.
+    Conflict,
+    /// The room did not answer in time: the session may be dead.
+    NoAnswer,
+}
+
+/// Joins under `nick`, and leaves again with a privacy refusal if our own presence shows real
+/// JIDs, occupant-id or a new room. Stanzas before the self-presence go to `other`.
+async fn join_as(
+    client: &mut Session,
+    room: &BareJid,
+    account: &ConnectConfig,
+    nick: &RoomNick,
+    other: impl FnMut(Stanza),
+) -> Result<Attempt, MeterError> {
+    let outcome = match muc::join(client, room, nick, muc::answer_bound(account), other).await {
+        Err(MucError::Timeout(..)) => return Ok(Attempt::NoAnswer),
+        other => other?,
+    };
+    let me = match outcome {
+        JoinOutcome::Conflict => return Ok(Attempt::Conflict),
+        JoinOutcome::Joined(me) => me,
+    };
+    if me.non_anonymous || me.occupant_id || me.created {
+        muc::leave(client, room, nick, account.timeout).await?;
+        let name = room.to_string();
+        return Err(MucError::from(if me.occupant_id {
+            PrivacyError::OccupantId(name)
+        } else if me.created {
+            PrivacyError::NoSuchRoom(name)
+        } else {
+            PrivacyError::NonAnonymous(name)
+        })
+        .into());
+    }
+    tracing::debug!(%nick, "joined the room");
+    Ok(Attempt::Joined)
+}
+
+/// Joins under a fresh CSPRNG nickname, retrying on 409 (counted in `conflicts`) and on a
+/// fresh session when the room does not answer, with [`join_as`]'s privacy checks.
 pub(crate) async fn join_fresh<R: Rng + rand::CryptoRng>(
     client: &mut Session,
     room: &BareJid,
@@ -930,68 +576,19 @@ pub(crate) async fn join_fresh<R: Rng + rand::CryptoRng>(
     rng: &mut R,
     conflicts: &mut u64,
 ) -> Result<RoomNick, MeterError> {
-    const ATTEMPTS: usize = 5;
-    for _ in 0..ATTEMPTS {
+    for _ in 0..JOIN_ATTEMPTS {
         let nick = NickGenerator.generate(rng);
-        let answer = muc::answer_bound(account);
-        let outcome = match muc::join(client, room, &nick, answer, drop).await {
-            Err(MucError::Timeout(..)) => {
-                tracing::warn!("no answer to the join; retrying on a fresh session");
-                connect::renew(client, account).await?;
-                continue;
-            }
-            other => other?,
-        };
-        match outcome {
-            JoinOutcome::Conflict => {
+        match join_as(client, room, account, &nick, drop).await? {
+            Attempt::Joined => return Ok(nick),
+            Attempt::Conflict => {
                 *conflicts += 1;
                 tracing::debug!(%nick, "nickname taken; drawing another");
             }
-            JoinOutcome::Joined(me) => {
-                let name = room.to_string();
-                if me.non_anonymous || me.occupant_id || me.created {
-                    muc::leave(client, room, &nick, account.timeout).await?;
-                    return Err(MucError::from(if me.occupant_id {
-                        PrivacyError::OccupantId(name)
-                    } else if me.created {
-                        PrivacyError::NoSuchRoom(name)
-                    } else {
-                        PrivacyError::NonAnonymous(name)
-                    })
-                    .into());
-                }
-                tracing::debug!(%nick, "joined the room");
-                return Ok(nick);
+            Attempt::NoAnswer => {
+                tracing::warn!("no answer to the join; retrying on a fresh session");
+                connect::renew(client, account).await?;
             }
         }
     }
-    Err(MucError::NoFreeNick(ATTEMPTS).into())
-}
-
-/// The interval after `prev` (or after the current one) and a jittered send instant inside it.
-pub(crate) fn next_slot(
-    interval: Duration,
-    jitter: [f64; 2],
-    rng: &mut impl Rng,
-    prev: Option<Timestamp>,
-    catch_up: Millis,
-) -> (Timestamp, Instant) {
-    let p = interval_ms(interval);
-    let now = now_ts();
-    let slot = prev.map_or(now.floor_to(p).plus(p), |s| s.plus(p));
-    // After a stall, intervals that ended more than `catch_up` ago are skipped (all that ended,
-    // for 0); the others are due at once.
-    let oldest = if catch_up > 0 {
-        now.plus(-catch_up).floor_to(p).plus(p)
-    } else {
-        now.floor_to(p)
-    };
-    let slot = slot.max(oldest);
-    let offset = (uniform(rng, jitter).clamp(0.0, 0.95) * p as f64) as i64;
-    (slot, instant_at(slot.plus(offset)))
-}
-
-/// The interval in whole milliseconds, at least one.
-pub(crate) fn interval_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+    Err(MucError::NoFreeNick(JOIN_ATTEMPTS).into())
 }
