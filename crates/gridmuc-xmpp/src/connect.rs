@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::BufStream;
+use tokio::io::{AsyncRead, AsyncWrite, BufStream};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -167,13 +167,7 @@ impl ServerConnector for RustlsStartTls {
         jid: &Jid,
         ns: &'static str,
         timeouts: Timeouts,
-    ) -> Result<
-        (
-            PendingFeaturesRecv<Self::Stream>,
-            sasl::common::ChannelBinding,
-        ),
-        tokio_xmpp::Error,
-    > {
+    ) -> Result<Opened<Self::Stream>, tokio_xmpp::Error> {
         let domain = jid.domain().as_str();
         let tcp = BufStream::new(self.dns.resolve().await?);
         let stream = initiate_stream(tcp, ns, header(domain), timeouts).await?;
@@ -211,10 +205,28 @@ impl ServerConnector for RustlsStartTls {
         let tls = TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await?;
-        let stream = BufStream::new(Guarded::new(tls));
-        let stream = initiate_stream(stream, ns, header(domain), timeouts).await?;
-        Ok((stream, NO_CHANNEL_BINDING))
+        open_guarded(tls, ns, domain, timeouts).await
     }
+}
+
+/// What a connector hands tokio-xmpp: the opened stream and the SASL channel binding.
+type Opened<S> = (PendingFeaturesRecv<S>, sasl::common::ChannelBinding);
+
+/// Opens the XMPP stream over `io` with the stanza guard under the parser and, for SCRAM, no
+/// channel binding: the last step of both connectors.
+async fn open_guarded<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    io: S,
+    ns: &'static str,
+    domain: &str,
+    timeouts: Timeouts,
+) -> Result<Opened<BufStream<Guarded<S>>>, tokio_xmpp::Error> {
+    let stream = initiate_stream(
+        BufStream::new(Guarded::new(io)),
+        ns,
+        header(domain),
+        timeouts,
+    );
+    Ok((stream.await?, NO_CHANNEL_BINDING))
 }
 
 /// SCRAM without channel binding.
@@ -237,17 +249,9 @@ impl ServerConnector for GuardedTcp {
         jid: &Jid,
         ns: &'static str,
         timeouts: Timeouts,
-    ) -> Result<
-        (
-            PendingFeaturesRecv<Self::Stream>,
-            sasl::common::ChannelBinding,
-        ),
-        tokio_xmpp::Error,
-    > {
-        let tcp = BufStream::new(Guarded::new(self.0.resolve().await?));
-        let header = header(jid.domain().as_str());
-        let stream = initiate_stream(tcp, ns, header, timeouts).await?;
-        Ok((stream, NO_CHANNEL_BINDING))
+    ) -> Result<Opened<Self::Stream>, tokio_xmpp::Error> {
+        let tcp = self.0.resolve().await?;
+        open_guarded(tcp, ns, jid.domain().as_str(), timeouts).await
     }
 }
 
