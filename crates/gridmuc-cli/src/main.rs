@@ -2,6 +2,7 @@
 
 mod bench_ingest;
 mod bench_masked;
+mod bench_private;
 #[cfg(feature = "offline")]
 mod bench_sim;
 mod demo;
@@ -64,6 +65,8 @@ enum BenchCommand {
     Sim(bench_sim::Args),
     /// Masked-aggregation costs per house and round, and bytes per reading.
     Masked(bench_masked::Args),
+    /// Private-mode (Prio3) costs per report for a meter and each aggregator, and bytes per report.
+    Private(bench_private::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             #[cfg(feature = "offline")]
             BenchCommand::Sim(a) => bench_sim::run(a),
             BenchCommand::Masked(a) => bench_masked::run(a),
+            BenchCommand::Private(a) => bench_private::run(a),
         },
     }
 }
