@@ -1,5 +1,6 @@
 //! An in-memory neighbourhood for agent cores: a virtual clock, a simulated room, a bot
-//! stand-in and injected faults, in the style of quinn-proto's test `Pair`.
+//! (the real [`BotCore`] with [`World::with_bot`], a stand-in otherwise) and injected faults,
+//! in the style of quinn-proto's test `Pair`.
 //!
 //! The [`World`] plays the MUC service and the driver's translation at once: what a core
 //! transmits reaches the room after [`World::latency`], the room routes it (a direct reading to
@@ -9,10 +10,15 @@
 //! and a seed fixes every draw, so a day of a neighbourhood runs in milliseconds, identically
 //! every time.
 
+use crate::bot::{self, BotCore, BotCoreConfig, BotEvent, SelfPresence, To};
 use crate::meter::{Input, MeterCore, MeterCoreConfig, MeterEvent, Mode, Recipient, Transmit};
-use gridmuc_core::{Millis, OutboxConfig, Reading, ReadingId, RoomNick, Timestamp, Watts};
+use gridmuc_core::aggregator::{Counters, Ingest};
+use gridmuc_core::{
+    IntervalStats, Millis, OutboxConfig, Reading, ReadingId, Rejection, RoomNick, Timestamp, Watts,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::collections::btree_map::Entry as SlotEntry;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
@@ -55,7 +61,8 @@ pub enum Policy {
     Silent,
 }
 
-/// The substation bot, reduced to what meters see of it.
+/// The substation bot as meters see it: a stand-in answering by [`Policy`], or, in a world
+/// made by [`World::with_bot`], the bookkeeping of what the real [`BotCore`] counted.
 #[derive(Debug)]
 pub struct Bot {
     /// Its room nickname.
@@ -133,6 +140,70 @@ pub struct Faults {
     pub delay: Millis,
 }
 
+/// The real substation bot: its core and what the test wants to look at afterwards.
+#[derive(Debug)]
+pub struct Substation {
+    /// The bot under test (its latest incarnation after [`World::restart_bot`]).
+    pub core: BotCore<StdRng>,
+    /// What it told its caller, over every incarnation.
+    pub events: Vec<BotEvent>,
+    /// Everything it transmitted, with the time.
+    pub transmits: Vec<(Timestamp, bot::Transmit)>,
+    /// Bodies it posted to the room, as the room saw them.
+    pub room_posts: Vec<(Timestamp, String)>,
+    /// Messages operators received: (when, operator, body).
+    pub operator_inbox: Vec<(Timestamp, String, String)>,
+    /// Counters of incarnations that were restarted.
+    pub past: Vec<Counters>,
+    /// The latest summary of each interval, by incarnation (0, then 1 after a restart, …) and start.
+    pub closed: BTreeMap<(u64, Timestamp), IntervalStats>,
+    /// What the room says of us when we join (privacy tests).
+    pub presence: SelfPresence,
+    cfg: BotCoreConfig,
+    session: u64,
+    stalled: bool,
+    running: bool,
+    incarnation: u64,
+    seed: u64,
+}
+
+impl Substation {
+    /// Room posts that are interval summaries.
+    pub fn summaries_posted(&self) -> usize {
+        self.room_posts
+            .iter()
+            .filter(|(_, b)| b.starts_with("interval "))
+            .count()
+    }
+
+    /// Refusals it sent to `nick` for `reason`.
+    pub fn refusals_to(&self, nick: &RoomNick, reason: &str) -> Vec<Timestamp> {
+        self.transmits
+            .iter()
+            .filter_map(|(t, tx)| match tx {
+                bot::Transmit::Verdict {
+                    to,
+                    verdict: bot::Verdict::Refused(r),
+                    ..
+                } if to == nick && r == reason => Some(*t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many transmits `pick` selects.
+    pub fn count(&self, pick: impl Fn(&bot::Transmit) -> bool) -> usize {
+        self.transmits.iter().filter(|(_, t)| pick(t)).count()
+    }
+}
+
+/// A bot configuration for the harness: the meters' interval, one operator.
+pub fn bot_config() -> BotCoreConfig {
+    let mut cfg = BotCoreConfig::new(RoomNick::new("substation").expect("a valid nickname"));
+    cfg.operators = vec!["operator@grid.test".to_owned()];
+    cfg
+}
+
 /// One simulated house: a meter core and what the test wants to look at afterwards.
 #[derive(Debug)]
 pub struct House {
@@ -198,6 +269,14 @@ enum Delivery {
     ToNick { nick: RoomNick, input: Input },
     /// The server is back after a crash.
     ServerUp,
+    /// The real bot's stanza reaches the room.
+    FromSubstation { session: u64, what: bot::Transmit },
+    /// The room (or the server) hands something to the real bot's session.
+    ToSubstation { session: u64, input: bot::Input },
+    /// Something addressed to the bot's nickname (a hostile occupant's reading, say).
+    AtBotNick { input: bot::Input },
+    /// The restarted bot process is up.
+    BotStart,
 }
 
 /// Steps a world may take before it is declared stuck (a core whose timer never moves on).
@@ -208,8 +287,10 @@ const MAX_STEPS: u64 = 5_000_000;
 pub struct World {
     /// The houses, in creation order.
     pub houses: Vec<House>,
-    /// The bot stand-in (in the room unless a test says otherwise).
+    /// The bot stand-in (in the room unless a test says otherwise), or what the real bot counted.
     pub bot: Bot,
+    /// The real bot, in a world made by [`World::with_bot`].
+    pub substation: Option<Substation>,
     /// One-way delay of every hop (house to room, room to bot, and back).
     pub latency: Millis,
     /// Extra delay of a groupchat fan-out: a congested room.
@@ -240,6 +321,7 @@ impl World {
                 duplicates: 0,
                 received: 0,
             },
+            substation: None,
             latency: 20,
             room_delay: 0,
             renew_delay: 1_000,
@@ -269,6 +351,83 @@ impl World {
         world
     }
 
+    /// `houses` meters with `meter`, and the real bot with `bot`, which joins by itself.
+    pub fn with_bot(
+        seed: u64,
+        houses: usize,
+        meter: &MeterCoreConfig,
+        bot: BotCoreConfig,
+    ) -> World {
+        let mut world = World::new(seed, houses, meter);
+        world.bot_leave();
+        world.bot.nick = bot.nick.clone();
+        let bot_seed = seed.wrapping_mul(7_919).wrapping_add(13);
+        world.substation = Some(Substation {
+            core: BotCore::new(bot.clone(), StdRng::seed_from_u64(bot_seed), EPOCH),
+            events: Vec::new(),
+            transmits: Vec::new(),
+            room_posts: Vec::new(),
+            operator_inbox: Vec::new(),
+            past: Vec::new(),
+            closed: BTreeMap::new(),
+            presence: SelfPresence::default(),
+            cfg: bot,
+            session: 0,
+            stalled: false,
+            running: true,
+            incarnation: 0,
+            seed: bot_seed,
+        });
+        world.pump();
+        world
+    }
+
+    fn sub(&mut self) -> &mut Substation {
+        self.substation.as_mut().expect("a world with the real bot")
+    }
+
+    /// The real bot's session stops delivering (its sends still go out) until it is replaced.
+    pub fn stall_bot(&mut self) {
+        self.sub().stalled = true;
+    }
+
+    /// The bot process is restarted: it stops (closing and publishing its open intervals,
+    /// then leaving), and a fresh process with an empty aggregator starts after `down`.
+    ///
+    /// A bot killed outright would lose the intervals it had not closed yet: their readings
+    /// were acknowledged, so no meter resends them.
+    pub fn restart_bot(&mut self, down: Millis) {
+        let now = self.now;
+        let sub = self.sub();
+        sub.core.handle(now, bot::Input::Shutdown);
+        self.pump();
+        let sub = self.sub();
+        sub.running = false;
+        let counters = sub.core.counters().clone();
+        sub.past.push(counters);
+        let at = self.now.plus(down);
+        self.schedule(at, Delivery::BotStart);
+    }
+
+    /// A reading from `from` (any nickname, an occupant or not) reaches whoever holds the
+    /// bot's nickname after one hop: a hostile occupant's flood, or a reading the driver's
+    /// decoder refused (`Err`).
+    pub fn send_to_bot(
+        &mut self,
+        from: RoomNick,
+        id: ReadingId,
+        reading: Result<Reading, Rejection>,
+    ) {
+        let input = bot::Input::Reading {
+            from,
+            id: Some(id),
+            reading,
+            wants_verdict: true,
+        };
+        let at = self.now.plus(self.latency);
+        self.schedule(at, Delivery::AtBotNick { input });
+    }
+
     /// The virtual time.
     pub fn now(&self) -> Timestamp {
         self.now
@@ -279,10 +438,16 @@ impl World {
         loop {
             self.pump();
             let delivery = self.queue.keys().next().map(|k| k.0);
+            let bot_timer = self
+                .substation
+                .as_ref()
+                .filter(|s| s.running)
+                .and_then(|s| s.core.poll_timeout());
             let timer = self
                 .houses
                 .iter()
                 .filter_map(|h| h.core.poll_timeout())
+                .chain(bot_timer)
                 .min();
             let next = [delivery, timer].into_iter().flatten().min();
             match next {
@@ -314,6 +479,21 @@ impl World {
             h.core.handle(now, Input::Shutdown);
         }
         self.run_for(d);
+    }
+
+    /// Tells the real bot to stop (it closes and publishes the open intervals, then leaves)
+    /// and runs for `d`.
+    pub fn stop_bot(&mut self, d: Millis) {
+        let now = self.now;
+        self.sub().core.handle(now, bot::Input::Shutdown);
+        self.run_for(d);
+    }
+
+    /// Counters of every incarnation of the real bot, summed where they add up.
+    pub fn bot_accepted(&self) -> u64 {
+        self.substation.as_ref().map_or(0, |s| {
+            s.past.iter().map(|c| c.accepted).sum::<u64>() + s.core.counters().accepted
+        })
     }
 
     /// The bot takes its nickname (if free) and stays through crashes.
@@ -394,6 +574,10 @@ impl World {
             h.session += 1;
             h.stalled = false;
         }
+        if let Some(sub) = &mut self.substation {
+            sub.session += 1;
+            sub.stalled = false;
+        }
         self.schedule(up, Delivery::ServerUp);
     }
 
@@ -429,6 +613,12 @@ impl World {
                 h.core.handle_timeout(now);
             }
         }
+        if let Some(sub) = &mut self.substation
+            && sub.running
+            && sub.core.poll_timeout().is_some_and(|t| t <= now)
+        {
+            sub.core.handle_timeout(now);
+        }
     }
 
     /// Carries out every house's transmits and collects its events.
@@ -443,6 +633,145 @@ impl World {
                 h.transmits.push((self.now, t.clone()));
                 self.transmit(i, t);
             }
+        }
+        while let Some(sub) = &mut self.substation {
+            while let Some(e) = sub.core.poll_event() {
+                if let BotEvent::Ingested {
+                    nick,
+                    id: Some(id),
+                    reading,
+                    outcome,
+                } = &e
+                {
+                    match outcome {
+                        Ingest::Accepted => self.bot.hear(nick.clone(), *id, *reading),
+                        Ingest::Rejected(Rejection::Duplicate) => {
+                            self.bot.received += 1;
+                            self.bot.duplicates += 1;
+                        }
+                        Ingest::Rejected(_) => self.bot.received += 1,
+                    }
+                }
+                if let BotEvent::Summary { stats, .. } = &e {
+                    sub.closed
+                        .insert((sub.incarnation, stats.start), stats.clone());
+                }
+                sub.events.push(e);
+            }
+            let Some(t) = sub.core.poll_transmit() else {
+                break;
+            };
+            sub.transmits.push((self.now, t.clone()));
+            self.bot_transmit(t);
+        }
+    }
+
+    /// Carries out one of the real bot's transmits.
+    fn bot_transmit(&mut self, t: bot::Transmit) {
+        let at = self.now.plus(self.latency);
+        let sub = self.sub();
+        let session = sub.session;
+        match t {
+            bot::Transmit::RenewSession => {
+                sub.session += 1;
+                sub.stalled = false;
+                let session = sub.session;
+                self.occupants.retain(|_, o| *o != Occupant::Bot);
+                if self.down_until.is_none() {
+                    let input = bot::Input::SessionReset;
+                    let back = self.now.plus(self.renew_delay);
+                    self.schedule(back, Delivery::ToSubstation { session, input });
+                }
+            }
+            _ if self.down_until.is_some() => {}
+            what @ (bot::Transmit::Verdict { .. } | bot::Transmit::Post { .. }) => {
+                self.message(at, Delivery::FromSubstation { session, what });
+            }
+            what => self.schedule(at, Delivery::FromSubstation { session, what }),
+        }
+    }
+
+    /// The room handles one of the real bot's stanzas.
+    fn at_room_from_bot(&mut self, session: u64, what: bot::Transmit) {
+        let hop = self.now.plus(self.latency);
+        let nick = self.bot.nick.clone();
+        let sub = self.sub();
+        if sub.session != session {
+            return;
+        }
+        let presence = sub.presence.clone();
+        let reply = |input| Delivery::ToSubstation { session, input };
+        let in_room = self.occupant(&nick) == Some(Occupant::Bot);
+        match what {
+            bot::Transmit::Join(n) => {
+                let input = match self.occupants.entry(n) {
+                    SlotEntry::Occupied(_) => bot::Input::NickConflict,
+                    SlotEntry::Vacant(v) => {
+                        v.insert(Occupant::Bot);
+                        bot::Input::Joined(presence)
+                    }
+                };
+                self.schedule(hop, reply(input));
+            }
+            bot::Transmit::Leave(n) => {
+                if self.occupants.get(&n) == Some(&Occupant::Bot) {
+                    self.occupants.remove(&n);
+                }
+            }
+            bot::Transmit::Ping => self.schedule(hop, reply(bot::Input::Alive)),
+            bot::Transmit::RenewSession => {}
+            bot::Transmit::Post {
+                to: To::Operator(op),
+                body,
+                ..
+            } => {
+                let now = self.now;
+                self.sub().operator_inbox.push((now, op, body));
+            }
+            // Not an occupant: the room refuses it.
+            _ if !in_room => {}
+            bot::Transmit::Verdict { to, id, verdict } => {
+                let input = match verdict {
+                    bot::Verdict::Accepted => Input::Accepted(id),
+                    bot::Verdict::Refused(reason) => Input::Refused { id, reason },
+                };
+                self.message(hop, Delivery::ToNick { nick: to, input });
+            }
+            bot::Transmit::Post {
+                to: To::Room, body, ..
+            } => {
+                let now = self.now;
+                self.sub().room_posts.push((now, body));
+                let echo = hop.plus(self.room_delay);
+                self.message(echo, reply(bot::Input::Alive));
+            }
+            bot::Transmit::Post {
+                to: To::Occupant(to),
+                body,
+                alert,
+                ..
+            } => {
+                let input = Input::Private {
+                    from: nick,
+                    body,
+                    alert,
+                    verified: true,
+                };
+                self.message(hop, Delivery::ToNick { nick: to, input });
+            }
+        }
+    }
+
+    /// Hands `input` to the real bot if it holds its nickname and its session delivers.
+    fn hand_to_bot(&mut self, input: bot::Input) {
+        let now = self.now;
+        let in_room = self.occupant(&self.bot.nick) == Some(Occupant::Bot);
+        if let Some(sub) = &mut self.substation
+            && in_room
+            && sub.running
+            && !sub.stalled
+        {
+            sub.core.handle(now, input);
         }
     }
 
@@ -518,6 +847,29 @@ impl World {
                     h.core.handle(self.now, input);
                 }
             }
+            Delivery::ToBotNick { from, id, reading } if self.substation.is_some() => {
+                let in_room = self.occupant(&self.bot.nick) == Some(Occupant::Bot);
+                if in_room {
+                    self.hand_to_bot(bot::Input::Reading {
+                        from,
+                        id: Some(id),
+                        reading: Ok(reading),
+                        wants_verdict: true,
+                    });
+                } else {
+                    let answer = match self.occupant(&self.bot.nick) {
+                        Some(Occupant::Impostor) => Input::Unverified(id),
+                        _ => bounce(id, "item-not-found"),
+                    };
+                    self.message(
+                        hop,
+                        Delivery::ToNick {
+                            nick: from,
+                            input: answer,
+                        },
+                    );
+                }
+            }
             Delivery::ToBotNick { from, id, reading } => {
                 let answer = match self.occupant(&self.bot.nick) {
                     Some(Occupant::Bot) => self.bot.take(from.clone(), id, reading),
@@ -528,7 +880,37 @@ impl World {
                     self.message(hop, Delivery::ToNick { nick: from, input });
                 }
             }
+            Delivery::BotHears { from, id, reading } if self.substation.is_some() => {
+                self.hand_to_bot(bot::Input::Reading {
+                    from,
+                    id: Some(id),
+                    reading: Ok(reading),
+                    wants_verdict: false,
+                });
+            }
             Delivery::BotHears { from, id, reading } => self.bot.hear(from, id, reading),
+            Delivery::AtBotNick { input } => self.hand_to_bot(input),
+            Delivery::FromSubstation { session, what } => self.at_room_from_bot(session, what),
+            Delivery::ToSubstation { session, input } => {
+                let now = self.now;
+                if let Some(sub) = &mut self.substation
+                    && sub.session == session
+                    && sub.running
+                    && !sub.stalled
+                {
+                    sub.core.handle(now, input);
+                }
+            }
+            Delivery::BotStart => {
+                let now = self.now;
+                let sub = self.sub();
+                sub.incarnation += 1;
+                sub.session += 1;
+                sub.running = true;
+                sub.stalled = false;
+                let rng = StdRng::seed_from_u64(sub.seed.wrapping_add(sub.incarnation));
+                sub.core = BotCore::new(sub.cfg.clone(), rng, now);
+            }
             Delivery::ToNick { nick, input } => {
                 if let Some(Occupant::House { house, session }) = self.occupant(&nick) {
                     self.message(
@@ -555,6 +937,11 @@ impl World {
                 }
                 if self.bot_wants_room {
                     self.bot_join();
+                }
+                if let Some(sub) = &self.substation {
+                    let session = sub.session;
+                    let input = bot::Input::SessionReset;
+                    self.schedule(back, Delivery::ToSubstation { session, input });
                 }
             }
         }

@@ -1,4 +1,5 @@
-//! Agents as state machines: every rule of a gridmuc agent, and none of its I/O.
+//! Agents as state machines: every rule of a gridmuc agent (the plain meter, the substation
+//! bot), and none of its I/O.
 //!
 //! A core is told what happened (`handle(now, input)`, `handle_timeout(now)`) and asked what to
 //! do (`poll_transmit`, `poll_timeout`, `poll_event`), in the shape of quinn-proto's connection.
@@ -9,10 +10,12 @@
 //! **Architecture Invariant:** this crate opens no socket, spawns no task and reads no clock
 //! (`tests/sans_io.rs` checks its sources).
 
+pub mod bot;
 pub mod harness;
 pub mod liveness;
 pub mod meter;
 
+pub use bot::{BotCore, BotCoreConfig, BotCoreError};
 pub use meter::{
     Input, MeterCore, MeterCoreConfig, MeterCoreError, MeterEvent, MeterReport, Mode, Recipient,
     Transmit,

@@ -31,6 +31,7 @@ pub enum Health {
 #[derive(Clone, Debug)]
 pub struct Liveness {
     answer_timeout: Millis,
+    ping_timeout: Millis,
     answer_by: Option<Timestamp>,
     probe_by: Option<Timestamp>,
 }
@@ -38,8 +39,16 @@ pub struct Liveness {
 impl Liveness {
     /// A session that owes nothing yet; answers are due within `answer_timeout`.
     pub fn new(answer_timeout: Millis) -> Liveness {
+        Liveness::with_ping_timeout(answer_timeout, ping_bound(answer_timeout))
+    }
+
+    /// Like [`Liveness::new`] with the ping's own bound, for an agent whose answers are due
+    /// sooner than a busy server may take to answer a ping (a bot on short intervals): the
+    /// session is then only replaced when the server, not just the room, has gone quiet.
+    pub fn with_ping_timeout(answer_timeout: Millis, ping_timeout: Millis) -> Liveness {
         Liveness {
             answer_timeout,
+            ping_timeout,
             answer_by: None,
             probe_by: None,
         }
@@ -70,7 +79,7 @@ impl Liveness {
         if self.probe_by.is_some() {
             return Health::Dead;
         }
-        self.probe_by = Some(now.plus(ping_bound(self.answer_timeout)));
+        self.probe_by = Some(now.plus(self.ping_timeout));
         Health::Probe
     }
 }

@@ -1,31 +1,41 @@
-//! The substation bot: a plain participant that turns room traffic into `gridmuc-core` inputs
-//! and the aggregator's summaries and alerts back into messages.
+//! The substation bot's driver: one account, one session around a [`BotCore`].
 //!
-//! It keeps only room nicknames. It refuses to run when its own presence says it could see
-//! real JIDs (moderator, owner/admin, non-anonymous room, occupant-id) and never logs the
-//! address of anything that is not an operator.
+//! Every rule of the bot (verdicts, rate answers, interval closing and posting, alerts,
+//! operator commands, liveness, privacy refusals, a taken nickname) lives in
+//! `gridmuc_agent::bot` and is tested there in an in-memory room with real meter cores. This
+//! module only does the I/O: stanzas become [`Input`]s (XML, the stanza guard's marks and
+//! sealed readings are decoded here, with the bot key), the core's [`Transmit`]s become
+//! stanzas (verdicts and posts signed here), and the district uplink rides beside the core.
+//!
+//! It keeps only room nicknames, and never logs the address of anything that is not an
+//! operator.
 
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery;
 use crate::district::{DistrictConfig, Uplink};
 use crate::guard::{self, GuardMark};
-use crate::liveness::Liveness;
 use crate::metrics::{self, Metrics};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
 use crate::session::Session;
-use crate::{instant_at, now_ts};
+use crate::{instant_at, millis, now_ts};
 use delivery::Verdict;
 use futures::StreamExt;
+use gridmuc_agent::bot::{
+    BotCore, BotCoreConfig, BotCoreError, BotEvent as CoreEvent, Input, SelfPresence, To, Transmit,
+    Verdict as CoreVerdict, nick_retry,
+};
+use gridmuc_agent::liveness::ping_bound;
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
-use gridmuc_core::aggregator::Ingest;
 use gridmuc_core::codec::{self, CodecLimits};
 use gridmuc_core::{
-    Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, Reading, ReadingId, Rejection,
-    RejectionCounts, RoomNick, Watts,
+    AggregatorConfig, Alert, AlertKind, IntervalStats, Reading, ReadingId, Rejection, RoomNick,
+    Watts,
 };
 use minidom::Element;
-use std::collections::HashSet;
+use rand::TryRngCore;
+use rand::rand_core::UnwrapErr;
+use rand::rngs::OsRng;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,10 +43,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
-use tokio_xmpp::{Event, Stanza};
 use xmpp_parsers::message::{Lang, Message, MessageType};
 use xmpp_parsers::muc::user::MucUser;
+
+pub use gridmuc_agent::bot::summary_line;
 
 /// The bot's settings; the TOML file of `gridmuc substation` maps onto it.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -163,34 +175,6 @@ pub enum BotError {
     Key(String, String),
 }
 
-struct Bot {
-    room: BareJid,
-    nick: RoomNick,
-    operators: Vec<BareJid>,
-    agg: Aggregator,
-    limits: CodecLimits,
-    post_summaries: bool,
-    tap: bool,
-    events: Option<mpsc::UnboundedSender<BotEvent>>,
-    timeout: Duration,
-    account: ConnectConfig,
-    uplink: Option<Uplink>,
-    metrics: Arc<Metrics>,
-    /// Catches a session that stops delivering while it still sends (tokio-xmpp 6).
-    liveness: Liveness,
-    /// Signs verdicts and posts, opens sealed readings.
-    key: Option<Arc<BotSecretKey>>,
-    /// Nicknames already told of in the log for reporting faster than the interval.
-    rate_warned: HashSet<RoomNick>,
-    /// Refusals already logged, so each interval's line names only the new ones.
-    refusals_logged: RejectionCounts,
-    /// Nicknames already told `rate_limited` since the last interval closed.
-    rate_answered: HashSet<RoomNick>,
-}
-
-/// Nicknames remembered for the once-per-nickname rate warning before the set starts afresh.
-const RATE_WARNED_CAP: usize = 10_000;
-
 /// Runs the bot until `shutdown` resolves; flushes the open intervals before returning.
 pub async fn run_bot(
     cfg: BotConfig,
@@ -232,7 +216,6 @@ pub async fn run_bot(
         }
         None => None,
     };
-    let interval = Duration::from_millis(cfg.aggregator.interval.max(1).unsigned_abs());
     let key = match (cfg.key, &cfg.key_file) {
         (Some(key), _) => Some(key),
         (None, Some(path)) => Some(Arc::new(read_key(path)?)),
@@ -247,40 +230,54 @@ pub async fn run_bot(
     if let Some(key) = &key {
         tracing::info!(fingerprint = %key.public().fingerprint(), "signing with the bot key");
     }
+    let core_cfg = BotCoreConfig {
+        nick: nick.clone(),
+        operators: operators.iter().map(BareJid::to_string).collect(),
+        aggregator: cfg.aggregator,
+        post_summaries: cfg.post_summaries,
+        ping_timeout: ping_bound(millis(cfg.account.timeout)),
+    };
     let mut client = connect::connect(&cfg.account).await?;
-    let mut bot = Bot {
+    let mut driver = Driver {
+        core: BotCore::new(core_cfg, OsRng.unwrap_err(), now_ts()),
         room,
         nick,
         operators,
-        agg: Aggregator::new(cfg.aggregator),
         limits,
-        post_summaries: cfg.post_summaries,
         tap: cfg.tap_stanzas,
         events,
-        timeout: cfg.account.timeout,
         account: cfg.account,
         uplink,
         metrics: registry,
-        liveness: Liveness::new(interval * 3 / 2),
         key,
-        rate_warned: HashSet::new(),
-        refusals_logged: RejectionCounts::default(),
-        rate_answered: HashSet::new(),
+        join_retries: 0,
     };
-    let result = bot.run(&mut client, shutdown).await;
+    let result = driver.run(&mut client, shutdown).await;
     connect::close(client).await;
     result.map(|()| BotReport {
-        counters: bot.agg.counters().clone(),
+        counters: driver.core.counters().clone(),
     })
 }
 
-impl Bot {
-    /// How long our own room post may take to echo back: half an interval, at least 2 s.
-    fn echo_bound(&self) -> Duration {
-        let interval = Duration::from_millis(self.agg.config().interval.unsigned_abs());
-        (interval / 2).max(Duration::from_secs(2))
-    }
+/// The I/O half of the bot: stanzas in, [`Transmit`]s out, the district uplink beside.
+struct Driver {
+    core: BotCore<UnwrapErr<OsRng>>,
+    room: BareJid,
+    nick: RoomNick,
+    operators: Vec<BareJid>,
+    limits: CodecLimits,
+    tap: bool,
+    events: Option<mpsc::UnboundedSender<BotEvent>>,
+    account: ConnectConfig,
+    uplink: Option<Uplink>,
+    metrics: Arc<Metrics>,
+    /// Signs verdicts and posts, opens sealed readings.
+    key: Option<Arc<BotSecretKey>>,
+    /// Joins the room did not answer, in a row.
+    join_retries: u32,
+}
 
+impl Driver {
     fn emit(&self, e: BotEvent) {
         if let Some(tx) = &self.events {
             let _ = tx.send(e);
@@ -292,125 +289,294 @@ impl Bot {
         client: &mut Session,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), BotError> {
-        self.join(client).await?;
         tokio::pin!(shutdown);
-        let interval = Duration::from_millis(self.agg.config().interval.max(1).unsigned_abs());
+        let interval = Duration::from_millis(
+            self.core
+                .aggregator()
+                .config()
+                .interval
+                .max(1)
+                .unsigned_abs(),
+        );
+        let mut stopping = false;
         loop {
+            self.pump(client).await?;
+            if let Some(outcome) = self.core.outcome() {
+                return match outcome {
+                    Ok(()) => self.leave_district(client).await,
+                    Err(e) => Err(self.privacy_error(e)),
+                };
+            }
             let wake = self
-                .agg
+                .core
                 .poll_timeout()
-                .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at)
-                .min(self.liveness.deadline());
+                .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at);
             // What the session has already delivered is read before due intervals close (a
             // bot resumed after a pause would otherwise close them empty), unless a flood has
             // kept the timer waiting for a whole interval.
             let starved = Instant::now() > wake + interval;
-            let step = tokio::select! {
+            tokio::select! {
                 biased;
-                () = &mut shutdown => break,
-                () = tokio::time::sleep_until(wake), if starved => self.tick(client).await,
-                event = client.next() => {
-                    self.liveness.heard();
-                    self.on_event(client, event).await
+                () = &mut shutdown, if !stopping => {
+                    stopping = true;
+                    self.core.handle(now_ts(), Input::Shutdown);
                 }
-                () = tokio::time::sleep_until(wake) => self.tick(client).await,
-            };
-            match step {
-                Ok(()) => {}
-                Err(BotError::Muc(MucError::Stalled(_))) => {
-                    tracing::warn!("session stalled; replacing it and rejoining the room");
-                    connect::renew(client, &self.account).await?;
-                    self.join(client).await?;
-                }
-                Err(e) => return Err(e),
+                () = tokio::time::sleep_until(wake), if starved => self.tick(client).await?,
+                event = client.next() => match muc::session_event(event)? {
+                    SessionEvent::Restarted => {
+                        connect::announce(client).await.map_err(MucError::Send)?;
+                        self.core.handle(now_ts(), Input::SessionReset);
+                    }
+                    SessionEvent::Resumed => self.core.handle(now_ts(), Input::Alive),
+                    SessionEvent::Stanza(s) => self.on_stanza(client, s)?,
+                },
+                () = tokio::time::sleep_until(wake) => self.tick(client).await?,
             }
         }
-        self.agg.flush();
-        self.publish(client).await?;
-        muc::leave(client, &self.room, &self.nick, self.timeout).await?;
-        if let Some(up) = &self.uplink {
-            if up.pending() > 0 {
-                tracing::warn!(
-                    pending = up.pending(),
-                    "stopping with totals the district has not acknowledged"
-                );
+    }
+
+    /// Lets the core close due intervals and watch the session, then sends the district
+    /// whatever is due.
+    async fn tick(&mut self, client: &mut Session) -> Result<(), BotError> {
+        self.core.handle_timeout(now_ts());
+        self.pump(client).await?;
+        if let Some(up) = &mut self.uplink {
+            match up.flush(client, now_ts(), self.account.timeout).await {
+                Err(MucError::Stalled(_)) => self.renew(client).await?,
+                other => other?,
             }
-            muc::leave(client, &up.room, &up.nick, self.timeout).await?;
         }
         Ok(())
     }
 
-    /// Closes due intervals and publishes them, after making sure the session still delivers.
-    async fn tick(&mut self, client: &mut Session) -> Result<(), BotError> {
-        if self.liveness.check(client, &self.account).await? {
-            self.join(client).await?;
-        }
-        self.agg.handle_timeout(now_ts());
-        self.publish(client).await
-    }
-
-    /// Reacts to what the session delivered.
-    async fn on_event(
-        &mut self,
-        client: &mut Session,
-        event: Option<Event>,
-    ) -> Result<(), BotError> {
-        match muc::session_event(event)? {
-            SessionEvent::Restarted => {
-                connect::announce(client).await.map_err(MucError::Send)?;
-                self.join(client).await
+    /// Carries out everything the core asks for, then passes its events on (so a summary is
+    /// reported after it was posted).
+    async fn pump(&mut self, client: &mut Session) -> Result<(), BotError> {
+        loop {
+            let mut busy = false;
+            while let Some(t) = self.core.poll_transmit() {
+                busy = true;
+                self.transmit(client, t).await?;
             }
-            SessionEvent::Resumed => Ok(()),
-            SessionEvent::Stanza(s) => self.handle_stanza(client, s).await,
+            while let Some(e) = self.core.poll_event() {
+                busy = true;
+                self.on_core_event(e);
+            }
+            if !busy {
+                return Ok(());
+            }
         }
     }
 
-    /// Joins the neighbourhood room (and the district room, if any) and resends what the
-    /// district has not acknowledged.
-    async fn join(&mut self, client: &mut Session) -> Result<(), BotError> {
-        join_as_participant(
-            client,
-            &self.room,
-            &self.nick,
-            &self.account,
-            &self.operators,
-        )
-        .await?;
-        // The room answered: whatever an earlier session owed us is moot.
-        self.liveness.heard();
-        self.emit(BotEvent::Joined(self.nick.clone()));
-        if let Some(up) = &mut self.uplink {
+    fn on_core_event(&mut self, e: CoreEvent) {
+        match e {
+            CoreEvent::Joined(nick) => self.emit(BotEvent::Joined(nick)),
+            CoreEvent::Ingested {
+                nick,
+                reading,
+                outcome,
+                ..
+            } => {
+                let now = now_ts();
+                self.metrics
+                    .reading(&nick, reading.seqnr, &outcome, now.since(reading.at));
+            }
+            CoreEvent::Unreadable(r) => self.metrics.rejection(&r),
+            CoreEvent::Summary {
+                stats,
+                closed_at,
+                counters,
+            } => {
+                // A revision amends an interval already counted.
+                if stats.revision == 0 {
+                    self.metrics.interval();
+                }
+                if let Some(up) = &mut self.uplink {
+                    up.queue(&stats);
+                }
+                self.emit(BotEvent::Summary {
+                    stats,
+                    closed_at,
+                    counters,
+                });
+            }
+            CoreEvent::Alert(a) => {
+                self.metrics.alert(&a);
+                self.emit(BotEvent::Alert(a));
+            }
+        }
+    }
+
+    async fn transmit(&mut self, client: &mut Session, t: Transmit) -> Result<(), BotError> {
+        let bound = self.account.timeout;
+        let key = self.key.clone();
+        let sent = match t {
+            Transmit::Join(nick) => return self.join(client, nick).await,
+            Transmit::Leave(nick) => {
+                match muc::leave(client, &self.room, &nick, bound).await {
+                    // Nothing left to replace a session for.
+                    Err(MucError::Stalled(_)) if self.core.outcome().is_some() => Ok(()),
+                    other => other,
+                }
+            }
+            Transmit::Verdict { to, id, verdict } => {
+                let verdict = match verdict {
+                    CoreVerdict::Accepted => Verdict::Accepted,
+                    CoreVerdict::Refused(reason) => Verdict::Refused(reason),
+                };
+                let to = muc::occupant(&self.room, &to)?;
+                let answer = delivery::verdict_message(to, id, &verdict, key.as_deref());
+                muc::send(client, answer.into(), bound).await
+            }
+            Transmit::Post {
+                to,
+                body,
+                alert,
+                signed,
+            } => {
+                let (to, type_): (Jid, MessageType) = match to {
+                    To::Room => (self.room.clone().into(), MessageType::Groupchat),
+                    To::Occupant(nick) => {
+                        (muc::occupant(&self.room, &nick)?.into(), MessageType::Chat)
+                    }
+                    To::Operator(op) => match BareJid::new(&op) {
+                        Ok(jid) => (jid.into(), MessageType::Chat),
+                        Err(e) => return Err(BotError::BadJid(op, e.to_string())),
+                    },
+                };
+                let payload = alert.as_ref().map(codec::encode_alert);
+                let key = if signed { key.as_deref() } else { None };
+                match send_chat(client, bound, to, type_, body, payload, key).await {
+                    Err(BotError::Muc(e)) => Err(e),
+                    other => return other,
+                }
+            }
+            Transmit::Ping => {
+                let wait = ping_bound(millis(self.account.timeout)).unsigned_abs();
+                let deadline = Instant::now() + Duration::from_millis(wait);
+                match connect::send_ping(client, deadline).await {
+                    Some(_) => Ok(()),
+                    None => Err(MucError::Stalled(Duration::from_millis(wait))),
+                }
+            }
+            Transmit::RenewSession => return self.renew(client).await,
+        };
+        match sent {
+            Ok(()) => Ok(()),
+            Err(MucError::Stalled(_)) => {
+                tracing::warn!("session stalled; replacing it and rejoining the room");
+                self.renew(client).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces the session and tells the core, which rejoins.
+    async fn renew(&mut self, client: &mut Session) -> Result<(), BotError> {
+        connect::renew(client, &self.account).await?;
+        self.core.handle(now_ts(), Input::SessionReset);
+        Ok(())
+    }
+
+    /// One join attempt; the core judges our self-presence. What arrives before it is handed
+    /// to the core after it. Once in, the district room is joined too and its backlog resent.
+    async fn join(&mut self, client: &mut Session, nick: RoomNick) -> Result<(), BotError> {
+        let mut early = Vec::new();
+        let mut saw_jids = false;
+        let own = client.bound_jid().cloned();
+        let room = self.room.clone();
+        let answer = muc::answer_bound(&self.account);
+        let joined = muc::join(client, &room, &nick, answer, |s| {
+            if let Stanza::Presence(p) = &s
+                && from_room(p, &room)
+            {
+                saw_jids |= presence_reveals_jid(&p.payloads, own.as_ref());
+            }
+            early.push(s);
+        })
+        .await;
+        match joined {
+            Ok(JoinOutcome::Joined(me)) => {
+                self.join_retries = 0;
+                let privileged = me.is_privileged().then(|| {
+                    (
+                        format!("{:?}", me.role).to_lowercase(),
+                        format!("{:?}", me.affiliation).to_lowercase(),
+                    )
+                });
+                let presence = SelfPresence {
+                    privileged,
+                    non_anonymous: me.non_anonymous || saw_jids,
+                    occupant_id: me.occupant_id,
+                };
+                self.core.handle(now_ts(), Input::Joined(presence));
+            }
+            Ok(JoinOutcome::Conflict) => self.core.handle(now_ts(), Input::NickConflict),
+            Err(MucError::Reconnected) => self.core.handle(now_ts(), Input::SessionReset),
+            Err(MucError::Stalled(_)) => {
+                tracing::warn!("session stalled while joining; replacing it");
+                self.renew(client).await?;
+            }
+            Err(MucError::Timeout(..)) if self.join_retries < muc::FRESH_RETRIES => {
+                self.join_retries += 1;
+                tracing::warn!("no answer to the join; retrying on a fresh session");
+                self.renew(client).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Callers learn that we joined before they see what arrived meanwhile.
+        while let Some(e) = self.core.poll_event() {
+            self.on_core_event(e);
+        }
+        for s in early {
+            self.on_stanza(client, s)?;
+        }
+        match self.join_district(client).await {
+            Err(BotError::Muc(MucError::Stalled(_))) => {
+                tracing::warn!("session stalled; replacing it and rejoining the room");
+                self.renew(client).await
+            }
+            other => other,
+        }
+    }
+
+    /// Once in the neighbourhood room: the district room too, and its backlog resent.
+    async fn join_district(&mut self, client: &mut Session) -> Result<(), BotError> {
+        if self.core.in_room()
+            && let Some(up) = &mut self.uplink
+        {
             join_as_participant(client, &up.room, &up.nick, &self.account, &self.operators).await?;
             up.resend_all();
-            up.flush(client, now_ts(), self.timeout).await?;
+            up.flush(client, now_ts(), self.account.timeout).await?;
         }
         Ok(())
     }
 
-    async fn handle_stanza(
-        &mut self,
-        client: &mut Session,
-        stanza: Stanza,
-    ) -> Result<(), BotError> {
+    /// Turns a stanza into the core's input.
+    fn on_stanza(&mut self, client: &Session, stanza: Stanza) -> Result<(), BotError> {
         if self.tap {
             self.emit(BotEvent::Stanza(stanza_xml(&stanza)));
         }
-        match stanza {
-            Stanza::Message(m) => self.handle_message(client, m).await,
+        let input = match stanza {
+            Stanza::Message(m) => self.message_input(&m),
             Stanza::Presence(p) => {
-                if removed_by_presence(&p, &self.room, &self.nick, client.bound_jid())? {
-                    tracing::warn!("removed from the room; rejoining");
-                    self.join(client).await?;
+                match removed_by_presence(&p, &self.room, &self.nick, client.bound_jid()) {
+                    Ok(true) => Input::Removed,
+                    Ok(false) => Input::Alive,
+                    Err(_) => Input::RoomShowsJids,
                 }
-                Ok(())
             }
-            Stanza::Iq(_) => Ok(()),
-        }
+            Stanza::Iq(_) => Input::Alive,
+        };
+        self.core.handle(now_ts(), input);
+        Ok(())
     }
 
-    async fn handle_message(&mut self, client: &mut Session, m: Message) -> Result<(), BotError> {
-        if self.uplink.as_mut().is_some_and(|up| up.on_message(&m)) {
-            return Ok(());
+    /// What a message means to the core: a reading from an occupant (decoded here), an
+    /// operator's command, or only a sign of life (our own post's echo included).
+    fn message_input(&mut self, m: &Message) -> Input {
+        if self.uplink.as_mut().is_some_and(|up| up.on_message(m)) {
+            return Input::Alive;
         }
         if let Some(nick) = muc::nick_in_room(m.from.as_ref(), &self.room) {
             let live = matches!(m.type_, MessageType::Groupchat | MessageType::Chat);
@@ -419,72 +585,29 @@ impl Bot {
                 .iter()
                 .any(|p| p.is("delay", xmpp_parsers::ns::DELAY));
             if nick == self.nick || !live || delayed {
-                return Ok(());
+                return Input::Alive;
             }
-            let id = delivery::reading_id(&m);
-            let Some(decoded) = self.decode(&m, id) else {
-                return Ok(());
+            let id = delivery::reading_id(m);
+            let Some(reading) = self.decode(m, id) else {
+                return Input::Alive;
             };
-            let verdict = match decoded {
-                Ok(reading) => {
-                    let (now, seqnr, at) = (now_ts(), reading.seqnr, reading.at);
-                    let outcome = match id {
-                        Some(id) => self.agg.handle_reading_once(now, &nick, id, reading),
-                        None => self.agg.handle_reading(now, &nick, reading),
-                    };
-                    self.metrics.reading(&nick, seqnr, &outcome, now.since(at));
-                    match outcome {
-                        // A resent copy of a counted reading: counted, so the sender may forget it.
-                        Ingest::Accepted | Ingest::Rejected(Rejection::Duplicate) => {
-                            Verdict::Accepted
-                        }
-                        Ingest::Rejected(r) => {
-                            if r == Rejection::RateLimited {
-                                self.warn_rate_limited(&nick);
-                            }
-                            tracing::debug!(%nick, reason = r.kind(), "reading refused");
-                            Verdict::Refused(r.kind().to_owned())
-                        }
-                    }
-                }
-                Err(rejection) => {
-                    tracing::debug!(%nick, reason = rejection.kind(), "reading refused");
-                    self.agg.handle_rejection(&rejection);
-                    self.metrics.rejection(&rejection);
-                    Verdict::Refused(rejection.kind().to_owned())
-                }
-            };
-            // Direct readings get the verdict: a receipt only if counted, a refusal with its
-            // reason otherwise, so the meter neither forgets a refused reading silently nor
-            // resends one that will meet the same verdict. In the room, the reflection is the
-            // sender's receipt.
-            let wants_receipt =
+            // Direct readings get the verdict; in the room, the reflection is the receipt.
+            let wants_verdict =
                 m.type_ == MessageType::Chat && delivery::wants_receipt(&m.payloads);
-            // A flood is not answered reading for reading: one rate_limited refusal per
-            // nickname and interval tells an honest sender to slow down.
-            let flood = verdict == Verdict::Refused(Rejection::RateLimited.kind().to_owned())
-                && !self.rate_answered.insert(nick.clone());
-            if let (Some(id), true, false) = (id, wants_receipt, flood) {
-                let to = muc::occupant(&self.room, &nick)?;
-                let answer = delivery::verdict_message(to, id, &verdict, self.key.as_deref());
-                muc::send(client, answer.into(), self.timeout).await?;
-            }
-            return Ok(());
+            return Input::Reading {
+                from: nick,
+                id,
+                reading,
+                wants_verdict,
+            };
         }
-        let Some((from, body)) = operator_command(&m, &self.operators) else {
-            return Ok(());
-        };
-        let reply = self.answer(body.trim());
-        send_chat(
-            client,
-            self.timeout,
-            from.into(),
-            MessageType::Chat,
-            reply,
-            None,
-            self.key.as_deref(),
-        )
-        .await
+        match operator_command(m, &self.operators) {
+            Some((from, text)) => Input::Command {
+                from: from.to_string(),
+                text,
+            },
+            None => Input::Alive,
+        }
     }
 
     /// The reading a message from an occupant carries, `None` if it carries none; refused if
@@ -519,130 +642,41 @@ impl Bot {
         }
     }
 
-    /// One log line per interval at the default level: its summary (if anyone reported) and the
-    /// refusals since the previous one by reason, however many readings a flood brings.
-    fn log_interval(&mut self, stats: &IntervalStats) {
-        if stats.meters > 0 {
-            tracing::info!("{}", summary_line(stats));
-        }
-        let counts = &self.agg.counters().rejected;
-        let fresh: Vec<String> = counts
-            .iter()
-            .map(|(kind, n)| (kind, n - self.refusals_logged.get(kind)))
-            .filter(|(_, n)| *n > 0)
-            .map(|(kind, n)| format!("{kind} {n}"))
-            .collect();
-        if !fresh.is_empty() {
-            tracing::info!(refused = %fresh.join(", "), "readings refused since the last interval");
-        }
-        self.refusals_logged = counts.clone();
-    }
-
-    /// Says once per nickname that it reports faster than the interval, so a third-party meter
-    /// configured for 1-s readings under a 60-s bot is noticed rather than silently thinned.
-    fn warn_rate_limited(&mut self, nick: &RoomNick) {
-        if self.rate_warned.len() >= RATE_WARNED_CAP {
-            self.rate_warned.clear();
-        }
-        if self.rate_warned.insert(nick.clone()) {
-            let cfg = self.agg.config();
+    /// After a clean stop: leave the district room too, saying what it still owes.
+    async fn leave_district(&mut self, client: &mut Session) -> Result<(), BotError> {
+        let Some(up) = &mut self.uplink else {
+            return Ok(());
+        };
+        up.flush(client, now_ts(), self.account.timeout).await?;
+        if up.pending() > 0 {
             tracing::warn!(
-                %nick,
-                interval_ms = cfg.interval,
-                per_interval = cfg.max_readings_per_interval,
-                "a nickname reports more often than the interval allows; the extra readings are \
-                 refused as rate_limited (is its meter set to the bot's interval?)"
+                pending = up.pending(),
+                "stopping with totals the district has not acknowledged"
             );
         }
-    }
-
-    /// Operator commands: short human answers, nicknames only.
-    fn answer(&self, command: &str) -> String {
-        let c = self.agg.counters();
-        match command.to_lowercase().as_str() {
-            "status" => {
-                let last = self
-                    .agg
-                    .last_summary()
-                    .map_or_else(|| "no interval closed yet".to_owned(), summary_line);
-                format!(
-                    "{last} · accepted {}, rejected {}, intervals {}, alerts {}",
-                    c.accepted,
-                    c.rejected.total(),
-                    c.intervals,
-                    c.alerts
-                )
-            }
-            "top" => {
-                let top = self.agg.top(5);
-                if top.is_empty() {
-                    "no interval closed yet".to_owned()
-                } else {
-                    let list: Vec<String> = top.iter().map(|(n, w)| format!("{n} {w}")).collect();
-                    format!("top in the last interval: {}", list.join(", "))
-                }
-            }
-            "help" | "?" => {
-                "commands: status (last interval and counters), top (highest nicknames), help"
-                    .to_owned()
-            }
-            _ => "unknown command; try help".to_owned(),
-        }
-    }
-
-    /// Posts what the aggregator produced: summaries and alerts to the room, house alerts privately.
-    async fn publish(&mut self, client: &mut Session) -> Result<(), BotError> {
-        let now = now_ts();
-        let summaries: Vec<IntervalStats> = self.agg.poll_summaries().collect();
-        let alerts: Vec<Alert> = self.agg.poll_alerts().collect();
-        for stats in summaries {
-            // An interval nobody reported in says nothing worth a line in the room.
-            if self.post_summaries && stats.meters > 0 {
-                let to = self.room.clone().into();
-                // Our own post echoes back from the room; if it does not, the session is probed.
-                self.liveness.posted(self.echo_bound());
-                send_chat(
-                    client,
-                    self.timeout,
-                    to,
-                    MessageType::Groupchat,
-                    summary_line(&stats),
-                    None,
-                    self.key.as_deref(),
-                )
-                .await?;
-            }
-            if let Some(up) = &mut self.uplink {
-                up.queue(&stats);
-            }
-            // A revision amends an interval already counted.
-            if stats.revision == 0 {
-                self.metrics.interval();
-                self.log_interval(&stats);
-                self.rate_answered.clear();
-            }
-            let counters = Box::new(self.agg.counters().clone());
-            self.emit(BotEvent::Summary {
-                stats,
-                closed_at: now,
-                counters,
-            });
-        }
-        for alert in alerts {
-            let (room, ops, key) = (&self.room, &self.operators, self.key.as_deref());
-            deliver_alert(client, self.timeout, room, ops, &alert, key).await?;
-            self.metrics.alert(&alert);
-            self.emit(BotEvent::Alert(alert));
-        }
-        if let Some(up) = &mut self.uplink {
-            up.flush(client, now, self.timeout).await?;
-        }
+        muc::leave(client, &up.room, &up.nick, self.account.timeout).await?;
         Ok(())
+    }
+
+    /// The core's privacy refusal as the error callers know.
+    fn privacy_error(&self, e: BotCoreError) -> BotError {
+        let name = self.room.to_string();
+        let refusal = match e {
+            BotCoreError::Privileged { role, affiliation } => PrivacyError::Privileged {
+                room: name,
+                role,
+                affiliation,
+            },
+            BotCoreError::NonAnonymous => PrivacyError::NonAnonymous(name),
+            BotCoreError::OccupantId => PrivacyError::OccupantId(name),
+        };
+        MucError::from(refusal).into()
     }
 }
 
 /// Joins as a plain participant, or leaves again and refuses to run if the room would show
-/// us real JIDs (moderator or owner/admin, non-anonymous room, occupant-id).
+/// us real JIDs (moderator or owner/admin, non-anonymous room, occupant-id): the masked bot's
+/// join and the district uplink's (the plain bot's own join is [`BotCore`]'s rule).
 ///
 /// A nickname someone else holds (an impostor, a second bot) is not a reason to give up the
 /// neighbourhood: the bot tells its operators once and retries with backoff until it is free.
@@ -695,13 +729,9 @@ pub(crate) async fn join_as_participant(
                         .await?;
                     }
                 }
-                let wait = NICK_RETRY_FIRST * 2u32.pow(taken.min(6));
+                let wait = Duration::from_millis(nick_retry(taken).unsigned_abs());
                 taken += 1;
-                tokio::time::sleep(
-                    wait.min(NICK_RETRY_MAX)
-                        .mul_f64(rand::random_range(0.5..1.5)),
-                )
-                .await;
+                tokio::time::sleep(wait.mul_f64(rand::random_range(0.5..1.5))).await;
             }
             Ok(JoinOutcome::Joined(me)) => break me,
             Err(e) => return Err(e.into()),
@@ -731,11 +761,6 @@ pub(crate) async fn join_as_participant(
     tracing::info!(%room, %nick, "joined as a plain participant");
     Ok(())
 }
-
-/// First wait before asking again for a nickname someone else holds.
-const NICK_RETRY_FIRST: Duration = Duration::from_secs(1);
-/// Longest wait between attempts for a taken nickname.
-const NICK_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Whether a presence from the room says we were removed from it; an error if it shows real
 /// JIDs, i.e. the room changed under us (made non-anonymous or us a moderator) and we must stop.
@@ -814,23 +839,6 @@ pub(crate) async fn deliver_alert(
     }
     tracing::info!(%body, "alert delivered");
     Ok(())
-}
-
-/// One line per interval for people in the room.
-pub fn summary_line(s: &IntervalStats) -> String {
-    let revised = match s.revision {
-        0 => String::new(),
-        n => format!(" (revision {n}: late readings arrived)"),
-    };
-    format!(
-        "interval {}{revised}: {} meters, total {}, mean {:.2} kW, p95 {:.2} kW, max {}",
-        s.start,
-        s.meters,
-        s.total,
-        s.mean / 1000.0,
-        s.p95 / 1000.0,
-        s.max
-    )
 }
 
 /// Sends a message with a body for people and an optional payload for programs, bounded; with

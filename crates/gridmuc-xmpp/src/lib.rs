@@ -21,7 +21,7 @@ pub use bot::{BotConfig, BotError, BotEvent, BotReport, run_bot};
 pub use connect::{ConnectConfig, ConnectError, Transport, connect};
 pub use meter::{MeterConfig, MeterError, MeterEvent, MeterReport, Mode, run_meter};
 
-use gridmuc_core::Timestamp;
+use gridmuc_core::{Millis, Timestamp};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
@@ -37,4 +37,9 @@ pub(crate) fn now_ts() -> Timestamp {
 pub(crate) fn instant_at(t: Timestamp) -> Instant {
     let wait = t.since(now_ts()).max(0);
     Instant::now() + Duration::from_millis(wait.unsigned_abs())
+}
+
+/// A duration in whole milliseconds, the core's unit.
+pub(crate) fn millis(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }

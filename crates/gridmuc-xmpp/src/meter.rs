@@ -12,7 +12,7 @@ use crate::delivery::{self, Answer, Verdict};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
 use crate::session::Session;
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
-use crate::{instant_at, now_ts};
+use crate::{instant_at, millis, now_ts};
 use futures::StreamExt;
 use gridmuc_agent::liveness::ping_bound;
 use gridmuc_agent::meter::{
@@ -194,11 +194,6 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 /// Seconds as a duration, negative and non-finite values as zero.
 pub(crate) fn secs(x: f64) -> Duration {
     Duration::try_from_secs_f64(x.max(0.0)).unwrap_or(Duration::ZERO)
-}
-
-/// A duration in whole milliseconds, the core's unit.
-fn millis(d: Duration) -> Millis {
-    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }
 
 /// The interval in whole milliseconds, at least one.

@@ -1,0 +1,1092 @@
+//! The substation bot as a state machine: a plain participant that turns readings into the
+//! aggregator's inputs and its summaries and alerts into posts.
+//!
+//! [`BotCore`] holds every rule and does no I/O. Its driver decodes stanzas into [`Input`]s
+//! (XML, the stanza guard's marks and sealed readings stay there, with the bot key), carries
+//! out each [`Transmit`] (signing what it says to sign), and calls [`BotCore::handle_timeout`]
+//! at [`BotCore::poll_timeout`]. The core keeps only room nicknames; operators are opaque
+//! addresses the driver gave it.
+//!
+//! What a session has already delivered should reach the core before a due interval closes
+//! (a bot resumed after a pause would otherwise close intervals empty): the driver reads
+//! pending input first, and the harness delivers what is due before firing timers.
+
+use crate::liveness::{Health, Liveness};
+use gridmuc_core::aggregator::{Counters, Ingest};
+use gridmuc_core::{
+    Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, Millis, Reading, ReadingId,
+    Rejection, RejectionCounts, RoomNick, Timestamp,
+};
+use rand::Rng;
+use std::collections::{HashSet, VecDeque};
+
+/// A bot's rules in numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BotCoreConfig {
+    /// The bot's room nickname, which meters in direct mode address.
+    pub nick: RoomNick,
+    /// Who may ask `status`/`top` and is told about every alert (the driver's bare JIDs).
+    pub operators: Vec<String>,
+    /// Interval, detectors and alert policy.
+    pub aggregator: AggregatorConfig,
+    /// Post a one-line summary of every interval in which someone reported.
+    pub post_summaries: bool,
+    /// How long a ping may take before the session counts as dead: the driver's account bound
+    /// (half the account timeout, at least 2 s), never the interval, so a server busy with a
+    /// thousand logins does not get the bot's session replaced on a 1-s interval.
+    pub ping_timeout: Millis,
+}
+
+impl BotCoreConfig {
+    /// Defaults for everything but the nickname.
+    pub fn new(nick: RoomNick) -> BotCoreConfig {
+        BotCoreConfig {
+            nick,
+            operators: Vec::new(),
+            aggregator: AggregatorConfig::default(),
+            post_summaries: true,
+            ping_timeout: 7_500,
+        }
+    }
+}
+
+/// What our own presence said when the room let us in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SelfPresence {
+    /// `Some((role, affiliation))` if we are a moderator, owner or admin (or created the room).
+    pub privileged: Option<(String, String)>,
+    /// The room is non-anonymous, or a presence during the join showed a JID not our own.
+    pub non_anonymous: bool,
+    /// The room adds XEP-0421 occupant-ids.
+    pub occupant_id: bool,
+}
+
+/// What happened, as the driver tells the core.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// The room let us in under our nickname; the core checks that it keeps us blind.
+    Joined(SelfPresence),
+    /// Our nickname is held by someone else (409).
+    NickConflict,
+    /// The room removed us (kick, ban, shutdown of the room).
+    Removed,
+    /// A presence from the room showed a real JID: the room changed under us.
+    RoomShowsJids,
+    /// The session was replaced or restarted without resumption: the room has forgotten us.
+    SessionReset,
+    /// The session delivered something that needs nothing (our own post's echo, a ping's answer).
+    Alive,
+    /// A reading from an occupant, decoded by the driver (or refused while decoding).
+    Reading {
+        /// The sender's nickname.
+        from: RoomNick,
+        /// The reading id (message id), if it carried one.
+        id: Option<ReadingId>,
+        /// The reading, or why it could not be read.
+        reading: Result<Reading, Rejection>,
+        /// A direct reading that asks for a verdict (a groupchat one is answered by the room).
+        wants_verdict: bool,
+    },
+    /// A direct message from an operator (the driver checked the sender's bare JID).
+    Command {
+        /// The operator, as in [`BotCoreConfig::operators`].
+        from: String,
+        /// The text.
+        text: String,
+    },
+    /// Stop: close the open intervals, publish them and leave.
+    Shutdown,
+}
+
+/// Who a post goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum To {
+    /// Everyone in the room (`groupchat`).
+    Room,
+    /// One occupant, privately through the room.
+    Occupant(RoomNick),
+    /// An operator's account, directly.
+    Operator(String),
+}
+
+/// The bot's answer to a direct reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Counted (or counted before: a duplicate).
+    Accepted,
+    /// Not counted, with the [`Rejection::kind`].
+    Refused(String),
+}
+
+/// What the core asks its driver to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Transmit {
+    /// Join the room under our nickname; answer [`Input::Joined`] or [`Input::NickConflict`].
+    Join(RoomNick),
+    /// Leave the room.
+    Leave(RoomNick),
+    /// Answer a direct reading, signed when the driver holds the bot key.
+    Verdict {
+        /// The sender.
+        to: RoomNick,
+        /// The reading.
+        id: ReadingId,
+        /// Counted or not.
+        verdict: Verdict,
+    },
+    /// A message for people, with an alert payload for programs.
+    Post {
+        /// Recipient.
+        to: To,
+        /// The body.
+        body: String,
+        /// The alert it announces, if any.
+        alert: Option<Alert>,
+        /// Sign the body with the bot key (everything but the nickname-taken warning, which
+        /// may come from a bot that is not the one meters pinned).
+        signed: bool,
+    },
+    /// Probe the session with a ping (its answer arrives as any input).
+    Ping,
+    /// Replace the session with a fresh one, then report [`Input::SessionReset`].
+    RenewSession,
+}
+
+/// Things the bot tells its caller (demo view, tests, metrics).
+#[derive(Clone, Debug, PartialEq)]
+pub enum BotEvent {
+    /// In the room as a plain participant.
+    Joined(RoomNick),
+    /// A reading reached the aggregator.
+    Ingested {
+        /// Sender.
+        nick: RoomNick,
+        /// Its id, if any.
+        id: Option<ReadingId>,
+        /// The reading.
+        reading: Reading,
+        /// Counted, or why not.
+        outcome: Ingest,
+    },
+    /// A reading could not be read (the driver's decoder or guard refused it).
+    Unreadable(Rejection),
+    /// An interval closed (revision 0) or was amended.
+    Summary {
+        /// Its statistics.
+        stats: IntervalStats,
+        /// When the bot closed it.
+        closed_at: Timestamp,
+        /// Running totals at that moment (boxed: the counters are large).
+        counters: Box<Counters>,
+    },
+    /// An alert was raised or cleared and handed over for delivery.
+    Alert(Alert),
+}
+
+/// Why a bot core stopped with an error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BotCoreError {
+    /// We joined as a moderator, owner or admin: we would see real JIDs.
+    #[error("joined as {role}/{affiliation}: the bot must be a plain participant")]
+    Privileged {
+        /// Our role.
+        role: String,
+        /// Our affiliation.
+        affiliation: String,
+    },
+    /// The room shows real JIDs.
+    #[error("the room is non-anonymous")]
+    NonAnonymous,
+    /// The room adds occupant-ids that link nicknames.
+    #[error("the room adds occupant-ids")]
+    OccupantId,
+}
+
+/// First wait before asking again for a nickname someone else holds.
+pub const NICK_RETRY_FIRST: Millis = 1_000;
+/// Longest wait between attempts for a taken nickname.
+pub const NICK_RETRY_MAX: Millis = 60_000;
+/// Nicknames remembered for the once-per-nickname rate warning before the set starts afresh.
+const RATE_WARNED_CAP: usize = 10_000;
+
+/// The wait before attempt `taken + 1` at a taken nickname, before jitter: 1 s doubling to 60 s.
+pub fn nick_retry(taken: u32) -> Millis {
+    (NICK_RETRY_FIRST << taken.min(6)).min(NICK_RETRY_MAX)
+}
+
+/// How long our own room post may take to echo back: half an interval, at least 2 s.
+pub fn echo_bound(interval: Millis) -> Millis {
+    (interval / 2).max(2_000)
+}
+
+/// How long silence may last before the session is probed: 1.5 intervals, at least 2 s.
+pub fn silence_bound(interval: Millis) -> Millis {
+    (interval.max(1) * 3 / 2).max(2_000)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Phase {
+    /// A join is pending.
+    Joining,
+    /// Our nickname was taken; ask again at `until`.
+    NickTaken { until: Timestamp },
+    /// In the room.
+    InRoom,
+    /// The session is being replaced; [`Input::SessionReset`] follows.
+    Renewing,
+    /// Finished.
+    Stopped(Result<(), BotCoreError>),
+}
+
+/// The substation bot's rules, driven from outside (see the module docs).
+#[derive(Debug)]
+pub struct BotCore<R> {
+    cfg: BotCoreConfig,
+    rng: R,
+    agg: Aggregator,
+    phase: Phase,
+    liveness: Liveness,
+    last_heard: Timestamp,
+    /// Joins refused in a row because someone holds our nickname.
+    taken: u32,
+    /// Nicknames already warned about in the log for reporting faster than the interval.
+    rate_warned: HashSet<RoomNick>,
+    /// Nicknames already told `rate_limited` since the last interval closed.
+    rate_answered: HashSet<RoomNick>,
+    /// Refusals already logged, so each interval's line names only the new ones.
+    refusals_logged: RejectionCounts,
+    /// What goes through the room while we are not in it, sent once we are.
+    held: Vec<Transmit>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<BotEvent>,
+}
+
+impl<R: Rng> BotCore<R> {
+    /// A bot about to join: its first transmit is the [`Transmit::Join`] of its nickname.
+    pub fn new(cfg: BotCoreConfig, rng: R, now: Timestamp) -> BotCore<R> {
+        let interval = cfg.aggregator.interval.max(1);
+        let mut core = BotCore {
+            agg: Aggregator::new(cfg.aggregator.clone()),
+            liveness: Liveness::with_ping_timeout(echo_bound(interval), cfg.ping_timeout),
+            cfg,
+            rng,
+            phase: Phase::Joining,
+            last_heard: now,
+            taken: 0,
+            rate_warned: HashSet::new(),
+            rate_answered: HashSet::new(),
+            refusals_logged: RejectionCounts::default(),
+            held: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        core.join();
+        core
+    }
+
+    fn interval(&self) -> Millis {
+        self.cfg.aggregator.interval.max(1)
+    }
+
+    /// Takes in what happened at `now`.
+    pub fn handle(&mut self, now: Timestamp, input: Input) {
+        if matches!(self.phase, Phase::Stopped(_)) {
+            return;
+        }
+        if !matches!(input, Input::Shutdown | Input::Command { .. }) {
+            self.heard(now);
+        }
+        match input {
+            Input::Joined(me) => self.on_joined(me),
+            Input::NickConflict => self.on_conflict(now),
+            Input::Removed => {
+                tracing::warn!("removed from the room; rejoining");
+                self.join();
+            }
+            Input::RoomShowsJids => self.refuse(BotCoreError::NonAnonymous),
+            Input::SessionReset => self.join(),
+            Input::Alive => {}
+            Input::Reading {
+                from,
+                id,
+                reading,
+                wants_verdict,
+            } => self.on_reading(now, from, id, reading, wants_verdict),
+            Input::Command { from, text } => {
+                // A command proves the session delivers, like anything else.
+                self.heard(now);
+                if self.cfg.operators.contains(&from) {
+                    let body = self.answer(text.trim());
+                    self.transmits.push_back(Transmit::Post {
+                        to: To::Operator(from),
+                        body,
+                        alert: None,
+                        signed: true,
+                    });
+                }
+            }
+            Input::Shutdown => {
+                self.agg.flush();
+                self.publish(now);
+                if self.phase == Phase::InRoom {
+                    self.transmits
+                        .push_back(Transmit::Leave(self.cfg.nick.clone()));
+                }
+                self.phase = Phase::Stopped(Ok(()));
+            }
+        }
+    }
+
+    /// Closes due intervals and publishes them; probes or replaces a session that owes an
+    /// answer or has been silent too long; asks again for a taken nickname.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if matches!(self.phase, Phase::Stopped(_)) {
+            return;
+        }
+        if let Phase::NickTaken { until } = self.phase
+            && now >= until
+        {
+            self.join();
+        }
+        if matches!(self.phase, Phase::InRoom | Phase::Joining) {
+            self.check_liveness(now);
+        }
+        self.agg.handle_timeout(now);
+        self.publish(now);
+    }
+
+    /// The next transmit, in order.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, in order.
+    pub fn poll_event(&mut self) -> Option<BotEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`BotCore::handle_timeout`] is next due; `None` once stopped.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let watch = match self.phase {
+            Phase::Stopped(_) => return None,
+            Phase::NickTaken { until } => Some(until),
+            Phase::InRoom | Phase::Joining => self
+                .liveness
+                .deadline()
+                .or(Some(self.last_heard.plus(silence_bound(self.interval())))),
+            Phase::Renewing => None,
+        };
+        [watch, self.agg.poll_timeout()].into_iter().flatten().min()
+    }
+
+    /// `Some` once stopped: `Ok` after a shutdown, the privacy refusal otherwise.
+    pub fn outcome(&self) -> Option<Result<(), BotCoreError>> {
+        match &self.phase {
+            Phase::Stopped(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether we are in the room right now.
+    pub fn in_room(&self) -> bool {
+        self.phase == Phase::InRoom
+    }
+
+    /// The aggregator's running totals.
+    pub fn counters(&self) -> &Counters {
+        self.agg.counters()
+    }
+
+    /// The aggregator (read-only), for callers that show more than the counters.
+    pub fn aggregator(&self) -> &Aggregator {
+        &self.agg
+    }
+
+    fn heard(&mut self, now: Timestamp) {
+        self.liveness.heard();
+        self.last_heard = self.last_heard.max(now);
+    }
+
+    fn join(&mut self) {
+        // Whatever was queued for the room waits for the rejoin: a fresh session is not in it.
+        let (room, other): (Vec<Transmit>, Vec<Transmit>) =
+            self.transmits.drain(..).partition(through_room);
+        self.held.extend(room);
+        self.transmits.extend(other);
+        self.phase = Phase::Joining;
+        self.transmits
+            .push_back(Transmit::Join(self.cfg.nick.clone()));
+    }
+
+    fn on_joined(&mut self, me: SelfPresence) {
+        if self.phase != Phase::Joining {
+            return;
+        }
+        let refusal = if let Some((role, affiliation)) = me.privileged {
+            Some(BotCoreError::Privileged { role, affiliation })
+        } else if me.non_anonymous {
+            Some(BotCoreError::NonAnonymous)
+        } else if me.occupant_id {
+            Some(BotCoreError::OccupantId)
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            self.transmits
+                .push_back(Transmit::Leave(self.cfg.nick.clone()));
+            self.phase = Phase::Stopped(Err(e));
+            return;
+        }
+        if self.taken > 0 {
+            tracing::warn!(nick = %self.cfg.nick, attempts = self.taken, "got our nickname back");
+        }
+        tracing::info!(nick = %self.cfg.nick, "joined as a plain participant");
+        self.taken = 0;
+        self.phase = Phase::InRoom;
+        self.events
+            .push_back(BotEvent::Joined(self.cfg.nick.clone()));
+        self.transmits.extend(self.held.drain(..));
+    }
+
+    /// A nickname someone else holds (an impostor, a second bot) is not a reason to give up
+    /// the neighbourhood: tell the operators once and ask again with backoff until it is free.
+    fn on_conflict(&mut self, now: Timestamp) {
+        if self.phase != Phase::Joining {
+            return;
+        }
+        if self.taken == 0 {
+            let text = format!(
+                "my nickname {} is taken in the room: another occupant holds it (an impostor, \
+                 or a second bot); meters that pinned my key will not believe it. Retrying \
+                 until it is free.",
+                self.cfg.nick
+            );
+            tracing::error!("{text}");
+            for op in &self.cfg.operators {
+                self.transmits.push_back(Transmit::Post {
+                    to: To::Operator(op.clone()),
+                    body: text.clone(),
+                    alert: None,
+                    signed: false,
+                });
+            }
+        }
+        let wait = nick_retry(self.taken) as f64 * self.rng.random_range(0.5..1.5);
+        self.taken = self.taken.saturating_add(1);
+        self.phase = Phase::NickTaken {
+            until: now.plus(wait as Millis),
+        };
+    }
+
+    fn refuse(&mut self, e: BotCoreError) {
+        if self.phase == Phase::InRoom {
+            self.transmits
+                .push_back(Transmit::Leave(self.cfg.nick.clone()));
+        }
+        self.phase = Phase::Stopped(Err(e));
+    }
+
+    fn check_liveness(&mut self, now: Timestamp) {
+        // Silence counts as an answer that fell due when it grew too long.
+        let silent_at = self.last_heard.plus(silence_bound(self.interval()));
+        if self.liveness.deadline().is_none() && now >= silent_at {
+            self.liveness
+                .posted(silent_at.plus(-echo_bound(self.interval())));
+        }
+        match self.liveness.check(now) {
+            Health::Fine => {}
+            Health::Probe => {
+                tracing::debug!("probing the session with a ping");
+                self.transmits.push_back(Transmit::Ping);
+            }
+            Health::Dead => {
+                tracing::warn!(
+                    "nothing received and no answer to a ping; replacing the session and rejoining"
+                );
+                self.liveness.heard();
+                self.phase = Phase::Renewing;
+                self.transmits.push_back(Transmit::RenewSession);
+            }
+        }
+    }
+
+    fn on_reading(
+        &mut self,
+        now: Timestamp,
+        from: RoomNick,
+        id: Option<ReadingId>,
+        reading: Result<Reading, Rejection>,
+        wants_verdict: bool,
+    ) {
+        if from == self.cfg.nick {
+            return;
+        }
+        let verdict = match reading {
+            Ok(reading) => {
+                let outcome = match id {
+                    Some(id) => self.agg.handle_reading_once(now, &from, id, reading),
+                    None => self.agg.handle_reading(now, &from, reading),
+                };
+                let verdict = verdict_for(&outcome);
+                if outcome == Ingest::Rejected(Rejection::RateLimited) {
+                    self.warn_rate_limited(&from);
+                }
+                if let Ingest::Rejected(r) = &outcome {
+                    tracing::debug!(nick = %from, reason = r.kind(), "reading refused");
+                }
+                self.events.push_back(BotEvent::Ingested {
+                    nick: from.clone(),
+                    id,
+                    reading,
+                    outcome,
+                });
+                verdict
+            }
+            Err(rejection) => {
+                tracing::debug!(nick = %from, reason = rejection.kind(), "reading refused");
+                self.agg.handle_rejection(&rejection);
+                let verdict = Verdict::Refused(rejection.kind().to_owned());
+                self.events.push_back(BotEvent::Unreadable(rejection));
+                verdict
+            }
+        };
+        // A flood is not answered reading for reading: one rate_limited refusal per nickname
+        // and interval tells an honest sender to slow down.
+        let flood = verdict == Verdict::Refused(Rejection::RateLimited.kind().to_owned())
+            && !self.rate_answered.insert(from.clone());
+        if let (Some(id), true, false) = (id, wants_verdict, flood) {
+            self.room(Transmit::Verdict {
+                to: from,
+                id,
+                verdict,
+            });
+        }
+    }
+
+    /// Queues something that goes through the room, or holds it until we are back in it.
+    fn room(&mut self, t: Transmit) {
+        if self.phase == Phase::InRoom {
+            self.transmits.push_back(t);
+        } else {
+            self.held.push(t);
+        }
+    }
+
+    /// Posts what the aggregator produced: summaries and alerts to the room, house alerts
+    /// privately, every alert to each operator.
+    fn publish(&mut self, now: Timestamp) {
+        let summaries: Vec<IntervalStats> = self.agg.poll_summaries().collect();
+        let alerts: Vec<Alert> = self.agg.poll_alerts().collect();
+        for stats in summaries {
+            // An interval nobody reported in says nothing worth a line in the room.
+            if self.cfg.post_summaries && stats.meters > 0 {
+                // Our own post echoes back from the room; if it does not, the session is probed.
+                if self.phase == Phase::InRoom {
+                    self.liveness.posted(now);
+                }
+                self.room(Transmit::Post {
+                    to: To::Room,
+                    body: summary_line(&stats),
+                    alert: None,
+                    signed: true,
+                });
+            }
+            // A revision amends an interval already counted.
+            if stats.revision == 0 {
+                self.log_interval(&stats);
+                self.rate_answered.clear();
+            }
+            let counters = Box::new(self.agg.counters().clone());
+            self.events.push_back(BotEvent::Summary {
+                stats,
+                closed_at: now,
+                counters,
+            });
+        }
+        for alert in alerts {
+            let first = match (&alert.nick, alert.kind) {
+                // Only the offending occupant hears about it, through the room.
+                (Some(nick), AlertKind::HouseSpike) => To::Occupant(nick.clone()),
+                _ => To::Room,
+            };
+            let body = alert.body();
+            self.room(Transmit::Post {
+                to: first,
+                body: body.clone(),
+                alert: Some(alert.clone()),
+                signed: true,
+            });
+            for op in &self.cfg.operators {
+                self.transmits.push_back(Transmit::Post {
+                    to: To::Operator(op.clone()),
+                    body: body.clone(),
+                    alert: Some(alert.clone()),
+                    signed: true,
+                });
+            }
+            tracing::info!(%body, "alert delivered");
+            self.events.push_back(BotEvent::Alert(alert));
+        }
+    }
+
+    /// One log line per interval at the default level: its summary (if anyone reported) and
+    /// the refusals since the previous one by reason, however many readings a flood brings.
+    fn log_interval(&mut self, stats: &IntervalStats) {
+        if stats.meters > 0 {
+            tracing::info!("{}", summary_line(stats));
+        }
+        let counts = &self.agg.counters().rejected;
+        if let Some(line) = fresh_refusals(counts, &self.refusals_logged) {
+            tracing::info!(refused = %line, "readings refused since the last interval");
+        }
+        self.refusals_logged = counts.clone();
+    }
+
+    /// Says once per nickname that it reports faster than the interval, so a third-party
+    /// meter set to 1-s readings under a 60-s bot is noticed rather than silently thinned.
+    fn warn_rate_limited(&mut self, nick: &RoomNick) {
+        if self.rate_warned.len() >= RATE_WARNED_CAP {
+            self.rate_warned.clear();
+        }
+        if self.rate_warned.insert(nick.clone()) {
+            let cfg = self.agg.config();
+            tracing::warn!(
+                %nick,
+                interval_ms = cfg.interval,
+                per_interval = cfg.max_readings_per_interval,
+                "a nickname reports more often than the interval allows; the extra readings are \
+                 refused as rate_limited (is its meter set to the bot's interval?)"
+            );
+        }
+    }
+
+    /// Operator commands: short human answers, nicknames only.
+    pub fn answer(&self, command: &str) -> String {
+        let c = self.agg.counters();
+        match command.to_lowercase().as_str() {
+            "status" => {
+                let last = self
+                    .agg
+                    .last_summary()
+                    .map_or_else(|| "no interval closed yet".to_owned(), summary_line);
+                format!(
+                    "{last} · accepted {}, rejected {}, intervals {}, alerts {}",
+                    c.accepted,
+                    c.rejected.total(),
+                    c.intervals,
+                    c.alerts
+                )
+            }
+            "top" => {
+                let top = self.agg.top(5);
+                if top.is_empty() {
+                    "no interval closed yet".to_owned()
+                } else {
+                    let list: Vec<String> = top.iter().map(|(n, w)| format!("{n} {w}")).collect();
+                    format!("top in the last interval: {}", list.join(", "))
+                }
+            }
+            "help" | "?" => {
+                "commands: status (last interval and counters), top (highest nicknames), help"
+                    .to_owned()
+            }
+            _ => "unknown command; try help".to_owned(),
+        }
+    }
+}
+
+/// Whether `t` goes through the room, which only an occupant may send through.
+fn through_room(t: &Transmit) -> bool {
+    matches!(
+        t,
+        Transmit::Verdict { .. }
+            | Transmit::Post {
+                to: To::Room | To::Occupant(_),
+                ..
+            }
+    )
+}
+
+/// The answer a reading's outcome earns: a resent copy of a counted reading is accepted, so
+/// the sender may forget it.
+pub fn verdict_for(outcome: &Ingest) -> Verdict {
+    match outcome {
+        Ingest::Accepted | Ingest::Rejected(Rejection::Duplicate) => Verdict::Accepted,
+        Ingest::Rejected(r) => Verdict::Refused(r.kind().to_owned()),
+    }
+}
+
+/// The refusals counted since `logged`, by reason (`late 3, rate_limited 12`), if any.
+pub fn fresh_refusals(counts: &RejectionCounts, logged: &RejectionCounts) -> Option<String> {
+    let fresh: Vec<String> = counts
+        .iter()
+        .map(|(kind, n)| (kind, n - logged.get(kind)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
+    (!fresh.is_empty()).then(|| fresh.join(", "))
+}
+
+/// One line per interval for people in the room.
+pub fn summary_line(s: &IntervalStats) -> String {
+    let revised = match s.revision {
+        0 => String::new(),
+        n => format!(" (revision {n}: late readings arrived)"),
+    };
+    format!(
+        "interval {}{revised}: {} meters, total {}, mean {:.2} kW, p95 {:.2} kW, max {}",
+        s.start,
+        s.meters,
+        s.total,
+        s.mean / 1000.0,
+        s.p95 / 1000.0,
+        s.max
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridmuc_core::{Quality, Watts};
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    const T0: Timestamp = Timestamp(1_795_996_800_000);
+
+    fn core() -> BotCore<StdRng> {
+        let mut cfg = BotCoreConfig::new(RoomNick::new("substation").expect("a nickname"));
+        cfg.operators = vec!["op@grid.test".to_owned()];
+        BotCore::new(cfg, StdRng::seed_from_u64(1), T0)
+    }
+
+    fn drain(c: &mut BotCore<StdRng>) -> Vec<Transmit> {
+        std::iter::from_fn(|| c.poll_transmit()).collect()
+    }
+
+    fn nick(s: &str) -> RoomNick {
+        RoomNick::new(s).expect("a nickname")
+    }
+
+    fn reading(from: &str, id: u128, at: Timestamp) -> Input {
+        Input::Reading {
+            from: nick(from),
+            id: Some(ReadingId(id)),
+            reading: Ok(Reading {
+                power: Watts(500),
+                at,
+                seqnr: id as u64,
+                quality: Quality::default(),
+            }),
+            wants_verdict: true,
+        }
+    }
+
+    #[test]
+    fn nickname_retries_double_from_one_second_to_a_minute() {
+        let waits: Vec<Millis> = (0..9).map(nick_retry).collect();
+        assert_eq!(
+            waits,
+            [
+                1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000
+            ]
+        );
+        assert_eq!(nick_retry(u32::MAX), NICK_RETRY_MAX);
+    }
+
+    #[test]
+    fn bounds_have_floors() {
+        assert_eq!(echo_bound(60_000), 30_000);
+        assert_eq!(echo_bound(1_000), 2_000);
+        assert_eq!(silence_bound(60_000), 90_000);
+        assert_eq!(silence_bound(1_000), 2_000);
+    }
+
+    #[test]
+    fn a_room_that_would_show_jids_is_left_and_the_bot_stops() {
+        let cases = [
+            (
+                SelfPresence {
+                    privileged: Some(("moderator".into(), "none".into())),
+                    ..SelfPresence::default()
+                },
+                BotCoreError::Privileged {
+                    role: "moderator".into(),
+                    affiliation: "none".into(),
+                },
+            ),
+            (
+                SelfPresence {
+                    non_anonymous: true,
+                    ..SelfPresence::default()
+                },
+                BotCoreError::NonAnonymous,
+            ),
+            (
+                SelfPresence {
+                    occupant_id: true,
+                    ..SelfPresence::default()
+                },
+                BotCoreError::OccupantId,
+            ),
+        ];
+        for (presence, error) in cases {
+            let mut c = core();
+            assert_eq!(drain(&mut c), [Transmit::Join(nick("substation"))]);
+            c.handle(T0, Input::Joined(presence));
+            assert_eq!(drain(&mut c), [Transmit::Leave(nick("substation"))]);
+            assert_eq!(c.outcome(), Some(Err(error)));
+            assert_eq!(c.poll_timeout(), None);
+        }
+        // In the room, a presence showing JIDs stops it too.
+        let mut c = core();
+        c.handle(T0, Input::Joined(SelfPresence::default()));
+        drain(&mut c);
+        c.handle(T0, Input::RoomShowsJids);
+        assert_eq!(drain(&mut c), [Transmit::Leave(nick("substation"))]);
+        assert_eq!(c.outcome(), Some(Err(BotCoreError::NonAnonymous)));
+    }
+
+    #[test]
+    fn a_taken_nickname_is_told_to_operators_once_and_asked_for_again_with_jitter() {
+        let mut c = core();
+        drain(&mut c);
+        let mut now = T0;
+        for k in 0..8 {
+            c.handle(now, Input::NickConflict);
+            let told = drain(&mut c);
+            if k == 0 {
+                assert!(matches!(
+                    &told[..],
+                    [Transmit::Post { to: To::Operator(op), signed: false, .. }] if op == "op@grid.test"
+                ));
+            } else {
+                assert!(told.is_empty(), "{told:?}");
+            }
+            let due = c.poll_timeout().expect("a retry");
+            let wait = due.since(now);
+            let base = nick_retry(k);
+            assert!((base / 2..base * 3 / 2).contains(&wait), "{k}: {wait}");
+            now = due;
+            c.handle_timeout(now);
+            assert_eq!(drain(&mut c), [Transmit::Join(nick("substation"))]);
+        }
+        c.handle(now, Input::Joined(SelfPresence::default()));
+        assert!(c.in_room());
+        // Taken again later: the operators hear of it again.
+        c.handle(now, Input::Removed);
+        drain(&mut c);
+        c.handle(now, Input::NickConflict);
+        assert_eq!(drain(&mut c).len(), 1);
+    }
+
+    #[test]
+    fn verdicts_name_the_reason_and_duplicates_are_accepted() {
+        assert_eq!(verdict_for(&Ingest::Accepted), Verdict::Accepted);
+        assert_eq!(
+            verdict_for(&Ingest::Rejected(Rejection::Duplicate)),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            verdict_for(&Ingest::Rejected(Rejection::Late)),
+            Verdict::Refused("late".into())
+        );
+        let mut c = core();
+        c.handle(T0, Input::Joined(SelfPresence::default()));
+        drain(&mut c);
+        let at = T0.floor_to(60_000);
+        c.handle(T0, reading("amber-otter-1", 7, at));
+        c.handle(T0, reading("amber-otter-2", 7, at));
+        let verdicts: Vec<Verdict> = drain(&mut c)
+            .into_iter()
+            .map(|t| match t {
+                Transmit::Verdict { verdict, .. } => verdict,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(verdicts, [Verdict::Accepted, Verdict::Accepted]);
+        assert_eq!(c.counters().accepted, 1);
+        assert_eq!(c.counters().rejected.get("duplicate"), 1);
+        // Our own nickname's traffic is not a reading; a groupchat one gets no verdict.
+        c.handle(T0, reading("substation", 8, at));
+        let mut broadcast = reading("amber-otter-3", 9, at);
+        if let Input::Reading { wants_verdict, .. } = &mut broadcast {
+            *wants_verdict = false;
+        }
+        c.handle(T0, broadcast);
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.counters().accepted, 2);
+    }
+
+    #[test]
+    fn answers_wait_while_the_bot_is_out_of_the_room() {
+        let mut c = core();
+        drain(&mut c);
+        let at = T0.floor_to(60_000);
+        c.handle(T0, reading("amber-otter-1", 1, at));
+        assert!(drain(&mut c).is_empty());
+        c.handle(T0, Input::Joined(SelfPresence::default()));
+        assert!(matches!(&drain(&mut c)[..], [Transmit::Verdict { .. }]));
+    }
+
+    #[test]
+    fn alerts_go_to_the_room_or_the_house_alone_and_always_to_every_operator() {
+        let mut cfg = BotCoreConfig::new(nick("substation"));
+        cfg.operators = vec!["op1@grid.test".to_owned(), "op2@grid.test".to_owned()];
+        cfg.aggregator.overload.rating = Watts(10_000);
+        cfg.aggregator.outlier.min_peers = 3;
+        cfg.aggregator.outlier.min_excess = Watts(1_000);
+        let mut c = BotCore::new(cfg, StdRng::seed_from_u64(2), T0);
+        c.handle(T0, Input::Joined(SelfPresence::default()));
+        drain(&mut c);
+        let at = T0.floor_to(60_000);
+        for (i, w) in [500, 520, 480, 510, 490, 15_000].into_iter().enumerate() {
+            c.handle(
+                T0,
+                Input::Reading {
+                    from: nick(&format!("house-{i}")),
+                    id: Some(ReadingId(i as u128 + 1)),
+                    reading: Ok(Reading {
+                        power: Watts(w),
+                        at,
+                        seqnr: 1,
+                        quality: Quality::default(),
+                    }),
+                    wants_verdict: false,
+                },
+            );
+        }
+        let close = c.poll_timeout().expect("a close");
+        c.handle_timeout(close);
+        let alerts: Vec<Alert> = std::iter::from_fn(|| c.poll_event())
+            .filter_map(|e| match e {
+                BotEvent::Alert(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            alerts.iter().any(|a| a.kind == AlertKind::HouseSpike)
+                && alerts.iter().any(|a| a.kind != AlertKind::HouseSpike),
+            "{alerts:?}"
+        );
+        let posts: Vec<(To, Option<Alert>)> = drain(&mut c)
+            .into_iter()
+            .filter_map(|t| match t {
+                Transmit::Post {
+                    to,
+                    alert: Some(a),
+                    signed: true,
+                    ..
+                } => Some((to, Some(a))),
+                _ => None,
+            })
+            .collect();
+        for a in &alerts {
+            let to: Vec<&To> = posts
+                .iter()
+                .filter(|(_, p)| p.as_ref() == Some(a))
+                .map(|(to, _)| to)
+                .collect();
+            let first = match a.kind {
+                AlertKind::HouseSpike => To::Occupant(nick("house-5")),
+                _ => To::Room,
+            };
+            assert_eq!(
+                to,
+                [
+                    &first,
+                    &To::Operator("op1@grid.test".into()),
+                    &To::Operator("op2@grid.test".into())
+                ],
+                "{a:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_was_queued_for_the_room_waits_for_the_rejoin() {
+        let mut c = core();
+        c.handle(T0, Input::Joined(SelfPresence::default()));
+        drain(&mut c);
+        let at = T0.floor_to(60_000);
+        c.handle(T0, reading("amber-otter-1", 1, at));
+        // The session is replaced before the verdict went out.
+        c.handle(T0, Input::SessionReset);
+        assert_eq!(drain(&mut c), [Transmit::Join(nick("substation"))]);
+        c.handle(T0, Input::Joined(SelfPresence::default()));
+        assert!(matches!(&drain(&mut c)[..], [Transmit::Verdict { .. }]));
+    }
+
+    #[test]
+    fn operator_commands_are_answered_only_to_operators() {
+        let mut c = core();
+        drain(&mut c);
+        c.handle(
+            T0,
+            Input::Command {
+                from: "op@grid.test".into(),
+                text: " HELP ".into(),
+            },
+        );
+        assert!(matches!(
+            &drain(&mut c)[..],
+            [Transmit::Post { to: To::Operator(_), body, signed: true, .. }] if body.starts_with("commands:")
+        ));
+        c.handle(
+            T0,
+            Input::Command {
+                from: "house@homes.test".into(),
+                text: "status".into(),
+            },
+        );
+        assert!(drain(&mut c).is_empty());
+        assert_eq!(c.answer("top"), "no interval closed yet");
+        assert_eq!(c.answer("reboot"), "unknown command; try help");
+        assert!(
+            c.answer("status")
+                .starts_with("no interval closed yet · accepted 0")
+        );
+    }
+
+    #[test]
+    fn refusals_are_logged_as_news_only() {
+        let mut logged = RejectionCounts::default();
+        let mut counts = RejectionCounts::default();
+        assert_eq!(fresh_refusals(&counts, &logged), None);
+        counts.record(&Rejection::Late);
+        counts.record(&Rejection::Late);
+        counts.record(&Rejection::RateLimited);
+        assert_eq!(
+            fresh_refusals(&counts, &logged).as_deref(),
+            Some("late 2, rate_limited 1")
+        );
+        logged = counts.clone();
+        counts.record(&Rejection::RateLimited);
+        assert_eq!(
+            fresh_refusals(&counts, &logged).as_deref(),
+            Some("rate_limited 1")
+        );
+    }
+
+    #[test]
+    fn a_closed_interval_is_posted_signed_and_reported() {
+        let mut c = core();
+        c.handle(T0, Input::Joined(SelfPresence::default()));
+        drain(&mut c);
+        let at = T0.floor_to(60_000);
+        c.handle(T0, reading("amber-otter-1", 1, at));
+        drain(&mut c);
+        let close = c.poll_timeout().expect("a close");
+        c.handle_timeout(close);
+        let posts = drain(&mut c);
+        assert!(matches!(
+            &posts[..],
+            [Transmit::Post { to: To::Room, body, signed: true, alert: None }] if body.starts_with("interval ")
+        ));
+        let events: Vec<BotEvent> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert!(matches!(
+            &events[..],
+            [BotEvent::Joined(_), BotEvent::Ingested { .. }, BotEvent::Summary { stats, closed_at, .. }]
+                if stats.meters == 1 && stats.revision == 0 && *closed_at == close
+        ));
+    }
+}

@@ -1,0 +1,418 @@
+//! The real bot core and real meter cores together in the in-memory room: crashes of the
+//! server and of the bot, refusals, floods, empty intervals, a squatted nickname and a stalled
+//! session, each on a virtual clock, deterministic for its seed.
+
+use gridmuc_agent::bot::{self, BotEvent, Transmit, echo_bound};
+use gridmuc_agent::harness::{Faults, Occupant, World, bot_config, load, meter_config};
+use gridmuc_agent::meter::{self, MeterReport, Mode};
+use gridmuc_core::time::{MINUTE, SECOND};
+use gridmuc_core::{Quality, Reading, ReadingId, Rejection, RoomNick, Timestamp, Watts};
+use std::collections::{BTreeMap, HashSet};
+
+/// Every house had every reading it sent acknowledged; the bot counted each exactly once
+/// (over all its incarnations), and every interval's totals add up to what the houses measured.
+fn assert_counted_once(world: &World) -> Vec<MeterReport> {
+    let reports: Vec<MeterReport> = world.houses.iter().map(|h| h.core.report()).collect();
+    for r in &reports {
+        assert_eq!(r.acknowledged, r.sent, "{r:?}");
+        assert_eq!((r.unacknowledged, r.dropped, r.expired), (0, 0, 0), "{r:?}");
+        assert_eq!(r.refused_total(), 0, "{r:?}");
+    }
+    // What the houses measured, by interval, against what the bot's summaries say; readings
+    // a test sent from outside the houses count where the bot took them.
+    let mut want: BTreeMap<Timestamp, (usize, Watts)> = BTreeMap::new();
+    let mut ours = HashSet::new();
+    for (house, h) in world.houses.iter().enumerate() {
+        for (_, t) in &h.transmits {
+            if let meter::Transmit::Send { id, reading, .. } = t
+                && ours.insert(*id)
+            {
+                let e = want.entry(reading.at).or_default();
+                e.0 += 1;
+                e.1 += load(house, reading.at).quantise(10);
+            }
+        }
+    }
+    let sent: u64 = reports.iter().map(|r| r.sent).sum();
+    assert_eq!(ours.len() as u64, sent);
+    assert!(ours.iter().all(|id| world.bot.counted.contains_key(id)));
+    // A nickname is one meter of an interval however many readings it had accepted there (the
+    // tests send the same value each time).
+    let mut foreign = 0;
+    let mut foreign_slots = HashSet::new();
+    for (id, (nick, r)) in &world.bot.counted {
+        if !ours.contains(id) {
+            foreign += 1;
+            if foreign_slots.insert((nick.clone(), r.at)) {
+                let e = want.entry(r.at).or_default();
+                e.0 += 1;
+                e.1 += r.power;
+            }
+        }
+    }
+    assert_eq!(
+        world.bot_accepted(),
+        sent + foreign,
+        "a reading counted twice"
+    );
+    let sub = world.substation.as_ref().expect("the real bot");
+    let mut got: BTreeMap<Timestamp, (usize, Watts)> = BTreeMap::new();
+    for ((_, start), stats) in &sub.closed {
+        if stats.meters > 0 {
+            let e = got.entry(*start).or_default();
+            e.0 += stats.meters;
+            e.1 += stats.total;
+        }
+    }
+    assert_eq!(got, want);
+    reports
+}
+
+fn joined(world: &World) -> usize {
+    let sub = world.substation.as_ref().expect("the real bot");
+    sub.events
+        .iter()
+        .filter(|e| matches!(e, BotEvent::Joined(_)))
+        .count()
+}
+
+fn reading(at: Timestamp, seqnr: u64) -> Reading {
+    Reading {
+        power: Watts(1_000),
+        at,
+        seqnr,
+        quality: Quality::default(),
+    }
+}
+
+#[test]
+fn every_reading_is_counted_once_across_a_server_crash_and_a_bot_restart() {
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(11, 5, &cfg, bot_config());
+    world.run_for(4 * MINUTE);
+    while world
+        .houses
+        .iter()
+        .all(|h| h.core.report().unacknowledged == 0)
+    {
+        world.run_for(10);
+    }
+    world.crash(150 * SECOND);
+    world.run_for(5 * MINUTE);
+    // The bot process dies with its aggregator; what it had not answered is resent to the new
+    // one, which takes the readings of intervals before its start as backfill.
+    while world
+        .houses
+        .iter()
+        .all(|h| h.core.report().unacknowledged == 0)
+    {
+        world.run_for(10);
+    }
+    world.restart_bot(40 * SECOND);
+    world.run_for(10 * MINUTE);
+    world.shutdown(5 * SECOND);
+    world.stop_bot(SECOND);
+
+    let reports = assert_counted_once(&world);
+    let resent: u64 = reports.iter().map(|r| r.resent).sum();
+    assert!(resent >= 2, "{reports:?}");
+    let sub = world.substation.as_ref().expect("the real bot");
+    assert_eq!(sub.past.len(), 1);
+    assert!(
+        sub.core.counters().backfilled >= 1,
+        "{:?}",
+        sub.core.counters()
+    );
+    // Joined at the start, after the crash, after the restart.
+    assert_eq!(joined(&world), 3);
+    assert!(sub.core.outcome() == Some(Ok(())));
+}
+
+#[test]
+fn refusals_are_answered_with_their_reason_and_not_counted() {
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(12, 2, &cfg, bot_config());
+    world.run_for(3 * MINUTE);
+    let mallory = RoomNick::new("mallory-1").expect("a nickname");
+    let now = world.now();
+    world.send_to_bot(
+        mallory.clone(),
+        ReadingId(1),
+        Ok(reading(now.plus(-60 * MINUTE), 1)),
+    );
+    world.send_to_bot(
+        mallory.clone(),
+        ReadingId(2),
+        Ok(reading(now.plus(10 * MINUTE), 2)),
+    );
+    let oversize = Rejection::Oversize {
+        size: 9_000,
+        limit: 4_096,
+    };
+    world.send_to_bot(mallory.clone(), ReadingId(3), Err(oversize));
+    world.run_for(3 * MINUTE);
+    world.shutdown(5 * SECOND);
+    world.stop_bot(SECOND);
+
+    assert_counted_once(&world);
+    let sub = world.substation.as_ref().expect("the real bot");
+    for reason in ["late", "future", "oversize"] {
+        assert_eq!(sub.refusals_to(&mallory, reason).len(), 1, "{reason}");
+        assert_eq!(sub.core.counters().rejected.get(reason), 1, "{reason}");
+    }
+    assert_eq!(
+        sub.count(|t| matches!(t, Transmit::Verdict { to, .. } if *to == mallory)),
+        3
+    );
+}
+
+#[test]
+fn a_flood_from_one_nickname_gets_one_rate_limited_answer_per_interval() {
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(13, 3, &cfg, bot_config());
+    world.run_for(2 * MINUTE);
+    let flood = RoomNick::new("flood-7").expect("a nickname");
+    // 100 readings in each of three intervals, all stamped with the current one.
+    let mut n = 0u64;
+    for _ in 0..3 {
+        for _ in 0..100 {
+            n += 1;
+            let at = world.now().floor_to(MINUTE);
+            world.send_to_bot(flood.clone(), ReadingId(u128::from(n)), Ok(reading(at, n)));
+            world.run_for(500);
+        }
+        world.run_for(MINUTE - 50 * SECOND);
+    }
+    world.run_for(2 * MINUTE);
+    world.shutdown(5 * SECOND);
+    world.stop_bot(SECOND);
+
+    // The houses did not suffer for it.
+    assert_counted_once(&world);
+    let sub = world.substation.as_ref().expect("the real bot");
+    let limited = sub.refusals_to(&flood, "rate_limited");
+    // The answered set starts afresh when an interval closes, `grace` after its end.
+    let grace = bot_config().aggregator.grace;
+    let per_interval: BTreeMap<Timestamp, usize> =
+        limited.iter().fold(BTreeMap::new(), |mut m, t| {
+            *m.entry(t.plus(-grace).floor_to(MINUTE)).or_default() += 1;
+            m
+        });
+    assert!((3..=5).contains(&per_interval.len()), "{per_interval:?}");
+    assert!(per_interval.values().all(|&k| k == 1), "{per_interval:?}");
+    let cap = bot_config().aggregator.max_readings_per_interval as u64;
+    let accepted = sub.count(|t| {
+        matches!(t, Transmit::Verdict { to, verdict: bot::Verdict::Accepted, .. } if *to == flood)
+    }) as u64;
+    assert!(accepted <= 4 * cap, "{accepted}");
+    assert!(sub.core.counters().rejected.get("rate_limited") >= 300 - 4 * cap);
+}
+
+#[test]
+fn an_interval_nobody_reported_in_is_closed_but_not_posted() {
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(14, 1, &cfg, bot_config());
+    world.run_for(3 * MINUTE);
+    world.shutdown(5 * SECOND);
+    // Its last interval closes after it left.
+    world.run_for(MINUTE);
+    let posted = world
+        .substation
+        .as_ref()
+        .expect("the real bot")
+        .summaries_posted();
+    assert!(posted >= 1);
+    world.run_for(5 * MINUTE);
+
+    let sub = world.substation.as_ref().expect("the real bot");
+    assert_eq!(sub.summaries_posted(), posted, "{:?}", sub.room_posts);
+    let empty_closes = sub
+        .events
+        .iter()
+        .filter(|e| matches!(e, BotEvent::Summary { stats, .. } if stats.meters == 0))
+        .count();
+    assert!(empty_closes >= 4, "{:?}", sub.events);
+    // Every first close counts as an interval, posted or not.
+    let firsts = sub
+        .events
+        .iter()
+        .filter(|e| matches!(e, BotEvent::Summary { stats, .. } if stats.revision == 0))
+        .count() as u64;
+    assert_eq!(sub.core.counters().intervals, firsts);
+}
+
+#[test]
+fn a_squatted_bot_nickname_is_reported_once_and_taken_when_freed() {
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(15, 3, &cfg, bot_config());
+    // Someone takes the nickname before the bot's join reaches the room.
+    world.impostor_join();
+    world.run_for(4 * MINUTE);
+    let nick = world.bot.nick.clone();
+    assert_eq!(world.occupant(&nick), Some(Occupant::Impostor));
+    let sub = world.substation.as_ref().expect("the real bot");
+    let joins: Vec<Timestamp> = sub
+        .transmits
+        .iter()
+        .filter(|(_, t)| matches!(t, Transmit::Join(_)))
+        .map(|(t, _)| *t)
+        .collect();
+    // 1 s doubling to 60 s, each ±50 %: 0.5-1.5, 1-3, 2-6, … s apart.
+    for (k, w) in joins.windows(2).enumerate() {
+        let wait = w[1].since(w[0]) - 2 * world.latency;
+        let base = bot::nick_retry(k as u32);
+        assert!(
+            (base / 2..=base * 3 / 2).contains(&wait),
+            "attempt {k}: {wait} ms"
+        );
+    }
+    assert!(joins.len() >= 7, "{joins:?}");
+    world.impostor_leave();
+    world.run_for(3 * MINUTE);
+    world.shutdown(5 * SECOND);
+    world.stop_bot(SECOND);
+
+    assert_counted_once(&world);
+    let sub = world.substation.as_ref().expect("the real bot");
+    let told: Vec<&(Timestamp, String, String)> = sub
+        .operator_inbox
+        .iter()
+        .filter(|(_, _, body)| body.contains("is taken"))
+        .collect();
+    assert_eq!(told.len(), 1, "{:?}", sub.operator_inbox);
+    assert_eq!(joined(&world), 1);
+    // The meters met the impostor first: their readings went unverified, then to the bot.
+    let unverified: u64 = world
+        .houses
+        .iter()
+        .map(|h| h.core.report().unverified)
+        .sum();
+    assert!(unverified >= 1);
+}
+
+#[test]
+fn a_stalled_bot_session_is_pinged_then_renewed_and_loses_nothing() {
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(16, 3, &cfg, bot_config());
+    world.run_for(3 * MINUTE + 50 * SECOND);
+    world.stall_bot();
+    world.run_for(8 * MINUTE);
+    world.shutdown(5 * SECOND);
+    world.stop_bot(SECOND);
+
+    assert_counted_once(&world);
+    let sub = world.substation.as_ref().expect("the real bot");
+    assert_eq!(sub.count(|t| *t == Transmit::Ping), 1);
+    assert_eq!(sub.count(|t| *t == Transmit::RenewSession), 1);
+    let at = |want: &Transmit| {
+        sub.transmits
+            .iter()
+            .find(|(_, t)| t == want)
+            .map(|(at, _)| *at)
+            .expect("sent")
+    };
+    let (ping, renew) = (at(&Transmit::Ping), at(&Transmit::RenewSession));
+    let interval = bot_config().aggregator.interval;
+    // The ping gets the account's bound, not the interval's: a busy server is not a dead one.
+    assert_eq!(renew.since(ping), bot_config().ping_timeout);
+    // The ping went out because a summary's echo was overdue, within one interval of the stall.
+    let post = sub
+        .transmits
+        .iter()
+        .filter(|(t, tx)| matches!(tx, Transmit::Post { .. }) && *t < ping)
+        .map(|(t, _)| *t)
+        .next_back()
+        .expect("a post before the ping");
+    assert_eq!(ping.since(post), echo_bound(interval));
+    assert_eq!(joined(&world), 2);
+    // Readings the stalled session swallowed were resent by the meters and counted once.
+    let resent: u64 = world.houses.iter().map(|h| h.core.report().resent).sum();
+    assert!(resent >= 1);
+}
+
+#[test]
+fn a_silent_room_gets_the_bot_session_probed_after_one_and_a_half_intervals() {
+    // No meters: nothing to close, nothing to post; only silence can tell.
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(17, 0, &cfg, bot_config());
+    world.run_for(5 * MINUTE);
+    let sub = world.substation.as_ref().expect("the real bot");
+    let pings: Vec<Timestamp> = sub
+        .transmits
+        .iter()
+        .filter(|(_, t)| *t == Transmit::Ping)
+        .map(|(t, _)| *t)
+        .collect();
+    let interval = bot_config().aggregator.interval;
+    assert_eq!(
+        pings
+            .first()
+            .map(|p| p.since(world.now().plus(-5 * MINUTE))),
+        Some(bot::silence_bound(interval) + 2 * world.latency)
+    );
+    // Answered pings keep the session: no renewal.
+    assert_eq!(sub.count(|t| *t == Transmit::RenewSession), 0);
+    assert_eq!(joined(&world), 1);
+}
+
+#[test]
+fn broadcast_readings_are_counted_once_and_answered_by_the_room_alone() {
+    let cfg = meter_config(Mode::Broadcast);
+    let mut world = World::with_bot(18, 4, &cfg, bot_config());
+    world.faults.duplicate = 0.05;
+    world.run_for(10 * MINUTE);
+    world.shutdown(5 * SECOND);
+    world.stop_bot(SECOND);
+
+    assert_counted_once(&world);
+    let sub = world.substation.as_ref().expect("the real bot");
+    assert_eq!(sub.count(|t| matches!(t, Transmit::Verdict { .. })), 0);
+    assert!(sub.summaries_posted() >= 9);
+}
+
+#[test]
+fn a_room_that_would_show_the_bot_real_jids_is_left_at_once() {
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(19, 2, &cfg, bot_config());
+    // The join is on its way; the room will answer that it is non-anonymous.
+    world
+        .substation
+        .as_mut()
+        .expect("the real bot")
+        .presence
+        .non_anonymous = true;
+    world.run_for(2 * MINUTE);
+
+    let nick = world.bot.nick.clone();
+    assert_eq!(world.occupant(&nick), None);
+    let sub = world.substation.as_ref().expect("the real bot");
+    assert_eq!(
+        sub.core.outcome(),
+        Some(Err(gridmuc_agent::BotCoreError::NonAnonymous))
+    );
+    assert_eq!(joined(&world), 0);
+    assert_eq!(sub.count(|t| matches!(t, Transmit::Leave(_))), 1);
+    // Nothing reached it: the meters' readings bounced and wait in their outboxes.
+    assert_eq!(world.bot_accepted(), 0);
+    assert!(world.houses.iter().all(|h| h.core.report().bounced >= 1));
+}
+
+#[test]
+fn a_lossy_duplicating_network_loses_nothing_and_counts_nothing_twice() {
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(20, 6, &cfg, bot_config());
+    world.faults = Faults {
+        drop: 0.05,
+        duplicate: 0.05,
+        delay: 200,
+    };
+    world.run_for(20 * MINUTE);
+    world.faults = Faults::default();
+    world.run_for(5 * MINUTE);
+    world.shutdown(5 * SECOND);
+    world.stop_bot(SECOND);
+
+    let reports = assert_counted_once(&world);
+    assert!(reports.iter().map(|r| r.resent).sum::<u64>() >= 1);
+    assert!(world.bot.duplicates >= 1);
+}
