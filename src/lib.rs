@@ -2,7 +2,9 @@
 
 pub use gridmuc_core as core;
 pub use gridmuc_mask as mask;
+#[cfg(feature = "offline")]
 pub use gridmuc_report as report;
 pub use gridmuc_server as server;
+#[cfg(feature = "offline")]
 pub use gridmuc_sim as sim;
 pub use gridmuc_xmpp as xmpp;
