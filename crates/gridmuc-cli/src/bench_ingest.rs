@@ -1,14 +1,21 @@
-//! `gridmuc bench ingest`: how many reading stanzas one core can parse, aggregate and run detectors on.
+//! `gridmuc bench ingest`: how many reading stanzas one core can parse, aggregate and run
+//! detectors on, through the path the bot runs: the stanza parsed into a message (as tokio-xmpp
+//! hands it over), then [`gridmuc_xmpp::bot::decode_reading`] (guard marks, sealed or plain
+//! payload), then the aggregator.
 
 use anyhow::{Context, bail};
-use gridmuc_core::codec::{CodecLimits, MessageKind, decode_stanza, encode_message};
+use gridmuc_botkey::BotSecretKey;
+use gridmuc_core::codec::{CodecLimits, MessageKind, encode_message};
 use gridmuc_core::{
-    Aggregator, AggregatorConfig, Ingest, NickGenerator, Quality, Reading, RoomNick, Timestamp,
-    Watts,
+    Aggregator, AggregatorConfig, Ingest, NickGenerator, Quality, Reading, ReadingId, RoomNick,
+    Timestamp, Watts,
 };
+use gridmuc_xmpp::bot::decode_reading;
+use gridmuc_xmpp::delivery;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::time::Instant;
+use xmpp_parsers::message::Message;
 
 /// Arguments of `gridmuc bench ingest`.
 #[derive(clap::Args)]
@@ -22,6 +29,26 @@ pub struct Args {
     /// Seed for the synthetic readings, so runs are comparable.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Direct readings sealed to the bot's key (what meters that pin it send), instead of plain
+    /// XEP-0323 readings as in broadcast mode.
+    #[arg(long)]
+    sealed: bool,
+}
+
+/// What the bot does with one stanza's bytes up to the reading: parse (a stand-in for
+/// tokio-xmpp's parser, which also builds the message's payload elements), then its decode.
+fn bot_decode(
+    bytes: &[u8],
+    key: Option<&BotSecretKey>,
+    limits: &CodecLimits,
+) -> anyhow::Result<Reading> {
+    let el = minidom::Element::from_reader(bytes).context("parsing a stanza")?;
+    let m = Message::try_from(el).context("a stanza that is not a message")?;
+    match decode_reading(&m, delivery::reading_id(&m), key, limits) {
+        Some(Ok(reading)) => Ok(reading),
+        Some(Err(rejection)) => bail!("refused: {rejection}"),
+        None => bail!("no reading in the stanza"),
+    }
 }
 
 /// One pre-built stanza and the room nickname its `from` would carry.
@@ -42,6 +69,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let config = AggregatorConfig::default();
     let interval = config.interval;
     let limits = CodecLimits::default();
+    let key = args
+        .sealed
+        .then(|| BotSecretKey::generate(&mut rand::rngs::StdRng::seed_from_u64(args.seed)));
     // A pool of distinct stanzas (one round of all houses per interval, 16 rounds) reused cyclically,
     // so the timed loop measures ingest and not stanza generation.
     let rounds = 16.min(args.readings.div_ceil(args.houses)).max(1);
@@ -54,12 +84,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 seqnr: rng.random(),
                 quality: Quality::AUTOMATIC_READOUT,
             };
-            let el = encode_message(
-                &reading,
-                "neighbourhood@rooms.grid.test",
-                MessageKind::Groupchat,
-                &format!("r{}", rng.random::<u32>()),
-            );
+            let el = match &key {
+                Some(key) => {
+                    let to = "neighbourhood@rooms.grid.test/substation".parse()?;
+                    let id = ReadingId::random(&mut rng);
+                    let m =
+                        delivery::sealed_reading_message(to, id, &reading, &key.public(), &mut rng);
+                    minidom::Element::from(m)
+                }
+                None => encode_message(
+                    &reading,
+                    "neighbourhood@rooms.grid.test",
+                    MessageKind::Groupchat,
+                    &format!("r{}", rng.random::<u32>()),
+                ),
+            };
             let mut stanza = Vec::new();
             el.write_to(&mut stanza).context("serialising a stanza")?;
             pool.push(Prepared {
@@ -70,15 +109,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let avg_len = pool.iter().map(|p| p.stanza.len()).sum::<usize>() / pool.len();
     eprintln!(
-        "bench ingest: {} readings from {} houses, {}-byte stanzas on average, one thread",
-        args.readings, args.houses, avg_len
+        "bench ingest: {} {} readings from {} houses, {}-byte stanzas on average, one thread, the bot's decode path",
+        args.readings,
+        if args.sealed {
+            "sealed direct"
+        } else {
+            "plain"
+        },
+        args.houses,
+        avg_len
     );
 
     let time_decode = || -> anyhow::Result<f64> {
         let start = Instant::now();
         for i in 0..args.readings {
             let p = &pool[i % pool.len()];
-            std::hint::black_box(decode_stanza(&p.stanza, &limits)?);
+            std::hint::black_box(bot_decode(&p.stanza, key.as_ref(), &limits)?);
         }
         Ok(start.elapsed().as_secs_f64())
     };
@@ -90,7 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for i in 0..args.readings {
         let p = &pool[i % pool.len()];
         let epoch = (i / pool.len()) as i64 * rounds as i64 * interval;
-        let mut reading = decode_stanza(&p.stanza, &limits)?;
+        let mut reading = bot_decode(&p.stanza, key.as_ref(), &limits)?;
         reading.at = reading.at.plus(epoch);
         reading.seqnr = i as u64;
         let nick = RoomNick::new(p.nick.as_str())?;

@@ -610,36 +610,9 @@ impl Driver {
         }
     }
 
-    /// The reading a message from an occupant carries, `None` if it carries none; refused if
-    /// the guard cut or measured it, or if it is sealed but not to our key.
+    /// The reading a message from an occupant carries (see [`decode_reading`]).
     fn decode(&self, m: &Message, id: Option<ReadingId>) -> Option<Result<Reading, Rejection>> {
-        if let Some(mark) = GuardMark::find(&m.payloads) {
-            let limit = self.limits.max_stanza_bytes;
-            if mark.too_deep {
-                return Some(Err(Rejection::TooDeep(guard::MAX_STANZA_DEPTH)));
-            }
-            // The whole stanza as it came over the wire, body and all, not just the payload.
-            if let Some(size) = mark.bytes.filter(|&b| b > limit) {
-                return Some(Err(Rejection::Oversize { size, limit }));
-            }
-        }
-        let sealed = match (&self.key, id) {
-            (Some(key), Some(id)) => delivery::unseal(&m.payloads, id, key),
-            _ => None,
-        };
-        match sealed {
-            Some(Ok(fields)) => {
-                let mut xml = b"<message xmlns='jabber:client'>".to_vec();
-                xml.extend_from_slice(&fields);
-                xml.extend_from_slice(b"</message>");
-                Some(codec::decode_stanza(&xml, &self.limits))
-            }
-            Some(Err(e)) => Some(Err(Rejection::Malformed(e.to_string()))),
-            None => {
-                codec::find_fields(&m.payloads)?;
-                Some(codec::decode_payloads(&m.payloads, &self.limits))
-            }
-        }
+        decode_reading(m, id, self.key.as_deref(), &self.limits)
     }
 
     /// After a clean stop: leave the district room too, saying what it still owes.
@@ -877,6 +850,44 @@ fn presence_reveals_jid(payloads: &[Element], own: Option<&FullJid>) -> bool {
                 .filter_map(|i| i.jid.as_ref())
                 .any(|j| own.as_ref() != Some(&j.to_bare()))
         })
+}
+
+/// The reading a message from an occupant carries, `None` if it carries none; refused if the
+/// guard cut or measured it, or if it is sealed but not to `key`. This is the bot's whole decode
+/// path after tokio-xmpp's parse, public so `gridmuc bench ingest` measures what the bot runs.
+pub fn decode_reading(
+    m: &Message,
+    id: Option<ReadingId>,
+    key: Option<&BotSecretKey>,
+    limits: &CodecLimits,
+) -> Option<Result<Reading, Rejection>> {
+    if let Some(mark) = GuardMark::find(&m.payloads) {
+        let limit = limits.max_stanza_bytes;
+        if mark.too_deep {
+            return Some(Err(Rejection::TooDeep(guard::MAX_STANZA_DEPTH)));
+        }
+        // The whole stanza as it came over the wire, body and all, not just the payload.
+        if let Some(size) = mark.bytes.filter(|&b| b > limit) {
+            return Some(Err(Rejection::Oversize { size, limit }));
+        }
+    }
+    let sealed = match (key, id) {
+        (Some(key), Some(id)) => delivery::unseal(&m.payloads, id, key),
+        _ => None,
+    };
+    match sealed {
+        Some(Ok(fields)) => {
+            let mut xml = b"<message xmlns='jabber:client'>".to_vec();
+            xml.extend_from_slice(&fields);
+            xml.extend_from_slice(b"</message>");
+            Some(codec::decode_stanza(&xml, limits))
+        }
+        Some(Err(e)) => Some(Err(Rejection::Malformed(e.to_string()))),
+        None => {
+            codec::find_fields(&m.payloads)?;
+            Some(codec::decode_payloads(&m.payloads, limits))
+        }
+    }
 }
 
 /// Reads the bot's secret key from `path` (written by `gridmuc server`).
