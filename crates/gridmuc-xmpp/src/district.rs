@@ -6,6 +6,7 @@
 //! overload of the primary substation, one neighbourhood far above its peers). Totals travel
 //! with the same outbox and receipts as house readings, so a restart loses none.
 
+use crate::bot::BotError;
 use crate::delivery;
 use crate::muc::{self, MucError};
 use crate::session::Session;
@@ -53,16 +54,16 @@ pub(crate) struct Uplink {
 
 impl Uplink {
     /// Checks the configuration; nothing is sent until [`Uplink::queue`].
-    pub(crate) fn new(cfg: DistrictConfig) -> Result<Uplink, MucError> {
-        let bad = |what: &str, e: String| MucError::Refused {
-            room: cfg.room.clone(),
-            condition: format!("district {what}: {e}"),
-        };
-        let room = BareJid::new(&cfg.room).map_err(|e| bad("room", e.to_string()))?;
-        let nick = RoomNick::new(cfg.nick.as_str()).map_err(|e| bad("nick", e.to_string()))?;
-        let bot_nick =
-            RoomNick::new(cfg.bot_nick.as_str()).map_err(|e| bad("bot nick", e.to_string()))?;
-        let bot = muc::occupant(&room, &bot_nick)?;
+    pub(crate) fn new(cfg: DistrictConfig) -> Result<Uplink, BotError> {
+        // A mistake in the config, not a refusal by a room.
+        let bad = |what: &'static str, e: String| BotError::BadSetting(what, e);
+        let room = BareJid::new(&cfg.room).map_err(|e| bad("district.room", e.to_string()))?;
+        let nick =
+            RoomNick::new(cfg.nick.as_str()).map_err(|e| bad("district.nick", e.to_string()))?;
+        let bot_nick = RoomNick::new(cfg.bot_nick.as_str())
+            .map_err(|e| bad("district.bot_nick", e.to_string()))?;
+        let bot =
+            muc::occupant(&room, &bot_nick).map_err(|e| bad("district.bot_nick", e.to_string()))?;
         Ok(Uplink {
             room,
             nick,

@@ -235,7 +235,7 @@ pub async fn run_masked_bot(
         .dp
         .map(DpSettings::to_config)
         .transpose()
-        .map_err(|e| BotError::BadJid("dp".to_owned(), e.to_string()))?;
+        .map_err(|e| BotError::BadSetting("dp", e.to_string()))?;
     let mut client = connect::connect(&b.account).await?;
     let mut bot = MaskedBot {
         dp,
