@@ -472,6 +472,18 @@ impl World {
         self.run_until(self.now.plus(d));
     }
 
+    /// Runs in 10-ms steps until some house has a reading on its way, so a fault injected next
+    /// hits one in flight.
+    pub fn run_until_in_flight(&mut self) {
+        while self
+            .houses
+            .iter()
+            .all(|h| h.core.report().unacknowledged == 0)
+        {
+            self.run_for(10);
+        }
+    }
+
     /// Tells every house to stop and gives them `d` to drain and leave.
     pub fn shutdown(&mut self, d: Millis) {
         let now = self.now;

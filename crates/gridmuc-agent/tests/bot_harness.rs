@@ -90,24 +90,12 @@ fn every_reading_is_counted_once_across_a_server_crash_and_a_bot_restart() {
     let cfg = meter_config(Mode::Direct);
     let mut world = World::with_bot(11, 5, &cfg, bot_config());
     world.run_for(4 * MINUTE);
-    while world
-        .houses
-        .iter()
-        .all(|h| h.core.report().unacknowledged == 0)
-    {
-        world.run_for(10);
-    }
+    world.run_until_in_flight();
     world.crash(150 * SECOND);
     world.run_for(5 * MINUTE);
     // The bot process dies with its aggregator; what it had not answered is resent to the new
     // one, which takes the readings of intervals before its start as backfill.
-    while world
-        .houses
-        .iter()
-        .all(|h| h.core.report().unacknowledged == 0)
-    {
-        world.run_for(10);
-    }
+    world.run_until_in_flight();
     world.restart_bot(40 * SECOND);
     world.run_for(10 * MINUTE);
     world.shutdown(5 * SECOND);

@@ -107,13 +107,7 @@ fn after_a_server_crash_every_reading_is_resent_and_acknowledged_exactly_once() 
     let mut world = World::new(2, 5, &cfg);
     world.run_for(4 * MINUTE);
     // Crash while at least one reading is on its way.
-    while world
-        .houses
-        .iter()
-        .all(|h| h.core.report().unacknowledged == 0)
-    {
-        world.run_for(10);
-    }
+    world.run_until_in_flight();
     world.crash(150 * SECOND);
     world.run_for(10 * MINUTE);
     world.shutdown(5 * SECOND);

@@ -380,6 +380,13 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Session, ConnectError> {
         timeout: cfg.timeout,
         state,
     };
+    let login = Login {
+        jid: &jid,
+        password: &cfg.password,
+        server: &server,
+        deadline,
+        timeout: cfg.timeout,
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -389,28 +396,13 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Session, ConnectError> {
                     dns: dns.clone(),
                     tls: tls_config(cfg)?,
                 };
-                start(
-                    connector,
-                    &jid,
-                    &cfg.password,
-                    &server,
-                    (deadline, cfg.timeout),
-                )
-                .await?
+                start(connector, &login).await?
             }
             Transport::PlaintextLoopback => {
                 if !is_loopback(cfg.server.as_deref()) {
                     return Err(ConnectError::PlaintextNotLoopback(server));
                 }
-                let connector = GuardedTcp(dns.clone());
-                start(
-                    connector,
-                    &jid,
-                    &cfg.password,
-                    &server,
-                    (deadline, cfg.timeout),
-                )
-                .await?
+                start(GuardedTcp(dns.clone()), &login).await?
             }
         };
         let mut client = wait_online(client, deadline)
@@ -442,14 +434,27 @@ pub async fn connect(cfg: &ConnectConfig) -> Result<Session, ConnectError> {
 /// How long a fresh session may take to answer a ping.
 const LIVENESS: Duration = Duration::from_secs(2);
 
+/// One login attempt's facts, the same whichever connector carries it.
+struct Login<'a> {
+    jid: &'a BareJid,
+    password: &'a str,
+    server: &'a str,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+}
+
 /// Probes one login (bounded) and, if it works, starts the reconnecting client.
 async fn start<C: ServerConnector>(
     connector: C,
-    jid: &BareJid,
-    password: &str,
-    server: &str,
-    (deadline, timeout): (tokio::time::Instant, Duration),
+    login: &Login<'_>,
 ) -> Result<Session, ConnectError> {
+    let Login {
+        jid,
+        password,
+        server,
+        deadline,
+        timeout,
+    } = *login;
     tokio::time::timeout_at(deadline, probe(&connector, jid, password, server))
         .await
         .map_err(|_| ConnectError::Timeout {
