@@ -239,8 +239,9 @@ impl DepthLimiter {
     /// A start tag ended; `self_closing` if it was `<…/>`.
     fn start_tag_closed(&mut self, self_closing: bool) {
         let name = self.name.strip_suffix(b"/").unwrap_or(&self.name);
-        // A stream restart (after STARTTLS or SASL) opens a new header without closing the old.
-        if name == b"stream:stream" {
+        // A stream restart (after STARTTLS or SASL) opens a new header without closing the old,
+        // always at the top level; inside a stanza the same name is just a (hostile) element.
+        if name == b"stream:stream" && self.depth <= 1 {
             self.depth = 1;
             self.skip_from = None;
             return;
@@ -437,6 +438,20 @@ mod tests {
         );
         let (out, cut) = run(&s, 3);
         assert_eq!((out, cut), (s, 0));
+    }
+
+    #[test]
+    fn a_stream_header_inside_a_stanza_does_not_reset_the_depth() {
+        // Were it a reset, nesting the header name would never count as depth at all.
+        let open = "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>";
+        let evil = format!(
+            "<message id='e'>{}{}</message>",
+            open.repeat(20),
+            "</stream:stream>".repeat(20)
+        );
+        let (out, cut) = run(&format!("{HEADER}{evil}"), 7);
+        assert_eq!(cut, 1);
+        assert_eq!(out.matches("<stream:stream").count(), 1 + 4, "{out}");
     }
 
     #[test]
