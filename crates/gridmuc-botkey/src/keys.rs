@@ -370,18 +370,7 @@ impl FromStr for BotPublicKey {
             .ok_or(ParseError::WrongPrefix {
                 expected: PUBLIC_PREFIX,
             })?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(body)
-            .map_err(|_| ParseError::BadBase64)?;
-        let bytes: [u8; Self::LEN] =
-            bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| ParseError::WrongLength {
-                    expected: Self::LEN,
-                    found: bytes.len(),
-                })?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&crate::sign::decode_fixed::<{ Self::LEN }>(body)?)
     }
 }
 

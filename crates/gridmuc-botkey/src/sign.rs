@@ -86,18 +86,7 @@ impl Signature {
 
     /// Parses [`Signature::to_base64`] output; anything else is refused, never panics.
     pub fn from_base64(text: &str) -> Result<Self, ParseError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text.trim())
-            .map_err(|_| ParseError::BadBase64)?;
-        let bytes: [u8; Self::LEN] =
-            bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| ParseError::WrongLength {
-                    expected: Self::LEN,
-                    found: bytes.len(),
-                })?;
-        Ok(Signature(bytes))
+        decode_fixed(text.trim()).map(Signature)
     }
 
     /// The dalek form, for verification.
@@ -110,6 +99,21 @@ impl core::fmt::Debug for Signature {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "Signature({})", self.to_base64())
     }
+}
+
+/// Unpadded base64url of exactly `N` bytes, the text form of every public value here
+/// (public key, signature); a distinct error for bad text and for a wrong length.
+pub(crate) fn decode_fixed<const N: usize>(text: &str) -> Result<[u8; N], ParseError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| ParseError::BadBase64)?;
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| ParseError::WrongLength {
+            expected: N,
+            found: bytes.len(),
+        })
 }
 
 #[cfg(test)]
