@@ -24,7 +24,6 @@ use gridmuc_agent::bot::{
     BotCore, BotCoreConfig, BotCoreError, BotEvent as CoreEvent, Input, SelfPresence, To, Transmit,
     Verdict as CoreVerdict, nick_retry,
 };
-use gridmuc_agent::liveness::ping_bound;
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
 use gridmuc_core::codec::{self, CodecLimits};
@@ -235,7 +234,7 @@ pub async fn run_bot(
         operators: operators.iter().map(BareJid::to_string).collect(),
         aggregator: cfg.aggregator,
         post_summaries: cfg.post_summaries,
-        ping_timeout: ping_bound(millis(cfg.account.timeout)),
+        ping_timeout: millis(connect::ping_bound(cfg.account.timeout)),
     };
     let mut client = connect::connect(&cfg.account).await?;
     let mut driver = Driver {
@@ -452,11 +451,11 @@ impl Driver {
                 }
             }
             Transmit::Ping => {
-                let wait = ping_bound(millis(self.account.timeout)).unsigned_abs();
-                let deadline = Instant::now() + Duration::from_millis(wait);
+                let wait = connect::ping_bound(self.account.timeout);
+                let deadline = Instant::now() + wait;
                 match connect::send_ping(client, deadline).await {
                     Some(_) => Ok(()),
-                    None => Err(MucError::Stalled(Duration::from_millis(wait))),
+                    None => Err(MucError::Stalled(wait)),
                 }
             }
             Transmit::RenewSession => return self.renew(client).await,

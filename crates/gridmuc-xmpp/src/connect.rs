@@ -485,6 +485,13 @@ async fn alive(client: &mut Session, bound: Duration) -> bool {
     }
 }
 
+/// How long a ping may take before the session counts as dead, for an account bounded by
+/// `timeout`: the agents' one rule ([`gridmuc_agent::liveness::ping_bound`]) in tokio's unit.
+pub(crate) fn ping_bound(timeout: Duration) -> Duration {
+    let bound = gridmuc_agent::liveness::ping_bound(crate::millis(timeout));
+    Duration::from_millis(bound.unsigned_abs())
+}
+
 /// Sends an XEP-0199 ping unless that takes past `deadline`; the ping's id if it went out.
 pub(crate) async fn send_ping(
     client: &mut Session,

@@ -18,13 +18,6 @@ use crate::session::Session;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How long a ping may take before the session counts as dead: half the account's timeout,
-/// at least 2 s. A server busy with a thousand meters leaving answered in more than 2 s, and
-/// replacing a live session only adds to its load.
-fn ping_bound(account: &ConnectConfig) -> Duration {
-    (account.timeout / 2).max(Duration::from_secs(2))
-}
-
 /// Receive-side health of one session.
 pub(crate) struct Liveness {
     /// `None`: only an overdue answer gets the session probed (a quiet session is fine).
@@ -95,7 +88,7 @@ impl Liveness {
             return Ok(false);
         }
         if self.probe_by.is_none() {
-            let answer_by = now + ping_bound(account);
+            let answer_by = now + connect::ping_bound(account.timeout);
             if connect::send_ping(client, answer_by).await.is_some() {
                 tracing::debug!(silent = ?self.last_rx.elapsed(), "probing the session with a ping");
                 self.probe_by = Some(answer_by);

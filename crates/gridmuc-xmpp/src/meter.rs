@@ -14,7 +14,6 @@ use crate::session::Session;
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, millis, now_ts};
 use futures::StreamExt;
-use gridmuc_agent::liveness::ping_bound;
 use gridmuc_agent::meter::{
     self as agent, Input, JOIN_ATTEMPTS, MeterCore, MeterCoreConfig, MeterCoreError, Recipient,
     Transmit,
@@ -336,7 +335,7 @@ impl Driver {
                 muc::send(client, stanza.into(), bound).await
             }
             Transmit::Ping => {
-                let ping = Duration::from_millis(ping_bound(millis(bound)).unsigned_abs());
+                let ping = connect::ping_bound(bound);
                 match connect::send_ping(client, Instant::now() + ping).await {
                     Some(_) => Ok(()),
                     None => Err(MucError::Stalled(ping)),
