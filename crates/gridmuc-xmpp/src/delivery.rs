@@ -1,5 +1,6 @@
 //! Readings on the wire with acknowledged delivery: the stanza every sender writes (meters, and
-//! neighbourhood bots feeding a district) and the XEP-0184 receipts that empty their outboxes.
+//! neighbourhood bots feeding a district), sealed to the bot's key when one is pinned, and the
+//! bot's signed verdicts (an XEP-0184 receipt only for a counted reading) that empty outboxes.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
