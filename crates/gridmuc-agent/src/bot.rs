@@ -12,6 +12,8 @@
 //! pending input first, and the harness delivers what is due before firing timers.
 
 use crate::liveness::{Health, Liveness};
+use crate::room::{Agent, RoomInput, RoomTransmit};
+pub use crate::room::{PrivacyRefusal, SelfPresence};
 use gridmuc_core::aggregator::{Counters, Ingest};
 use gridmuc_core::{
     Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, Millis, Reading, ReadingId,
@@ -48,17 +50,6 @@ impl BotCoreConfig {
             ping_timeout: 7_500,
         }
     }
-}
-
-/// What our own presence said when the room let us in.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SelfPresence {
-    /// `Some((role, affiliation))` if we are a moderator, owner or admin (or created the room).
-    pub privileged: Option<(String, String)>,
-    /// The room is non-anonymous, or a presence during the join showed a JID not our own.
-    pub non_anonymous: bool,
-    /// The room adds XEP-0421 occupant-ids.
-    pub occupant_id: bool,
 }
 
 /// What happened, as the driver tells the core.
@@ -183,23 +174,31 @@ pub enum BotEvent {
     Alert(Alert),
 }
 
-/// Why a bot core stopped with an error.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BotCoreError {
-    /// We joined as a moderator, owner or admin: we would see real JIDs.
-    #[error("joined as {role}/{affiliation}: the bot must be a plain participant")]
-    Privileged {
-        /// Our role.
-        role: String,
-        /// Our affiliation.
-        affiliation: String,
-    },
-    /// The room shows real JIDs.
-    #[error("the room is non-anonymous")]
-    NonAnonymous,
-    /// The room adds occupant-ids that link nicknames.
-    #[error("the room adds occupant-ids")]
-    OccupantId,
+impl From<RoomInput> for Input {
+    fn from(i: RoomInput) -> Input {
+        match i {
+            RoomInput::Joined(me) => Input::Joined(me),
+            RoomInput::NickConflict => Input::NickConflict,
+            RoomInput::Removed => Input::Removed,
+            RoomInput::RoomShowsJids => Input::RoomShowsJids,
+            RoomInput::SessionReset => Input::SessionReset,
+            RoomInput::Alive => Input::Alive,
+            RoomInput::Shutdown => Input::Shutdown,
+        }
+    }
+}
+
+impl TryFrom<Transmit> for RoomTransmit {
+    type Error = Transmit;
+    fn try_from(t: Transmit) -> Result<RoomTransmit, Transmit> {
+        match t {
+            Transmit::Join(nick) => Ok(RoomTransmit::Join(nick)),
+            Transmit::Leave(nick) => Ok(RoomTransmit::Leave(nick)),
+            Transmit::Ping => Ok(RoomTransmit::Ping),
+            Transmit::RenewSession => Ok(RoomTransmit::RenewSession),
+            own => Err(own),
+        }
+    }
 }
 
 /// First wait before asking again for a nickname someone else holds.
@@ -235,7 +234,7 @@ enum Phase {
     /// The session is being replaced; [`Input::SessionReset`] follows.
     Renewing,
     /// Finished.
-    Stopped(Result<(), BotCoreError>),
+    Stopped(Result<(), PrivacyRefusal>),
 }
 
 /// The substation bot's rules, driven from outside (see the module docs).
@@ -288,105 +287,6 @@ impl<R: Rng> BotCore<R> {
         self.cfg.aggregator.interval.max(1)
     }
 
-    /// Takes in what happened at `now`.
-    pub fn handle(&mut self, now: Timestamp, input: Input) {
-        if matches!(self.phase, Phase::Stopped(_)) {
-            return;
-        }
-        if !matches!(input, Input::Shutdown | Input::Command { .. }) {
-            self.heard(now);
-        }
-        match input {
-            Input::Joined(me) => self.on_joined(me),
-            Input::NickConflict => self.on_conflict(now),
-            Input::Removed => {
-                tracing::warn!("removed from the room; rejoining");
-                self.join();
-            }
-            Input::RoomShowsJids => self.refuse(BotCoreError::NonAnonymous),
-            Input::SessionReset => self.join(),
-            Input::Alive => {}
-            Input::Reading {
-                from,
-                id,
-                reading,
-                wants_verdict,
-            } => self.on_reading(now, from, id, reading, wants_verdict),
-            Input::Command { from, text } => {
-                // A command proves the session delivers, like anything else.
-                self.heard(now);
-                if self.cfg.operators.contains(&from) {
-                    let body = self.answer(text.trim());
-                    self.transmits.push_back(Transmit::Post {
-                        to: To::Operator(from),
-                        body,
-                        alert: None,
-                        signed: true,
-                    });
-                }
-            }
-            Input::Shutdown => {
-                self.agg.flush();
-                self.publish(now);
-                if self.phase == Phase::InRoom {
-                    self.transmits
-                        .push_back(Transmit::Leave(self.cfg.nick.clone()));
-                }
-                self.phase = Phase::Stopped(Ok(()));
-            }
-        }
-    }
-
-    /// Closes due intervals and publishes them; probes or replaces a session that owes an
-    /// answer or has been silent too long; asks again for a taken nickname.
-    pub fn handle_timeout(&mut self, now: Timestamp) {
-        if matches!(self.phase, Phase::Stopped(_)) {
-            return;
-        }
-        if let Phase::NickTaken { until } = self.phase
-            && now >= until
-        {
-            self.join();
-        }
-        if matches!(self.phase, Phase::InRoom | Phase::Joining) {
-            self.check_liveness(now);
-        }
-        self.agg.handle_timeout(now);
-        self.publish(now);
-    }
-
-    /// The next transmit, in order.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event, in order.
-    pub fn poll_event(&mut self) -> Option<BotEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`BotCore::handle_timeout`] is next due; `None` once stopped.
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let watch = match self.phase {
-            Phase::Stopped(_) => return None,
-            Phase::NickTaken { until } => Some(until),
-            Phase::InRoom | Phase::Joining => self
-                .liveness
-                .deadline()
-                .or(Some(self.last_heard.plus(silence_bound(self.interval())))),
-            Phase::Renewing => None,
-        };
-        [watch, self.agg.poll_timeout()].into_iter().flatten().min()
-    }
-
-    /// `Some` once stopped: `Ok` after a shutdown, the privacy refusal otherwise.
-    pub fn outcome(&self) -> Option<Result<(), BotCoreError>> {
-        match &self.phase {
-            Phase::Stopped(r) => Some(r.clone()),
-            _ => None,
-        }
-    }
-
     /// Whether we are in the room right now.
     pub fn in_room(&self) -> bool {
         self.phase == Phase::InRoom
@@ -422,16 +322,7 @@ impl<R: Rng> BotCore<R> {
         if self.phase != Phase::Joining {
             return;
         }
-        let refusal = if let Some((role, affiliation)) = me.privileged {
-            Some(BotCoreError::Privileged { role, affiliation })
-        } else if me.non_anonymous {
-            Some(BotCoreError::NonAnonymous)
-        } else if me.occupant_id {
-            Some(BotCoreError::OccupantId)
-        } else {
-            None
-        };
-        if let Some(e) = refusal {
+        if let Some(e) = me.refusal() {
             self.transmits
                 .push_back(Transmit::Leave(self.cfg.nick.clone()));
             self.phase = Phase::Stopped(Err(e));
@@ -478,7 +369,7 @@ impl<R: Rng> BotCore<R> {
         };
     }
 
-    fn refuse(&mut self, e: BotCoreError) {
+    fn refuse(&mut self, e: PrivacyRefusal) {
         if self.phase == Phase::InRoom {
             self.transmits
                 .push_back(Transmit::Leave(self.cfg.nick.clone()));
@@ -744,6 +635,116 @@ pub fn summary_line(s: &IntervalStats) -> String {
     )
 }
 
+impl<R: Rng> Agent for BotCore<R> {
+    type Input = Input;
+    type Transmit = Transmit;
+    type Event = BotEvent;
+    type Error = PrivacyRefusal;
+
+    /// Takes in what happened at `now`.
+    fn handle(&mut self, now: Timestamp, input: Input) {
+        if matches!(self.phase, Phase::Stopped(_)) {
+            return;
+        }
+        if !matches!(input, Input::Shutdown | Input::Command { .. }) {
+            self.heard(now);
+        }
+        match input {
+            Input::Joined(me) => self.on_joined(me),
+            Input::NickConflict => self.on_conflict(now),
+            Input::Removed => {
+                tracing::warn!("removed from the room; rejoining");
+                self.join();
+            }
+            Input::RoomShowsJids => self.refuse(PrivacyRefusal::NonAnonymous),
+            Input::SessionReset => self.join(),
+            Input::Alive => {}
+            Input::Reading {
+                from,
+                id,
+                reading,
+                wants_verdict,
+            } => self.on_reading(now, from, id, reading, wants_verdict),
+            Input::Command { from, text } => {
+                // A command proves the session delivers, like anything else.
+                self.heard(now);
+                if self.cfg.operators.contains(&from) {
+                    let body = self.answer(text.trim());
+                    self.transmits.push_back(Transmit::Post {
+                        to: To::Operator(from),
+                        body,
+                        alert: None,
+                        signed: true,
+                    });
+                }
+            }
+            Input::Shutdown => {
+                self.agg.flush();
+                self.publish(now);
+                if self.phase == Phase::InRoom {
+                    self.transmits
+                        .push_back(Transmit::Leave(self.cfg.nick.clone()));
+                }
+                self.phase = Phase::Stopped(Ok(()));
+            }
+        }
+    }
+
+    /// Closes due intervals and publishes them; probes or replaces a session that owes an
+    /// answer or has been silent too long; asks again for a taken nickname.
+    fn handle_timeout(&mut self, now: Timestamp) {
+        if matches!(self.phase, Phase::Stopped(_)) {
+            return;
+        }
+        if let Phase::NickTaken { until } = self.phase
+            && now >= until
+        {
+            self.join();
+        }
+        if matches!(self.phase, Phase::InRoom | Phase::Joining) {
+            self.check_liveness(now);
+        }
+        self.agg.handle_timeout(now);
+        self.publish(now);
+    }
+
+    /// The next transmit, in order.
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, in order.
+    fn poll_event(&mut self) -> Option<BotEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`BotCore::handle_timeout`] is next due; `None` once stopped.
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        let watch = match self.phase {
+            Phase::Stopped(_) => return None,
+            Phase::NickTaken { until } => Some(until),
+            Phase::InRoom | Phase::Joining => self
+                .liveness
+                .deadline()
+                .or(Some(self.last_heard.plus(silence_bound(self.interval())))),
+            Phase::Renewing => None,
+        };
+        [watch, self.agg.poll_timeout()].into_iter().flatten().min()
+    }
+
+    /// `Some` once stopped: `Ok` after a shutdown, the privacy refusal otherwise.
+    fn outcome(&self) -> Option<Result<(), PrivacyRefusal>> {
+        match &self.phase {
+            Phase::Stopped(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    fn nick(&self) -> Option<&RoomNick> {
+        self.in_room().then_some(&self.cfg.nick)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -809,7 +810,7 @@ mod tests {
                     privileged: Some(("moderator".into(), "none".into())),
                     ..SelfPresence::default()
                 },
-                BotCoreError::Privileged {
+                PrivacyRefusal::Privileged {
                     role: "moderator".into(),
                     affiliation: "none".into(),
                 },
@@ -819,14 +820,14 @@ mod tests {
                     non_anonymous: true,
                     ..SelfPresence::default()
                 },
-                BotCoreError::NonAnonymous,
+                PrivacyRefusal::NonAnonymous,
             ),
             (
                 SelfPresence {
                     occupant_id: true,
                     ..SelfPresence::default()
                 },
-                BotCoreError::OccupantId,
+                PrivacyRefusal::OccupantId,
             ),
         ];
         for (presence, error) in cases {
@@ -843,7 +844,7 @@ mod tests {
         drain(&mut c);
         c.handle(T0, Input::RoomShowsJids);
         assert_eq!(drain(&mut c), [Transmit::Leave(nick("substation"))]);
-        assert_eq!(c.outcome(), Some(Err(BotCoreError::NonAnonymous)));
+        assert_eq!(c.outcome(), Some(Err(PrivacyRefusal::NonAnonymous)));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use crate::bot::{self, BotCore, BotCoreConfig, BotEvent, SelfPresence, To};
 use crate::meter::{Input, MeterCore, MeterCoreConfig, MeterEvent, Mode, Recipient, Transmit};
+use crate::room::Agent;
 use gridmuc_core::aggregator::{Counters, Ingest};
 use gridmuc_core::{
     IntervalStats, Millis, OutboxConfig, Reading, ReadingId, Rejection, RoomNick, Timestamp, Watts,
@@ -299,6 +300,8 @@ pub struct World {
     pub renew_delay: Millis,
     /// Message faults.
     pub faults: Faults,
+    /// What the room says of a house when it joins (privacy tests).
+    pub house_presence: SelfPresence,
     now: Timestamp,
     occupants: BTreeMap<RoomNick, Occupant>,
     queue: BTreeMap<(Timestamp, u64), Delivery>,
@@ -326,6 +329,7 @@ impl World {
             room_delay: 0,
             renew_delay: 1_000,
             faults: Faults::default(),
+            house_presence: SelfPresence::default(),
             now: EPOCH,
             occupants: BTreeMap::new(),
             queue: BTreeMap::new(),
@@ -980,8 +984,8 @@ impl World {
                     h.conflicts_ahead = h.conflicts_ahead.saturating_sub(1);
                     Input::NickConflict
                 } else {
-                    self.occupants.insert(nick.clone(), me);
-                    Input::Joined(nick)
+                    self.occupants.insert(nick, me);
+                    Input::Joined(self.house_presence.clone())
                 };
                 self.schedule(hop, reply(input));
             }

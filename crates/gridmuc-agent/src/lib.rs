@@ -14,9 +14,11 @@ pub mod bot;
 pub mod harness;
 pub mod liveness;
 pub mod meter;
+pub mod room;
 
-pub use bot::{BotCore, BotCoreConfig, BotCoreError};
+pub use bot::{BotCore, BotCoreConfig};
 pub use meter::{
     Input, MeterCore, MeterCoreConfig, MeterCoreError, MeterEvent, MeterReport, Mode, Recipient,
     Transmit,
 };
+pub use room::{Agent, PrivacyRefusal, RoomInput, RoomTransmit, SelfPresence};

@@ -15,6 +15,7 @@
 //! after the rejoin: the outbox keeps them until they are too old for the bot.
 
 use crate::liveness::{Health, Liveness};
+use crate::room::{Agent, PrivacyRefusal, RoomInput, RoomTransmit, SelfPresence};
 use gridmuc_core::{
     Alert, Millis, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick,
     Timestamp, Watts,
@@ -203,12 +204,15 @@ impl fmt::Display for MeterReport {
 /// from the session and proves that it still delivers.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
-    /// The room accepted our join under this nickname (self-presence checked by the driver).
-    Joined(RoomNick),
+    /// The room let us in under the pending join's nickname; the core checks that it keeps us
+    /// anonymous.
+    Joined(SelfPresence),
     /// The nickname of the pending join is taken (409).
     NickConflict,
     /// The room removed us (kick, ban, shutdown of the room).
     Removed,
+    /// A presence from the room showed a real JID: the room changed under us.
+    RoomShowsJids,
     /// The session was replaced or restarted without resumption: the room has forgotten us.
     SessionReset,
     /// The session delivered something that matters to nobody here (a ping's answer, say).
@@ -292,12 +296,42 @@ pub enum Transmit {
     },
 }
 
+impl From<RoomInput> for Input {
+    fn from(i: RoomInput) -> Input {
+        match i {
+            RoomInput::Joined(me) => Input::Joined(me),
+            RoomInput::NickConflict => Input::NickConflict,
+            RoomInput::Removed => Input::Removed,
+            RoomInput::RoomShowsJids => Input::RoomShowsJids,
+            RoomInput::SessionReset => Input::SessionReset,
+            RoomInput::Alive => Input::Alive,
+            RoomInput::Shutdown => Input::Shutdown,
+        }
+    }
+}
+
+impl TryFrom<Transmit> for RoomTransmit {
+    type Error = Transmit;
+    fn try_from(t: Transmit) -> Result<RoomTransmit, Transmit> {
+        match t {
+            Transmit::Join(nick) => Ok(RoomTransmit::Join(nick)),
+            Transmit::Leave(nick) => Ok(RoomTransmit::Leave(nick)),
+            Transmit::Ping => Ok(RoomTransmit::Ping),
+            Transmit::RenewSession => Ok(RoomTransmit::RenewSession),
+            own => Err(own),
+        }
+    }
+}
+
 /// Why a meter core gave up.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MeterCoreError {
     /// Every nickname drawn was taken.
     #[error("no free nickname after {0} attempts")]
     NoFreeNick(usize),
+    /// The room would link or reveal the house.
+    #[error(transparent)]
+    Privacy(#[from] PrivacyRefusal),
 }
 
 /// Nicknames drawn in a row before a meter gives up on a room where every one is taken.
@@ -456,162 +490,6 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
         core
     }
 
-    /// Takes in what happened at `now`.
-    pub fn handle(&mut self, now: Timestamp, input: Input) {
-        self.now = now;
-        if !matches!(input, Input::Measured { .. } | Input::Shutdown) {
-            self.liveness.heard();
-        }
-        match input {
-            Input::Joined(nick) => self.on_joined(now, nick),
-            Input::NickConflict => {
-                if matches!(self.phase, Phase::Joining { .. }) {
-                    self.report.conflicts += 1;
-                    self.conflicts_in_row += 1;
-                    tracing::debug!("nickname taken; drawing another");
-                    self.join(now);
-                }
-            }
-            Input::Removed => self.on_removed(now),
-            Input::SessionReset => self.on_reset(now),
-            Input::Alive => {}
-            Input::Accepted(id) | Input::Echo(id) => {
-                if self.outbox.acknowledge(id) {
-                    self.report.acknowledged += 1;
-                }
-                self.answered(id);
-            }
-            Input::Refused { id, reason } => {
-                if self.outbox.acknowledge(id) {
-                    *self.report.refused.entry(reason.clone()).or_default() += 1;
-                    self.warn_refused(&reason);
-                }
-                self.answered(id);
-            }
-            Input::Unverified(_) => {
-                // Kept: the real bot has not seen it. Resent on the usual schedule.
-                self.report.unverified += 1;
-                self.warn_impostor();
-            }
-            Input::Bounce { id, why } => self.on_bounce(id, why),
-            Input::Private {
-                from,
-                body,
-                alert,
-                verified,
-            } => {
-                if !verified {
-                    self.report.unverified += 1;
-                    self.warn_impostor();
-                } else if let Some(to) = self.nick().cloned() {
-                    tracing::debug!(%from, %body, "private message through the room");
-                    self.events.push_back(MeterEvent::Private {
-                        to,
-                        from,
-                        body,
-                        alert,
-                    });
-                }
-            }
-            Input::Measured { slot, value } => {
-                if let (Some(w), false) = (value, matches!(self.phase, Phase::Stopped(_))) {
-                    let reading = Reading {
-                        power: w.quantise(self.cfg.quantum_watts),
-                        at: slot,
-                        seqnr: 0,
-                        quality: Quality::AUTOMATIC_READOUT,
-                    };
-                    self.outbox.push(ReadingId::random(&mut self.rng), reading);
-                }
-            }
-            Input::Shutdown => self.on_shutdown(now),
-        }
-        self.settle(now);
-    }
-
-    /// Lets timers that are due at `now` fire: send slots, rotation, rejoin, drain, liveness.
-    pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.now = now;
-        match &self.phase {
-            Phase::Away { until } if now >= *until => self.join(now),
-            Phase::Draining { until, .. } if now >= *until => self.finish_drain(now),
-            Phase::InRoom(r) if now >= r.rotate_at => self.drain(now, AfterDrain::Rotate),
-            Phase::InRoom(r)
-                if now >= r.send_at && self.in_flight.is_none_or(|(_, d)| now >= d) =>
-            {
-                self.tick(now);
-            }
-            _ => {}
-        }
-        if matches!(self.phase, Phase::InRoom(_) | Phase::Joining { .. }) {
-            match self.liveness.check(now) {
-                Health::Fine => {}
-                Health::Probe => {
-                    tracing::debug!("an answer is overdue; probing the session with a ping");
-                    self.transmits.push_back(Transmit::Ping);
-                }
-                Health::Dead => {
-                    tracing::warn!(
-                        "no answer, not even to a ping; replacing the session and rejoining"
-                    );
-                    self.transmits.push_back(Transmit::RenewSession);
-                    self.phase = Phase::Renewing;
-                }
-            }
-        }
-        self.settle(now);
-    }
-
-    /// The next thing to do, if any.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event for the caller, if any.
-    pub fn poll_event(&mut self) -> Option<MeterEvent> {
-        self.events.pop_front()
-    }
-
-    /// When [`MeterCore::handle_timeout`] should be called next; `None` while only an input
-    /// can move the meter on (a session being renewed, or a stopped meter).
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let own = match &self.phase {
-            Phase::Joining { .. } => None,
-            Phase::InRoom(r) => {
-                let next = match self.in_flight {
-                    // Paced: the next slot also waits for the echo (or its deadline).
-                    Some((_, deadline)) => deadline.max(r.send_at),
-                    None => r.send_at,
-                };
-                let resend = self.outbox.next_resend_at(self.now);
-                Some(resend.map_or(next, |t| t.min(next)).min(r.rotate_at))
-            }
-            Phase::Draining { until, .. } | Phase::Away { until } => return Some(*until),
-            Phase::Renewing | Phase::Stopped(_) => return None,
-        };
-        match (own, self.liveness.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// The nickname we are in the room under, if we are.
-    pub fn nick(&self) -> Option<&RoomNick> {
-        match &self.phase {
-            Phase::InRoom(r) => Some(&r.nick),
-            Phase::Draining { nick, .. } => Some(nick),
-            _ => None,
-        }
-    }
-
-    /// `Some` once the meter has finished: `Ok` after a shutdown, or why it gave up.
-    pub fn outcome(&self) -> Option<Result<(), MeterCoreError>> {
-        match &self.phase {
-            Phase::Stopped(r) => Some(r.clone()),
-            _ => None,
-        }
-    }
-
     /// The totals so far (final once [`MeterCore::outcome`] is `Some`).
     pub fn report(&self) -> MeterReport {
         MeterReport {
@@ -634,10 +512,14 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
         self.phase = Phase::Joining { nick };
     }
 
-    fn on_joined(&mut self, now: Timestamp, nick: RoomNick) {
-        match &self.phase {
-            Phase::Joining { nick: pending } if *pending == nick => {}
-            _ => return,
+    fn on_joined(&mut self, now: Timestamp, me: &SelfPresence) {
+        let Phase::Joining { nick } = &self.phase else {
+            return;
+        };
+        let nick = nick.clone();
+        if let Some(refusal) = me.refusal() {
+            self.refuse(refusal);
+            return;
         }
         tracing::debug!(%nick, "joined the room");
         self.conflicts_in_row = 0;
@@ -805,6 +687,19 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
         }
     }
 
+    /// Leaves a room that would link or reveal the house, for good.
+    fn refuse(&mut self, why: PrivacyRefusal) {
+        let nick = match &self.phase {
+            Phase::Joining { nick } | Phase::Draining { nick, .. } => Some(nick.clone()),
+            Phase::InRoom(r) => Some(r.nick.clone()),
+            Phase::Away { .. } | Phase::Renewing => None,
+            Phase::Stopped(_) => return,
+        };
+        tracing::error!(%why, "leaving the room for good");
+        self.transmits.extend(nick.map(Transmit::Leave));
+        self.stop(Err(why.into()));
+    }
+
     fn stop(&mut self, outcome: Result<(), MeterCoreError>) {
         if !self.outbox.is_empty() {
             tracing::warn!(
@@ -907,6 +802,170 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
     }
 }
 
+impl<R: Rng + CryptoRng> Agent for MeterCore<R> {
+    type Input = Input;
+    type Transmit = Transmit;
+    type Event = MeterEvent;
+    type Error = MeterCoreError;
+
+    /// Takes in what happened at `now`.
+    fn handle(&mut self, now: Timestamp, input: Input) {
+        self.now = now;
+        if !matches!(input, Input::Measured { .. } | Input::Shutdown) {
+            self.liveness.heard();
+        }
+        match input {
+            Input::Joined(me) => self.on_joined(now, &me),
+            Input::NickConflict => {
+                if matches!(self.phase, Phase::Joining { .. }) {
+                    self.report.conflicts += 1;
+                    self.conflicts_in_row += 1;
+                    tracing::debug!("nickname taken; drawing another");
+                    self.join(now);
+                }
+            }
+            Input::Removed => self.on_removed(now),
+            Input::RoomShowsJids => self.refuse(PrivacyRefusal::NonAnonymous),
+            Input::SessionReset => self.on_reset(now),
+            Input::Alive => {}
+            Input::Accepted(id) | Input::Echo(id) => {
+                if self.outbox.acknowledge(id) {
+                    self.report.acknowledged += 1;
+                }
+                self.answered(id);
+            }
+            Input::Refused { id, reason } => {
+                if self.outbox.acknowledge(id) {
+                    *self.report.refused.entry(reason.clone()).or_default() += 1;
+                    self.warn_refused(&reason);
+                }
+                self.answered(id);
+            }
+            Input::Unverified(_) => {
+                // Kept: the real bot has not seen it. Resent on the usual schedule.
+                self.report.unverified += 1;
+                self.warn_impostor();
+            }
+            Input::Bounce { id, why } => self.on_bounce(id, why),
+            Input::Private {
+                from,
+                body,
+                alert,
+                verified,
+            } => {
+                if !verified {
+                    self.report.unverified += 1;
+                    self.warn_impostor();
+                } else if let Some(to) = self.nick().cloned() {
+                    tracing::debug!(%from, %body, "private message through the room");
+                    self.events.push_back(MeterEvent::Private {
+                        to,
+                        from,
+                        body,
+                        alert,
+                    });
+                }
+            }
+            Input::Measured { slot, value } => {
+                if let (Some(w), false) = (value, matches!(self.phase, Phase::Stopped(_))) {
+                    let reading = Reading {
+                        power: w.quantise(self.cfg.quantum_watts),
+                        at: slot,
+                        seqnr: 0,
+                        quality: Quality::AUTOMATIC_READOUT,
+                    };
+                    self.outbox.push(ReadingId::random(&mut self.rng), reading);
+                }
+            }
+            Input::Shutdown => self.on_shutdown(now),
+        }
+        self.settle(now);
+    }
+
+    /// Lets timers that are due at `now` fire: send slots, rotation, rejoin, drain, liveness.
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.now = now;
+        match &self.phase {
+            Phase::Away { until } if now >= *until => self.join(now),
+            Phase::Draining { until, .. } if now >= *until => self.finish_drain(now),
+            Phase::InRoom(r) if now >= r.rotate_at => self.drain(now, AfterDrain::Rotate),
+            Phase::InRoom(r)
+                if now >= r.send_at && self.in_flight.is_none_or(|(_, d)| now >= d) =>
+            {
+                self.tick(now);
+            }
+            _ => {}
+        }
+        if matches!(self.phase, Phase::InRoom(_) | Phase::Joining { .. }) {
+            match self.liveness.check(now) {
+                Health::Fine => {}
+                Health::Probe => {
+                    tracing::debug!("an answer is overdue; probing the session with a ping");
+                    self.transmits.push_back(Transmit::Ping);
+                }
+                Health::Dead => {
+                    tracing::warn!(
+                        "no answer, not even to a ping; replacing the session and rejoining"
+                    );
+                    self.transmits.push_back(Transmit::RenewSession);
+                    self.phase = Phase::Renewing;
+                }
+            }
+        }
+        self.settle(now);
+    }
+
+    /// The next thing to do, if any.
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the caller, if any.
+    fn poll_event(&mut self) -> Option<MeterEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`MeterCore::handle_timeout`] should be called next; `None` while only an input
+    /// can move the meter on (a session being renewed, or a stopped meter).
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        let own = match &self.phase {
+            Phase::Joining { .. } => None,
+            Phase::InRoom(r) => {
+                let next = match self.in_flight {
+                    // Paced: the next slot also waits for the echo (or its deadline).
+                    Some((_, deadline)) => deadline.max(r.send_at),
+                    None => r.send_at,
+                };
+                let resend = self.outbox.next_resend_at(self.now);
+                Some(resend.map_or(next, |t| t.min(next)).min(r.rotate_at))
+            }
+            Phase::Draining { until, .. } | Phase::Away { until } => return Some(*until),
+            Phase::Renewing | Phase::Stopped(_) => return None,
+        };
+        match (own, self.liveness.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The nickname we are in the room under, if we are.
+    fn nick(&self) -> Option<&RoomNick> {
+        match &self.phase {
+            Phase::InRoom(r) => Some(&r.nick),
+            Phase::Draining { nick, .. } => Some(nick),
+            _ => None,
+        }
+    }
+
+    /// `Some` once the meter has finished: `Ok` after a shutdown, or why it gave up.
+    fn outcome(&self) -> Option<Result<(), MeterCoreError>> {
+        match &self.phase {
+            Phase::Stopped(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -963,10 +1022,10 @@ mod tests {
         let start = T0.plus(5 * 60_000 + 30_000);
         cfg.not_before = Some(start);
         let mut core = MeterCore::new(cfg, StdRng::seed_from_u64(3), T0);
-        let Some(Transmit::Join(nick)) = core.poll_transmit() else {
+        let Some(Transmit::Join(_)) = core.poll_transmit() else {
             panic!("a meter starts by joining");
         };
-        core.handle(T0.plus(40), Input::Joined(nick));
+        core.handle(T0.plus(40), Input::Joined(SelfPresence::default()));
         // The first slot is the interval after the one holding `not_before`.
         let at = core.poll_timeout().expect("a send slot");
         assert!(at >= T0.plus(6 * 60_000), "{at:?}");

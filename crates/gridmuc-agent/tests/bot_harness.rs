@@ -2,6 +2,7 @@
 //! server and of the bot, refusals, floods, empty intervals, a squatted nickname and a stalled
 //! session, each on a virtual clock, deterministic for its seed.
 
+use gridmuc_agent::Agent;
 use gridmuc_agent::bot::{self, BotEvent, Transmit, echo_bound};
 use gridmuc_agent::harness::{Faults, Occupant, World, bot_config, load, meter_config};
 use gridmuc_agent::meter::{self, MeterReport, Mode};
@@ -376,7 +377,7 @@ fn a_room_that_would_show_the_bot_real_jids_is_left_at_once() {
     let sub = world.substation.as_ref().expect("the real bot");
     assert_eq!(
         sub.core.outcome(),
-        Some(Err(gridmuc_agent::BotCoreError::NonAnonymous))
+        Some(Err(gridmuc_agent::PrivacyRefusal::NonAnonymous))
     );
     assert_eq!(joined(&world), 0);
     assert_eq!(sub.count(|t| matches!(t, Transmit::Leave(_))), 1);

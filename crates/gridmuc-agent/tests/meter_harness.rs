@@ -1,6 +1,7 @@
 //! The meter core in the in-memory room: rotation, crashes, stalls, pacing, refusals,
 //! impostors and backoff, each on a virtual clock, deterministic for its seed.
 
+use gridmuc_agent::Agent;
 use gridmuc_agent::harness::{EPOCH, Faults, Occupant, Policy, World, load, meter_config};
 use gridmuc_agent::liveness::ping_bound;
 use gridmuc_agent::meter::{Input, MeterEvent, MeterReport, Mode, Transmit};
@@ -457,4 +458,75 @@ fn a_clean_stop_waits_for_the_last_answer_then_leaves() {
     let h = &world.houses[0];
     assert_eq!(h.core.outcome(), Some(Ok(())));
     assert!(matches!(h.events.last(), Some(MeterEvent::Left(_))));
+}
+
+#[test]
+fn a_meter_leaves_a_room_that_would_link_or_reveal_it_and_sends_nothing() {
+    use gridmuc_agent::{PrivacyRefusal, SelfPresence};
+    let cases = [
+        (
+            SelfPresence {
+                occupant_id: true,
+                ..SelfPresence::default()
+            },
+            PrivacyRefusal::OccupantId,
+        ),
+        (
+            SelfPresence {
+                created: true,
+                ..SelfPresence::default()
+            },
+            PrivacyRefusal::NoSuchRoom,
+        ),
+        (
+            SelfPresence {
+                non_anonymous: true,
+                ..SelfPresence::default()
+            },
+            PrivacyRefusal::NonAnonymous,
+        ),
+    ];
+    for (presence, refusal) in cases {
+        let cfg = meter_config(Mode::Direct);
+        let mut world = World::new(21, 1, &cfg);
+        world.house_presence = presence;
+        world.run_for(5 * MINUTE);
+        let h = &world.houses[0];
+        assert_eq!(h.core.outcome(), Some(Err(refusal.into())));
+        assert_eq!(h.count(|t| matches!(t, Transmit::Send { .. })), 0);
+        assert_eq!(h.count(|t| matches!(t, Transmit::Leave(_))), 1);
+        assert!(world.occupant(&joins_sent(h)).is_none());
+    }
+}
+
+#[test]
+fn a_room_that_starts_showing_jids_is_left_for_good() {
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::new(22, 1, &cfg);
+    world.run_for(3 * MINUTE);
+    let now = world.now();
+    world.houses[0].core.handle(now, Input::RoomShowsJids);
+    world.run_for(3 * MINUTE);
+    let h = &world.houses[0];
+    assert_eq!(
+        h.core.outcome(),
+        Some(Err(gridmuc_agent::PrivacyRefusal::NonAnonymous.into()))
+    );
+    assert!(
+        world
+            .nicks_of(0)
+            .iter()
+            .all(|n| world.occupant(n).is_none())
+    );
+}
+
+/// The nickname of a house's first join.
+fn joins_sent(h: &gridmuc_agent::harness::House) -> gridmuc_core::RoomNick {
+    h.transmits
+        .iter()
+        .find_map(|(_, t)| match t {
+            Transmit::Join(n) => Some(n.clone()),
+            _ => None,
+        })
+        .expect("a join")
 }
