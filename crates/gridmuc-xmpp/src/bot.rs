@@ -13,16 +13,17 @@
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery;
 use crate::district::{DistrictConfig, Uplink};
+use crate::driver::{self, Stall, Wire, from_room, presence_reveals_jid};
 use crate::guard::{self, GuardMark};
 use crate::metrics::{self, Metrics};
-use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
+use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
 use crate::session::Session;
-use crate::{instant_at, millis, now_ts};
+use crate::{millis, now_ts};
 use delivery::Verdict;
-use futures::StreamExt;
+use gridmuc_agent::PrivacyRefusal;
 use gridmuc_agent::bot::{
-    BotCore, BotCoreConfig, BotCoreError, BotEvent as CoreEvent, Input, SelfPresence, To, Transmit,
-    Verdict as CoreVerdict, nick_retry,
+    BotCore, BotCoreConfig, BotEvent as CoreEvent, Input, To, Transmit, Verdict as CoreVerdict,
+    nick_retry,
 };
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
@@ -32,20 +33,17 @@ use gridmuc_core::{
     Watts,
 };
 use minidom::Element;
-use rand::TryRngCore;
-use rand::rand_core::UnwrapErr;
 use rand::rngs::OsRng;
+use rand::{Rng, TryRngCore};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_xmpp::Stanza;
-use tokio_xmpp::jid::{BareJid, FullJid, Jid};
+use tokio_xmpp::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Lang, Message, MessageType};
-use xmpp_parsers::muc::user::MucUser;
 
 pub use gridmuc_agent::bot::summary_line;
 
@@ -229,6 +227,7 @@ pub async fn run_bot(
     if let Some(key) = &key {
         tracing::info!(fingerprint = %key.public().fingerprint(), "signing with the bot key");
     }
+    let interval = Duration::from_millis(cfg.aggregator.interval.max(1).unsigned_abs());
     let core_cfg = BotCoreConfig {
         nick: nick.clone(),
         operators: operators.iter().map(BareJid::to_string).collect(),
@@ -237,30 +236,38 @@ pub async fn run_bot(
         ping_timeout: millis(connect::ping_bound(cfg.account.timeout)),
     };
     let mut client = connect::connect(&cfg.account).await?;
-    let mut driver = Driver {
-        core: BotCore::new(core_cfg, OsRng.unwrap_err(), now_ts()),
-        room,
+    let mut core = BotCore::new(core_cfg, OsRng.unwrap_err(), now_ts());
+    let mut wire = BotWire {
+        room: room.clone(),
         nick,
         operators,
         limits,
         tap: cfg.tap_stanzas,
         events,
-        account: cfg.account,
+        account: cfg.account.clone(),
         uplink,
         metrics: registry,
         key,
-        join_retries: 0,
+        interval,
     };
-    let result = driver.run(&mut client, shutdown).await;
+    let result = driver::drive(
+        &mut core,
+        &mut wire,
+        &mut client,
+        &room,
+        &cfg.account,
+        shutdown,
+    )
+    .await;
     connect::close(client).await;
     result.map(|()| BotReport {
-        counters: driver.core.counters().clone(),
+        counters: core.counters().clone(),
     })
 }
 
-/// The I/O half of the bot: stanzas in, [`Transmit`]s out, the district uplink beside.
-struct Driver {
-    core: BotCore<UnwrapErr<OsRng>>,
+/// The bot's XMPP side: readings decoded (sealed ones opened with the bot key), verdicts and
+/// posts signed, the operators' commands, metrics, and the district uplink beside the core.
+struct BotWire {
     room: BareJid,
     nick: RoomNick,
     operators: Vec<BareJid>,
@@ -272,102 +279,99 @@ struct Driver {
     metrics: Arc<Metrics>,
     /// Signs verdicts and posts, opens sealed readings.
     key: Option<Arc<BotSecretKey>>,
-    /// Joins the room did not answer, in a row.
-    join_retries: u32,
+    /// The aggregator's interval, which bounds how long input may hold back a due close.
+    interval: Duration,
 }
 
-impl Driver {
-    fn emit(&self, e: BotEvent) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(e);
+impl<R: Rng> Wire<BotCore<R>> for BotWire {
+    type Error = BotError;
+
+    /// What a message means to the core: a reading from an occupant (decoded here), an
+    /// operator's command, or only a sign of life (our own post's echo included).
+    fn message_input(&mut self, _core: &BotCore<R>, m: &Message) -> Input {
+        if self.uplink.as_mut().is_some_and(|up| up.on_message(m)) {
+            return Input::Alive;
+        }
+        if let Some(nick) = muc::nick_in_room(m.from.as_ref(), &self.room) {
+            let live = matches!(m.type_, MessageType::Groupchat | MessageType::Chat);
+            let delayed = m
+                .payloads
+                .iter()
+                .any(|p| p.is("delay", xmpp_parsers::ns::DELAY));
+            if nick == self.nick || !live || delayed {
+                return Input::Alive;
+            }
+            let id = delivery::reading_id(m);
+            let Some(reading) = decode_reading(m, id, self.key.as_deref(), &self.limits) else {
+                return Input::Alive;
+            };
+            // Direct readings get the verdict; in the room, the reflection is the receipt.
+            let wants_verdict =
+                m.type_ == MessageType::Chat && delivery::wants_receipt(&m.payloads);
+            return Input::Reading {
+                from: nick,
+                id,
+                reading,
+                wants_verdict,
+            };
+        }
+        match operator_command(m, &self.operators) {
+            Some((from, text)) => Input::Command {
+                from: from.to_string(),
+                text,
+            },
+            None => Input::Alive,
         }
     }
 
-    async fn run(
+    async fn transmit(
         &mut self,
         client: &mut Session,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), BotError> {
-        tokio::pin!(shutdown);
-        let interval = Duration::from_millis(
-            self.core
-                .aggregator()
-                .config()
-                .interval
-                .max(1)
-                .unsigned_abs(),
-        );
-        let mut stopping = false;
-        loop {
-            self.pump(client).await?;
-            if let Some(outcome) = self.core.outcome() {
-                return match outcome {
-                    Ok(()) => self.leave_district(client).await,
-                    Err(e) => Err(self.privacy_error(e)),
+        t: Transmit,
+    ) -> Result<Option<Input>, BotError> {
+        let bound = self.account.timeout;
+        let key = self.key.clone();
+        match t {
+            Transmit::Verdict { to, id, verdict } => {
+                let verdict = match verdict {
+                    CoreVerdict::Accepted => Verdict::Accepted,
+                    CoreVerdict::Refused(reason) => Verdict::Refused(reason),
                 };
+                let to = muc::occupant(&self.room, &to)?;
+                let answer = delivery::verdict_message(to, id, &verdict, key.as_deref());
+                muc::send(client, answer.into(), bound).await?;
             }
-            let wake = self
-                .core
-                .poll_timeout()
-                .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at);
-            // What the session has already delivered is read before due intervals close (a
-            // bot resumed after a pause would otherwise close them empty), unless a flood has
-            // kept the timer waiting for a whole interval.
-            let starved = Instant::now() > wake + interval;
-            tokio::select! {
-                biased;
-                () = &mut shutdown, if !stopping => {
-                    stopping = true;
-                    self.core.handle(now_ts(), Input::Shutdown);
-                }
-                () = tokio::time::sleep_until(wake), if starved => self.tick(client).await?,
-                event = client.next() => match muc::session_event(event)? {
-                    SessionEvent::Restarted => {
-                        connect::announce(client).await.map_err(MucError::Send)?;
-                        self.core.handle(now_ts(), Input::SessionReset);
+            Transmit::Post {
+                to,
+                body,
+                alert,
+                signed,
+            } => {
+                let (to, type_): (Jid, MessageType) = match to {
+                    To::Room => (self.room.clone().into(), MessageType::Groupchat),
+                    To::Occupant(nick) => {
+                        (muc::occupant(&self.room, &nick)?.into(), MessageType::Chat)
                     }
-                    SessionEvent::Resumed => self.core.handle(now_ts(), Input::Alive),
-                    SessionEvent::Stanza(s) => self.on_stanza(client, s)?,
-                },
-                () = tokio::time::sleep_until(wake) => self.tick(client).await?,
+                    To::Operator(op) => match BareJid::new(&op) {
+                        Ok(jid) => (jid.into(), MessageType::Chat),
+                        Err(e) => {
+                            // Operators were parsed at start: only a core bug gets here.
+                            tracing::error!(%e, "not an operator address; post dropped");
+                            return Ok(None);
+                        }
+                    },
+                };
+                let payload = alert.as_ref().map(codec::encode_alert);
+                let key = if signed { key.as_deref() } else { None };
+                send_chat(client, bound, to, type_, body, payload, key).await?;
             }
+            // The room's own transmits never reach the wire.
+            Transmit::Join(_) | Transmit::Leave(_) | Transmit::Ping | Transmit::RenewSession => {}
         }
+        Ok(None)
     }
 
-    /// Lets the core close due intervals and watch the session, then sends the district
-    /// whatever is due.
-    async fn tick(&mut self, client: &mut Session) -> Result<(), BotError> {
-        self.core.handle_timeout(now_ts());
-        self.pump(client).await?;
-        if let Some(up) = &mut self.uplink {
-            match up.flush(client, now_ts(), self.account.timeout).await {
-                Err(MucError::Stalled(_)) => self.renew(client).await?,
-                other => other?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Carries out everything the core asks for, then passes its events on (so a summary is
-    /// reported after it was posted).
-    async fn pump(&mut self, client: &mut Session) -> Result<(), BotError> {
-        loop {
-            let mut busy = false;
-            while let Some(t) = self.core.poll_transmit() {
-                busy = true;
-                self.transmit(client, t).await?;
-            }
-            while let Some(e) = self.core.poll_event() {
-                busy = true;
-                self.on_core_event(e);
-            }
-            if !busy {
-                return Ok(());
-            }
-        }
-    }
-
-    fn on_core_event(&mut self, e: CoreEvent) {
+    fn event(&mut self, e: CoreEvent) {
         match e {
             CoreEvent::Joined(nick) => self.emit(BotEvent::Joined(nick)),
             CoreEvent::Ingested {
@@ -406,144 +410,26 @@ impl Driver {
         }
     }
 
-    async fn transmit(&mut self, client: &mut Session, t: Transmit) -> Result<(), BotError> {
-        let bound = self.account.timeout;
-        let key = self.key.clone();
-        let sent = match t {
-            Transmit::Join(nick) => return self.join(client, nick).await,
-            Transmit::Leave(nick) => {
-                match muc::leave(client, &self.room, &nick, bound).await {
-                    // Nothing left to replace a session for.
-                    Err(MucError::Stalled(_)) if self.core.outcome().is_some() => Ok(()),
-                    other => other,
-                }
-            }
-            Transmit::Verdict { to, id, verdict } => {
-                let verdict = match verdict {
-                    CoreVerdict::Accepted => Verdict::Accepted,
-                    CoreVerdict::Refused(reason) => Verdict::Refused(reason),
-                };
-                let to = muc::occupant(&self.room, &to)?;
-                let answer = delivery::verdict_message(to, id, &verdict, key.as_deref());
-                muc::send(client, answer.into(), bound).await
-            }
-            Transmit::Post {
-                to,
-                body,
-                alert,
-                signed,
-            } => {
-                let (to, type_): (Jid, MessageType) = match to {
-                    To::Room => (self.room.clone().into(), MessageType::Groupchat),
-                    To::Occupant(nick) => {
-                        (muc::occupant(&self.room, &nick)?.into(), MessageType::Chat)
-                    }
-                    To::Operator(op) => match BareJid::new(&op) {
-                        Ok(jid) => (jid.into(), MessageType::Chat),
-                        Err(e) => return Err(BotError::BadJid(op, e.to_string())),
-                    },
-                };
-                let payload = alert.as_ref().map(codec::encode_alert);
-                let key = if signed { key.as_deref() } else { None };
-                match send_chat(client, bound, to, type_, body, payload, key).await {
-                    Err(BotError::Muc(e)) => Err(e),
-                    other => return other,
-                }
-            }
-            Transmit::Ping => {
-                let wait = connect::ping_bound(self.account.timeout);
-                let deadline = Instant::now() + wait;
-                match connect::send_ping(client, deadline).await {
-                    Some(_) => Ok(()),
-                    None => Err(MucError::Stalled(wait)),
-                }
-            }
-            Transmit::RenewSession => return self.renew(client).await,
-        };
-        match sent {
-            Ok(()) => Ok(()),
-            Err(MucError::Stalled(_)) => {
-                tracing::warn!("session stalled; replacing it and rejoining the room");
-                self.renew(client).await
-            }
-            Err(e) => Err(e.into()),
-        }
+    fn gave_up(&self, e: PrivacyRefusal) -> BotError {
+        MucError::from(PrivacyError::refused(&self.room, e)).into()
     }
 
-    /// Replaces the session and tells the core, which rejoins.
-    async fn renew(&mut self, client: &mut Session) -> Result<(), BotError> {
-        connect::renew(client, &self.account).await?;
-        self.core.handle(now_ts(), Input::SessionReset);
-        Ok(())
+    /// What a session has already delivered is read before due intervals close (a bot
+    /// resumed after a pause would otherwise close them empty), unless a flood has kept the
+    /// timer waiting for a whole interval.
+    fn timer_lag(&self) -> Duration {
+        self.interval
     }
 
-    /// One join attempt; the core judges our self-presence. What arrives before it is handed
-    /// to the core after it. Once in, the district room is joined too and its backlog resent.
-    async fn join(&mut self, client: &mut Session, nick: RoomNick) -> Result<(), BotError> {
-        let mut early = Vec::new();
-        let mut saw_jids = false;
-        let own = client.bound_jid().cloned();
-        let room = self.room.clone();
-        let answer = muc::answer_bound(&self.account);
-        let joined = muc::join(client, &room, &nick, answer, |s| {
-            if let Stanza::Presence(p) = &s
-                && from_room(p, &room)
-            {
-                saw_jids |= presence_reveals_jid(&p.payloads, own.as_ref());
-            }
-            early.push(s);
-        })
-        .await;
-        match joined {
-            Ok(JoinOutcome::Joined(me)) => {
-                self.join_retries = 0;
-                let privileged = me.is_privileged().then(|| {
-                    (
-                        format!("{:?}", me.role).to_lowercase(),
-                        format!("{:?}", me.affiliation).to_lowercase(),
-                    )
-                });
-                let presence = SelfPresence {
-                    privileged,
-                    non_anonymous: me.non_anonymous || saw_jids,
-                    occupant_id: me.occupant_id,
-                };
-                self.core.handle(now_ts(), Input::Joined(presence));
-            }
-            Ok(JoinOutcome::Conflict) => self.core.handle(now_ts(), Input::NickConflict),
-            Err(MucError::Reconnected) => self.core.handle(now_ts(), Input::SessionReset),
-            Err(MucError::Stalled(_)) => {
-                tracing::warn!("session stalled while joining; replacing it");
-                self.renew(client).await?;
-            }
-            Err(MucError::Timeout(..)) if self.join_retries < muc::FRESH_RETRIES => {
-                self.join_retries += 1;
-                tracing::warn!("no answer to the join; retrying on a fresh session");
-                self.renew(client).await?;
-            }
-            Err(e) => return Err(e.into()),
-        }
-        // Callers learn that we joined before they see what arrived meanwhile.
-        while let Some(e) = self.core.poll_event() {
-            self.on_core_event(e);
-        }
-        for s in early {
-            self.on_stanza(client, s)?;
-        }
-        match self.join_district(client).await {
-            Err(BotError::Muc(MucError::Stalled(_))) => {
-                tracing::warn!("session stalled; replacing it and rejoining the room");
-                self.renew(client).await
-            }
-            other => other,
+    fn saw(&mut self, s: &Stanza) {
+        if self.tap {
+            self.emit(BotEvent::Stanza(stanza_xml(s)));
         }
     }
 
     /// Once in the neighbourhood room: the district room too, and its backlog resent.
-    async fn join_district(&mut self, client: &mut Session) -> Result<(), BotError> {
-        if self.core.in_room()
-            && let Some(up) = &mut self.uplink
-        {
+    async fn after_join(&mut self, client: &mut Session) -> Result<(), BotError> {
+        if let Some(up) = &mut self.uplink {
             join_as_participant(client, &up.room, &up.nick, &self.account, &self.operators).await?;
             up.resend_all();
             up.flush(client, now_ts(), self.account.timeout).await?;
@@ -551,71 +437,16 @@ impl Driver {
         Ok(())
     }
 
-    /// Turns a stanza into the core's input.
-    fn on_stanza(&mut self, client: &Session, stanza: Stanza) -> Result<(), BotError> {
-        if self.tap {
-            self.emit(BotEvent::Stanza(stanza_xml(&stanza)));
+    /// Sends the district whatever is due.
+    async fn after_timeout(&mut self, client: &mut Session) -> Result<(), BotError> {
+        if let Some(up) = &mut self.uplink {
+            up.flush(client, now_ts(), self.account.timeout).await?;
         }
-        let input = match stanza {
-            Stanza::Message(m) => self.message_input(&m),
-            Stanza::Presence(p) => {
-                match removed_by_presence(&p, &self.room, &self.nick, client.bound_jid()) {
-                    Ok(true) => Input::Removed,
-                    Ok(false) => Input::Alive,
-                    Err(_) => Input::RoomShowsJids,
-                }
-            }
-            Stanza::Iq(_) => Input::Alive,
-        };
-        self.core.handle(now_ts(), input);
         Ok(())
     }
 
-    /// What a message means to the core: a reading from an occupant (decoded here), an
-    /// operator's command, or only a sign of life (our own post's echo included).
-    fn message_input(&mut self, m: &Message) -> Input {
-        if self.uplink.as_mut().is_some_and(|up| up.on_message(m)) {
-            return Input::Alive;
-        }
-        if let Some(nick) = muc::nick_in_room(m.from.as_ref(), &self.room) {
-            let live = matches!(m.type_, MessageType::Groupchat | MessageType::Chat);
-            let delayed = m
-                .payloads
-                .iter()
-                .any(|p| p.is("delay", xmpp_parsers::ns::DELAY));
-            if nick == self.nick || !live || delayed {
-                return Input::Alive;
-            }
-            let id = delivery::reading_id(m);
-            let Some(reading) = self.decode(m, id) else {
-                return Input::Alive;
-            };
-            // Direct readings get the verdict; in the room, the reflection is the receipt.
-            let wants_verdict =
-                m.type_ == MessageType::Chat && delivery::wants_receipt(&m.payloads);
-            return Input::Reading {
-                from: nick,
-                id,
-                reading,
-                wants_verdict,
-            };
-        }
-        match operator_command(m, &self.operators) {
-            Some((from, text)) => Input::Command {
-                from: from.to_string(),
-                text,
-            },
-            None => Input::Alive,
-        }
-    }
-
-    /// The reading a message from an occupant carries (see [`decode_reading`]).
-    fn decode(&self, m: &Message, id: Option<ReadingId>) -> Option<Result<Reading, Rejection>> {
-        decode_reading(m, id, self.key.as_deref(), &self.limits)
-    }
-
     /// After a clean stop: leave the district room too, saying what it still owes.
-    async fn leave_district(&mut self, client: &mut Session) -> Result<(), BotError> {
+    async fn on_stop(&mut self, client: &mut Session) -> Result<(), BotError> {
         let Some(up) = &mut self.uplink else {
             return Ok(());
         };
@@ -626,23 +457,21 @@ impl Driver {
                 "stopping with totals the district has not acknowledged"
             );
         }
-        muc::leave(client, &up.room, &up.nick, self.account.timeout).await?;
-        Ok(())
+        Ok(muc::leave(client, &up.room, &up.nick, self.account.timeout).await?)
     }
+}
 
-    /// The core's privacy refusal as the error callers know.
-    fn privacy_error(&self, e: BotCoreError) -> BotError {
-        let name = self.room.to_string();
-        let refusal = match e {
-            BotCoreError::Privileged { role, affiliation } => PrivacyError::Privileged {
-                room: name,
-                role,
-                affiliation,
-            },
-            BotCoreError::NonAnonymous => PrivacyError::NonAnonymous(name),
-            BotCoreError::OccupantId => PrivacyError::OccupantId(name),
-        };
-        MucError::from(refusal).into()
+impl Stall for BotError {
+    fn is_stall(&self) -> bool {
+        matches!(self, BotError::Muc(MucError::Stalled(_)))
+    }
+}
+
+impl BotWire {
+    fn emit(&self, e: BotEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(e);
+        }
     }
 }
 
@@ -712,52 +541,16 @@ pub(crate) async fn join_as_participant(
     if taken > 0 {
         tracing::warn!(%room, %nick, attempts = taken, "got our nickname back");
     }
-    let name = room.to_string();
-    let refusal = if me.is_privileged() {
-        Some(PrivacyError::Privileged {
-            room: name,
-            role: format!("{:?}", me.role).to_lowercase(),
-            affiliation: format!("{:?}", me.affiliation).to_lowercase(),
-        })
-    } else if me.non_anonymous || saw_jids {
-        Some(PrivacyError::NonAnonymous(name))
-    } else if me.occupant_id {
-        Some(PrivacyError::OccupantId(name))
-    } else {
-        None
-    };
+    let refusal = me
+        .judged(saw_jids)
+        .refusal()
+        .map(|why| PrivacyError::refused(room, why));
     if let Some(refusal) = refusal {
         muc::leave(client, room, nick, account.timeout).await?;
         return Err(MucError::from(refusal).into());
     }
     tracing::info!(%room, %nick, "joined as a plain participant");
     Ok(())
-}
-
-/// Whether a presence from the room says we were removed from it; an error if it shows real
-/// JIDs, i.e. the room changed under us (made non-anonymous or us a moderator) and we must stop.
-///
-/// Only the room speaks for the room: any account can send us a presence carrying a `muc#user`
-/// item with someone's JID, and such a presence is ignored.
-pub(crate) fn removed_by_presence(
-    p: &xmpp_parsers::presence::Presence,
-    room: &BareJid,
-    nick: &RoomNick,
-    own: Option<&FullJid>,
-) -> Result<bool, BotError> {
-    if !from_room(p, room) {
-        tracing::debug!("ignored a presence that does not come from the room");
-        return Ok(false);
-    }
-    if presence_reveals_jid(&p.payloads, own) {
-        return Err(MucError::from(PrivacyError::NonAnonymous(room.to_string())).into());
-    }
-    Ok(muc::nick_in_room(p.from.as_ref(), room).as_ref() == Some(nick) && muc::removed(p))
-}
-
-/// Whether a presence comes from the room itself or one of its occupants.
-pub(crate) fn from_room(p: &xmpp_parsers::presence::Presence, room: &BareJid) -> bool {
-    p.from.as_ref().is_some_and(|f| f.to_bare() == *room)
 }
 
 /// The operator and the command text if `m` is a direct message from a configured operator.
@@ -823,32 +616,12 @@ pub(crate) async fn send_chat(
     body: String,
     payload: Option<Element>,
     key: Option<&BotSecretKey>,
-) -> Result<(), BotError> {
+) -> Result<(), MucError> {
     let signature = key.map(|k| delivery::post_signature(&body, k));
     let payloads = payload.into_iter().chain(signature).collect();
     let mut m = Message::new_with_type(type_, Some(to)).with_payloads(payloads);
     m.bodies.insert(Lang(String::new()), body);
-    muc::send(client, m.into(), bound).await?;
-    Ok(())
-}
-
-/// True if a MUC presence shows a real JID other than our own `own`: then we are privileged or
-/// the room is non-anonymous.
-///
-/// Our own JID alone is what Prosody shows an account that is in the room twice under one
-/// nickname (a replaced session that has not gone yet, on a busy server); it says nothing
-/// about a house, and a non-anonymous room still says so with status code 100.
-fn presence_reveals_jid(payloads: &[Element], own: Option<&FullJid>) -> bool {
-    let own = own.map(|o| o.to_bare());
-    payloads
-        .iter()
-        .filter_map(|e| MucUser::try_from(e.clone()).ok())
-        .any(|u| {
-            u.items
-                .iter()
-                .filter_map(|i| i.jid.as_ref())
-                .any(|j| own.as_ref() != Some(&j.to_bare()))
-        })
+    muc::send(client, m.into(), bound).await
 }
 
 /// The reading a message from an occupant carries, `None` if it carries none; refused if the
@@ -913,79 +686,4 @@ pub(crate) fn stanza_xml(s: &Stanza) -> String {
         Stanza::Iq(i) => Stanza::Iq(i.clone()),
     };
     String::from(&Element::from(copy))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item_with(jid: &str) -> Vec<Element> {
-        let x = format!(
-            "<x xmlns='http://jabber.org/protocol/muc#user'>\
-             <item affiliation='none' role='participant' jid='{jid}'/></x>"
-        );
-        vec![x.parse().unwrap()]
-    }
-
-    #[test]
-    fn only_the_room_can_say_it_shows_jids_or_removed_us() {
-        let room = BareJid::new("hood@rooms.grid.test").unwrap();
-        let nick = RoomNick::new("substation").unwrap();
-        let own = FullJid::new("bot@grid.test/r").unwrap();
-        let spoof = |from: &str| {
-            let xml = format!(
-                "<presence xmlns='jabber:client' from='{from}' to='bot@grid.test/r'>\
-                 <x xmlns='http://jabber.org/protocol/muc#user'>\
-                 <item affiliation='none' role='participant' jid='house-999@grid.test/x'/></x></presence>"
-            );
-            xmpp_parsers::presence::Presence::try_from(xml.parse::<Element>().unwrap()).unwrap()
-        };
-        // Any account may send this; from outside the room it says nothing.
-        assert!(matches!(
-            removed_by_presence(&spoof("house-999@grid.test/x"), &room, &nick, Some(&own)),
-            Ok(false)
-        ));
-        assert!(matches!(
-            removed_by_presence(
-                &spoof("other@rooms.grid.test/substation"),
-                &room,
-                &nick,
-                Some(&own)
-            ),
-            Ok(false)
-        ));
-        // From the room it means the room shows real JIDs: stop.
-        assert!(
-            removed_by_presence(
-                &spoof("hood@rooms.grid.test/amber-otter-1"),
-                &room,
-                &nick,
-                Some(&own)
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn only_a_jid_other_than_our_own_reveals_anything() {
-        let own = FullJid::new("bot@grid.test/new").unwrap();
-        // A second session of our own account under our nickname.
-        assert!(!presence_reveals_jid(
-            &item_with("bot@grid.test/old"),
-            Some(&own)
-        ));
-        assert!(presence_reveals_jid(
-            &item_with("house7@homes.test/meter"),
-            Some(&own)
-        ));
-        // Before we know who we are, any JID counts.
-        assert!(presence_reveals_jid(&item_with("bot@grid.test/old"), None));
-        let anonymous: Vec<Element> = vec![
-            "<x xmlns='http://jabber.org/protocol/muc#user'>\
-             <item affiliation='none' role='participant'/></x>"
-                .parse()
-                .unwrap(),
-        ];
-        assert!(!presence_reveals_jid(&anonymous, Some(&own)));
-    }
 }

@@ -7,6 +7,7 @@ pub mod bot;
 pub mod connect;
 pub mod delivery;
 pub mod district;
+mod driver;
 pub mod guard;
 pub mod listen;
 mod liveness;
@@ -33,10 +34,14 @@ pub(crate) fn now_ts() -> Timestamp {
     Timestamp(ms)
 }
 
-/// The tokio instant at which the wall clock reads `t` (now if already past).
+/// The tokio instant at which the wall clock reads (or read) `t`.
 pub(crate) fn instant_at(t: Timestamp) -> Instant {
-    let wait = t.since(now_ts()).max(0);
-    Instant::now() + Duration::from_millis(wait.unsigned_abs())
+    let now = Instant::now();
+    let offset = Duration::from_millis(t.since(now_ts()).unsigned_abs());
+    match t >= now_ts() {
+        true => now + offset,
+        false => now.checked_sub(offset).unwrap_or(now),
+    }
 }
 
 /// A duration in whole milliseconds, the core's unit.

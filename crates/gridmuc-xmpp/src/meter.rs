@@ -9,29 +9,26 @@
 
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery::{self, Answer, Verdict};
-use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
+use crate::driver::{self, Stall, Wire};
+use crate::muc::{self, MucError, PrivacyError};
 use crate::session::Session;
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, millis, now_ts};
-use futures::StreamExt;
 use gridmuc_agent::meter::{
-    self as agent, Input, JOIN_ATTEMPTS, MeterCore, MeterCoreConfig, MeterCoreError, Recipient,
-    Transmit,
+    self as agent, Input, MeterCore, MeterCoreConfig, MeterCoreError, Recipient, Transmit,
 };
 use gridmuc_botkey::BotPublicKey;
 use gridmuc_core::codec;
-use gridmuc_core::{Millis, NickGenerator, ReadingId, RoomNick, Timestamp};
+use gridmuc_core::{Millis, ReadingId, RoomNick, Timestamp};
 use rand::rand_core::UnwrapErr;
 use rand::rngs::OsRng;
-use rand::{Rng, TryRngCore};
+use rand::{CryptoRng, Rng, TryRngCore};
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::{BareJid, FullJid};
 use xmpp_parsers::message::{Message, MessageType};
-use xmpp_parsers::presence::Presence;
 
 pub(crate) use gridmuc_agent::meter::uniform;
 pub use gridmuc_agent::meter::{MeterReport, Mode};
@@ -179,14 +176,6 @@ impl MeterError {
     }
 }
 
-impl From<MeterCoreError> for MeterError {
-    fn from(e: MeterCoreError) -> MeterError {
-        match e {
-            MeterCoreError::NoFreeNick(n) => MeterError::Muc(MucError::NoFreeNick(n)),
-        }
-    }
-}
-
 /// Longest wait for outstanding acknowledgements when stopping or rotating.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
@@ -240,25 +229,29 @@ pub async fn run_meter(
              nickname can take them and acknowledge them"
         );
     }
-    let mut driver = Driver {
-        core: MeterCore::new(cfg.core(), OsRng.unwrap_err(), now_ts()),
+    let mut core = MeterCore::new(cfg.core(), OsRng.unwrap_err(), now_ts());
+    let account = cfg.account.clone();
+    let mut wire = MeterWire {
         cfg,
-        room,
+        room: room.clone(),
         bot,
         events,
         source,
         rng,
         started: Instant::now(),
     };
-    let result = driver.run(&mut client, shutdown).await;
+    let result = match preflight(&mut client, &room, &account).await {
+        Ok(()) => driver::drive(&mut core, &mut wire, &mut client, &room, &account, shutdown).await,
+        Err(e) => Err(e),
+    };
     connect::close(client).await;
-    result.map(|()| driver.core.report())
+    result.map(|()| core.report())
 }
 
-/// The I/O half of one meter.
-struct Driver {
+/// The meter's XMPP side: readings on the wire, the bot's answers and the room's echoes off it,
+/// and the reading source.
+struct MeterWire {
     cfg: MeterConfig,
-    core: MeterCore<UnwrapErr<OsRng>>,
     room: BareJid,
     bot: FullJid,
     events: Option<mpsc::UnboundedSender<MeterEvent>>,
@@ -269,136 +262,64 @@ struct Driver {
     started: Instant,
 }
 
-impl Driver {
-    async fn run(
+impl<R: Rng + CryptoRng> Wire<MeterCore<R>> for MeterWire {
+    type Error = MeterError;
+
+    fn message_input(&mut self, _core: &MeterCore<R>, m: &Message) -> Input {
+        self.message_meaning(m)
+    }
+
+    async fn transmit(
         &mut self,
         client: &mut Session,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), MeterError> {
-        preflight(client, &self.room, &self.cfg.account).await?;
-        tokio::pin!(shutdown);
-        let mut stopping = false;
-        loop {
-            self.pump(client).await?;
-            if let Some(outcome) = self.core.outcome() {
-                return outcome.map_err(MeterError::from);
-            }
-            let wake = self
-                .core
-                .poll_timeout()
-                .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at);
-            tokio::select! {
-                () = &mut shutdown, if !stopping => {
-                    stopping = true;
-                    self.core.handle(now_ts(), Input::Shutdown);
-                }
-                event = client.next() => match muc::session_event(event)? {
-                    SessionEvent::Restarted => self.core.handle(now_ts(), Input::SessionReset),
-                    SessionEvent::Resumed => self.core.handle(now_ts(), Input::Alive),
-                    SessionEvent::Stanza(s) => self.on_stanza(s),
-                },
-                () = tokio::time::sleep_until(wake) => self.core.handle_timeout(now_ts()),
-            }
-        }
-    }
-
-    /// Carries out everything the core asks for, passing its events on as they come.
-    async fn pump(&mut self, client: &mut Session) -> Result<(), MeterError> {
-        loop {
-            let at = Instant::now();
-            while let Some(e) = self.core.poll_event() {
-                if let Some(tx) = &self.events {
-                    let _ = tx.send(e.map_at(|_| at));
-                }
-            }
-            let Some(t) = self.core.poll_transmit() else {
-                return Ok(());
-            };
-            self.transmit(client, t).await?;
-        }
-    }
-
-    async fn transmit(&mut self, client: &mut Session, t: Transmit) -> Result<(), MeterError> {
-        let bound = self.cfg.account.timeout;
-        let sent = match t {
-            Transmit::Join(nick) => return self.join(client, nick).await,
-            Transmit::Leave(nick) => {
-                tracing::debug!(%nick, "leaving the room");
-                match muc::leave(client, &self.room, &nick, bound).await {
-                    // Nothing left to replace a session for.
-                    Err(MucError::Stalled(_)) if self.core.outcome().is_some() => Ok(()),
-                    other => other,
-                }
-            }
+        t: Transmit,
+    ) -> Result<Option<Input>, MeterError> {
+        match t {
             Transmit::Send { id, reading, to } => {
                 let stanza = self.message(id, &reading, to);
-                muc::send(client, stanza.into(), bound).await
+                muc::send(client, stanza.into(), self.cfg.account.timeout).await?;
+                Ok(None)
             }
-            Transmit::Ping => {
-                let ping = connect::ping_bound(bound);
-                match connect::send_ping(client, Instant::now() + ping).await {
-                    Some(_) => Ok(()),
-                    None => Err(MucError::Stalled(ping)),
-                }
+            Transmit::Measure { slot } => Ok(Some(match self.source.sample(slot, &mut self.rng) {
+                Sample::Finished => Input::Shutdown,
+                Sample::Skip => Input::Measured { slot, value: None },
+                Sample::Value(w) => Input::Measured {
+                    slot,
+                    value: Some(
+                        w + Injection::total_at(&self.cfg.injections, self.started.elapsed()),
+                    ),
+                },
+            })),
+            // The room's own transmits never reach the wire.
+            Transmit::Join(_) | Transmit::Leave(_) | Transmit::Ping | Transmit::RenewSession => {
+                Ok(None)
             }
-            Transmit::RenewSession => return self.renew(client).await,
-            Transmit::Measure { slot } => {
-                let input = match self.source.sample(slot, &mut self.rng) {
-                    Sample::Finished => Input::Shutdown,
-                    Sample::Skip => Input::Measured { slot, value: None },
-                    Sample::Value(w) => Input::Measured {
-                        slot,
-                        value: Some(
-                            w + Injection::total_at(&self.cfg.injections, self.started.elapsed()),
-                        ),
-                    },
-                };
-                self.core.handle(now_ts(), input);
-                Ok(())
-            }
-        };
-        match sent {
-            Ok(()) => Ok(()),
-            Err(MucError::Stalled(_)) => {
-                tracing::warn!("session stalled; replacing it and rejoining under a new nickname");
-                self.renew(client).await
-            }
-            Err(e) => Err(e.into()),
         }
     }
 
-    /// Replaces the session and tells the core, which rejoins under a new nickname.
-    async fn renew(&mut self, client: &mut Session) -> Result<(), MeterError> {
-        connect::renew(client, &self.cfg.account).await?;
-        self.core.handle(now_ts(), Input::SessionReset);
-        Ok(())
+    fn event(&mut self, e: agent::MeterEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(e.map_at(instant_at));
+        }
     }
 
-    /// One join attempt; what arrives before the self-presence is handed to the core after it.
-    async fn join(&mut self, client: &mut Session, nick: RoomNick) -> Result<(), MeterError> {
-        let mut early = Vec::new();
-        let attempt = join_as(client, &self.room, &self.cfg.account, &nick, |s| {
-            early.push(s)
-        })
-        .await;
-        match attempt {
-            Ok(Attempt::Joined) => self.core.handle(now_ts(), Input::Joined(nick)),
-            Ok(Attempt::Conflict) => self.core.handle(now_ts(), Input::NickConflict),
-            Err(MeterError::Muc(MucError::Reconnected)) => {
-                self.core.handle(now_ts(), Input::SessionReset);
+    fn gave_up(&self, e: MeterCoreError) -> MeterError {
+        match e {
+            MeterCoreError::NoFreeNick(n) => MeterError::Muc(MucError::NoFreeNick(n)),
+            MeterCoreError::Privacy(why) => {
+                MeterError::Muc(PrivacyError::refused(&self.room, why).into())
             }
-            Ok(Attempt::NoAnswer) | Err(MeterError::Muc(MucError::Stalled(_))) => {
-                tracing::warn!("no answer to the join; retrying on a fresh session");
-                self.renew(client).await?;
-            }
-            Err(e) => return Err(e),
         }
-        for s in early {
-            self.on_stanza(s);
-        }
-        Ok(())
     }
+}
 
+impl Stall for MeterError {
+    fn is_stall(&self) -> bool {
+        matches!(self, MeterError::Muc(MucError::Stalled(_)))
+    }
+}
+
+impl MeterWire {
     /// The reading stanza: a human body plus the XEP-0323 payload, and nothing about the house.
     ///
     /// The id is the random [`ReadingId`]; a direct reading asks the bot for an XEP-0184
@@ -426,18 +347,9 @@ impl Driver {
         }
     }
 
-    fn on_stanza(&mut self, stanza: Stanza) {
-        let input = match stanza {
-            Stanza::Message(m) => self.message_input(&m),
-            Stanza::Presence(p) if self.removes_us(&p) => Input::Removed,
-            _ => Input::Alive,
-        };
-        self.core.handle(now_ts(), input);
-    }
-
     /// What a message means to the core: the bot's answer, the room's echo of our broadcast
     /// (possibly for an earlier nickname), a bounce, or a private message through the room.
-    fn message_input(&self, m: &Message) -> Input {
+    fn message_meaning(&self, m: &Message) -> Input {
         let Some(from) = m.from.as_ref() else {
             return Input::Alive;
         };
@@ -492,12 +404,6 @@ impl Driver {
             }
         }
     }
-
-    /// Only a presence from our own occupant JID says we were removed.
-    fn removes_us(&self, p: &Presence) -> bool {
-        let from = muc::nick_in_room(p.from.as_ref(), &self.room);
-        from.is_some() && from.as_ref() == self.core.nick() && muc::removed(p)
-    }
 }
 
 /// Checks the room's privacy settings (disco#info), retrying a silent room on fresh sessions.
@@ -516,73 +422,4 @@ pub(crate) async fn preflight(
         connect::renew(client, account).await?;
     }
     Ok(())
-}
-
-/// How one join attempt went.
-enum Attempt {
-    /// In the room, and it keeps us anonymous.
-    Joined,
-    /// The nickname is taken.
-    Conflict,
-    /// The room did not answer in time: the session may be dead.
-    NoAnswer,
-}
-
-/// Joins under `nick`, and leaves again with a privacy refusal if our own presence shows real
-/// JIDs, occupant-id or a new room. Stanzas before the self-presence go to `other`.
-async fn join_as(
-    client: &mut Session,
-    room: &BareJid,
-    account: &ConnectConfig,
-    nick: &RoomNick,
-    other: impl FnMut(Stanza),
-) -> Result<Attempt, MeterError> {
-    let outcome = match muc::join(client, room, nick, muc::answer_bound(account), other).await {
-        Err(MucError::Timeout(..)) => return Ok(Attempt::NoAnswer),
-        other => other?,
-    };
-    let me = match outcome {
-        JoinOutcome::Conflict => return Ok(Attempt::Conflict),
-        JoinOutcome::Joined(me) => me,
-    };
-    if me.non_anonymous || me.occupant_id || me.created {
-        muc::leave(client, room, nick, account.timeout).await?;
-        let name = room.to_string();
-        return Err(MucError::from(if me.occupant_id {
-            PrivacyError::OccupantId(name)
-        } else if me.created {
-            PrivacyError::NoSuchRoom(name)
-        } else {
-            PrivacyError::NonAnonymous(name)
-        })
-        .into());
-    }
-    tracing::debug!(%nick, "joined the room");
-    Ok(Attempt::Joined)
-}
-
-/// Joins under a fresh CSPRNG nickname, retrying on 409 (counted in `conflicts`) and on a
-/// fresh session when the room does not answer, with [`join_as`]'s privacy checks.
-pub(crate) async fn join_fresh<R: Rng + rand::CryptoRng>(
-    client: &mut Session,
-    room: &BareJid,
-    account: &ConnectConfig,
-    rng: &mut R,
-    conflicts: &mut u64,
-) -> Result<RoomNick, MeterError> {
-    for _ in 0..JOIN_ATTEMPTS {
-        let nick = NickGenerator.generate(rng);
-        match join_as(client, room, account, &nick, drop).await? {
-            Attempt::Joined => return Ok(nick),
-            Attempt::Conflict => {
-                *conflicts += 1;
-                tracing::debug!(%nick, "nickname taken; drawing another");
-            }
-            Attempt::NoAnswer => {
-                tracing::warn!("no answer to the join; retrying on a fresh session");
-                connect::renew(client, account).await?;
-            }
-        }
-    }
-    Err(MucError::NoFreeNick(JOIN_ATTEMPTS).into())
 }

@@ -8,11 +8,13 @@
 use super::{DpSettings, MaskPayload, round_of, round_start};
 use crate::bot::{self as plain, BotConfig, BotError};
 use crate::connect::{self, ConnectConfig};
+use crate::driver::room_presence;
 use crate::liveness::Liveness;
-use crate::muc::{self, MucError, SessionEvent};
+use crate::muc::{self, MucError, PrivacyError, SessionEvent};
 use crate::session::Session;
 use crate::{instant_at, now_ts};
 use futures::StreamExt;
+use gridmuc_agent::RoomInput;
 use gridmuc_core::{Alert, IntervalTotal, RoomNick, Timestamp, TotalIngest, TotalsMonitor, Watts};
 use gridmuc_mask::wire::KEY_LEN;
 use gridmuc_mask::{DpConfig, MIN_COHORT, MaskError, MaskMessage, MaskedAggregator, RoundSum};
@@ -348,7 +350,8 @@ impl MaskedBot {
             payload,
             None,
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// The earliest of: enrolment deadline, next unmask request, unmask answer deadline.
@@ -630,16 +633,18 @@ impl MaskedBot {
                 match s {
                     Stanza::Message(m) => self.on_message(client, m).await,
                     Stanza::Presence(p) => {
-                        if plain::removed_by_presence(
-                            &p,
-                            &self.room,
-                            &self.nick,
-                            client.bound_jid(),
-                        )? {
-                            tracing::warn!("removed from the room; rejoining");
-                            self.join(client).await?;
+                        let own = client.bound_jid();
+                        match room_presence(&p, &self.room, Some(&self.nick), own) {
+                            RoomInput::RoomShowsJids => {
+                                let name = self.room.to_string();
+                                Err(MucError::from(PrivacyError::NonAnonymous(name)).into())
+                            }
+                            RoomInput::Removed => {
+                                tracing::warn!("removed from the room; rejoining");
+                                self.join(client).await
+                            }
+                            _ => Ok(()),
                         }
-                        Ok(())
                     }
                     Stanza::Iq(_) => Ok(()),
                 }

@@ -8,11 +8,12 @@ use super::{DpSettings, MaskPayload, round_of};
 use crate::connect::{self, ConnectConfig};
 use crate::liveness::Liveness;
 use crate::meter::{self as plain, MeterConfig, MeterError};
-use crate::muc::{self, MucError, SessionEvent};
+use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
 use crate::session::Session;
 use crate::source::{Injection, Sample, Source};
 use futures::StreamExt;
-use gridmuc_core::{RoomNick, Timestamp, Watts};
+use gridmuc_agent::meter::JOIN_ATTEMPTS;
+use gridmuc_core::{NickGenerator, RoomNick, Timestamp, Watts};
 use gridmuc_mask::{MaskError, MaskMessage, MaskedMeter};
 use rand::rngs::OsRng;
 use rand::{CryptoRng, Rng, TryRngCore};
@@ -259,7 +260,7 @@ impl Agent {
         client: &mut Session,
         rng: &mut R,
     ) -> Result<Phase, MeterError> {
-        let nick = plain::join_fresh(
+        let nick = join_fresh(
             client,
             &self.room,
             &self.cfg.account,
@@ -563,4 +564,39 @@ impl Agent {
             send_at,
         }))
     }
+}
+
+/// Joins under a fresh CSPRNG nickname, retrying on 409 (counted in `conflicts`) and on a
+/// fresh session when the room does not answer; leaves again with a privacy refusal if our
+/// own presence shows the room would link or reveal the house.
+async fn join_fresh<R: Rng + CryptoRng>(
+    client: &mut Session,
+    room: &BareJid,
+    account: &ConnectConfig,
+    rng: &mut R,
+    conflicts: &mut u64,
+) -> Result<RoomNick, MeterError> {
+    for _ in 0..JOIN_ATTEMPTS {
+        let nick = NickGenerator.generate(rng);
+        match muc::join(client, room, &nick, muc::answer_bound(account), drop).await {
+            Ok(JoinOutcome::Joined(me)) => {
+                if let Some(why) = me.judged(false).refusal() {
+                    muc::leave(client, room, &nick, account.timeout).await?;
+                    return Err(MucError::from(PrivacyError::refused(room, why)).into());
+                }
+                tracing::debug!(%nick, "joined the room");
+                return Ok(nick);
+            }
+            Ok(JoinOutcome::Conflict) => {
+                *conflicts += 1;
+                tracing::debug!(%nick, "nickname taken; drawing another");
+            }
+            Err(MucError::Timeout(..)) => {
+                tracing::warn!("no answer to the join; retrying on a fresh session");
+                connect::renew(client, account).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(MucError::NoFreeNick(JOIN_ATTEMPTS).into())
 }
