@@ -97,4 +97,30 @@ mod tests {
             toml::from_str(include_str!("../../../examples/meter.toml")).unwrap();
         assert_eq!(cfg.room, "neighbourhood@rooms.grid.example");
     }
+
+    #[test]
+    fn meter_and_bot_write_their_interval_alike_and_old_files_still_parse() {
+        let meter: MeterConfig =
+            toml::from_str(include_str!("../../../examples/meter.toml")).unwrap();
+        let bot: gridmuc_xmpp::BotConfig =
+            toml::from_str(include_str!("../../../examples/substation.toml")).unwrap();
+        assert_eq!(meter.interval.as_millis(), 60_000);
+        assert_eq!(bot.aggregator.interval, 60_000);
+        // Before durations had units: seconds for the meter, milliseconds for the aggregator.
+        let old_meter = include_str!("../../../examples/meter.toml")
+            .replace("interval = \"60s\"", "interval = 30")
+            .replace("timeout = \"15s\"", "timeout = 7.5");
+        let old: MeterConfig = toml::from_str(&old_meter).unwrap();
+        assert_eq!(old.interval.as_millis(), 30_000);
+        assert_eq!(old.account.timeout.as_millis(), 7_500);
+        let old_bot = include_str!("../../../examples/substation.toml")
+            .replace("interval = \"60s\"", "interval = 30000");
+        let old: gridmuc_xmpp::BotConfig = toml::from_str(&old_bot).unwrap();
+        assert_eq!(old.aggregator.interval, 30_000);
+        let typo = include_str!("../../../examples/meter.toml").replace("\"60s\"", "\"60 sex\"");
+        let err = toml::from_str::<MeterConfig>(&typo)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a duration"), "{err}");
+    }
 }

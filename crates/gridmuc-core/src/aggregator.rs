@@ -25,13 +25,17 @@ use std::collections::{HashMap, VecDeque};
 #[serde(default, deny_unknown_fields)]
 pub struct AggregatorConfig {
     /// Reporting interval: readings are bucketed by `reading.at` into intervals of this length.
+    #[serde(with = "crate::time::span::ms")]
     pub interval: Millis,
     /// How long after an interval ends late readings are still taken before it is closed.
+    #[serde(with = "crate::time::span::ms")]
     pub grace: Millis,
     /// Readings stamped further than this ahead of `now` are refused.
+    #[serde(with = "crate::time::span::ms")]
     pub max_future: Millis,
     /// How long after closing an interval late readings (resent after an outage) still amend it,
     /// followed by a revised summary; 0 refuses them as late. Detectors act on the first close only.
+    #[serde(with = "crate::time::span::ms")]
     pub backfill: Millis,
     /// Per-nickname rate limit: readings beyond this many in one interval are refused.
     pub max_readings_per_interval: u32,

@@ -16,6 +16,75 @@ pub const HOUR: Millis = 60 * MINUTE;
 /// One day.
 pub const DAY: Millis = 24 * HOUR;
 
+/// Durations in config files, written the way people write them: `"60s"`, `"5m"`,
+/// `"1h 30m"`, `"250ms"` (parsed by `humantime`), so the meter's and the bot's settings read
+/// alike; a bare number still means the field's historical unit, so older files keep working.
+pub mod span {
+    use super::Millis;
+    use serde::Deserialize;
+    use std::time::Duration;
+
+    /// A duration as written: text with units, or a bare number.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Number(f64),
+        Text(String),
+    }
+
+    /// The duration in milliseconds; `ms_per_number` says what a bare number counts.
+    fn parse<'de, D: serde::Deserializer<'de>>(
+        d: D,
+        ms_per_number: f64,
+    ) -> Result<Millis, D::Error> {
+        use serde::de::Error;
+        let ms =
+            match Written::deserialize(d)? {
+                Written::Number(n) => n * ms_per_number,
+                Written::Text(t) => humantime::parse_duration(&t)
+                    .map_err(|e| {
+                        D::Error::custom(format!(
+                            "{t:?} is not a duration ({e}); write e.g. \"60s\", \"5m\" or \"250ms\""
+                        ))
+                    })?
+                    .as_secs_f64()
+                    * 1_000.0,
+            };
+        if !(ms.is_finite() && (0.0..=Millis::MAX as f64).contains(&ms)) {
+            return Err(D::Error::custom(format!(
+                "{ms} ms is not a usable duration"
+            )));
+        }
+        Ok(ms.round() as Millis)
+    }
+
+    /// Bare numbers are milliseconds (the aggregator's fields).
+    pub mod ms {
+        use super::Millis;
+
+        /// Reads `"60s"` or `60000`.
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+            super::parse(d, 1.0)
+        }
+
+        /// Writes milliseconds, which every reader of these fields accepts.
+        pub fn serialize<S: serde::Serializer>(v: &Millis, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_i64(*v)
+        }
+    }
+
+    /// Bare numbers are (fractional) seconds (the agents' and accounts' fields).
+    pub mod secs {
+        use super::Duration;
+
+        /// Reads `"15s"`, `15` or `0.5`.
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            let ms = super::parse(d, 1_000.0)?;
+            Ok(Duration::from_millis(ms.unsigned_abs()))
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch (UTC): cheap to compare and to bucket into intervals.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
@@ -100,5 +169,31 @@ mod tests {
         assert_eq!(Timestamp(-1).floor_to(MINUTE), Timestamp(-60_000));
         assert_eq!(Timestamp(90_000).round_to(MINUTE), Timestamp(120_000));
         assert_eq!(Timestamp(89_999).round_to(MINUTE), Timestamp(60_000));
+    }
+
+    #[test]
+    fn durations_are_read_with_units_or_in_the_fields_own_unit() {
+        use serde::de::IntoDeserializer;
+        use serde::de::value::Error;
+        let ms = |v: &str| {
+            span::ms::deserialize(v.into_deserializer()).map_err(|e: Error| e.to_string())
+        };
+        let ms_n =
+            |v: f64| span::ms::deserialize(v.into_deserializer()).map_err(|e: Error| e.to_string());
+        let secs = |v: &str| {
+            span::secs::deserialize(v.into_deserializer()).map_err(|e: Error| e.to_string())
+        };
+        let secs_n = |v: i64| {
+            span::secs::deserialize(v.into_deserializer()).map_err(|e: Error| e.to_string())
+        };
+        assert_eq!(ms("60s"), Ok(60_000));
+        assert_eq!(ms("1h 30m"), Ok(90 * MINUTE));
+        assert_eq!(ms("250ms"), Ok(250));
+        assert_eq!(ms_n(60_000.0), Ok(60_000));
+        assert_eq!(secs("60s"), Ok(std::time::Duration::from_secs(60)));
+        assert_eq!(secs_n(15), Ok(std::time::Duration::from_secs(15)));
+        assert!(ms("soon").is_err_and(|e| e.contains("\"soon\" is not a duration")));
+        assert!(ms_n(-5.0).is_err());
+        assert!(ms_n(f64::NAN).is_err());
     }
 }

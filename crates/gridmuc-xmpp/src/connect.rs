@@ -62,7 +62,7 @@ pub struct ConnectConfig {
     #[serde(default = "yes")]
     pub system_roots: bool,
     /// Upper bound on the whole login, so a bad certificate or password is an error, not a retry loop.
-    #[serde(default = "default_timeout", with = "secs")]
+    #[serde(default = "default_timeout", with = "gridmuc_core::time::span::secs")]
     pub timeout: Duration,
 }
 
@@ -72,20 +72,6 @@ fn yes() -> bool {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(15)
-}
-
-/// Reads durations from TOML as (fractional) seconds, the unit people write by hand.
-pub(crate) mod secs {
-    use serde::Deserialize;
-    use std::time::Duration;
-
-    /// Deserialises `5` or `0.5` as seconds.
-    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Duration, D::Error> {
-        let v = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
-    }
 }
 
 impl ConnectConfig {

@@ -56,7 +56,7 @@ pub struct MeterConfig {
     #[serde(default)]
     pub bot_key: Option<BotPublicKey>,
     /// Reporting interval; must equal the bot's interval so each nickname sends one reading per bucket.
-    #[serde(default = "default_interval", with = "crate::connect::secs")]
+    #[serde(default = "default_interval", with = "gridmuc_core::time::span::secs")]
     pub interval: Duration,
     /// Send time within the interval, as fractions `[min, max]` of it, drawn afresh each time.
     #[serde(default = "default_jitter")]
@@ -67,7 +67,8 @@ pub struct MeterConfig {
     /// Pause between leaving and rejoining, `[min, max]` seconds, so old and new nickname do not line up.
     #[serde(default = "default_rejoin_gap")]
     pub rejoin_gap: [f64; 2],
-    /// Quantisation step (W) applied before sending.
+    /// Quantisation step (W) applied before sending: a multiple of the bot's own step
+    /// (`gridmuc_core::codec::QUANTUM_WATTS`, 10 W), which it would otherwise round again.
     #[serde(default = "default_quantum")]
     pub quantum_watts: u32,
     /// Where readings come from.
@@ -108,7 +109,7 @@ fn default_rejoin_gap() -> [f64; 2] {
     [5.0, 60.0]
 }
 fn default_quantum() -> u32 {
-    10
+    codec::QUANTUM_WATTS
 }
 
 impl MeterConfig {
@@ -167,6 +168,9 @@ pub enum MeterError {
     /// The room is invalid.
     #[error("invalid room JID {0:?}: {1}")]
     BadRoom(String, String),
+    /// A setting is out of range.
+    #[error("invalid setting {0}: {1}")]
+    BadSetting(&'static str, String),
 }
 
 impl MeterError {
@@ -217,7 +221,17 @@ pub async fn run_meter(
     let room = BareJid::new(&cfg.room)
         .map_err(|e| MeterError::BadRoom(cfg.room.clone(), e.to_string()))?;
     let bot_nick = RoomNick::new(cfg.bot_nick.as_str())
-        .map_err(|e| MeterError::BadRoom(cfg.room.clone(), format!("bot nickname: {e}")))?;
+        .map_err(|e| MeterError::BadSetting("bot_nick", format!("{:?}: {e}", cfg.bot_nick)))?;
+    if cfg.quantum_watts == 0 || cfg.quantum_watts % codec::QUANTUM_WATTS != 0 {
+        return Err(MeterError::BadSetting(
+            "quantum_watts",
+            format!(
+                "{} (must be a positive multiple of the bot's {} W)",
+                cfg.quantum_watts,
+                codec::QUANTUM_WATTS
+            ),
+        ));
+    }
     let bot = muc::occupant(&room, &bot_nick)?;
     // The OS CSPRNG for nicknames, seqnr starts, jitter and the model alike: nothing predictable.
     let mut rng = OsRng.unwrap_err();

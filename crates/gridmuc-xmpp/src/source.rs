@@ -29,10 +29,10 @@ pub enum SourceConfig {
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 pub struct Injection {
     /// Window start after meter start.
-    #[serde(with = "crate::connect::secs")]
+    #[serde(with = "gridmuc_core::time::span::secs")]
     pub from: Duration,
     /// Window end after meter start.
-    #[serde(with = "crate::connect::secs")]
+    #[serde(with = "gridmuc_core::time::span::secs")]
     pub to: Duration,
     /// Watts added to every reading in the window (e.g. every EV plugs in at once).
     #[serde(default)]

@@ -31,6 +31,11 @@ pub const FIELD_POWER: &str = "Power";
 /// Field name for net export (value >= 0 means the house feeds that much into the grid).
 pub const FIELD_EXPORT: &str = "Export Power";
 
+/// The finest step a reading is reported in: meters round to it (or to a coarser multiple of
+/// their own) and the bot rounds what it decodes to it, so a reading's last digits cannot
+/// fingerprint a house.
+pub const QUANTUM_WATTS: u32 = 10;
+
 /// Limits the decoder enforces; defaults are DESIGN.md's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CodecLimits {
@@ -49,7 +54,7 @@ impl Default for CodecLimits {
         CodecLimits {
             max_stanza_bytes: 4096,
             max_house_power: Watts(25_000),
-            quantum_watts: 10,
+            quantum_watts: QUANTUM_WATTS,
             max_depth: 8,
         }
     }
