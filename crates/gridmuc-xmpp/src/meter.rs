@@ -222,7 +222,7 @@ pub async fn run_meter(
         .map_err(|e| MeterError::BadRoom(cfg.room.clone(), e.to_string()))?;
     let bot_nick = RoomNick::new(cfg.bot_nick.as_str())
         .map_err(|e| MeterError::BadSetting("bot_nick", format!("{:?}: {e}", cfg.bot_nick)))?;
-    if cfg.quantum_watts == 0 || cfg.quantum_watts % codec::QUANTUM_WATTS != 0 {
+    if cfg.quantum_watts == 0 || !cfg.quantum_watts.is_multiple_of(codec::QUANTUM_WATTS) {
         return Err(MeterError::BadSetting(
             "quantum_watts",
             format!(
