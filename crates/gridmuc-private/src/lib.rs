@@ -180,6 +180,8 @@ mod signed;
 mod verify_key;
 mod wire;
 
+#[cfg(any(test, feature = "hostile"))]
+pub mod hostile;
 #[cfg(test)]
 mod tests;
 
