@@ -135,4 +135,3 @@ pub(crate) fn leader_sum_measurement(shares: &mut Shares) -> &mut Vec<Field64> {
         Prio3InputShare::Helper { .. } => panic!("share 0 is the leader's"),
     }
 }
-

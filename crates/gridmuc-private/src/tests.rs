@@ -80,7 +80,14 @@ fn malicious_report(
     tamper: impl FnOnce(&mut Shares),
 ) -> Report {
     let cfg = w.cfg.clone();
-    hostile::malicious_report(&cfg, watts, interval, ReportId([0x42; 16]), &mut w.rng, tamper)
+    hostile::malicious_report(
+        &cfg,
+        watts,
+        interval,
+        ReportId([0x42; 16]),
+        &mut w.rng,
+        tamper,
+    )
 }
 
 /// Sends three honest reports and one crafted one for interval 7 and returns the result

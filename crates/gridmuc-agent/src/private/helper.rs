@@ -18,8 +18,8 @@ use crate::room::{Agent, PrivacyRefusal};
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::{Millis, RoomNick, Timestamp};
 use gridmuc_private::{
-    CollectError, CollectRequest, Helper, HelperRequest, KeyOfferError, MessageKind,
-    PrivateConfig, Refusals, VerifyKey, open_signed, sign_message,
+    CollectError, CollectRequest, Helper, HelperRequest, KeyOfferError, MessageKind, PrivateConfig,
+    Refusals, VerifyKey, open_signed, sign_message,
 };
 use rand::{CryptoRng, Rng};
 use std::collections::{BTreeMap, VecDeque};
@@ -228,7 +228,8 @@ impl<R: Rng + CryptoRng> HelperCore<R> {
             Ok(share) => {
                 self.alarm_if_small(interval, req.reports());
                 let signed = sign_message(&self.cfg.key, share.to_bytes());
-                self.released.insert(interval, (msg.to_vec(), signed.clone()));
+                self.released
+                    .insert(interval, (msg.to_vec(), signed.clone()));
                 while self.released.len() > RELEASED_KEPT {
                     self.released.pop_first();
                 }
@@ -295,7 +296,10 @@ impl<R: Rng + CryptoRng> Agent for HelperCore<R> {
         }
         match input {
             Input::Room(r) => {
-                if self.seat.on_room(now, r, &mut self.rng, &mut self.transmits) {
+                if self
+                    .seat
+                    .on_room(now, r, &mut self.rng, &mut self.transmits)
+                {
                     self.events
                         .push_back(HelperEvent::Joined(self.cfg.nick.clone()));
                 }

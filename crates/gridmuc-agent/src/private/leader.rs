@@ -16,7 +16,7 @@ use super::seat::Seat;
 use super::{Input, To, Transmit, interval_millis, interval_of};
 use crate::room::{Agent, PrivacyRefusal};
 use gridmuc_botkey::BotSecretKey;
-use gridmuc_core::{Alert, AggregatorConfig, Millis, RoomNick, Timestamp, TotalsMonitor, Watts};
+use gridmuc_core::{AggregatorConfig, Alert, Millis, RoomNick, Timestamp, TotalsMonitor, Watts};
 use gridmuc_private::{
     AggregateShareMessage, CollectError, HelperResponse, IntervalNotice, IntervalResult, Leader,
     LeaderNotice, MessageKind, PrivateConfig, Refusal, Refusals, Report, ReportId, SpikeCount,
@@ -201,17 +201,17 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
         sign_message(&self.cfg.key, notice.to_bytes(&self.cfg.private))
     }
 
-    fn to_helper(&mut self, bytes: Vec<u8>) {
+    fn send_helper(&mut self, bytes: Vec<u8>) {
         let t = Transmit::payload(To::Nick(self.cfg.helper_nick.clone()), bytes);
         self.seat.send(t, &mut self.transmits);
     }
 
     fn offer_key(&mut self) {
-        let offer =
-            self.cfg
-                .verify_key
-                .offer(&self.cfg.private, &self.cfg.key, &mut self.rng);
-        self.to_helper(offer);
+        let offer = self
+            .cfg
+            .verify_key
+            .offer(&self.cfg.private, &self.cfg.key, &mut self.rng);
+        self.send_helper(offer);
     }
 
     fn on_joined(&mut self, now: Timestamp) {
@@ -277,8 +277,10 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
             id,
             refusal,
         });
-        self.seat
-            .send(Transmit::payload(To::Nick(from), verdict), &mut self.transmits);
+        self.seat.send(
+            Transmit::payload(To::Nick(from), verdict),
+            &mut self.transmits,
+        );
     }
 
     fn on_helper(&mut self, now: Timestamp, from: RoomNick, bytes: &[u8]) {
@@ -292,8 +294,8 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
             Some(MessageKind::HelperResponse) => {
                 if let Ok(resp) = HelperResponse::from_bytes(msg) {
                     self.leader.handle_helper_response(&resp);
-                    self.helper_due = (self.leader.in_flight() > 0)
-                        .then(|| now.plus(self.cfg.helper_timeout));
+                    self.helper_due =
+                        (self.leader.in_flight() > 0).then(|| now.plus(self.cfg.helper_timeout));
                 }
             }
             Some(MessageKind::AggregateShare) => {
@@ -316,8 +318,9 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
     fn flush(&mut self, now: Timestamp) {
         while let Some(req) = self.leader.poll_helper_request(self.cfg.batch) {
             let signed = sign_message(&self.cfg.key, req.to_bytes());
-            self.to_helper(signed);
-            self.helper_due.get_or_insert(now.plus(self.cfg.helper_timeout));
+            self.send_helper(signed);
+            self.helper_due
+                .get_or_insert(now.plus(self.cfg.helper_timeout));
         }
     }
 
@@ -334,7 +337,7 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
                 match self.leader.collect_request(i) {
                     Ok(req) => {
                         let signed = sign_message(&self.cfg.key, req.to_bytes());
-                        self.to_helper(signed.clone());
+                        self.send_helper(signed.clone());
                         self.collecting.insert(
                             i,
                             Collecting {
@@ -400,14 +403,18 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
             self.offer_key();
             self.leader.resend_interval(i);
             self.flush(now);
-            self.to_helper(signed);
+            self.send_helper(signed);
         }
     }
 
     /// Posts an interval: a line for people, the signed notice for meters, and the alerts.
     fn publish(&mut self, now: Timestamp, result: IntervalResult) {
         let p = self.interval();
-        let start = Timestamp(i64::try_from(result.interval).unwrap_or(i64::MAX).saturating_mul(p));
+        let start = Timestamp(
+            i64::try_from(result.interval)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(p),
+        );
         let threshold = (self.cfg.spike_factor * result.median_estimate)
             .max(f64::from(self.cfg.spike_floor_watts));
         let spike = result.count_at_or_above(threshold.min(f64::from(u32::MAX)) as u32);
@@ -438,7 +445,8 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
         let total = Watts(i64::try_from(result.total_watts).unwrap_or(i64::MAX));
         self.monitor.handle_total(start, meters, total);
         let alerts: Vec<Alert> = self.monitor.poll_alerts().collect();
-        self.events.push_back(LeaderEvent::Interval { result, spike });
+        self.events
+            .push_back(LeaderEvent::Interval { result, spike });
         for alert in alerts {
             let body = alert.body();
             let targets = std::iter::once(To::Room)
@@ -494,7 +502,10 @@ impl<R: Rng + CryptoRng> Agent for LeaderCore<R> {
         }
         match input {
             Input::Room(r) => {
-                if self.seat.on_room(now, r, &mut self.rng, &mut self.transmits) {
+                if self
+                    .seat
+                    .on_room(now, r, &mut self.rng, &mut self.transmits)
+                {
                     self.on_joined(now);
                 }
             }

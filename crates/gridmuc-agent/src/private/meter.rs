@@ -130,9 +130,16 @@ struct Pending {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Phase {
-    Joining { nick: RoomNick },
-    InRoom { nick: RoomNick, rotate_at: Timestamp },
-    Away { until: Timestamp },
+    Joining {
+        nick: RoomNick,
+    },
+    InRoom {
+        nick: RoomNick,
+        rotate_at: Timestamp,
+    },
+    Away {
+        until: Timestamp,
+    },
     Renewing,
     Stopped(Result<(), MeterCoreError>),
 }
@@ -220,8 +227,18 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
         self.conflicts_in_row = 0;
         self.stats.nicks += 1;
         let p = self.p();
-        self.next = Some(next_slot(now, p, self.cfg.jitter, &mut self.rng, self.last_slot, 0));
-        let life = uniform(&mut self.rng, [self.cfg.rotate[0] as f64, self.cfg.rotate[1] as f64]);
+        self.next = Some(next_slot(
+            now,
+            p,
+            self.cfg.jitter,
+            &mut self.rng,
+            self.last_slot,
+            0,
+        ));
+        let life = uniform(
+            &mut self.rng,
+            [self.cfg.rotate[0] as f64, self.cfg.rotate[1] as f64],
+        );
         self.phase = Phase::InRoom {
             nick: nick.clone(),
             rotate_at: now.plus(life as Millis),
@@ -372,7 +389,11 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                     },
                 );
             }
-            Err(e @ (ReportError::OutOfRange { .. } | ReportError::Shard(_) | ReportError::Encode(_))) => {
+            Err(
+                e @ (ReportError::OutOfRange { .. }
+                | ReportError::Shard(_)
+                | ReportError::Encode(_)),
+            ) => {
                 tracing::warn!(%e, "no report for this interval");
                 self.events.push_back(PrivateMeterEvent::NotReported {
                     interval,
@@ -470,7 +491,14 @@ impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
                     self.last_slot = Some(slot);
                     self.transmits.push_back(Transmit::Measure { slot });
                     let p = self.p();
-                    self.next = Some(next_slot(now, p, self.cfg.jitter, &mut self.rng, Some(slot), 0));
+                    self.next = Some(next_slot(
+                        now,
+                        p,
+                        self.cfg.jitter,
+                        &mut self.rng,
+                        Some(slot),
+                        0,
+                    ));
                 }
             }
             _ => {}

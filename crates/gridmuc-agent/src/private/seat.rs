@@ -94,7 +94,9 @@ impl Seat {
                 out.extend(self.held.drain(..));
                 return true;
             }
-            RoomInput::NickConflict if self.phase == Phase::Joining => self.on_conflict(now, rng, out),
+            RoomInput::NickConflict if self.phase == Phase::Joining => {
+                self.on_conflict(now, rng, out)
+            }
             RoomInput::Removed | RoomInput::SessionReset => self.join(out),
             RoomInput::RoomShowsJids => self.stop(Err(PrivacyRefusal::NonAnonymous), out),
             RoomInput::Shutdown => self.stop(Ok(()), out),
