@@ -14,6 +14,7 @@ pub mod bot;
 pub mod harness;
 pub mod liveness;
 pub mod meter;
+pub mod private;
 pub mod room;
 
 pub use bot::{BotCore, BotCoreConfig};

@@ -20,6 +20,12 @@ pub enum SignContext {
     Ack,
     /// A summary or alert posted to the room or to a nickname: sign the body sent.
     Post,
+    /// A private-mode message between bots, or from the leader to meters (helper requests
+    /// and answers, collection, verdicts on reports, interval notices): sign the whole
+    /// `gridmuc-private` message, whose header (version, kind, task tag) keeps the kinds
+    /// and configurations apart, so the helper can tell the pinned leader from whoever
+    /// holds its nickname and the reverse.
+    Private,
 }
 
 impl SignContext {
@@ -28,6 +34,7 @@ impl SignContext {
         match self {
             SignContext::Ack => b"ack",
             SignContext::Post => b"post",
+            SignContext::Private => b"private",
         }
     }
 
@@ -129,6 +136,10 @@ mod tests {
         assert_eq!(
             SignContext::Post.signed_bytes(b""),
             b"gridmuc-sig-v1\0post\0".to_vec()
+        );
+        assert_eq!(
+            SignContext::Private.signed_bytes(b"z"),
+            b"gridmuc-sig-v1\0private\0z".to_vec()
         );
     }
 

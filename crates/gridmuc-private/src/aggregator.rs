@@ -80,7 +80,8 @@ impl Refusals {
             .filter(|&(_, n)| n > 0)
     }
 
-    fn add(&mut self, r: Refusal) {
+    /// Counts one refusal; public for the agents' own refusals (the per-nickname rate limit).
+    pub fn add(&mut self, r: Refusal) {
         self.0[r.index()] += 1;
     }
 }
@@ -315,6 +316,9 @@ pub struct Leader {
     book: Book,
     in_flight: HashMap<(u64, ReportId), InFlight>,
     outbox: Vec<HelperItem>,
+    /// Every item sent to the helper, by interval, until the interval is forgotten: what
+    /// [`Leader::resend_interval`] sends a restarted helper that lost them.
+    sent: BTreeMap<u64, Vec<HelperItem>>,
     collecting: BTreeMap<u64, Tally>,
     refusals: Refusals,
 }
@@ -336,6 +340,7 @@ impl Leader {
             book: Book::new(),
             in_flight: HashMap::new(),
             outbox: Vec::new(),
+            sent: BTreeMap::new(),
             collecting: BTreeMap::new(),
             refusals: Refusals::default(),
         })
@@ -394,6 +399,7 @@ impl Leader {
             leader_hist_share: encode(&p.hist_share),
         };
         self.outbox.push(item.clone());
+        self.sent.entry(interval).or_default().push(item.clone());
         self.in_flight.insert(
             (interval, id),
             InFlight {
@@ -584,6 +590,7 @@ impl Leader {
         let before = self.in_flight.len();
         self.in_flight.retain(|(i, _), _| *i >= floor);
         self.outbox.retain(|it| it.interval >= floor);
+        self.sent.retain(|&i, _| i >= floor);
         self.collecting.retain(|&i, _| i >= floor);
         before - self.in_flight.len()
     }
@@ -596,6 +603,17 @@ impl Leader {
         items.sort_by_key(|it| (it.interval, it.id));
         self.outbox = items;
         self.outbox.len()
+    }
+
+    /// Queues every report of `interval` sent to the helper so far again, answered or not:
+    /// for a collection the helper did not answer, because its answer was lost (it answers
+    /// the same again and counts nothing twice) or because it restarted and lost its
+    /// aggregate (it prepares them afresh). Returns how many.
+    pub fn resend_interval(&mut self, interval: u64) -> usize {
+        let items = self.sent.get(&interval).cloned().unwrap_or_default();
+        let n = items.len();
+        self.outbox.extend(items);
+        n
     }
 
     /// Reports accepted by the leader whose helper answer has not arrived.

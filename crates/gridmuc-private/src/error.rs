@@ -125,6 +125,9 @@ pub enum DecodeError {
         /// The tag found.
         found: u8,
     },
+    /// A message for another room or configuration (its task tag differs).
+    #[error("message for another room or configuration")]
+    WrongTask,
     /// A refusal code this build does not know.
     #[error("unknown refusal code {found}")]
     RefusalCode {
@@ -168,11 +171,15 @@ pub enum Refusal {
     /// peer message, never a meter's doing once both sides checked their joint randomness.
     #[error("aggregators disagree")]
     AggregatorMismatch,
+    /// The leader agent already holds another report from this nickname for this interval:
+    /// one report per nickname and interval, decided before any cryptography.
+    #[error("another report from this nickname in this interval")]
+    RateLimited,
 }
 
 impl Refusal {
     /// Every refusal, in code order, for counters and tests.
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::Malformed,
         Refusal::WrongTask,
         Refusal::IntervalClosed,
@@ -183,6 +190,7 @@ impl Refusal {
         Refusal::JointRandMismatch,
         Refusal::ProofFailed,
         Refusal::AggregatorMismatch,
+        Refusal::RateLimited,
     ];
 
     /// The byte that stands for this refusal in a helper response; part of the wire format.
@@ -198,6 +206,7 @@ impl Refusal {
             Refusal::JointRandMismatch => 8,
             Refusal::ProofFailed => 9,
             Refusal::AggregatorMismatch => 10,
+            Refusal::RateLimited => 11,
         }
     }
 
@@ -222,6 +231,7 @@ impl Refusal {
             Refusal::JointRandMismatch => "joint_rand_mismatch",
             Refusal::ProofFailed => "proof_failed",
             Refusal::AggregatorMismatch => "aggregator_mismatch",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 
@@ -229,6 +239,20 @@ impl Refusal {
     pub(crate) fn index(self) -> usize {
         usize::from(self.code() - 1)
     }
+}
+
+/// Why a signed private-mode message was not believed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SignedError {
+    /// Shorter than a signature: cut off, or never signed.
+    #[error("{len} bytes, too short to carry a signature")]
+    TooShort {
+        /// Length received.
+        len: usize,
+    },
+    /// Not signed by the pinned key: an impostor holding the peer's nickname, or altered.
+    #[error("not signed by the pinned key")]
+    NotFromPeer,
 }
 
 /// Why an interval could not be collected (leader) or released (helper).

@@ -173,11 +173,15 @@ mod bench;
 mod config;
 mod error;
 mod messages;
+mod notice;
 mod report;
 mod result;
+mod signed;
 mod verify_key;
 mod wire;
 
+#[cfg(any(test, feature = "hostile"))]
+pub mod hostile;
 #[cfg(test)]
 mod tests;
 
@@ -189,9 +193,12 @@ pub use config::{
 };
 pub use error::{
     BenchError, CollectError, ConfigError, DecodeError, KeyOfferError, Refusal, ReportError,
+    SignedError,
 };
 pub use messages::{AggregateShareMessage, CollectRequest, HelperRequest, HelperResponse};
+pub use notice::{IntervalNotice, LeaderNotice};
 pub use report::{Report, ReportId, report};
 pub use result::{IntervalResult, SpikeCount};
+pub use signed::{open_signed, sign_message};
 pub use verify_key::VerifyKey;
-pub use wire::WIRE_VERSION;
+pub use wire::{Kind as MessageKind, WIRE_VERSION};

@@ -5,15 +5,16 @@
 use std::sync::Arc;
 
 use gridmuc_botkey::BotSecretKey;
-use prio::codec::{Encode as _, ParameterizedDecode as _};
+use prio::codec::ParameterizedDecode as _;
 use prio::field::{Field64, Field128, FieldElement as _};
-use prio::vdaf::Client as _;
 use prio::vdaf::prio3::Prio3InputShare;
-use prio::vdaf::xof::{Xof as _, XofTurboShake128};
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha20Rng;
 
-use crate::report::{ReportId, Role, seal_report, share_aad};
+use crate::hostile::{
+    self, HistIn, Shares, SumIn, leader_hist_measurement, leader_part, leader_sum_measurement,
+};
+use crate::report::{ReportId, Role, share_aad};
 use crate::{
     AggregateShareMessage, CollectRequest, Helper, HelperRequest, HelperResponse, IntervalResult,
     Leader, PrivateConfig, PrivateParams, Refusal, Report, VerifyKey, report,
@@ -71,88 +72,22 @@ fn collect(w: &mut World, interval: u64) -> IntervalResult {
     w.leader.finish_collect(&share).expect("unshards")
 }
 
-type SumIn = Prio3InputShare<Field64, 32>;
-type HistIn = Prio3InputShare<Field128, 32>;
-
-/// What a malicious meter may change after sharding honestly: its two leader input
-/// shares and the public share's joint-randomness parts.
-struct Shares {
-    sum: Vec<SumIn>,
-    hist: Vec<HistIn>,
-    parts: [[u8; 32]; 2],
-}
-
-/// Shards `watts` honestly, lets `tamper` change the shares, then encodes and seals them
-/// exactly as an honest meter would: the aggregators see a well-formed, authentic report.
+/// The crafting path with the id these tests use.
 fn malicious_report(
     w: &mut World,
     watts: u32,
     interval: u64,
     tamper: impl FnOnce(&mut Shares),
 ) -> Report {
-    let cfg = &w.cfg;
-    let q = cfg.quantise(watts).expect("in range");
-    let quanta = u64::from(q / cfg.params().quantum_watts);
-    let bucket = cfg.bucket_of(q);
-    let id = ReportId([0x42; 16]);
-    let (sum_pub, sum) = cfg.sum.shard(cfg.ctx(), &quanta, &id.0).expect("shard");
-    let (hist_pub, hist) = cfg.hist.shard(cfg.ctx(), &bucket, &id.0).expect("shard");
-    assert!(sum_pub.get_encoded().expect("encodes").is_empty());
-    let public = hist_pub.get_encoded().expect("encodes");
-    let mut parts = [[0u8; 32]; 2];
-    parts[0].copy_from_slice(&public[..32]);
-    parts[1].copy_from_slice(&public[32..]);
-    let mut shares = Shares { sum, hist, parts };
-    tamper(&mut shares);
-    let public: Vec<u8> = shares.parts.concat();
-    let mut plains = [Vec::new(), Vec::new()];
-    for (i, plain) in plains.iter_mut().enumerate() {
-        shares.sum[i].encode(plain).expect("encodes");
-        shares.hist[i].encode(plain).expect("encodes");
-    }
-    seal_report(
-        cfg, interval, id, public, &plains[0], &plains[1], &mut w.rng,
+    let cfg = w.cfg.clone();
+    hostile::malicious_report(
+        &cfg,
+        watts,
+        interval,
+        ReportId([0x42; 16]),
+        &mut w.rng,
+        tamper,
     )
-}
-
-/// The leader's joint-randomness part for its (possibly tampered) histogram share, as
-/// draft 18 derives it: XOF(blind, dst(usage 7), ctx; agg id 0, nonce, measurement share).
-fn leader_part(cfg: &PrivateConfig, share: &HistIn, nonce: &[u8; 16]) -> [u8; 32] {
-    let Prio3InputShare::Leader {
-        measurement_share,
-        joint_rand_blind: Some(blind),
-        ..
-    } = share
-    else {
-        panic!("expected the leader's histogram share with a blind");
-    };
-    // [draft version, class, algorithm id 4 (Prio3Histogram), usage 7 (joint rand part)]
-    let dst = [18u8, 0, 0, 0, 0, 4, 0, 7];
-    let mut xof = XofTurboShake128::init(blind.as_ref(), &[&dst, cfg.ctx()]);
-    xof.update(&[0]);
-    xof.update(nonce);
-    for x in measurement_share {
-        xof.update(&x.get_encoded().expect("encodes"));
-    }
-    *xof.into_seed().as_ref()
-}
-
-fn leader_hist_measurement(shares: &mut Shares) -> &mut Vec<Field128> {
-    match &mut shares.hist[0] {
-        Prio3InputShare::Leader {
-            measurement_share, ..
-        } => measurement_share,
-        Prio3InputShare::Helper { .. } => panic!("share 0 is the leader's"),
-    }
-}
-
-fn leader_sum_measurement(shares: &mut Shares) -> &mut Vec<Field64> {
-    match &mut shares.sum[0] {
-        Prio3InputShare::Leader {
-            measurement_share, ..
-        } => measurement_share,
-        Prio3InputShare::Helper { .. } => panic!("share 0 is the leader's"),
-    }
 }
 
 /// Sends three honest reports and one crafted one for interval 7 and returns the result

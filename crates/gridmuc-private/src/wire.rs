@@ -10,9 +10,10 @@ use crate::error::DecodeError;
 /// Wire version written by this build; anything else is refused, not guessed at.
 pub const WIRE_VERSION: u8 = 1;
 
-/// Which message a byte string claims to be, so one type is never parsed as another.
+/// Which message a byte string claims to be, so one type is never parsed as another, and
+/// so an agent can route what it received before checking a signature or parsing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// Meter → leader.
     Report = 1,
     /// Leader → helper, a batch of reports to prepare.
@@ -25,6 +26,36 @@ pub(crate) enum Kind {
     AggregateShare = 5,
     /// Leader → helper, the VDAF verify key sealed and signed.
     VerifyKeyOffer = 6,
+    /// Leader → meter, the verdict on one report.
+    Verdict = 7,
+    /// Leader → room, one interval's published aggregate and house-spike count.
+    IntervalNotice = 8,
+    /// Leader → room, "a leader incarnation with this epoch is up".
+    Hello = 9,
+}
+
+impl Kind {
+    /// Every kind, in code order.
+    const ALL: [Kind; 9] = [
+        Kind::Report,
+        Kind::HelperRequest,
+        Kind::HelperResponse,
+        Kind::CollectRequest,
+        Kind::AggregateShare,
+        Kind::VerifyKeyOffer,
+        Kind::Verdict,
+        Kind::IntervalNotice,
+        Kind::Hello,
+    ];
+
+    /// The kind a message of this wire version claims to be, from its first two bytes;
+    /// `None` for anything else. Says nothing about the rest being well formed.
+    pub fn of(bytes: &[u8]) -> Option<Kind> {
+        match bytes {
+            [WIRE_VERSION, k, ..] => Kind::ALL.into_iter().find(|kind| *kind as u8 == *k),
+            _ => None,
+        }
+    }
 }
 
 /// Appends big-endian fields to a buffer.

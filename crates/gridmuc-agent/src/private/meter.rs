@@ -1,0 +1,563 @@
+//! The meter in private mode: one house under random rotating nicknames (drawn, timed and
+//! scheduled by the plain meter's rules: `NickGenerator`, `next_slot`, `JOIN_ATTEMPTS`,
+//! [`Liveness`]), one Prio3 report per interval sent to the leader's nickname, kept until
+//! the signed notice of its interval is published, and a local notice when its own reading
+//! is at or above the published house-spike threshold. Nobody else learns that.
+//!
+//! Reports are built once, so a resend is the same bytes: the leader holds one report per
+//! nickname and interval and answers a copy with [`Refusal::Replay`] ("already held").
+//! Resends: a report without a verdict goes again after the answer timeout, after a bounce,
+//! and under the next nickname; a held report goes again only when a signed message names a
+//! new leader epoch (the leader restarted and lost it). Only the pinned leader key's
+//! signatures count: an impostor's answers are counted as unverified and clear nothing.
+
+use super::{Input, To, Transmit, interval_millis, interval_of};
+use crate::liveness::{Health, Liveness};
+use crate::meter::{JOIN_ATTEMPTS, MeterCoreError, next_slot, uniform};
+use crate::room::{Agent, PrivacyRefusal, RoomInput, RoomTransmit};
+use gridmuc_core::{Millis, NickGenerator, RoomNick, Timestamp};
+use gridmuc_private::{
+    LeaderNotice, PrivateConfig, Refusal, ReportError, ReportId, open_signed, report,
+};
+use rand::{CryptoRng, Rng};
+use std::collections::{BTreeMap, VecDeque};
+
+/// A private meter's rules in numbers.
+#[derive(Clone, Debug)]
+pub struct PrivateMeterConfig {
+    /// The configuration every meter and both bots share (pins both bot keys).
+    pub private: PrivateConfig,
+    /// The leader's nickname, where reports go.
+    pub leader_nick: RoomNick,
+    /// Send time within the interval, as fractions `[min, max]` of it.
+    pub jitter: [f64; 2],
+    /// Nickname lifetime range; rotation is leave + rejoin, never a nick change.
+    pub rotate: [Millis; 2],
+    /// Pause between leaving and rejoining.
+    pub rejoin_gap: [Millis; 2],
+    /// How long a verdict may take before the report goes again (and the session is probed).
+    pub answer_timeout: Millis,
+    /// Longest wait for outstanding verdicts before leaving to rotate.
+    pub drain: Millis,
+    /// Intervals a report is kept after its own, waiting for its interval's notice.
+    pub keep_intervals: u64,
+}
+
+/// What a private meter tells its household and its caller; never its JID.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PrivateMeterEvent {
+    /// Joined under a fresh nickname.
+    Joined(RoomNick),
+    /// Left the room (rotation or shutdown).
+    Left(RoomNick),
+    /// A report left for the first time.
+    Sent {
+        /// Its interval.
+        interval: u64,
+        /// Its id.
+        id: ReportId,
+    },
+    /// The leader refused a report; it is not counted and not sent again.
+    Refused {
+        /// Its interval.
+        interval: u64,
+        /// Why.
+        reason: Refusal,
+    },
+    /// No report for this interval: the reading cannot be a report (e.g. above the bound).
+    NotReported {
+        /// The interval.
+        interval: u64,
+        /// Why.
+        why: String,
+    },
+    /// The signed notice of an interval arrived.
+    Published {
+        /// The interval.
+        interval: u64,
+        /// Reports in it.
+        reports: u64,
+        /// Their total in watts.
+        total_watts: u64,
+    },
+    /// Our own reading is at or above the published house-spike threshold: for this
+    /// household only.
+    HouseAbove {
+        /// The interval.
+        interval: u64,
+        /// Our reading.
+        reading_watts: u32,
+        /// The threshold the leader published.
+        threshold_watts: u32,
+        /// Houses at or above it, ours included.
+        houses: u64,
+    },
+}
+
+/// Totals of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrivateMeterStats {
+    /// Reports made and sent at least once.
+    pub sent: u64,
+    /// Repeat sends of the same bytes.
+    pub resent: u64,
+    /// Reports whose interval was published while we held them.
+    pub published: u64,
+    /// Reports refused by the leader, by reason.
+    pub refused: BTreeMap<&'static str, u64>,
+    /// Reports given up: their interval was never published in time.
+    pub expired: u64,
+    /// Payloads not signed by the pinned leader key (an impostor's).
+    pub unverified: u64,
+    /// Local notices given ("your house is at or above …").
+    pub notices: u64,
+    /// Nicknames used.
+    pub nicks: u64,
+    /// Nickname conflicts survived.
+    pub conflicts: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    id: ReportId,
+    bytes: Vec<u8>,
+    /// The epoch of the leader that holds it, once a verdict said so.
+    held_by: Option<u64>,
+    /// When it goes (again) if still without a verdict.
+    send_at: Timestamp,
+    sent_once: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Phase {
+    Joining {
+        nick: RoomNick,
+    },
+    InRoom {
+        nick: RoomNick,
+        rotate_at: Timestamp,
+    },
+    Away {
+        until: Timestamp,
+    },
+    Renewing,
+    Stopped(Result<(), MeterCoreError>),
+}
+
+/// The private meter's rules, driven from outside.
+pub struct PrivateMeterCore<R> {
+    cfg: PrivateMeterConfig,
+    rng: R,
+    phase: Phase,
+    liveness: Liveness,
+    /// The next interval to measure and when.
+    next: Option<(Timestamp, Timestamp)>,
+    last_slot: Option<Timestamp>,
+    pending: BTreeMap<u64, Pending>,
+    /// Our quantised readings, for the local check against a published threshold.
+    readings: BTreeMap<u64, u32>,
+    epoch: Option<u64>,
+    conflicts_in_row: usize,
+    stats: PrivateMeterStats,
+    now: Timestamp,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<PrivateMeterEvent>,
+}
+
+impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
+    /// A meter about to join under a fresh nickname.
+    pub fn new(cfg: PrivateMeterConfig, rng: R, now: Timestamp) -> PrivateMeterCore<R> {
+        let mut core = PrivateMeterCore {
+            liveness: Liveness::new(cfg.answer_timeout),
+            cfg,
+            rng,
+            phase: Phase::Renewing,
+            next: None,
+            last_slot: None,
+            pending: BTreeMap::new(),
+            readings: BTreeMap::new(),
+            epoch: None,
+            conflicts_in_row: 0,
+            stats: PrivateMeterStats::default(),
+            now,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        };
+        core.join(now);
+        core
+    }
+
+    /// The totals so far.
+    pub fn stats(&self) -> &PrivateMeterStats {
+        &self.stats
+    }
+
+    /// Reports kept until their interval is published.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn p(&self) -> Millis {
+        interval_millis(&self.cfg.private)
+    }
+
+    fn join(&mut self, now: Timestamp) {
+        if self.conflicts_in_row >= JOIN_ATTEMPTS {
+            self.phase = Phase::Stopped(Err(MeterCoreError::NoFreeNick(JOIN_ATTEMPTS)));
+            return;
+        }
+        let nick = NickGenerator.generate(&mut self.rng);
+        self.transmits
+            .push_back(Transmit::Room(RoomTransmit::Join(nick.clone())));
+        self.liveness.posted(now);
+        self.phase = Phase::Joining { nick };
+    }
+
+    fn on_joined(&mut self, now: Timestamp, refusal: Option<PrivacyRefusal>) {
+        let Phase::Joining { nick } = &self.phase else {
+            return;
+        };
+        let nick = nick.clone();
+        if let Some(why) = refusal {
+            self.transmits
+                .push_back(Transmit::Room(RoomTransmit::Leave(nick)));
+            self.phase = Phase::Stopped(Err(why.into()));
+            return;
+        }
+        self.conflicts_in_row = 0;
+        self.stats.nicks += 1;
+        let p = self.p();
+        self.next = Some(next_slot(
+            now,
+            p,
+            self.cfg.jitter,
+            &mut self.rng,
+            self.last_slot,
+            0,
+        ));
+        let life = uniform(
+            &mut self.rng,
+            [self.cfg.rotate[0] as f64, self.cfg.rotate[1] as f64],
+        );
+        self.phase = Phase::InRoom {
+            nick: nick.clone(),
+            rotate_at: now.plus(life as Millis),
+        };
+        // Reports still without a verdict go under the new nickname.
+        for p in self.pending.values_mut().filter(|p| p.held_by.is_none()) {
+            p.send_at = now;
+        }
+        self.events.push_back(PrivateMeterEvent::Joined(nick));
+    }
+
+    fn on_room(&mut self, now: Timestamp, input: RoomInput) {
+        match input {
+            RoomInput::Joined(me) => self.on_joined(now, me.refusal()),
+            RoomInput::NickConflict => {
+                if matches!(self.phase, Phase::Joining { .. }) {
+                    self.stats.conflicts += 1;
+                    self.conflicts_in_row += 1;
+                    self.join(now);
+                }
+            }
+            RoomInput::Removed | RoomInput::SessionReset => {
+                if matches!(
+                    self.phase,
+                    Phase::InRoom { .. } | Phase::Joining { .. } | Phase::Renewing
+                ) {
+                    self.join(now);
+                }
+            }
+            RoomInput::RoomShowsJids => {
+                if let Phase::InRoom { nick, .. } | Phase::Joining { nick } = &self.phase {
+                    self.transmits
+                        .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
+                }
+                self.phase = Phase::Stopped(Err(PrivacyRefusal::NonAnonymous.into()));
+            }
+            RoomInput::Alive => {}
+            RoomInput::Shutdown => {
+                if let Phase::InRoom { nick, .. } | Phase::Joining { nick } = &self.phase {
+                    self.transmits
+                        .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
+                }
+                self.phase = Phase::Stopped(Ok(()));
+            }
+        }
+    }
+
+    fn on_payload(&mut self, now: Timestamp, bytes: &[u8]) {
+        let Ok(msg) = open_signed(&self.cfg.private.params().leader, bytes) else {
+            self.stats.unverified += 1;
+            tracing::warn!("a message not signed by the pinned leader key: not believed");
+            return;
+        };
+        let Ok(notice) = LeaderNotice::from_bytes(&self.cfg.private, msg) else {
+            return;
+        };
+        match &notice {
+            LeaderNotice::Hello { .. } => {}
+            LeaderNotice::Verdict {
+                epoch,
+                interval,
+                id,
+                refusal,
+            } => {
+                let Some(p) = self.pending.get_mut(interval).filter(|p| p.id == *id) else {
+                    return;
+                };
+                match refusal {
+                    None | Some(Refusal::Replay) => p.held_by = Some(*epoch),
+                    Some(reason) => {
+                        self.pending.remove(interval);
+                        *self.stats.refused.entry(reason.name()).or_default() += 1;
+                        tracing::warn!(reason = reason.name(), "the leader refused our report");
+                        self.events.push_back(PrivateMeterEvent::Refused {
+                            interval: *interval,
+                            reason: *reason,
+                        });
+                    }
+                }
+            }
+            LeaderNotice::Interval { notice: n, .. } => {
+                if self.pending.remove(&n.interval).is_some() {
+                    self.stats.published += 1;
+                }
+                self.events.push_back(PrivateMeterEvent::Published {
+                    interval: n.interval,
+                    reports: n.reports,
+                    total_watts: n.total_watts,
+                });
+                if let (Some(&mine), Some(s)) = (self.readings.get(&n.interval), n.spike)
+                    && self.cfg.private.at_or_above(mine, s.threshold_watts)
+                {
+                    self.stats.notices += 1;
+                    tracing::warn!(
+                        "your house used {mine} W in interval {}: at or above the {} W that {} \
+                         houses reached (peers far below); only this meter knows it is yours",
+                        n.interval,
+                        s.threshold_watts,
+                        s.reports
+                    );
+                    self.events.push_back(PrivateMeterEvent::HouseAbove {
+                        interval: n.interval,
+                        reading_watts: mine,
+                        threshold_watts: s.threshold_watts,
+                        houses: s.reports,
+                    });
+                }
+            }
+        }
+        self.on_epoch(now, notice.epoch());
+    }
+
+    /// A signed message named `epoch`: if the leader changed, what it held is lost with it.
+    fn on_epoch(&mut self, now: Timestamp, epoch: u64) {
+        if self.epoch.replace(epoch).is_some_and(|old| old != epoch) {
+            for p in self.pending.values_mut() {
+                if p.held_by.is_some_and(|e| e != epoch) {
+                    p.held_by = None;
+                    p.send_at = now;
+                }
+            }
+        }
+    }
+
+    fn on_measured(&mut self, slot: Timestamp, value: Option<gridmuc_core::Watts>) {
+        let interval = interval_of(slot, self.p());
+        let Some(w) = value else {
+            return;
+        };
+        let Ok(watts) = u32::try_from(w.0.max(0)) else {
+            return;
+        };
+        if self.pending.contains_key(&interval) || matches!(self.phase, Phase::Stopped(_)) {
+            return;
+        }
+        let quantised = self.cfg.private.quantise(watts).unwrap_or(watts);
+        self.readings.insert(interval, quantised);
+        match report(&self.cfg.private, watts, interval, &mut self.rng) {
+            Ok(r) => {
+                self.pending.insert(
+                    interval,
+                    Pending {
+                        id: r.id(),
+                        bytes: r.to_bytes(),
+                        held_by: None,
+                        send_at: self.now,
+                        sent_once: false,
+                    },
+                );
+            }
+            Err(
+                e @ (ReportError::OutOfRange { .. }
+                | ReportError::Shard(_)
+                | ReportError::Encode(_)),
+            ) => {
+                tracing::warn!(%e, "no report for this interval");
+                self.events.push_back(PrivateMeterEvent::NotReported {
+                    interval,
+                    why: e.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Sends what is due, drops what is too old, rotates when nothing awaits a verdict.
+    fn settle(&mut self, now: Timestamp) {
+        let current = interval_of(now, self.p());
+        let keep = self.cfg.keep_intervals;
+        let before = self.pending.len();
+        self.pending.retain(|&i, _| i + keep >= current);
+        self.stats.expired += (before - self.pending.len()) as u64;
+        self.readings.retain(|&i, _| i + keep >= current);
+        let Phase::InRoom { nick, rotate_at } = &self.phase else {
+            return;
+        };
+        let (nick, rotate_at) = (nick.clone(), *rotate_at);
+        let leader = self.cfg.leader_nick.clone();
+        for (interval, p) in self.pending.iter_mut() {
+            if p.held_by.is_some() || now < p.send_at {
+                continue;
+            }
+            if p.sent_once {
+                self.stats.resent += 1;
+            } else {
+                p.sent_once = true;
+                self.stats.sent += 1;
+                self.events.push_back(PrivateMeterEvent::Sent {
+                    interval: *interval,
+                    id: p.id,
+                });
+            }
+            p.send_at = now.plus(self.cfg.answer_timeout);
+            self.transmits
+                .push_back(Transmit::payload(To::Nick(leader.clone()), p.bytes.clone()));
+            self.liveness.posted(now);
+        }
+        let awaiting = self.pending.values().any(|p| p.held_by.is_none());
+        if now >= rotate_at && (!awaiting || now >= rotate_at.plus(self.cfg.drain)) {
+            self.transmits
+                .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
+            self.events.push_back(PrivateMeterEvent::Left(nick));
+            self.liveness.heard();
+            let gap = uniform(
+                &mut self.rng,
+                [self.cfg.rejoin_gap[0] as f64, self.cfg.rejoin_gap[1] as f64],
+            );
+            self.phase = Phase::Away {
+                until: now.plus(gap as Millis),
+            };
+        }
+    }
+}
+
+impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
+    type Input = Input;
+    type Transmit = Transmit;
+    type Event = PrivateMeterEvent;
+    type Error = MeterCoreError;
+
+    fn handle(&mut self, now: Timestamp, input: Input) {
+        self.now = now;
+        if matches!(self.phase, Phase::Stopped(_)) {
+            return;
+        }
+        match input {
+            Input::Room(r) => {
+                if r != RoomInput::Shutdown {
+                    self.liveness.heard();
+                }
+                self.on_room(now, r);
+            }
+            Input::Payload { bytes, .. } => {
+                self.liveness.heard();
+                self.on_payload(now, &bytes);
+            }
+            Input::Bounced { .. } => self.liveness.heard(),
+            Input::Measured { slot, value } => self.on_measured(slot, value),
+        }
+        self.settle(now);
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.now = now;
+        match &self.phase {
+            Phase::Away { until } if now >= *until => self.join(now),
+            Phase::InRoom { .. } => {
+                if let Some((slot, at)) = self.next
+                    && now >= at
+                {
+                    self.last_slot = Some(slot);
+                    self.transmits.push_back(Transmit::Measure { slot });
+                    let p = self.p();
+                    self.next = Some(next_slot(
+                        now,
+                        p,
+                        self.cfg.jitter,
+                        &mut self.rng,
+                        Some(slot),
+                        0,
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if matches!(self.phase, Phase::InRoom { .. } | Phase::Joining { .. }) {
+            match self.liveness.check(now) {
+                Health::Fine => {}
+                Health::Probe => self.transmits.push_back(Transmit::Room(RoomTransmit::Ping)),
+                Health::Dead => {
+                    self.transmits
+                        .push_back(Transmit::Room(RoomTransmit::RenewSession));
+                    self.phase = Phase::Renewing;
+                }
+            }
+        }
+        self.settle(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<PrivateMeterEvent> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        let own = match &self.phase {
+            Phase::InRoom { rotate_at, .. } => {
+                let awaiting = self.pending.values().filter(|p| p.held_by.is_none());
+                let resend = awaiting.clone().map(|p| p.send_at).min();
+                let rotate = if awaiting.count() > 0 {
+                    rotate_at.plus(self.cfg.drain)
+                } else {
+                    *rotate_at
+                };
+                [self.next.map(|n| n.1), resend, Some(rotate)]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+            Phase::Away { until } => return Some(*until),
+            Phase::Joining { .. } => None,
+            Phase::Renewing | Phase::Stopped(_) => return None,
+        };
+        [own, self.liveness.deadline()].into_iter().flatten().min()
+    }
+
+    fn outcome(&self) -> Option<Result<(), MeterCoreError>> {
+        match &self.phase {
+            Phase::Stopped(r) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    fn nick(&self) -> Option<&RoomNick> {
+        match &self.phase {
+            Phase::InRoom { nick, .. } => Some(nick),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! Private mode's meter, leader and helper cores together in the in-memory room: what the
+//! leader publishes equals what the meters sent, forged and replayed reports change nothing,
+//! impostors are not believed, restarts lose nothing acknowledged. Virtual clock, seeded.
+
+use gridmuc_agent::private::harness::{EPOCH, PrivateWorld};
+use gridmuc_agent::private::{
+    HelperConfig, HelperEvent, LeaderConfig, LeaderEvent, PrivateMeterConfig, PrivateMeterEvent,
+};
+use gridmuc_botkey::BotSecretKey;
+use gridmuc_core::{AggregatorConfig, RoomNick, Watts};
+use gridmuc_private::hostile::{Forgery, forged_report};
+use gridmuc_private::{IntervalResult, PrivateConfig, PrivateParams, Refusal, VerifyKey, report};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const P: i64 = 5_000;
+
+struct Setup {
+    cfg: PrivateConfig,
+    meter: PrivateMeterConfig,
+    leader: LeaderConfig,
+    helper: HelperConfig,
+}
+
+fn nick(s: &str) -> RoomNick {
+    RoomNick::new(s).expect("a nickname")
+}
+
+fn setup(seed: u64, min_reports: u32) -> Setup {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let lk = Arc::new(BotSecretKey::generate(&mut rng));
+    let hk = Arc::new(BotSecretKey::generate(&mut rng));
+    let mut params = PrivateParams::new("hood@rooms.test", 5, lk.public(), hk.public());
+    params.min_reports = min_reports;
+    let cfg = PrivateConfig::new(params).expect("config");
+    let mut detectors = AggregatorConfig::default();
+    detectors.overload.rating = Watts(40_000);
+    Setup {
+        meter: PrivateMeterConfig {
+            private: cfg.clone(),
+            leader_nick: nick("substation"),
+            jitter: [0.1, 0.5],
+            rotate: [3_600_000, 3_600_000],
+            rejoin_gap: [1_000, 2_000],
+            answer_timeout: 2_000,
+            drain: 1_000,
+            keep_intervals: 6,
+        },
+        leader: LeaderConfig {
+            nick: nick("substation"),
+            helper_nick: nick("helper"),
+            operators: vec!["op@grid.test".into()],
+            private: cfg.clone(),
+            key: lk,
+            verify_key: VerifyKey::generate(&mut rng),
+            detectors,
+            spike_factor: 10.0,
+            spike_floor_watts: 5_000,
+            grace: 2_000,
+            helper_timeout: 1_500,
+            batch: 50,
+            collect_attempts: 4,
+            ping_timeout: 2_000,
+        },
+        helper: HelperConfig {
+            nick: nick("helper"),
+            leader_nick: nick("substation"),
+            operators: vec!["regulator@other.test".into()],
+            private: cfg.clone(),
+            key: hk,
+            alarm_ratio: 0.5,
+            alarm_window: 8,
+            ping_timeout: 2_000,
+        },
+        cfg,
+    }
+}
+
+/// House `h`'s reading in interval `i`: 300 W upwards; house 0 spikes to 15 kW in even ones.
+fn load(h: usize, i: u64) -> Option<u32> {
+    if h == 0 && i.is_multiple_of(2) {
+        return Some(15_000);
+    }
+    Some(300 + 37 * h as u32 + 11 * (i % 7) as u32)
+}
+
+fn world(
+    seed: u64,
+    houses: usize,
+    s: &Setup,
+    loads: gridmuc_agent::private::harness::Loads,
+) -> PrivateWorld {
+    PrivateWorld::new(
+        seed,
+        houses,
+        s.meter.clone(),
+        s.leader.clone(),
+        s.helper.clone(),
+        loads,
+    )
+}
+
+fn published(w: &PrivateWorld) -> BTreeMap<u64, IntervalResult> {
+    w.leader_events()
+        .iter()
+        .filter_map(|e| match e {
+            LeaderEvent::Interval { result, .. } => Some((result.interval, result.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What the meters sent per interval, from their own `Sent` events and the load table.
+fn expected(
+    w: &PrivateWorld,
+    cfg: &PrivateConfig,
+    loads: impl Fn(usize, u64) -> Option<u32>,
+) -> BTreeMap<u64, (u64, u64, Vec<u64>)> {
+    let mut want: BTreeMap<u64, (u64, u64, Vec<u64>)> = BTreeMap::new();
+    for (i, e) in w.meter_events() {
+        if let PrivateMeterEvent::Sent { interval, .. } = e {
+            let watts = cfg
+                .quantise(loads(w.meters[i].house, *interval).expect("a load"))
+                .expect("in range");
+            let e = want
+                .entry(*interval)
+                .or_insert((0, 0, vec![0; cfg.buckets()]));
+            e.0 += 1;
+            e.1 += u64::from(watts);
+            e.2[cfg.bucket_of(watts)] += 1;
+        }
+    }
+    want
+}
+
+fn first_interval() -> u64 {
+    (EPOCH.millis() / P) as u64
+}
+
+#[test]
+fn totals_and_histograms_equal_what_the_meters_sent_and_spike_notices_agree() {
+    let s = setup(1, 3);
+    let mut w = world(1, 12, &s, Box::new(load));
+    w.run_for(60_000);
+    let got = published(&w);
+    let want = expected(&w, &s.cfg, load);
+    // Every interval a meter reported in and that has closed was published exactly.
+    let closed: BTreeMap<_, _> = want.iter().filter(|(i, _)| got.contains_key(i)).collect();
+    assert!(closed.len() >= 9, "{} intervals published", closed.len());
+    for (i, (n, total, hist)) in closed {
+        let r = &got[i];
+        assert_eq!(
+            (r.reports, r.total_watts, &r.histogram),
+            (*n, *total, hist),
+            "interval {i}"
+        );
+    }
+    // The spike count names house 0's intervals, and only house 0's meter is told.
+    let spikes: Vec<(u64, u64)> = w
+        .leader_events()
+        .iter()
+        .filter_map(|e| match e {
+            LeaderEvent::Interval {
+                result,
+                spike: Some(s),
+            } if s.reports > 0 => Some((result.interval, s.reports)),
+            _ => None,
+        })
+        .collect();
+    assert!(!spikes.is_empty());
+    assert!(
+        spikes.iter().all(|(i, n)| i.is_multiple_of(2) && *n == 1),
+        "{spikes:?}"
+    );
+    let notices: Vec<(usize, u64)> = w
+        .meter_events()
+        .filter_map(|(m, e)| match e {
+            PrivateMeterEvent::HouseAbove { interval, .. } => Some((m, *interval)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notices.iter().map(|n| n.1).collect::<Vec<_>>(),
+        spikes.iter().map(|s| s.0).collect::<Vec<_>>()
+    );
+    assert!(notices.iter().all(|(m, _)| *m == 0));
+    // Every published report left its meter's keeping; no refusal, nothing unverified.
+    assert_eq!(w.leader.core.refusals().total(), 0);
+    assert!(w.meters.iter().all(|m| m.node.core.stats().unverified == 0));
+}
+
+#[test]
+fn forged_reports_are_refused_counted_and_change_nothing() {
+    let s = setup(2, 3);
+    let mut w = world(2, 6, &s, Box::new(load));
+    w.run_for(3_000);
+    let i = first_interval() + 1;
+    let mut rng = StdRng::seed_from_u64(99);
+    // Wait until interval i has begun, then three forgers each send one report.
+    while (w.now().millis() / P) as u64 != i {
+        w.run_for(100);
+    }
+    for (k, f) in [
+        Forgery::AboveBound,
+        Forgery::TwoBuckets,
+        Forgery::TamperedProof,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bytes = forged_report(&s.cfg, f, 1_000, i, &mut rng).to_bytes();
+        w.hostile_send(
+            nick(&format!("forger-{k}")),
+            Some(nick("substation")),
+            bytes,
+        );
+    }
+    w.run_for(20_000);
+    let r = published(&w).remove(&i).expect("interval published");
+    let want = expected(&w, &s.cfg, load)
+        .remove(&i)
+        .expect("meters reported");
+    assert_eq!((r.reports, r.total_watts, r.histogram), want);
+    let refused = w.leader.core.refusals();
+    assert_eq!(refused.get(Refusal::ProofFailed), 2, "{refused:?}");
+    assert_eq!(refused.get(Refusal::JointRandMismatch), 1, "{refused:?}");
+    // The forgers got signed verdicts naming the reason (not counted as held).
+    let verdicts = w
+        .hostile_inbox
+        .iter()
+        .filter(|(_, b)| {
+            gridmuc_private::MessageKind::of(b) == Some(gridmuc_private::MessageKind::Verdict)
+        })
+        .count();
+    assert_eq!(verdicts, 3);
+}
+
+#[test]
+fn a_replayed_report_is_refused_and_a_second_report_per_nickname_is_rate_limited() {
+    let s = setup(3, 3);
+    let mut w = world(3, 5, &s, Box::new(load));
+    w.run_for(8_000);
+    // Replay a meter's report bytes under another nickname.
+    let (_, t) = w.meters[1]
+        .node
+        .transmits
+        .iter()
+        .find(|(_, t)| {
+            matches!(
+                t,
+                gridmuc_agent::private::Transmit::Send {
+                    payload: Some(_),
+                    ..
+                }
+            )
+        })
+        .cloned()
+        .expect("a report sent");
+    let gridmuc_agent::private::Transmit::Send {
+        payload: Some(bytes),
+        ..
+    } = t
+    else {
+        unreachable!()
+    };
+    w.hostile_send(nick("replayer"), Some(nick("substation")), bytes);
+    w.run_for(200);
+    assert_eq!(w.leader.core.refusals().get(Refusal::Replay), 1);
+    // One nickname, two different reports in one interval: the second is refused.
+    let i = (w.now().millis() / P) as u64;
+    let mut rng = StdRng::seed_from_u64(5);
+    for watts in [500, 600] {
+        let b = report(&s.cfg, watts, i, &mut rng)
+            .expect("report")
+            .to_bytes();
+        w.hostile_send(nick("greedy"), Some(nick("substation")), b);
+        w.run_for(100);
+    }
+    assert_eq!(w.leader.core.refusals().get(Refusal::RateLimited), 1);
+}
+
+#[test]
+fn a_third_of_the_meters_missing_an_interval_only_lowers_the_count() {
+    let s = setup(4, 3);
+    let skip = first_interval() + 4;
+    let loads = move |h: usize, i: u64| {
+        if i == skip && h.is_multiple_of(3) {
+            None
+        } else {
+            load(h, i)
+        }
+    };
+    let mut w = world(4, 9, &s, Box::new(loads));
+    w.run_for(40_000);
+    let got = published(&w);
+    let want = expected(&w, &s.cfg, loads);
+    assert_eq!(got[&skip].reports, 6);
+    assert_eq!(got[&(skip + 1)].reports, 9);
+    for i in [skip, skip + 1] {
+        assert_eq!(
+            (
+                got[&i].reports,
+                got[&i].total_watts,
+                got[&i].histogram.clone()
+            ),
+            want[&i]
+        );
+    }
+}
+
+#[test]
+fn the_leader_learns_only_aggregates_of_at_least_min_reports() {
+    let s = setup(5, 4);
+    // Three houses: never enough for the helper to release anything.
+    let mut w = world(5, 3, &s, Box::new(load));
+    w.run_for(30_000);
+    assert!(published(&w).is_empty());
+    assert!(
+        w.leader_events()
+            .iter()
+            .any(|e| matches!(e, LeaderEvent::Skipped { reports: 3, .. }))
+    );
+    // Nothing the leader told its caller carries a per-house value: only counts and refusals.
+    for e in w.leader_events() {
+        assert!(
+            matches!(e, LeaderEvent::Joined { .. } | LeaderEvent::Skipped { .. }),
+            "{e:?}"
+        );
+    }
+    // And what it holds of a report, its sealed helper share, does not open with its key.
+    let mut rng = StdRng::seed_from_u64(1);
+    let r = report(&s.cfg, 1_840, 1, &mut rng).expect("report");
+    assert!(s.leader.key.open(&[], r.helper_share()).is_err());
+}
+
+#[test]
+fn an_impostor_holding_the_leader_nickname_is_not_believed() {
+    let s = setup(6, 3);
+    let mut w = world(6, 4, &s, Box::new(load));
+    // The impostor takes the nickname first; the leader waits for it.
+    assert!(w.hostile_join(nick("substation")));
+    w.run_for(12_000);
+    assert!(
+        !w.hostile_inbox.is_empty(),
+        "meters sent it their sealed reports"
+    );
+    // Its unsigned "verdict" and a notice signed by the wrong key are not believed.
+    let mut rng = StdRng::seed_from_u64(2);
+    let fake = BotSecretKey::generate(&mut rng);
+    let notice = gridmuc_private::LeaderNotice::Hello { epoch: 1 }.to_bytes(&s.cfg);
+    w.hostile_send(
+        nick("substation"),
+        None,
+        gridmuc_private::sign_message(&fake, notice),
+    );
+    w.run_for(1_000);
+    assert!(w.meters.iter().all(|m| m.node.core.stats().unverified >= 1));
+    assert!(w.meters.iter().all(|m| m.node.core.stats().published == 0));
+    // The helper ignores requests from the impostor's nickname too.
+    assert_eq!(w.helper.core.unverified(), 1);
+}
+
+#[test]
+fn a_sybil_house_counts_once_per_nickname_and_within_bounds() {
+    let s = setup(7, 3);
+    let mut w = world(7, 4, &s, Box::new(load));
+    for _ in 0..4 {
+        w.add_meter(3);
+    }
+    w.run_for(25_000);
+    let got = published(&w);
+    let want = expected(&w, &s.cfg, load);
+    let some = got.keys().next().copied().expect("published");
+    assert_eq!(got[&some].reports, 8);
+    assert_eq!(
+        (
+            got[&some].reports,
+            got[&some].total_watts,
+            got[&some].histogram.clone()
+        ),
+        want[&some]
+    );
+    assert_eq!(w.leader.core.refusals().total(), 0);
+}
+
+#[test]
+fn a_leader_restart_loses_no_report_a_meter_still_keeps() {
+    let s = setup(8, 3);
+    let mut w = world(8, 6, &s, Box::new(load));
+    w.run_for(9_000);
+    w.restart_leader(500);
+    w.run_for(30_000);
+    let got = published(&w);
+    let want = expected(&w, &s.cfg, load);
+    for (i, r) in &got {
+        assert_eq!(
+            (r.reports, r.total_watts, r.histogram.clone()),
+            want[i],
+            "interval {i}"
+        );
+    }
+    let first = *got.keys().next().expect("published");
+    assert!(got.len() >= 5, "{:?}", got.keys());
+    assert!(
+        w.meters.iter().all(|m| m.node.core.stats().expired == 0),
+        "nothing given up"
+    );
+    let _ = first;
+}
+
+#[test]
+fn a_helper_restart_loses_nothing() {
+    let s = setup(9, 3);
+    let mut w = world(9, 6, &s, Box::new(load));
+    w.run_for(9_000);
+    w.restart_helper(500);
+    w.run_for(30_000);
+    let got = published(&w);
+    let want = expected(&w, &s.cfg, load);
+    for (i, r) in &got {
+        assert_eq!(
+            (r.reports, r.total_watts, r.histogram.clone()),
+            want[i],
+            "interval {i}"
+        );
+    }
+    assert!(
+        !w.leader_events()
+            .iter()
+            .any(|e| matches!(e, LeaderEvent::Lost { .. }))
+    );
+    assert!(
+        w.helper_events()
+            .iter()
+            .filter(|e| matches!(e, HelperEvent::KeyAccepted))
+            .count()
+            >= 2
+    );
+    assert!(w.meters.iter().all(|m| m.node.core.stats().expired == 0));
+}
