@@ -1,7 +1,10 @@
 //! `gridmuc demo`: a private Prosody, a neighbourhood of meters, the substation bot and an
 //! operator, with a staged single-house spike and a transformer overload, all on loopback.
 //! `--mode masked` runs the masked meters and bot instead: the bot learns only sums, and the
-//! staged overload is detected from them.
+//! staged overload is detected from them. `--mode private` runs private mode (Prio3): the bot
+//! as leader with an independent helper bot; nobody sees a house's reading.
+
+mod private;
 
 use anyhow::Context;
 use gridmuc_core::{AggregatorConfig, Alert, AlertKind, Watts};
@@ -29,8 +32,9 @@ pub struct Args {
     /// How long the neighbourhood runs.
     #[arg(long, default_value_t = 2.0)]
     pub minutes: f64,
-    /// `direct` (readings privately to the bot through the room), `broadcast` (to the room)
-    /// or `masked` (the bot learns only each interval's sum).
+    /// `direct` (readings privately to the bot through the room), `broadcast` (to the room),
+    /// `private` (Prio3 with a helper bot: nobody sees a reading) or `masked` (the bot learns
+    /// only each interval's sum).
     #[arg(long, default_value = "direct")]
     pub mode: DemoMode,
     /// Reporting interval in seconds (short, so a two-minute demo shows many intervals).
@@ -45,6 +49,8 @@ pub enum DemoMode {
     Plain(Mode),
     /// Masked readings; the bot sees only sums.
     Masked,
+    /// Private mode: Prio3 reports to the leader and a helper bot.
+    Private,
 }
 
 impl FromStr for DemoMode {
@@ -52,9 +58,10 @@ impl FromStr for DemoMode {
     fn from_str(s: &str) -> Result<DemoMode, String> {
         match s {
             "masked" => Ok(DemoMode::Masked),
-            other => Mode::from_str(other)
-                .map(DemoMode::Plain)
-                .map_err(|_| format!("unknown mode {other:?} (direct, broadcast or masked)")),
+            "private" => Ok(DemoMode::Private),
+            other => Mode::from_str(other).map(DemoMode::Plain).map_err(|_| {
+                format!("unknown mode {other:?} (direct, broadcast, private or masked)")
+            }),
         }
     }
 }
@@ -64,6 +71,8 @@ const COHORT_ROUNDS: u64 = 8;
 
 /// The substation's nickname in the room.
 const BOT_NICK: &str = "substation";
+/// Private mode's helper bot's nickname (and account).
+const HELPER_NICK: &str = "helper";
 /// Transformer rating per house: normal evenings stay under it, the staged overload does not.
 const RATING_PER_HOUSE: i64 = 3_000;
 /// Extra load per house during the staged overload ("every EV plugs in at once").
@@ -95,12 +104,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|u| ((*u).to_owned(), generate_password()))
         .collect();
     accounts.extend((0..args.houses).map(|i| (format!("house{i}"), generate_password())));
+    accounts.push(("helper".to_owned(), generate_password()));
     server.register_many(&accounts)?;
     let policy = RoomPolicy {
-        reserved_nicks: vec![(
-            format!("substation@{}", server.domain()),
-            BOT_NICK.to_owned(),
-        )],
+        reserved_nicks: [BOT_NICK, HELPER_NICK]
+            .map(|b| (format!("{b}@{}", server.domain()), b.to_owned()))
+            .to_vec(),
         ..RoomPolicy::default()
     };
     let room = server.provision_room("neighbourhood", &policy)?;
@@ -143,7 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mode = match args.mode {
         DemoMode::Plain(mode) => mode,
-        DemoMode::Masked => Mode::Direct,
+        DemoMode::Masked | DemoMode::Private => Mode::Direct,
     };
     let meters: Vec<MeterConfig> = (0..args.houses)
         .map(|i| {
@@ -157,6 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             m.rejoin_gap = [0.5, 2.0];
             m.injections = vec![window(0.6, 0.8, OVERLOAD_ADD)];
             if i == 0 && args.mode != DemoMode::Masked {
+                // In private mode the spike is only counted; the house is told privately.
                 m.injections.push(window(0.3, 0.45, SPIKE_ADD));
             }
             m
@@ -164,7 +174,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let operator = account(1);
     let rt = tokio::runtime::Runtime::new()?;
-    let result = if args.mode == DemoMode::Masked {
+    let result = if args.mode == DemoMode::Private {
+        let helper_key =
+            std::sync::Arc::new(gridmuc_botkey::BotSecretKey::generate(&mut rand::rng()));
+        let settings = gridmuc_xmpp::private::PrivateSettings::new(helper_key.public());
+        let task = settings.task(&room, bot.aggregator.interval, key.public())?;
+        let mut helper = gridmuc_xmpp::private::HelperBotConfig::new(
+            account(3 + args.houses),
+            &room,
+            bot.aggregator.interval,
+            key.public(),
+            settings.clone(),
+        );
+        helper.key = Some(helper_key);
+        helper.operators = vec![format!("operator@{}", server.domain())];
+        let meters = meters
+            .into_iter()
+            .map(|mut m| {
+                m.private = Some(settings.clone());
+                m
+            })
+            .collect();
+        bot.private = Some(settings);
+        println!(
+            "{} houses, private mode (Prio3: leader {BOT_NICK}, helper {HELPER_NICK}), {}-s intervals, rating {}; staged: one-house spike at 30–45 %, overload at 60–80 % of {:.1} min",
+            args.houses, args.interval, bot.aggregator.overload.rating, args.minutes
+        );
+        rt.block_on(private::neighbourhood(
+            bot, helper, meters, operator, run_for, task,
+        ))
+    } else if args.mode == DemoMode::Masked {
         println!(
             "{} houses, masked mode, {}-s intervals, rating {}, new cohort (and nicknames) every {COHORT_ROUNDS} intervals; staged: overload at 60–80 % of {:.1} min",
             args.houses, args.interval, bot.aggregator.overload.rating, args.minutes

@@ -6,6 +6,7 @@ mod bench_private;
 #[cfg(feature = "offline")]
 mod bench_sim;
 mod demo;
+mod helper;
 mod loadtest;
 mod meter;
 #[cfg(feature = "offline")]
@@ -36,6 +37,8 @@ enum Command {
     Meter(meter::Args),
     /// Run the substation operator bot against any XMPP server from a TOML config.
     Substation(substation::Args),
+    /// Run private mode's helper bot (an independent party's) from a TOML config.
+    Helper(helper::Args),
     /// Run an offline neighbourhood simulation from simulations/<name>.toml.
     #[cfg(feature = "offline")]
     Simulate(simulate::Args),
@@ -81,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Meter(a) => meter::run(a),
         Command::Substation(a) => substation::run(a),
+        Command::Helper(a) => helper::run(a),
         #[cfg(feature = "offline")]
         Command::Simulate(a) => simulate::run(a),
         #[cfg(feature = "offline")]

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use gridmuc_xmpp::masked::{DpSettings, MaskedMeterConfig, run_masked_meter};
 use gridmuc_xmpp::meter::{MeterConfig, run_meter};
+use gridmuc_xmpp::private::run_private_meter;
 use std::path::PathBuf;
 
 /// Arguments of this subcommand.
@@ -53,6 +54,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    anyhow::ensure!(
+        masked.is_none() || cfg.private.is_none(),
+        "a meter runs either [masked] or [private], not both"
+    );
+    if cfg.private.is_some() {
+        let stats = rt.block_on(run_private_meter(cfg, None, ctrl_c))?;
+        println!("{stats:?}");
+        return Ok(());
+    }
     match masked {
         None => println!("{}", rt.block_on(run_meter(cfg, None, ctrl_c))?),
         Some(m) => {

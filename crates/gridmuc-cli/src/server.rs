@@ -46,18 +46,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|i| ("house", format!("house-{i:03}"), generate_password()))
         .collect();
     accounts.push(("bot", "substation".to_owned(), generate_password()));
+    accounts.push(("helper", "helper".to_owned(), generate_password()));
     accounts.push(("operator", "operator".to_owned(), generate_password()));
     let credentials: Vec<(String, String)> = accounts
         .iter()
         .map(|(_, user, password)| (user.clone(), password.clone()))
         .collect();
     server.register_many(&credentials)?;
-    // The bot's nickname is reserved for its account: no house can pose as the substation.
+    // The bots' nicknames are reserved for their accounts: no house can pose as either.
     let policy = RoomPolicy {
-        reserved_nicks: vec![(
-            format!("substation@{}", server.domain()),
-            "substation".to_owned(),
-        )],
+        reserved_nicks: ["substation", "helper"]
+            .map(|b| (format!("{b}@{}", server.domain()), b.to_owned()))
+            .to_vec(),
         ..RoomPolicy::default()
     };
     let room = server.provision_room(&args.room, &policy)?;
@@ -66,6 +66,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let key = gridmuc_botkey::BotSecretKey::generate(&mut rand::rng());
     let key_path = server.work_dir().join("bot.key");
     write_secret(&key_path, key.to_text().as_bytes())?;
+    // Private mode's helper bot, run by an independent party: its own key.
+    let helper_key = gridmuc_botkey::BotSecretKey::generate(&mut rand::rng());
+    let helper_key_path = server.work_dir().join("helper.key");
+    write_secret(&helper_key_path, helper_key.to_text().as_bytes())?;
 
     let file = AccountsFile {
         server: server.c2s_addr().to_string(),
@@ -93,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("  room      {room}");
     println!("  CA cert   {}  (SSL_CERT_FILE)", file.ca_cert.display());
     println!(
-        "  accounts  {} houses, substation@{d} (bot), operator@{d}",
+        "  accounts  {} houses, substation@{d} (bot), helper@{d} (private mode), operator@{d}",
         args.houses,
         d = file.domain
     );
@@ -105,6 +109,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "  bot_key = \"{}\"  (pin in every meter's config)",
         key.public()
+    );
+    println!(
+        "  helper key {}  (helper's key_file, private mode)",
+        helper_key_path.display()
+    );
+    println!(
+        "  helper_key = \"{}\"  ([private] of meters, substation and helper)",
+        helper_key.public()
     );
     println!("  log       {}", server.log_path().display());
 

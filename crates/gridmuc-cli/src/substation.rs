@@ -3,6 +3,7 @@
 use crate::meter::read_config_masked;
 use gridmuc_xmpp::bot::{BotConfig, run_bot};
 use gridmuc_xmpp::masked::{MaskedBotConfig, run_masked_bot};
+use gridmuc_xmpp::private::run_leader;
 use std::path::PathBuf;
 
 /// Arguments of this subcommand.
@@ -20,6 +21,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    anyhow::ensure!(
+        masked.is_none() || cfg.private.is_none(),
+        "a substation runs either [masked] or [private], not both"
+    );
+    if cfg.private.is_some() {
+        let refusals = rt.block_on(run_leader(cfg, None, ctrl_c))?;
+        println!("reports refused: {}", refusals.total());
+        return Ok(());
+    }
     if let Some(m) = masked {
         let mut masked = MaskedBotConfig::new(cfg);
         masked.dp = m.dp;

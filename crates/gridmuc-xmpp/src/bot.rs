@@ -17,6 +17,7 @@ use crate::driver::{self, Stall, Wire, from_room, presence_reveals_jid};
 use crate::guard::{self, GuardMark};
 use crate::metrics::{self, Metrics};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
+use crate::private::PrivateSettings;
 use crate::session::Session;
 use crate::{millis, now_ts};
 use delivery::Verdict;
@@ -89,6 +90,10 @@ pub struct BotConfig {
     /// The secret key itself, for in-process callers (demo, tests); wins over `key_file`.
     #[serde(skip)]
     pub key: Option<Arc<BotSecretKey>>,
+    /// Private mode (`[private]`): the bot is the Prio3 leader and collector and never sees
+    /// a house's reading (see `gridmuc_xmpp::private::run_leader`).
+    #[serde(default)]
+    pub private: Option<PrivateSettings>,
 }
 
 fn default_nick() -> String {
@@ -118,6 +123,7 @@ impl BotConfig {
             registry: None,
             key_file: None,
             key: None,
+            private: None,
         }
     }
 }
@@ -178,6 +184,12 @@ pub async fn run_bot(
     events: Option<mpsc::UnboundedSender<BotEvent>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<BotReport, BotError> {
+    if cfg.private.is_some() {
+        return Err(BotError::BadSetting(
+            "private",
+            "a [private] substation runs with gridmuc_xmpp::private::run_leader".into(),
+        ));
+    }
     let room =
         BareJid::new(&cfg.room).map_err(|e| BotError::BadJid(cfg.room.clone(), e.to_string()))?;
     let nick = RoomNick::new(cfg.nick.as_str())

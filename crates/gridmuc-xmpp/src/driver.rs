@@ -316,6 +316,27 @@ impl muc::SelfPresence {
     }
 }
 
+/// Why a core gave up, as the room error its callers know.
+pub(crate) trait RoomRefusal {
+    /// The error, naming the room.
+    fn in_room(self, room: &BareJid) -> MucError;
+}
+
+impl RoomRefusal for PrivacyRefusal {
+    fn in_room(self, room: &BareJid) -> MucError {
+        PrivacyError::refused(room, self).into()
+    }
+}
+
+impl RoomRefusal for gridmuc_agent::MeterCoreError {
+    fn in_room(self, room: &BareJid) -> MucError {
+        match self {
+            gridmuc_agent::MeterCoreError::NoFreeNick(n) => MucError::NoFreeNick(n),
+            gridmuc_agent::MeterCoreError::Privacy(why) => why.in_room(room),
+        }
+    }
+}
+
 impl PrivacyError {
     /// A core's privacy refusal, naming the room it refused.
     pub(crate) fn refused(room: &BareJid, why: PrivacyRefusal) -> PrivacyError {

@@ -15,6 +15,7 @@ pub mod masked;
 pub mod meter;
 pub mod metrics;
 pub mod muc;
+pub mod private;
 pub mod session;
 pub mod source;
 

@@ -9,8 +9,9 @@
 
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery::{self, Answer, Verdict};
-use crate::driver::{self, Stall, Wire};
-use crate::muc::{self, MucError, PrivacyError};
+use crate::driver::{self, RoomRefusal, Stall, Wire};
+use crate::muc::{self, MucError};
+use crate::private::PrivateSettings;
 use crate::session::Session;
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, millis, now_ts};
@@ -74,6 +75,10 @@ pub struct MeterConfig {
     /// Where readings come from.
     #[serde(default)]
     pub source: SourceConfig,
+    /// Private mode (`[private]`): Prio3 reports to the leader (`bot_nick`, `bot_key`) and the
+    /// helper, so no one learns this house's reading unless both bots collude.
+    #[serde(default)]
+    pub private: Option<PrivateSettings>,
     /// Staged load changes (demo and tests).
     #[serde(default)]
     pub injections: Vec<Injection>,
@@ -127,6 +132,7 @@ impl MeterConfig {
             rejoin_gap: default_rejoin_gap(),
             quantum_watts: default_quantum(),
             source: SourceConfig::default(),
+            private: None,
             injections: Vec::new(),
             outbox: gridmuc_core::OutboxConfig::default(),
             not_before: None,
@@ -181,7 +187,7 @@ impl MeterError {
 }
 
 /// Longest wait for outstanding acknowledgements when stopping or rotating.
-const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+pub(crate) const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
 /// Seconds as a duration, negative and non-finite values as zero.
 pub(crate) fn secs(x: f64) -> Duration {
@@ -233,9 +239,16 @@ pub async fn run_meter(
         ));
     }
     let bot = muc::occupant(&room, &bot_nick)?;
+    if cfg.private.is_some() {
+        return Err(MeterError::BadSetting(
+            "private",
+            "a [private] meter runs with gridmuc_xmpp::private::run_private_meter".into(),
+        ));
+    }
     // The OS CSPRNG for nicknames, seqnr starts, jitter and the model alike: nothing predictable.
     let mut rng = OsRng.unwrap_err();
     let source = Source::open(&cfg.source, &mut rng)?;
+    let reader = Reader::new(source, cfg.injections.clone());
     let mut client = connect::connect(&cfg.account).await?;
     if cfg.bot_key.is_none() && cfg.mode == Mode::Direct {
         tracing::warn!(
@@ -250,9 +263,8 @@ pub async fn run_meter(
         room: room.clone(),
         bot,
         events,
-        source,
+        reader,
         rng,
-        started: Instant::now(),
     };
     let result = match preflight(&mut client, &room, &account).await {
         Ok(()) => driver::drive(&mut core, &mut wire, &mut client, &room, &account, shutdown).await,
@@ -269,11 +281,42 @@ struct MeterWire {
     room: BareJid,
     bot: FullJid,
     events: Option<mpsc::UnboundedSender<MeterEvent>>,
+    reader: Reader,
+    /// For sealing.
+    rng: UnwrapErr<OsRng>,
+}
+
+/// A house's readings: the source, plus the staged injections of demos and tests.
+pub(crate) struct Reader {
     source: Source,
-    /// For the household model and sealing.
+    injections: Vec<Injection>,
+    /// For the household model.
     rng: UnwrapErr<OsRng>,
     /// Injections are timed from here.
     started: Instant,
+}
+
+impl Reader {
+    pub(crate) fn new(source: Source, injections: Vec<Injection>) -> Reader {
+        Reader {
+            source,
+            injections,
+            rng: OsRng.unwrap_err(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The load of the interval starting at `slot` (`Some(None)`: nothing new for it), or
+    /// `None` once the source has ended.
+    pub(crate) fn measure(&mut self, slot: Timestamp) -> Option<Option<gridmuc_core::Watts>> {
+        match self.source.sample(slot, &mut self.rng) {
+            Sample::Finished => None,
+            Sample::Skip => Some(None),
+            Sample::Value(w) => Some(Some(
+                w + Injection::total_at(&self.injections, self.started.elapsed()),
+            )),
+        }
+    }
 }
 
 impl<R: Rng + CryptoRng> Wire<MeterCore<R>> for MeterWire {
@@ -294,15 +337,9 @@ impl<R: Rng + CryptoRng> Wire<MeterCore<R>> for MeterWire {
                 muc::send(client, stanza.into(), self.cfg.account.timeout).await?;
                 Ok(None)
             }
-            Transmit::Measure { slot } => Ok(Some(match self.source.sample(slot, &mut self.rng) {
-                Sample::Finished => Input::Shutdown,
-                Sample::Skip => Input::Measured { slot, value: None },
-                Sample::Value(w) => Input::Measured {
-                    slot,
-                    value: Some(
-                        w + Injection::total_at(&self.cfg.injections, self.started.elapsed()),
-                    ),
-                },
+            Transmit::Measure { slot } => Ok(Some(match self.reader.measure(slot) {
+                None => Input::Shutdown,
+                Some(value) => Input::Measured { slot, value },
             })),
             // The room's own transmits never reach the wire.
             Transmit::Join(_) | Transmit::Leave(_) | Transmit::Ping | Transmit::RenewSession => {
@@ -318,12 +355,7 @@ impl<R: Rng + CryptoRng> Wire<MeterCore<R>> for MeterWire {
     }
 
     fn gave_up(&self, e: MeterCoreError) -> MeterError {
-        match e {
-            MeterCoreError::NoFreeNick(n) => MeterError::Muc(MucError::NoFreeNick(n)),
-            MeterCoreError::Privacy(why) => {
-                MeterError::Muc(PrivacyError::refused(&self.room, why).into())
-            }
-        }
+        e.in_room(&self.room).into()
     }
 }
 

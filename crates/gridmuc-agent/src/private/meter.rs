@@ -56,6 +56,9 @@ pub enum PrivateMeterEvent {
         interval: u64,
         /// Its id.
         id: ReportId,
+        /// The quantised reading it carries: for this household's own records (and the
+        /// demo's check of the published totals); it never leaves the meter in clear.
+        watts: u32,
     },
     /// The leader refused a report; it is not counted and not sent again.
     Refused {
@@ -428,6 +431,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                 self.events.push_back(PrivateMeterEvent::Sent {
                     interval: *interval,
                     id: p.id,
+                    watts: self.readings.get(interval).copied().unwrap_or_default(),
                 });
             }
             p.send_at = now.plus(self.cfg.answer_timeout);
