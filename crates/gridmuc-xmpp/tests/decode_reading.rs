@@ -4,6 +4,9 @@
 //! is a usable reading within the limits. `fuzz/fuzz_targets/bot_decode_reading.rs` runs the
 //! same checks under libFuzzer; this runs in CI.
 
+// Tests may unwrap (house rule); helpers outside `#[test]` fns need saying so.
+#![allow(clippy::unwrap_used)]
+
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::codec::{self, CodecLimits};
 use gridmuc_core::{Quality, Reading, ReadingId, Rejection, Timestamp, Watts};
