@@ -112,8 +112,27 @@ impl WeeklyBaseline {
         (day, of_day, weekday * self.day.len() + of_day)
     }
 
-    /// The usual level at `at`, once a slot has seen enough days.
+    /// The usual level at `at`, once a slot has seen enough days: interpolated between the two
+    /// nearest slot centres, so a steep evening rise is a ramp and not a staircase.
     pub fn expected(&self, at: Timestamp) -> Option<Expected> {
+        let half = self.config.slot / 2;
+        let before = at.plus(-half);
+        let frac = (before.0 + self.config.utc_offset).rem_euclid(self.config.slot) as f64
+            / self.config.slot as f64;
+        match (
+            self.slot_at(before),
+            self.slot_at(before.plus(self.config.slot)),
+        ) {
+            (Some(a), Some(b)) => Some(Expected {
+                mean: a.mean + frac * (b.mean - a.mean),
+                abs_dev: a.abs_dev + frac * (b.abs_dev - a.abs_dev),
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The trusted slot containing `at` (not interpolated): its weekday slot, else its slot over all days.
+    pub fn slot_at(&self, at: Timestamp) -> Option<Expected> {
         let (_, of_day, of_week) = self.index(at);
         let min = self.config.min_days.max(1);
         [self.week[of_week], self.day[of_day]]

@@ -296,7 +296,12 @@ impl SpikeDetector {
             self.seen = 1;
             return None;
         }
-        let usual = baseline.expected(at).map_or(f64::MIN, |e| e.mean);
+        // The slot's own level as well as the interpolated one, so a sharp usual step (17:00) is usual at once.
+        let usual = [baseline.expected(at), baseline.slot_at(at)]
+            .into_iter()
+            .flatten()
+            .map(|e| e.mean)
+            .fold(f64::MIN, f64::max);
         let reference = self.mean.max(usual);
         let rise = x - reference;
         let sigma = (self.abs_dev * MEAN_ABS_DEV_TO_SIGMA).max(1.0);

@@ -5,10 +5,17 @@
 //! meter, and an exact 0 W means a meter that lost its sensor or a house switched off at the
 //! main. Both hide load from the total the substation sees.
 //!
+//! An *idle* house (standby and a resting fridge, a few hundred watts) is different: its
+//! quantised reading can hold still for half an hour, so values under `idle_watts` must repeat
+//! for `idle_after` (90 min) before they count.
+//!
 //! **Nickname lifetimes.** Meters rotate their nickname every 30 min to 2 h (leave and rejoin),
 //! and nothing links two nicknames of one house, so a run of identical values can only be seen
 //! inside one nickname's lifetime. `after` must therefore be shorter than the shortest lifetime:
 //! the default 20 minutes leaves every nickname at least 10 minutes in which it can be flagged.
+//! A meter frozen at an idle-level value is only seen by nicknames that live past 90 minutes
+//! (a third of them with lifetimes uniform over 30 min–2 h), so a four-hour fault is usually,
+//! not always, caught. Exactly 0 W never needs the longer wait.
 //! A meter stuck for four hours is flagged again under each nickname it takes (each flag is a
 //! new private alert to that nickname), and the room's count follows the nicknames flagged now;
 //! between a rotation and the next 20 minutes of evidence the count misses that meter. A meter
@@ -26,9 +33,15 @@ use std::collections::HashMap;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MeterHealthConfig {
-    /// How long one nickname must repeat one value before it is flagged; keep it below the
-    /// shortest nickname lifetime.
+    /// How long one nickname must repeat one value of at least `idle_watts` before it is
+    /// flagged; keep it below the shortest nickname lifetime.
     pub after: Millis,
+    /// Below this a house may be idle (standby and a resting fridge), and an idle house's
+    /// quantised reading can hold still for a while.
+    pub idle_watts: Watts,
+    /// How long an idle-level value must repeat before it is flagged: only nicknames living
+    /// longer than this can show it.
+    pub idle_after: Millis,
     /// Fewest identical readings in that time, so long intervals need evidence too.
     pub min_readings: u32,
 }
@@ -37,6 +50,8 @@ impl Default for MeterHealthConfig {
     fn default() -> Self {
         MeterHealthConfig {
             after: 20 * 60_000,
+            idle_watts: Watts(400),
+            idle_after: 90 * 60_000,
             min_readings: 4,
         }
     }
@@ -117,8 +132,17 @@ impl MeterHealth {
             typical,
             ..Hidden::default()
         };
-        for (nick, run) in &self.runs {
-            let lasted = start.since(run.since) >= self.config.after;
+        // Nickname order, so the same readings always give the same alerts in the same order.
+        let mut runs: Vec<_> = self.runs.iter().collect();
+        runs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (nick, run) in runs {
+            let after = if run.value != Watts::ZERO && run.value.0.abs() < self.config.idle_watts.0
+            {
+                self.config.idle_after
+            } else {
+                self.config.after
+            };
+            let lasted = start.since(run.since) >= after;
             if !lasted || run.readings < self.config.min_readings.max(2) {
                 continue;
             }
@@ -165,6 +189,7 @@ mod tests {
                 let values = [
                     (nick("live"), Watts(500 + (m * 37) % 200)),
                     (nick("stuck"), Watts(430)),
+                    (nick("idle"), Watts(150)),
                     (nick("zero"), Watts::ZERO),
                 ];
                 let mut out = Vec::new();
@@ -197,6 +222,21 @@ mod tests {
                 typical: Watts(500)
             }
         );
+    }
+
+    #[test]
+    fn an_idle_value_needs_ninety_minutes() {
+        let mut h = MeterHealth::new(MeterHealthConfig::default());
+        let steps = run(&mut h, 0, 95);
+        let idle_flagged = |i: usize| {
+            steps[i]
+                .1
+                .iter()
+                .any(|f| f.nick.as_ref().is_some_and(|n| n.as_str() == "idle"))
+        };
+        assert!(!idle_flagged(89));
+        assert!(idle_flagged(90));
+        assert_eq!(steps[90].2.meters, 3);
     }
 
     #[test]
