@@ -495,10 +495,10 @@ impl<R: Rng> BotCore<R> {
             });
         }
         for alert in alerts {
-            let first = match (&alert.nick, alert.kind) {
-                // Only the offending occupant hears about it, through the room.
-                (Some(nick), AlertKind::HouseSpike) => To::Occupant(nick.clone()),
-                _ => To::Room,
+            let first = match &alert.nick {
+                // Only the occupant concerned (a spike, a stuck or zero meter) hears about it, through the room.
+                Some(nick) => To::Occupant(nick.clone()),
+                None => To::Room,
             };
             let body = alert.body();
             self.room(Transmit::Post {

@@ -6,9 +6,9 @@
 //! [`Aggregator::poll_timeout`] when to call again.
 
 use crate::alert::{Alert, AlertState};
-use crate::detect::{
-    OutlierConfig, OutlierDetector, OverloadConfig, OverloadDetector, SpikeConfig, SpikeDetector,
-};
+use crate::baseline::BaselineConfig;
+use crate::detect::{OutlierConfig, OutlierDetector, OverloadConfig, SpikeConfig, StreetDetectors};
+use crate::meters::{MeterHealth, MeterHealthConfig};
 use crate::nick::RoomNick;
 use crate::outbox::{ReadingId, SeenIds};
 use crate::policy::{AlertPolicy, PolicyConfig};
@@ -45,6 +45,10 @@ pub struct AggregatorConfig {
     pub spike: SpikeConfig,
     /// Per-house outlier detection.
     pub outlier: OutlierConfig,
+    /// Stuck- and zero-meter detection.
+    pub meters: MeterHealthConfig,
+    /// The time-of-week baseline the overload forecast and the spike detector compare with.
+    pub baseline: BaselineConfig,
     /// Alert dedup and cooldown.
     pub policy: PolicyConfig,
 }
@@ -60,6 +64,8 @@ impl Default for AggregatorConfig {
             overload: OverloadConfig::default(),
             spike: SpikeConfig::default(),
             outlier: OutlierConfig::default(),
+            meters: MeterHealthConfig::default(),
+            baseline: BaselineConfig::default(),
             policy: PolicyConfig::default(),
         }
     }
@@ -165,9 +171,9 @@ pub struct Aggregator {
     closed: VecDeque<Interval>,
     seen: SeenIds,
     spare_maps: Vec<HashMap<RoomNick, Slot>>,
-    overload: OverloadDetector,
-    spike: SpikeDetector,
+    street: StreetDetectors,
     outlier: OutlierDetector,
+    meters: MeterHealth,
     policy: AlertPolicy,
     summaries: VecDeque<IntervalStats>,
     alerts: VecDeque<Alert>,
@@ -197,9 +203,14 @@ impl Aggregator {
         Aggregator {
             seen: SeenIds::new(horizon, SEEN_IDS_CAPACITY),
             closed: VecDeque::new(),
-            overload: OverloadDetector::new(config.overload.clone()),
-            spike: SpikeDetector::new(config.spike.clone()),
+            street: StreetDetectors::new(
+                config.overload.clone(),
+                config.spike.clone(),
+                config.baseline.clone(),
+                config.interval,
+            ),
             outlier: OutlierDetector::new(config.outlier.clone()),
+            meters: MeterHealth::new(config.meters.clone()),
             policy: AlertPolicy::new(config.policy.clone()),
             config,
             next_close: None,
@@ -384,6 +395,11 @@ impl Aggregator {
         self.last.as_ref()
     }
 
+    /// The transformer's modelled hot-spot temperature (°C) after the last interval, for `status`.
+    pub fn hot_spot(&self) -> Option<f64> {
+        self.street.hot_spot()
+    }
+
     /// The `n` highest nicknames of the last closed interval, for `top`.
     pub fn top(&self, n: usize) -> Vec<(RoomNick, Watts)> {
         self.last_values.iter().take(n).cloned().collect()
@@ -446,13 +462,18 @@ impl Aggregator {
         self.scratch_values.clear();
         self.scratch_values
             .extend(self.last_values.iter().map(|(_, w)| w.0));
-        let stats = IntervalStats::compute(start, length, &mut self.scratch_values);
+        let mut stats = IntervalStats::compute(start, length, &mut self.scratch_values);
 
         let mut findings = Vec::new();
-        findings.extend(self.overload.observe(&stats));
-        findings.extend(self.spike.observe(&stats));
+        self.street
+            .observe(start, length, stats.total, &mut findings);
         self.outlier
             .observe(&self.last_values, stats.median, &mut findings);
+        let hidden = self
+            .meters
+            .observe(start, &self.last_values, stats.median, &mut findings);
+        stats.suspect_meters = hidden.meters;
+        stats.hidden_load = hidden.load;
         self.scratch_alerts.clear();
         self.policy
             .evaluate(start, findings, &mut self.scratch_alerts);
@@ -539,21 +560,30 @@ mod tests {
     }
 
     #[test]
-    fn long_overload_gives_one_alert_and_one_clear() {
+    fn long_overload_gives_one_alert_an_escalation_and_one_clear() {
         let mut agg = Aggregator::new(config(60.0));
-        // 50 houses at ~1 kW = 50 kW; minutes 40..100 every house draws +0.5 kW => 75 kW > 60 kW.
-        let (_, alerts) = drive(&mut agg, 50, 140, |m, h| {
-            steady(m, h) + if (40..100).contains(&m) { 500 } else { 0 }
+        // 50 houses at ~1 kW = 50 kW; minutes 40..160 every house draws +1.5 kW => 125 kW, 2.1 × 60 kW.
+        let (_, alerts) = drive(&mut agg, 50, 600, |m, h| {
+            steady(m, h) + if (40..160).contains(&m) { 1500 } else { 0 }
         });
         let overload: Vec<_> = alerts
             .iter()
             .filter(|a| a.kind == AlertKind::Overload)
+            .map(|a| (a.state, a.severity))
             .collect();
-        assert_eq!(overload.len(), 2, "{overload:?}");
-        assert_eq!(overload[0].state, AlertState::Raised);
-        assert_eq!(overload[0].severity, Severity::Critical);
-        assert_eq!(overload[0].at, Timestamp(40 * MINUTE));
-        assert_eq!(overload[1].state, AlertState::Cleared);
+        assert_eq!(
+            overload,
+            [
+                (AlertState::Raised, Severity::Warning),
+                (AlertState::Raised, Severity::Critical),
+                (AlertState::Cleared, Severity::Critical)
+            ],
+            "{alerts:?}"
+        );
+        let first = alerts.iter().find(|a| a.kind == AlertKind::Overload);
+        // The winding heats within minutes of the step: warned in the first quarter hour.
+        assert!(first.is_some_and(|a| (40 * MINUTE..55 * MINUTE).contains(&a.at.0)));
+        assert!(agg.hot_spot().is_some_and(|t| t < 98.0));
         assert_eq!(
             agg.counters().alerts as usize,
             alerts

@@ -16,27 +16,40 @@ pub enum AlertKind {
     AggregateSpike,
     /// One anonymous occupant far above its peers in the same interval.
     HouseSpike,
+    /// One nickname repeating the very same non-zero value for long: a frozen meter.
+    StuckMeter,
+    /// One nickname reporting exactly 0 W for long: a dead sensor or a house off at the main.
+    ZeroMeter,
+    /// How many nicknames are stuck or at zero now, and the load they may hide (to the room).
+    SuspectMeters,
 }
 
 impl AlertKind {
+    /// Every kind, in exposition order, for metrics and round-trip tests.
+    pub const ALL: [AlertKind; 6] = [
+        AlertKind::Overload,
+        AlertKind::AggregateSpike,
+        AlertKind::HouseSpike,
+        AlertKind::StuckMeter,
+        AlertKind::ZeroMeter,
+        AlertKind::SuspectMeters,
+    ];
+
     /// Wire name used in `<alert kind='…'/>`.
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::Overload => "overload",
             AlertKind::AggregateSpike => "aggregate-spike",
             AlertKind::HouseSpike => "house-spike",
+            AlertKind::StuckMeter => "stuck-meter",
+            AlertKind::ZeroMeter => "zero-meter",
+            AlertKind::SuspectMeters => "suspect-meters",
         }
     }
 
     /// Inverse of [`AlertKind::as_str`].
     pub fn parse(s: &str) -> Option<AlertKind> {
-        [
-            AlertKind::Overload,
-            AlertKind::AggregateSpike,
-            AlertKind::HouseSpike,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        AlertKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -135,8 +148,14 @@ impl Alert {
                 self.value,
                 self.threshold
             ),
+            (AlertState::Raised, AlertKind::Overload) if self.severity == Severity::Critical => {
+                format!(
+                    "{sev} overload: transformer hot spot past its limit; neighbourhood load {} against a rating of {} at {}",
+                    self.value, self.threshold, self.at
+                )
+            }
             (AlertState::Raised, AlertKind::Overload) => format!(
-                "{sev} overload: neighbourhood load {} exceeds {} of rating at {}",
+                "{sev} overload: transformer hot spot at or heading for its rated-load temperature; neighbourhood load {} against a rating of {} at {}",
                 self.value, self.threshold, self.at
             ),
             (AlertState::Raised, AlertKind::AggregateSpike) => format!(
@@ -147,6 +166,32 @@ impl Alert {
                 "{sev} house-spike{who}: {} while peers' typical is {} at {}",
                 self.value, self.threshold, self.at
             ),
+            (AlertState::Raised, AlertKind::StuckMeter) => format!(
+                "{sev} stuck-meter{who}: has reported the very same {} for longer than a live meter does (a typical meter reads {}); please check your meter, at {}",
+                self.value, self.threshold, self.at
+            ),
+            (AlertState::Raised, AlertKind::ZeroMeter) => format!(
+                "{sev} zero-meter{who}: has reported exactly 0 W for longer than a live meter does (a typical meter reads {}); please check your meter, at {}",
+                self.threshold, self.at
+            ),
+            (AlertState::Raised, AlertKind::SuspectMeters) => format!(
+                "{sev} suspect-meters: {} meters stuck or at 0 W may hide about {} of load ({} each, a typical reading) at {}",
+                self.suspect_count(),
+                self.value,
+                self.threshold,
+                self.at
+            ),
+        }
+    }
+}
+
+impl Alert {
+    /// For a `suspect-meters` alert, how many meters it counts: its load is a typical reading per meter.
+    pub fn suspect_count(&self) -> i64 {
+        if self.threshold.0 > 0 {
+            self.value.0 / self.threshold.0
+        } else {
+            0
         }
     }
 }

@@ -6,14 +6,17 @@
 
 pub mod aggregator;
 pub mod alert;
+pub mod baseline;
 pub mod codec;
 pub mod detect;
+pub mod meters;
 pub mod nick;
 pub mod outbox;
 pub mod policy;
 pub mod reading;
 pub mod reject;
 pub mod stats;
+pub mod thermal;
 pub mod time;
 pub mod totals;
 pub mod units;

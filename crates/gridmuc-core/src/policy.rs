@@ -1,4 +1,8 @@
 //! Alert policy: turns per-interval findings into few alerts (one per event, escalations, a clear).
+//!
+//! An event stays open, silently, while it is quiet for less than `clear_after` intervals and
+//! `cooldown`: a quick return belongs to the same event. Once "cleared" has been said, any
+//! recurrence is a new event with a new alert, so what the room heard is always the truth.
 
 use crate::alert::{Alert, AlertKind, AlertState, Severity};
 use crate::detect::Finding;
@@ -12,9 +16,10 @@ use std::collections::HashMap;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Consecutive quiet intervals before an event is declared over.
+    /// Fewest consecutive quiet intervals before an event is declared over.
     pub clear_after: u32,
-    /// After an event clears, a new event of the same kind and subject within this time is merged silently.
+    /// Shortest time from the first quiet interval's start to the one that declares the event
+    /// over, so a return within it is the same event.
     pub cooldown: Millis,
 }
 
@@ -30,13 +35,13 @@ impl Default for PolicyConfig {
 /// One event stream: a detector kind and, for per-house alerts, the nickname.
 type Key = (AlertKind, Option<RoomNick>);
 
+/// One open event.
 #[derive(Clone, Debug)]
 struct Track {
-    open: bool,
-    announced: bool,
     severity: Severity,
+    /// Consecutive quiet intervals, and the start of the first of them.
     quiet: u32,
-    cleared_at: Option<Timestamp>,
+    quiet_since: Option<Timestamp>,
     value: Watts,
     threshold: Watts,
 }
@@ -59,62 +64,60 @@ impl AlertPolicy {
 
     /// Takes every finding of the interval starting `at` (and, implicitly, the absence of the others) and pushes alerts.
     pub fn evaluate(&mut self, at: Timestamp, findings: Vec<Finding>, out: &mut Vec<Alert>) {
-        let cooldown = self.config.cooldown;
         let mut seen: Vec<Key> = Vec::with_capacity(findings.len());
         for f in findings {
             let key: Key = (f.kind, f.nick.clone());
-            let track = self.tracks.entry(key.clone()).or_insert(Track {
-                open: false,
-                announced: false,
-                severity: f.severity,
-                quiet: 0,
-                cleared_at: None,
-                value: f.value,
-                threshold: f.threshold,
-            });
-            let announce = if track.open {
-                f.severity > track.severity
-            } else {
-                let in_cooldown = track.cleared_at.is_some_and(|c| at.since(c) < cooldown);
-                track.open = true;
-                !in_cooldown || f.severity > track.severity
+            let announce = match self.tracks.get_mut(&key) {
+                Some(track) => {
+                    let escalated = f.severity > track.severity;
+                    track.severity = track.severity.max(f.severity);
+                    track.quiet = 0;
+                    track.quiet_since = None;
+                    track.value = f.value;
+                    track.threshold = f.threshold;
+                    escalated
+                }
+                None => {
+                    self.tracks.insert(
+                        key.clone(),
+                        Track {
+                            severity: f.severity,
+                            quiet: 0,
+                            quiet_since: None,
+                            value: f.value,
+                            threshold: f.threshold,
+                        },
+                    );
+                    true
+                }
             };
-            track.quiet = 0;
-            // An open event keeps its worst severity; a newly announced one starts from the finding's.
-            track.severity = if announce {
-                f.severity
-            } else {
-                track.severity.max(f.severity)
-            };
-            track.value = f.value;
-            track.threshold = f.threshold;
-            if announce {
-                track.announced = true;
+            if announce && let Some(track) = self.tracks.get(&key) {
                 out.push(alert(&key, track, AlertState::Raised, at));
             }
             seen.push(key);
         }
         let clear_after = self.config.clear_after.max(1);
+        let cooldown = self.config.cooldown;
+        let mut over = Vec::new();
         for (key, track) in self.tracks.iter_mut() {
-            if !track.open || seen.contains(key) {
+            if seen.contains(key) {
                 continue;
             }
             track.quiet += 1;
-            if track.quiet >= clear_after {
-                track.open = false;
-                track.cleared_at = Some(at);
-                if track.announced {
-                    out.push(alert(key, track, AlertState::Cleared, at));
-                }
-                track.announced = false;
+            let since = *track.quiet_since.get_or_insert(at);
+            if track.quiet >= clear_after && at.since(since) >= cooldown {
+                over.push(key.clone());
             }
         }
-        // Forget streams that are closed and out of cooldown: rotated nicknames must not accumulate.
-        self.tracks
-            .retain(|_, t| t.open || t.cleared_at.is_some_and(|c| at.since(c) < cooldown));
+        over.sort();
+        for key in over {
+            if let Some(track) = self.tracks.remove(&key) {
+                out.push(alert(&key, &track, AlertState::Cleared, at));
+            }
+        }
     }
 
-    /// Number of event streams currently remembered (open or cooling down).
+    /// Number of events currently open.
     pub fn tracked(&self) -> usize {
         self.tracks.len()
     }
@@ -159,20 +162,26 @@ mod tests {
     fn long_event_is_one_alert_then_one_clear() {
         let mut p = AlertPolicy::new(PolicyConfig::default());
         let mut steps = vec![Some(Severity::Critical); 120];
-        steps.extend([None; 5]);
+        steps.extend([None; 15]);
         let out = run(&mut p, &steps);
         assert_eq!(out.len(), 2, "{out:?}");
         assert_eq!(out[0].state, AlertState::Raised);
         assert_eq!(out[1].state, AlertState::Cleared);
-        assert_eq!(out[1].at, Timestamp(122 * 60_000));
+        // Quiet from minute 120; ten minutes later, at 130, it is over.
+        assert_eq!(out[1].at, Timestamp(130 * 60_000));
+        assert_eq!(p.tracked(), 0);
     }
 
     #[test]
     fn short_gaps_do_not_split_an_event() {
         let mut p = AlertPolicy::new(PolicyConfig::default());
         let c = Some(Severity::Critical);
-        let out = run(&mut p, &[c, None, c, None, None, c, c]);
-        assert_eq!(out.len(), 1);
+        let mut steps = vec![c, None, c, None, None, c, c];
+        // Returns inside the ten-minute cooldown are the same event.
+        steps.extend([None; 9]);
+        steps.push(c);
+        let out = run(&mut p, &steps);
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 
     #[test]
@@ -185,15 +194,16 @@ mod tests {
     }
 
     #[test]
-    fn cooldown_merges_a_quick_return() {
+    fn a_recurrence_after_cleared_is_a_new_alert() {
         let mut p = AlertPolicy::new(PolicyConfig {
             clear_after: 1,
             cooldown: 5 * 60_000,
         });
         let c = Some(Severity::Critical);
-        // clears at t=1, returns at t=3 (within 5 min): silent; clears at 4, returns at 12: new alert.
-        let mut steps = vec![c, None, None, c, None];
-        steps.extend([None; 7]);
+        // Raised at 0, quiet from 1, cleared at 6; back at 7 (one minute after the clear): new alert.
+        let mut steps = vec![c];
+        steps.extend([None; 5]);
+        steps.push(None);
         steps.push(c);
         let out = run(&mut p, &steps);
         let states: Vec<_> = out.iter().map(|a| (a.state, a.at.0 / 60_000)).collect();
@@ -201,10 +211,47 @@ mod tests {
             states,
             [
                 (AlertState::Raised, 0),
-                (AlertState::Cleared, 1),
-                (AlertState::Raised, 12)
+                (AlertState::Cleared, 6),
+                (AlertState::Raised, 7)
             ]
         );
+    }
+
+    #[test]
+    fn silent_reopenings_no_longer_swallow_returns() {
+        // The street of issue #13: short excursions every 10–20 minutes after an announced alert.
+        // Before, each silent re-open and clear inside the cooldown restarted it, and returns
+        // 39–58 minutes later went unannounced; now each is either part of the open event or,
+        // after a clear, a new alert.
+        let mut p = AlertPolicy::new(PolicyConfig::default());
+        let c = Some(Severity::Warning);
+        let mut steps: Vec<Option<Severity>> = vec![None; 70];
+        for m in [0, 8, 17, 26, 39, 48, 58] {
+            steps[m] = c;
+        }
+        let out = run(&mut p, &steps);
+        let raised: Vec<_> = out
+            .iter()
+            .filter(|a| a.state == AlertState::Raised)
+            .map(|a| a.at.0 / 60_000)
+            .collect();
+        let cleared: Vec<_> = out
+            .iter()
+            .filter(|a| a.state == AlertState::Cleared)
+            .map(|a| a.at.0 / 60_000)
+            .collect();
+        // Gaps of 8–9 minutes keep the event open; quiet from 27, it is over at 37.
+        assert_eq!(raised, [0, 39]);
+        assert_eq!(cleared, [37, 69]);
+        // Every finding fell inside an announced event.
+        for m in [0, 8, 17, 26, 39, 48, 58] {
+            let opened = raised.iter().filter(|r| **r <= m).max().copied();
+            let closed = cleared.iter().filter(|c| **c <= m).max().copied();
+            assert!(
+                opened > closed,
+                "finding at {m} not inside an announced event"
+            );
+        }
     }
 
     #[test]
@@ -224,6 +271,7 @@ mod tests {
             };
             p.evaluate(Timestamp(i * 60_000), vec![f], &mut out);
         }
+        // Each nickname's event clears after the one-minute cooldown and is forgotten.
         assert!(p.tracked() <= 3, "{}", p.tracked());
     }
 }

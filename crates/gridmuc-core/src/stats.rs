@@ -35,6 +35,12 @@ pub struct IntervalStats {
     /// 0 when first closed; raised each time late readings amend the interval afterwards.
     #[serde(default)]
     pub revision: u32,
+    /// Nicknames flagged as stuck or at 0 W in this interval.
+    #[serde(default)]
+    pub suspect_meters: usize,
+    /// Load those meters may hide from `total` (a typical reading each).
+    #[serde(default)]
+    pub hidden_load: Watts,
 }
 
 impl IntervalStats {
@@ -68,6 +74,8 @@ impl IntervalStats {
             min: Watts(values[0]),
             max: Watts(values[n - 1]),
             revision: 0,
+            suspect_meters: 0,
+            hidden_load: Watts::ZERO,
         }
     }
 
@@ -86,11 +94,17 @@ impl IntervalStats {
             min: Watts::ZERO,
             max: Watts::ZERO,
             revision: 0,
+            suspect_meters: 0,
+            hidden_load: Watts::ZERO,
         }
     }
 
     /// One line for the room and the live view.
     pub fn summary_line(&self) -> String {
+        let hidden = self
+            .hidden_note()
+            .map(|n| format!(" · {n}"))
+            .unwrap_or_default();
         format!(
             "{} · {} meters · total {} · mean {:.2} kW · median {:.2} kW · p95 {:.2} kW · sd {:.2} kW · max {}",
             self.start,
@@ -101,7 +115,17 @@ impl IntervalStats {
             self.p95 / 1000.0,
             self.std_dev / 1000.0,
             self.max
-        )
+        ) + &hidden
+    }
+
+    /// `N meters stuck or at 0 W may hide about X` when any were flagged, for summaries.
+    pub fn hidden_note(&self) -> Option<String> {
+        (self.suspect_meters > 0).then(|| {
+            format!(
+                "{} meters stuck or at 0 W may hide about {}",
+                self.suspect_meters, self.hidden_load
+            )
+        })
     }
 }
 

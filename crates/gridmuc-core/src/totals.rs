@@ -8,7 +8,7 @@
 
 use crate::aggregator::AggregatorConfig;
 use crate::alert::{Alert, AlertState};
-use crate::detect::{OverloadDetector, SpikeDetector};
+use crate::detect::StreetDetectors;
 use crate::policy::AlertPolicy;
 use crate::time::{Millis, Timestamp};
 use crate::units::Watts;
@@ -62,8 +62,7 @@ pub enum TotalIngest {
 #[derive(Debug)]
 pub struct TotalsMonitor {
     length: Millis,
-    overload: OverloadDetector,
-    spike: SpikeDetector,
+    street: StreetDetectors,
     policy: AlertPolicy,
     alerts: VecDeque<Alert>,
     last: Option<IntervalTotal>,
@@ -77,8 +76,12 @@ impl TotalsMonitor {
     pub fn new(config: &AggregatorConfig) -> Self {
         TotalsMonitor {
             length: config.interval.max(1),
-            overload: OverloadDetector::new(config.overload.clone()),
-            spike: SpikeDetector::new(config.spike.clone()),
+            street: StreetDetectors::new(
+                config.overload.clone(),
+                config.spike.clone(),
+                config.baseline.clone(),
+                config.interval.max(1),
+            ),
             policy: AlertPolicy::new(config.policy.clone()),
             alerts: VecDeque::new(),
             last: None,
@@ -102,12 +105,9 @@ impl TotalsMonitor {
             total,
         };
         if meters > 0 {
-            let findings: Vec<_> = self
-                .overload
-                .observe_total(total)
-                .into_iter()
-                .chain(self.spike.observe_total(total))
-                .collect();
+            let mut findings = Vec::new();
+            self.street
+                .observe(start, self.length, total, &mut findings);
             self.scratch.clear();
             self.policy.evaluate(start, findings, &mut self.scratch);
             for a in self.scratch.drain(..) {
@@ -170,9 +170,9 @@ mod tests {
 
     #[test]
     fn overload_from_totals_raises_once_and_clears_once() {
-        let mut mon = TotalsMonitor::new(&config(100.0));
+        let mut mon = TotalsMonitor::new(&config(60.0));
         let mut alerts = Vec::new();
-        for m in 0..140 {
+        for m in 0..600 {
             let total: i64 = (0..50).map(|h| load(m, h)).sum();
             let got = mon.handle_total(Timestamp(m * MINUTE), 50, Watts(total));
             assert_eq!(got, TotalIngest::Evaluated);
@@ -182,14 +182,24 @@ mod tests {
             .iter()
             .filter(|a| a.kind == AlertKind::Overload)
             .collect();
-        assert_eq!(overload.len(), 2, "{overload:?}");
-        assert_eq!(overload[0].state, AlertState::Raised);
-        assert_eq!(overload[0].severity, Severity::Critical);
-        assert_eq!(overload[0].at, Timestamp(40 * MINUTE));
-        assert_eq!(overload[0].value, Watts((0..50).map(|h| load(40, h)).sum()));
-        assert_eq!(overload[1].state, AlertState::Cleared);
+        // 110 kW on a 60 kW transformer for an hour: warned within minutes, then critical, one clear.
+        let states: Vec<_> = overload.iter().map(|a| (a.state, a.severity)).collect();
+        assert_eq!(
+            states,
+            [
+                (AlertState::Raised, Severity::Warning),
+                (AlertState::Raised, Severity::Critical),
+                (AlertState::Cleared, Severity::Critical)
+            ]
+        );
+        let at = overload[0].at;
+        assert!((40 * MINUTE..50 * MINUTE).contains(&at.0), "{at}");
+        assert_eq!(
+            overload[0].value,
+            Watts((0..50).map(|h| load(at.0 / MINUTE, h)).sum())
+        );
         assert!(alerts.iter().all(|a| a.nick.is_none()));
-        assert_eq!(mon.counters().intervals, 140);
+        assert_eq!(mon.counters().intervals, 600);
         assert_eq!(mon.last().map(|l| l.meters), Some(50));
     }
 
@@ -197,7 +207,7 @@ mod tests {
     fn same_neighbourhood_alerts_as_the_per_house_aggregator() {
         // The per-house path sees every reading; the totals path only the sums. For the
         // neighbourhood detectors the two must agree exactly.
-        let cfg = config(100.0);
+        let cfg = config(60.0);
         let mut agg = Aggregator::new(cfg.clone());
         let mut mon = TotalsMonitor::new(&cfg);
         let (mut full, mut masked) = (Vec::new(), Vec::new());
@@ -217,10 +227,7 @@ mod tests {
             for s in agg.poll_summaries() {
                 mon.handle_total(s.start, s.meters, s.total);
             }
-            full.extend(
-                agg.poll_alerts()
-                    .filter(|a| a.kind != AlertKind::HouseSpike),
-            );
+            full.extend(agg.poll_alerts().filter(|a| a.nick.is_none()));
             masked.extend(mon.poll_alerts());
         }
         assert!(masked.iter().any(|a| a.kind == AlertKind::AggregateSpike));

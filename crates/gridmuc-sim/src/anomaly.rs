@@ -18,6 +18,8 @@ pub enum AnomalyKind {
     StuckMeter,
     /// A meter goes silent.
     DeadMeter,
+    /// A meter reports exactly 0 W (a dead sensor that still talks).
+    ZeroMeter,
     /// A meter sends negative consumption in a field that does not say export.
     NegativeReading,
     /// A meter sends NaN, infinity or values far beyond a house's physical limit.
@@ -26,18 +28,23 @@ pub enum AnomalyKind {
     NeighbourhoodOverload,
     /// Many EVs start charging in the same minute (tariff switch, smart-charging bug).
     EvSurge,
+    /// Load on many houses climbs steadily over the event (heat wave, a growing fault): the
+    /// extra grows linearly from 0 to `magnitude_kw` per house, so the transformer heats slowly.
+    LoadRamp,
 }
 
 impl AnomalyKind {
     /// All kinds, for coverage checks.
-    pub const ALL: [AnomalyKind; 7] = [
+    pub const ALL: [AnomalyKind; 9] = [
         AnomalyKind::HouseSpike,
         AnomalyKind::StuckMeter,
         AnomalyKind::DeadMeter,
+        AnomalyKind::ZeroMeter,
         AnomalyKind::NegativeReading,
         AnomalyKind::AbsurdReading,
         AnomalyKind::NeighbourhoodOverload,
         AnomalyKind::EvSurge,
+        AnomalyKind::LoadRamp,
     ];
 
     /// Kebab-case name, as in scenario files and output tables.
@@ -46,10 +53,12 @@ impl AnomalyKind {
             AnomalyKind::HouseSpike => "house-spike",
             AnomalyKind::StuckMeter => "stuck-meter",
             AnomalyKind::DeadMeter => "dead-meter",
+            AnomalyKind::ZeroMeter => "zero-meter",
             AnomalyKind::NegativeReading => "negative-reading",
             AnomalyKind::AbsurdReading => "absurd-reading",
             AnomalyKind::NeighbourhoodOverload => "neighbourhood-overload",
             AnomalyKind::EvSurge => "ev-surge",
+            AnomalyKind::LoadRamp => "load-ramp",
         }
     }
 
@@ -57,7 +66,10 @@ impl AnomalyKind {
     pub fn is_physical(self) -> bool {
         matches!(
             self,
-            AnomalyKind::HouseSpike | AnomalyKind::NeighbourhoodOverload | AnomalyKind::EvSurge
+            AnomalyKind::HouseSpike
+                | AnomalyKind::NeighbourhoodOverload
+                | AnomalyKind::EvSurge
+                | AnomalyKind::LoadRamp
         )
     }
 
@@ -65,7 +77,7 @@ impl AnomalyKind {
     fn single_house(self) -> bool {
         !matches!(
             self,
-            AnomalyKind::NeighbourhoodOverload | AnomalyKind::EvSurge
+            AnomalyKind::NeighbourhoodOverload | AnomalyKind::EvSurge | AnomalyKind::LoadRamp
         )
     }
 }
@@ -140,6 +152,18 @@ impl Label {
     /// Whether `minute` (from the simulation start) is affected.
     pub fn covers(&self, minute: u32) -> bool {
         (self.start_min..self.end_min()).contains(&minute)
+    }
+
+    /// Extra watts per affected house at `minute` (inside the event): constant, or for a ramp
+    /// growing linearly to `extra_w` at its last minute.
+    pub fn extra_at(&self, minute: u32) -> f32 {
+        match self.kind {
+            AnomalyKind::LoadRamp => {
+                let done = minute.saturating_sub(self.start_min) + 1;
+                self.extra_w * done as f32 / self.duration_min.max(1) as f32
+            }
+            _ => self.extra_w,
+        }
     }
 }
 

@@ -3,20 +3,34 @@
 //! FN weight 1, scaled sigmoid so earlier detection inside a window scores more).
 //!
 //! Truth windows per detector:
-//! - `overload`: runs of intervals whose *physical* load exceeds the warning line
-//!   (`warn_fraction × rating`), merged across gaps shorter than the alert policy's `clear_after`;
+//! - `overload`: runs of intervals in which the *physical* load heats the transformer's hot spot
+//!   (same IEC 60076-7 model and settings) to its warning temperature, opened [`OVERLOAD_LEAD`]
+//!   early so a forecast warning counts as the early warning it is;
 //! - `aggregate-spike`: injected neighbourhood overloads and coordinated EV surges;
-//! - `house-spike`: injected single-house spikes, matched to the right house.
+//! - `house-spike`, `stuck-meter`, `zero-meter`: injected single-house faults, matched to the
+//!   right house; `suspect-meters`: any stuck or zero meter (the room's count).
 //!
-//! Each window runs from the event start to its end plus two intervals of slack (the bot can only
-//! speak once an interval closes). "Chance" is a detector that raises the same number of alerts
-//! at uniformly random times (and, for house spikes, random houses).
+//! Windows and alerts are counted the way the alert policy merges them: windows closer than the
+//! policy's quiet time (`clear_after` intervals and `cooldown`) are one event, and a raised alert
+//! that follows a raise of the same kind and subject without a clear in between is that event's
+//! escalation, not a new alert. Each window runs to its end plus two intervals of slack (the bot
+//! can only speak once an interval closes). "Chance" is a detector that raises the same number of
+//! alerts at uniformly random times (and, for per-house kinds, random houses).
 
 use crate::anomaly::AnomalyKind;
-use crate::runner::SimOutput;
+use crate::runner::{AlertRecord, SimOutput};
 use gridmuc_core::AlertKind;
 use gridmuc_core::alert::AlertState;
-use gridmuc_core::time::MINUTE;
+use gridmuc_core::detect::OverloadConfig;
+use gridmuc_core::policy::PolicyConfig;
+use gridmuc_core::thermal::HotSpotModel;
+use gridmuc_core::time::{HOUR, MINUTE};
+use statrs::distribution::{Beta, ContinuousCDF};
+use std::collections::HashMap;
+
+/// How long before the load crosses the rating an overload warning still counts as true: the
+/// thermal forecast is meant to speak that early.
+pub const OVERLOAD_LEAD: i64 = HOUR;
 
 /// NAB standard profile weights.
 pub const NAB_TP: f64 = 1.0;
@@ -61,6 +75,29 @@ pub struct DetectorScore {
     pub nab: Option<f64>,
     /// Expected F1 of a random detector with the same number of alerts.
     pub chance_f1: f64,
+    /// Overload only: the least time (s) from the first alert to the physical load crossing the
+    /// rating, over the crossings an alert came within an hour of (negative when after it).
+    pub min_lead_s: Option<f64>,
+}
+
+/// Exact (Clopper–Pearson) two-sided 95 % interval of a proportion `k` of `n`, for precision and recall.
+pub fn proportion_ci(k: usize, n: usize) -> Option<(f64, f64)> {
+    if n == 0 || k > n {
+        return None;
+    }
+    let (k, n) = (k as f64, n as f64);
+    let quantile = |a: f64, b: f64, p: f64| Beta::new(a, b).ok().map(|d| d.inverse_cdf(p));
+    let lo = if k == 0.0 {
+        0.0
+    } else {
+        quantile(k, n - k + 1.0, 0.025)?
+    };
+    let hi = if k == n {
+        1.0
+    } else {
+        quantile(k + 1.0, n - k, 0.975)?
+    };
+    Some((lo, hi))
 }
 
 impl DetectorScore {
@@ -86,15 +123,21 @@ fn f1(p: f64, r: f64) -> f64 {
     }
 }
 
-fn overload_windows(out: &SimOutput, clear_after: u32) -> Vec<Window> {
-    let line = out.rating_w as f64 * out.warn_fraction;
-    let gap = i64::from(clear_after.max(1)) * out.interval;
+/// Runs of intervals in which the *physical* load, through the same IEC 60076-7 model, brings
+/// the hot spot to `hot_spot_warn_c`: what a transformer engineer calls an overload. Merged
+/// across gaps shorter than `gap`.
+fn overload_windows(out: &SimOutput, overload: &OverloadConfig, gap: i64) -> Vec<Window> {
+    let rating = out.rating_w.max(1) as f64;
+    let minutes = out.interval as f64 / MINUTE as f64;
+    let mut model: Option<HotSpotModel> = None;
     let mut windows: Vec<Window> = Vec::new();
-    for r in out
-        .intervals
-        .iter()
-        .filter(|r| r.true_total_w as f64 > line)
-    {
+    for r in &out.intervals {
+        let k = r.true_total_w as f64 / rating;
+        let m = model.get_or_insert_with(|| HotSpotModel::steady(overload.thermal.clone(), k));
+        m.advance(k, minutes);
+        if m.hot_spot() < overload.hot_spot_warn_c {
+            continue;
+        }
         let (s, e) = (r.start.0, r.start.0 + out.interval);
         match windows.last_mut() {
             Some(w) if s <= w.end + gap => w.end = e,
@@ -108,12 +151,25 @@ fn overload_windows(out: &SimOutput, clear_after: u32) -> Vec<Window> {
     windows
 }
 
-fn label_windows(out: &SimOutput, kinds: &[AnomalyKind]) -> Vec<Window> {
+/// Merges windows of one subject closer than `gap`, as the policy merges their findings.
+fn merge(mut windows: Vec<Window>, gap: i64) -> Vec<Window> {
+    windows.sort_by_key(|w| (w.house, w.start));
+    let mut merged: Vec<Window> = Vec::with_capacity(windows.len());
+    for w in windows {
+        match merged.last_mut() {
+            Some(m) if m.house == w.house && w.start <= m.end + gap => m.end = m.end.max(w.end),
+            _ => merged.push(w),
+        }
+    }
+    merged
+}
+
+fn label_windows(out: &SimOutput, kinds: &[AnomalyKind], per_house: bool) -> Vec<Window> {
     let mut windows = Vec::new();
     for l in out.labels.iter().filter(|l| kinds.contains(&l.kind)) {
         let start = out.start.0 + i64::from(l.start_min) * MINUTE;
         let end = out.start.0 + i64::from(l.end_min()) * MINUTE;
-        if kinds == [AnomalyKind::HouseSpike] {
+        if per_house {
             windows.extend(l.houses.iter().map(|h| Window {
                 start,
                 end,
@@ -130,46 +186,108 @@ fn label_windows(out: &SimOutput, kinds: &[AnomalyKind]) -> Vec<Window> {
     windows
 }
 
-/// Scores every detector of the aggregator on a finished run.
-pub fn score_detectors(out: &SimOutput, clear_after: u32) -> Vec<DetectorScore> {
+/// The raised alerts that open an event: a raise after a raise of the same kind and subject,
+/// with no clear between, is an escalation of the event the first one opened.
+fn event_openings(alerts: &[AlertRecord], kind: AlertKind) -> Vec<&AlertRecord> {
+    let mut open: HashMap<Option<usize>, bool> = HashMap::new();
+    let mut first = Vec::new();
+    for a in alerts.iter().filter(|a| a.kind == kind) {
+        let was_open = open.insert(a.house, a.state == AlertState::Raised);
+        if a.state == AlertState::Raised && was_open != Some(true) {
+            first.push(a);
+        }
+    }
+    first
+}
+
+/// Scores every detector of the aggregator on a finished run, merging as `policy` does.
+pub fn score_detectors(
+    out: &SimOutput,
+    overload: &OverloadConfig,
+    policy: &PolicyConfig,
+) -> Vec<DetectorScore> {
     let slack = 2 * out.interval;
+    let gap = (i64::from(policy.clear_after.max(1)) * out.interval).max(policy.cooldown);
     let span = (out.intervals.len() as f64 * out.interval as f64).max(1.0);
+    let houses = out.houses.max(1);
+    let meters = [AnomalyKind::StuckMeter, AnomalyKind::ZeroMeter];
+    let mut overload = overload_windows(out, overload, gap);
+    let crossings = rating_crossings(out);
+    for w in &mut overload {
+        w.start -= OVERLOAD_LEAD;
+    }
     [
-        (
-            AlertKind::Overload,
-            overload_windows(out, clear_after),
-            1usize,
-        ),
+        (AlertKind::Overload, overload, 1usize),
         (
             AlertKind::AggregateSpike,
             label_windows(
                 out,
                 &[AnomalyKind::NeighbourhoodOverload, AnomalyKind::EvSurge],
+                false,
             ),
             1,
         ),
         (
             AlertKind::HouseSpike,
-            label_windows(out, &[AnomalyKind::HouseSpike]),
-            out.houses.max(1),
+            label_windows(out, &[AnomalyKind::HouseSpike], true),
+            houses,
+        ),
+        (
+            AlertKind::StuckMeter,
+            label_windows(out, &[AnomalyKind::StuckMeter], true),
+            houses,
+        ),
+        (
+            AlertKind::ZeroMeter,
+            label_windows(out, &[AnomalyKind::ZeroMeter], true),
+            houses,
+        ),
+        (
+            AlertKind::SuspectMeters,
+            label_windows(out, &meters, false),
+            1,
         ),
     ]
     .into_iter()
-    .map(|(kind, mut windows, subjects)| {
+    .map(|(kind, windows, subjects)| {
+        let mut windows = merge(windows, gap);
         for w in &mut windows {
             w.end += slack;
         }
-        score_one(out, kind, &windows, span * subjects as f64)
+        let mut score = score_one(out, kind, &windows, span * subjects as f64);
+        if kind == AlertKind::Overload {
+            score.min_lead_s = min_lead(out, &crossings);
+        }
+        score
     })
     .collect()
 }
 
-fn score_one(out: &SimOutput, kind: AlertKind, windows: &[Window], space: f64) -> DetectorScore {
-    let raised: Vec<_> = out
-        .alerts
+/// Where the physical load first goes above the rating after being at or below it.
+fn rating_crossings(out: &SimOutput) -> Vec<i64> {
+    out.intervals
+        .windows(2)
+        .filter(|w| w[0].true_total_w <= out.rating_w && w[1].true_total_w > out.rating_w)
+        .map(|w| w[1].start.0)
+        .collect()
+}
+
+/// The least time from the first overload alert (within the lead before it) to each crossing.
+fn min_lead(out: &SimOutput, crossings: &[i64]) -> Option<f64> {
+    let alerts = event_openings(&out.alerts, AlertKind::Overload);
+    crossings
         .iter()
-        .filter(|a| a.kind == kind && a.state == AlertState::Raised)
-        .collect();
+        .filter_map(|c| {
+            alerts
+                .iter()
+                .find(|a| (c - OVERLOAD_LEAD..c + OVERLOAD_LEAD).contains(&a.emitted.0))
+                .map(|a| (c - a.emitted.0) as f64 / 1000.0)
+        })
+        .min_by(f64::total_cmp)
+}
+
+fn score_one(out: &SimOutput, kind: AlertKind, windows: &[Window], space: f64) -> DetectorScore {
+    let raised = event_openings(&out.alerts, kind);
     let mut first_hit: Vec<Option<i64>> = vec![None; windows.len()];
     let mut nab_raw = 0.0;
     let mut true_alerts = 0;
@@ -260,12 +378,26 @@ fn score_one(out: &SimOutput, kind: AlertKind, windows: &[Window], space: f64) -
         nab_raw,
         nab,
         chance_f1: f1(chance_p, chance_r),
+        min_lead_s: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proportion_ci_brackets_the_estimate() {
+        let (lo, hi) = proportion_ci(9, 10).expect("defined");
+        // Clopper–Pearson for 9 of 10: 0.555 to 0.997.
+        assert!(
+            (lo - 0.5550).abs() < 1e-3 && (hi - 0.9975).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+        assert_eq!(proportion_ci(0, 5).map(|c| c.0), Some(0.0));
+        assert_eq!(proportion_ci(5, 5).map(|c| c.1), Some(1.0));
+        assert_eq!(proportion_ci(1, 0), None);
+    }
 
     #[test]
     fn sigmoid_shape() {

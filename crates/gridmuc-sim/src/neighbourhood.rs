@@ -163,13 +163,13 @@ impl Neighbourhood {
             let from = label.start_min.max(day_start) - day_start;
             let to = label.end_min().min(day_end) - day_start;
             for &h in &label.houses {
-                let extra = match label.kind {
-                    AnomalyKind::EvSurge => self.houses[h].surge_charger_w(),
-                    _ => label.extra_w,
-                };
+                let surge = self.houses[h].surge_charger_w();
                 let row = &mut self.loads[h * MINUTES_PER_DAY..(h + 1) * MINUTES_PER_DAY];
-                for w in &mut row[from as usize..to as usize] {
-                    *w += extra;
+                for m in from..to {
+                    row[m as usize] += match label.kind {
+                        AnomalyKind::EvSurge => surge,
+                        _ => label.extra_at(day_start + m),
+                    };
                 }
             }
         }

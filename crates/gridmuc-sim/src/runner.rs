@@ -291,6 +291,10 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Progress)) -> SimOutput
                     .find(|l| l.covers(abs_min) && l.houses[0] == h);
                 let raw = match fault.map(|l| (l.kind, l.id)) {
                     Some((AnomalyKind::DeadMeter, _)) => continue,
+                    Some((AnomalyKind::ZeroMeter, _)) => RawReading {
+                        watts: 0.0,
+                        export: false,
+                    },
                     Some((AnomalyKind::StuckMeter, id)) => {
                         let v = *stuck.entry((id, h)).or_insert(value);
                         RawReading {
@@ -399,6 +403,6 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Progress)) -> SimOutput
         injected_bad_readings: injected_bad,
         expected_daily_kwh: scenario.expect.daily_kwh,
     };
-    out.scores = score_detectors(&out, config.policy.clear_after);
+    out.scores = score_detectors(&out, &config.overload, &config.policy);
     out
 }

@@ -150,11 +150,7 @@ mod tests {
 
     fn arb_alert() -> impl Strategy<Value = Alert> {
         (
-            prop::sample::select(vec![
-                AlertKind::Overload,
-                AlertKind::AggregateSpike,
-                AlertKind::HouseSpike,
-            ]),
+            prop::sample::select(AlertKind::ALL.to_vec()),
             prop::sample::select(vec![Severity::Info, Severity::Warning, Severity::Critical]),
             prop::sample::select(vec![AlertState::Raised, AlertState::Cleared]),
             -8_000_000_000_000i64..8_000_000_000_000,
