@@ -11,6 +11,10 @@ use gridmuc_core::{Millis, Timestamp, Watts};
 /// An energy delta must be this many register steps before it beats the power samples.
 const ENERGY_STEPS: f64 = 20.0;
 
+/// Registers that move faster than this between two frames belong to another meter (a
+/// replaced one, or a bridge now forwarding a different port): more than any house's fuses.
+const MAX_HOUSE_WATTS: f64 = 100_000.0;
+
 /// What one frame of a meter said; every value already checked to be finite.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Observation {
@@ -95,11 +99,15 @@ impl Accumulator {
             self.power_samples += 1;
         }
         if let Some(e) = obs.energy {
-            let went_back = self
-                .latest
-                .is_some_and(|(_, l)| e.import_wh < l.import_wh || e.export_wh < l.export_wh);
-            // A register that runs backwards is a replaced or reset meter: start afresh.
-            if went_back || self.baseline.is_none() {
+            // A register that runs backwards or leaps is a replaced or reset meter: start afresh.
+            let other_meter = self.latest.is_some_and(|(t, l)| {
+                let (import, export) = (e.import_wh - l.import_wh, e.export_wh - l.export_wh);
+                let ms = at.since(t).max(1_000) as f64;
+                import < 0.0
+                    || export < 0.0
+                    || (import + export) * 3_600_000.0 / ms > MAX_HOUSE_WATTS
+            });
+            if other_meter || self.baseline.is_none() {
                 self.baseline = Some((at, e));
             }
             self.latest = Some((at, e));
@@ -234,12 +242,19 @@ mod tests {
     }
 
     #[test]
-    fn a_register_that_runs_backwards_restarts_the_delta() {
+    fn a_register_that_runs_backwards_or_leaps_restarts_the_delta() {
         let mut acc = Accumulator::new(0);
         acc.observe(Timestamp(0), energy(10_000.0, 0.0));
         acc.observe(Timestamp(1_000), energy(5.0, 0.0));
         acc.observe(Timestamp(1_000), power(400.0));
         assert_eq!(acc.take(Timestamp(1_000)), Ok(Watts(400)));
+        // 3.5 MWh in two seconds is another meter, not 6 GW.
+        acc.observe(Timestamp(3_000), energy(3_500_000.0, 0.0));
+        acc.observe(Timestamp(3_000), power(700.0));
+        assert_eq!(acc.take(Timestamp(3_000)), Ok(Watts(700)));
+        // From there the deltas count again: 25 Wh in 60 s.
+        acc.observe(Timestamp(63_000), energy(3_500_025.0, 0.0));
+        assert_eq!(acc.take(Timestamp(63_000)), Ok(Watts(1_500)));
     }
 
     #[test]
