@@ -122,6 +122,7 @@ impl Accumulator {
 
     /// Closes the interval at `now`: its mean power, or why there is none.
     pub fn take(&mut self, now: Timestamp) -> Result<Watts, Fault> {
+        let garbled = self.garbled > 0;
         let energy = self.energy_mean();
         let samples =
             (self.power_samples > 0).then(|| self.power_sum / f64::from(self.power_samples));
@@ -129,12 +130,13 @@ impl Accumulator {
             (Some((mean, true)), _) => Some(mean),
             (_, Some(mean)) => Some(mean),
             (Some((mean, false)), None) => Some(mean),
-            (None, None) => self
+            // Only silence is bridged: a meter sending garbage is a garbled interval.
+            (None, None) if !garbled => self
                 .last_frame
-                .filter(|t| now.since(*t) <= self.hold)
+                .filter(|t| now.since(*t) < self.hold)
                 .and(self.last_value),
+            (None, None) => None,
         };
-        let garbled = self.garbled > 0;
         self.power_sum = 0.0;
         self.power_samples = 0;
         self.garbled = 0;
@@ -283,8 +285,13 @@ mod tests {
         let mut acc = Accumulator::new(300_000);
         acc.observe(Timestamp(0), power(450.0));
         assert_eq!(acc.take(Timestamp(60_000)), Ok(Watts(450)));
-        assert_eq!(acc.take(Timestamp(300_000)), Ok(Watts(450)));
-        assert_eq!(acc.take(Timestamp(300_001)), Err(Fault::Dead));
+        assert_eq!(acc.take(Timestamp(299_999)), Ok(Watts(450)));
+        assert_eq!(acc.take(Timestamp(300_000)), Err(Fault::Dead));
+        // Garbage is not bridged.
+        acc.observe(Timestamp(300_000), power(500.0));
+        assert_eq!(acc.take(Timestamp(300_000)), Ok(Watts(500)));
+        acc.garbled();
+        assert_eq!(acc.take(Timestamp(300_001)), Err(Fault::Garbled));
     }
 
     #[test]
