@@ -16,8 +16,8 @@ use crate::room::{Agent, RoomInput, RoomTransmit};
 pub use crate::room::{PrivacyRefusal, SelfPresence};
 use gridmuc_core::aggregator::{Counters, Ingest};
 use gridmuc_core::{
-    Aggregator, AggregatorConfig, Alert, AlertKind, IntervalStats, Millis, Reading, ReadingId,
-    Rejection, RejectionCounts, RoomNick, Timestamp,
+    Aggregator, AggregatorConfig, Alert, IntervalStats, Millis, Reading, ReadingId, Rejection,
+    RejectionCounts, RoomNick, Timestamp,
 };
 use rand::Rng;
 use std::collections::{HashSet, VecDeque};
