@@ -748,6 +748,7 @@ impl<R: Rng> Agent for BotCore<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gridmuc_core::AlertKind;
     use gridmuc_core::{Quality, Watts};
     use rand::SeedableRng;
     use rand::rngs::StdRng;

@@ -1,8 +1,8 @@
 //! `gridmuc demo`: a private Prosody, a neighbourhood of meters, the substation bot and an
 //! operator, with a staged single-house spike and a transformer overload, all on loopback.
-//! `--mode masked` runs the masked meters and bot instead: the bot learns only sums, and the
-//! staged overload is detected from them. `--mode private` runs private mode (Prio3): the bot
-//! as leader with an independent helper bot; nobody sees a house's reading.
+//! `--mode private` runs private mode (Prio3) instead: the bot as leader with an independent
+//! helper bot; nobody sees a house's reading, the staged spike is only counted and told to its
+//! house privately.
 
 mod private;
 
@@ -12,10 +12,6 @@ use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password}
 use gridmuc_xmpp::bot::{BotConfig, BotEvent, run_bot, summary_line};
 use gridmuc_xmpp::connect::ConnectConfig;
 use gridmuc_xmpp::listen::{Heard, ListenPlan, listen};
-use gridmuc_xmpp::masked::{
-    MaskedBotConfig, MaskedBotEvent, MaskedMeterConfig, MaskedMeterEvent, run_masked_bot,
-    run_masked_meter,
-};
 use gridmuc_xmpp::meter::{MeterConfig, MeterEvent, Mode, run_meter};
 use gridmuc_xmpp::source::Injection;
 use std::collections::BTreeMap;
@@ -32,9 +28,8 @@ pub struct Args {
     /// How long the neighbourhood runs.
     #[arg(long, default_value_t = 2.0)]
     pub minutes: f64,
-    /// `direct` (readings privately to the bot through the room), `broadcast` (to the room),
-    /// `private` (Prio3 with a helper bot: nobody sees a reading) or `masked` (the bot learns
-    /// only each interval's sum).
+    /// `direct` (readings privately to the bot through the room), `broadcast` (to the room)
+    /// or `private` (Prio3 with a helper bot: nobody sees a reading).
     #[arg(long, default_value = "direct")]
     pub mode: DemoMode,
     /// Reporting interval in seconds (short, so a two-minute demo shows many intervals).
@@ -47,8 +42,6 @@ pub struct Args {
 pub enum DemoMode {
     /// Plain readings, direct or broadcast.
     Plain(Mode),
-    /// Masked readings; the bot sees only sums.
-    Masked,
     /// Private mode: Prio3 reports to the leader and a helper bot.
     Private,
 }
@@ -57,17 +50,13 @@ impl FromStr for DemoMode {
     type Err = String;
     fn from_str(s: &str) -> Result<DemoMode, String> {
         match s {
-            "masked" => Ok(DemoMode::Masked),
             "private" => Ok(DemoMode::Private),
-            other => Mode::from_str(other).map(DemoMode::Plain).map_err(|_| {
-                format!("unknown mode {other:?} (direct, broadcast, private or masked)")
-            }),
+            other => Mode::from_str(other)
+                .map(DemoMode::Plain)
+                .map_err(|_| format!("unknown mode {other:?} (direct, broadcast or private)")),
         }
     }
 }
-
-/// Rounds a masked cohort runs before nicknames rotate (re-enrolment), in the demo.
-const COHORT_ROUNDS: u64 = 8;
 
 /// The substation's nickname in the room.
 const BOT_NICK: &str = "substation";
@@ -152,7 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let mode = match args.mode {
         DemoMode::Plain(mode) => mode,
-        DemoMode::Masked | DemoMode::Private => Mode::Direct,
+        DemoMode::Private => Mode::Direct,
     };
     let meters: Vec<MeterConfig> = (0..args.houses)
         .map(|i| {
@@ -165,8 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             m.rotate = [8.0 * args.interval, 16.0 * args.interval];
             m.rejoin_gap = [0.5, 2.0];
             m.injections = vec![window(0.6, 0.8, OVERLOAD_ADD)];
-            if i == 0 && args.mode != DemoMode::Masked {
-                // In private mode the spike is only counted; the house is told privately.
+            if i == 0 {
                 m.injections.push(window(0.3, 0.45, SPIKE_ADD));
             }
             m
@@ -203,20 +191,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rt.block_on(private::neighbourhood(
             bot, helper, meters, operator, run_for, task,
         ))
-    } else if args.mode == DemoMode::Masked {
-        println!(
-            "{} houses, masked mode, {}-s intervals, rating {}, new cohort (and nicknames) every {COHORT_ROUNDS} intervals; staged: overload at 60–80 % of {:.1} min",
-            args.houses, args.interval, bot.aggregator.overload.rating, args.minutes
-        );
-        let mut masked = MaskedBotConfig::new(bot);
-        masked.key_window = interval;
-        masked.share_window = interval;
-        masked.cohort_rounds = COHORT_ROUNDS;
-        let meters = meters
-            .into_iter()
-            .map(|meter| MaskedMeterConfig { meter, dp: None })
-            .collect();
-        rt.block_on(masked_neighbourhood(masked, meters, operator, run_for))
     } else {
         println!(
             "{} houses, {:?} mode, {}-s intervals, rating {}; staged: one-house spike at 30–45 %, overload at 60–80 % of {:.1} min",
@@ -373,145 +347,6 @@ fn on_meter_event(e: MeterEvent, tally: &mut Tally) {
     }
 }
 
-/// Totals the masked live view keeps; `sent` holds each round's plain total and count, which
-/// only the demo (playing every house at once) can know, to check the bot's sums.
-#[derive(Default)]
-struct MaskedTally {
-    interval: Duration,
-    sent: BTreeMap<u64, (i64, usize)>,
-    sums: Vec<(u64, Watts, usize)>,
-    cohorts: u64,
-    alerts: BTreeMap<&'static str, u64>,
-    latencies: Vec<i64>,
-    operator_alerts: u64,
-}
-
-async fn masked_neighbourhood(
-    bot: MaskedBotConfig,
-    meters: Vec<MaskedMeterConfig>,
-    operator: ConnectConfig,
-    run_for: Duration,
-) -> anyhow::Result<()> {
-    let interval = Duration::from_millis(bot.bot.aggregator.interval.unsigned_abs());
-    let mut tally = MaskedTally {
-        interval,
-        ..MaskedTally::default()
-    };
-    let agents = Agents {
-        interval,
-        run_for,
-        // Give the last round's unmask answers time to land.
-        settle: interval,
-    };
-    let (report, reports) = agents
-        .drive(
-            &mut tally,
-            bot,
-            |c, tx, stop| run_masked_bot(c, Some(tx), stop),
-            |e| match e {
-                MaskedBotEvent::Joined(nick) => Some(format!(
-                    "{nick} (plain participant) and told the room: {}",
-                    gridmuc_xmpp::masked::bot::MASKED_NOTICE
-                )),
-                _ => None,
-            },
-            meters,
-            |c, tx, stop| run_masked_meter(c, Some(tx), stop),
-            operator,
-        )
-        .await?;
-
-    let sent: u64 = reports.iter().map(|r| r.sent).sum();
-    let nicks: u64 = reports.iter().map(|r| r.nicks).sum();
-    let exact = tally
-        .sums
-        .iter()
-        .filter(|(round, total, meters)| tally.sent.get(round) == Some(&(total.0, *meters)))
-        .count();
-    let lat = &mut tally.latencies;
-    lat.sort_unstable();
-    println!("\n── summary (masked mode: per-house detection off) ──");
-    println!("houses finished cleanly: {}", reports.len());
-    println!(
-        "masked readings sent: {sent}   taken into rounds by the bot: {}   late (after their round closed or cohort ended): {}   refused: {}",
-        report.accepted, report.late, report.rejected
-    );
-    println!(
-        "cohorts enrolled: {}   nicknames used: {nicks} (one per house per cohort)   rounds summed: {}   rounds without a sum: {}",
-        report.cohorts, report.sums, report.failed_rounds
-    );
-    println!(
-        "sums equal to what the houses sent (checked by the demo, which plays every house): {exact} of {}",
-        tally.sums.len()
-    );
-    println!(
-        "alerts: {}   operator DMs: {}",
-        if tally.alerts.is_empty() {
-            "none".to_owned()
-        } else {
-            format!("{:?}", tally.alerts)
-        },
-        tally.operator_alerts
-    );
-    if let (Some(min), Some(max)) = (lat.first(), lat.last()) {
-        println!(
-            "sum posted after interval end: min {min} ms, median {} ms, max {max} ms (grace plus the unmask exchange)",
-            lat[lat.len() / 2],
-        );
-    }
-    Ok(())
-}
-
-fn on_masked_bot_event(e: MaskedBotEvent, tally: &mut MaskedTally, on_time: bool) {
-    match e {
-        MaskedBotEvent::Sum {
-            round,
-            total,
-            enrolled,
-            noise_sd,
-            closed_at,
-        } => {
-            let latency = closed_at.since(total.start.plus(total.length));
-            if on_time {
-                tally.latencies.push(latency);
-            }
-            tally.sums.push((round, total.total, total.meters));
-            println!(
-                "{}  | +{latency} ms",
-                gridmuc_xmpp::masked::bot::masked_summary_line(&total, enrolled, noise_sd)
-            );
-        }
-        MaskedBotEvent::Enrolled {
-            members,
-            roster,
-            first_round,
-        } => {
-            tally.cohorts += 1;
-            println!(
-                "  cohort {} enrolled: {members} of {roster} keys completed; masking from {}",
-                tally.cohorts,
-                gridmuc_xmpp::masked::round_start(first_round, tally.interval)
-            );
-        }
-        MaskedBotEvent::RoundFailed { round, reason } => {
-            println!("  round {round}: no sum ({reason})");
-        }
-        MaskedBotEvent::Alert(a) => {
-            *tally.alerts.entry(a.kind.as_str()).or_default() += 1;
-            println!("  ALERT {} (room + operator)", a.body());
-        }
-        MaskedBotEvent::Joined(_) | MaskedBotEvent::Stanza(_) => {}
-    }
-}
-
-fn on_masked_meter_event(e: MaskedMeterEvent, tally: &mut MaskedTally) {
-    if let MaskedMeterEvent::Sent { round, reading, .. } = e {
-        let s = tally.sent.entry(round).or_default();
-        s.0 += reading.0;
-        s.1 += 1;
-    }
-}
-
 /// What the live view does with the events of a run, whatever the mode.
 trait View<B, M> {
     /// A bot event; `on_time` is false for the final flush at shutdown.
@@ -531,19 +366,6 @@ impl View<BotEvent, MeterEvent> for Tally {
     }
     fn operator(&mut self, heard: &Heard) {
         on_operator(heard, self);
-    }
-}
-
-impl View<MaskedBotEvent, MaskedMeterEvent> for MaskedTally {
-    fn bot(&mut self, e: MaskedBotEvent, on_time: bool) {
-        on_masked_bot_event(e, self, on_time);
-    }
-    fn meter(&mut self, e: MaskedMeterEvent) {
-        on_masked_meter_event(e, self);
-    }
-    fn operator(&mut self, heard: &Heard) {
-        self.operator_alerts += u64::from(heard.alert.is_some());
-        println!("  operator inbox: {}", heard.body);
     }
 }
 

@@ -1,7 +1,6 @@
 //! `gridmuc`: one binary for the live neighbourhood, the offline simulations and the benchmarks.
 
 mod bench_ingest;
-mod bench_masked;
 mod bench_private;
 #[cfg(feature = "offline")]
 mod bench_sim;
@@ -42,7 +41,7 @@ enum Command {
     /// Run an offline neighbourhood simulation from simulations/<name>.toml.
     #[cfg(feature = "offline")]
     Simulate(simulate::Args),
-    /// Linkage experiment: link rotating nicknames to houses; what masked mode leaves (reports/privacy).
+    /// Linkage experiment: link rotating nicknames to houses; what private mode leaves (reports/privacy).
     #[cfg(feature = "offline")]
     Privacy(privacy::Args),
     /// Re-render charts and report.md from a finished simulation's output.
@@ -66,8 +65,6 @@ enum BenchCommand {
     /// Simulate household-years and report the rate per CPU-second.
     #[cfg(feature = "offline")]
     Sim(bench_sim::Args),
-    /// Masked-aggregation costs per house and round, and bytes per reading.
-    Masked(bench_masked::Args),
     /// Private-mode (Prio3) costs per report for a meter and each aggregator, and bytes per report.
     Private(bench_private::Args),
 }
@@ -97,7 +94,6 @@ fn main() -> anyhow::Result<()> {
             BenchCommand::Ingest(a) => bench_ingest::run(a),
             #[cfg(feature = "offline")]
             BenchCommand::Sim(a) => bench_sim::run(a),
-            BenchCommand::Masked(a) => bench_masked::run(a),
             BenchCommand::Private(a) => bench_private::run(a),
         },
     }

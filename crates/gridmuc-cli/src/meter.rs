@@ -1,7 +1,6 @@
 //! `gridmuc meter`: one house's meter agent against any XMPP server, configured by a TOML file.
 
 use anyhow::Context;
-use gridmuc_xmpp::masked::{DpSettings, MaskedMeterConfig, run_masked_meter};
 use gridmuc_xmpp::meter::{MeterConfig, run_meter};
 use gridmuc_xmpp::private::run_private_meter;
 use std::path::PathBuf;
@@ -14,69 +13,36 @@ pub struct Args {
     pub config: PathBuf,
 }
 
-/// The `[masked]` table of a meter or substation config: masked mode, where the bot learns
-/// only the neighbourhood sum. Meters and bot must agree on it.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MaskedTable {
-    /// ε-DP noise shares (`{ epsilon = 1.0, sensitivity_watts = 1000 }`); off when absent.
-    pub dp: Option<DpSettings>,
-    /// Substation only: rounds per cohort before re-enrolment under fresh nicknames.
-    pub cohort_rounds: Option<u64>,
-    /// Substation only: smallest cohort the bot forms.
-    pub min_cohort: Option<usize>,
-}
-
-/// Reads a TOML config into `T` plus its optional `[masked]` table, naming the file in every error.
-pub fn read_config_masked<T: serde::de::DeserializeOwned>(
-    path: &std::path::Path,
-) -> anyhow::Result<(T, Option<MaskedTable>)> {
+/// Reads a TOML config into `T`, naming the file in every error, and saying plainly that a
+/// `[masked]` table belongs to the retired masked mode.
+pub fn read_config<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_masked(&text).with_context(|| format!("parsing {}", path.display()))
+    parse(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn parse_masked<T: serde::de::DeserializeOwned>(
-    text: &str,
-) -> anyhow::Result<(T, Option<MaskedTable>)> {
-    let mut table: toml::Table = toml::from_str(text)?;
-    let masked = table
-        .remove("masked")
-        .map(|m| m.try_into::<MaskedTable>().context("[masked]"))
-        .transpose()?;
-    Ok((table.try_into()?, masked))
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    let table: toml::Table = toml::from_str(text)?;
+    anyhow::ensure!(
+        !table.contains_key("masked"),
+        "masked mode was retired: use a [private] table (private mode, Prio3 with a helper \
+         bot; see examples/meter.toml)"
+    );
+    Ok(table.try_into()?)
 }
 
 /// Runs the meter until Ctrl-C or until its source is exhausted.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (cfg, masked): (MeterConfig, _) = read_config_masked(&args.config)?;
+    let cfg: MeterConfig = read_config(&args.config)?;
     let rt = tokio::runtime::Runtime::new()?;
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    anyhow::ensure!(
-        masked.is_none() || cfg.private.is_none(),
-        "a meter runs either [masked] or [private], not both"
-    );
     if cfg.private.is_some() {
         let stats = rt.block_on(run_private_meter(cfg, None, ctrl_c))?;
         println!("{stats:?}");
-        return Ok(());
-    }
-    match masked {
-        None => println!("{}", rt.block_on(run_meter(cfg, None, ctrl_c))?),
-        Some(m) => {
-            anyhow::ensure!(
-                m.cohort_rounds.is_none() && m.min_cohort.is_none(),
-                "[masked] cohort_rounds and min_cohort are substation settings"
-            );
-            let cfg = MaskedMeterConfig {
-                meter: cfg,
-                dp: m.dp,
-            };
-            let report = rt.block_on(run_masked_meter(cfg, None, ctrl_c))?;
-            println!("{report:?}");
-        }
+    } else {
+        println!("{}", rt.block_on(run_meter(cfg, None, ctrl_c))?);
     }
     Ok(())
 }
@@ -86,19 +52,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masked_table_is_split_off_and_checked() {
+    fn a_masked_table_is_refused_with_a_pointer_to_private_mode() {
         let plain = include_str!("../../../examples/meter.toml");
-        let (cfg, masked): (MeterConfig, _) = parse_masked(plain).unwrap();
-        assert!(masked.is_none());
+        let cfg: MeterConfig = parse(plain).unwrap();
         assert_eq!(cfg.bot_nick, "substation");
         let with =
             format!("{plain}\n[masked]\ndp = {{ epsilon = 0.5, sensitivity_watts = 2000 }}\n");
-        let (_, masked): (MeterConfig, _) = parse_masked(&with).unwrap();
-        let dp = masked.unwrap().dp.unwrap();
-        assert_eq!((dp.epsilon, dp.sensitivity_watts), (0.5, 2000));
-        let typo = format!("{plain}\n[masked]\ndp_epsilon = 1\n");
-        let err = parse_masked::<MeterConfig>(&typo).unwrap_err();
-        assert!(format!("{err:#}").contains("dp_epsilon"), "{err:#}");
+        let err = parse::<MeterConfig>(&with).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("use a [private] table"),
+            "{err:#}"
+        );
     }
 
     #[test]

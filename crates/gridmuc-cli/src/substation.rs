@@ -1,8 +1,7 @@
 //! `gridmuc substation`: the operator bot against any XMPP server, configured by a TOML file.
 
-use crate::meter::read_config_masked;
+use crate::meter::read_config;
 use gridmuc_xmpp::bot::{BotConfig, run_bot};
-use gridmuc_xmpp::masked::{MaskedBotConfig, run_masked_bot};
 use gridmuc_xmpp::private::run_leader;
 use std::path::PathBuf;
 
@@ -16,27 +15,14 @@ pub struct Args {
 
 /// Runs the bot until Ctrl-C, then prints the final counters.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let (cfg, masked): (BotConfig, _) = read_config_masked(&args.config)?;
+    let cfg: BotConfig = read_config(&args.config)?;
     let rt = tokio::runtime::Runtime::new()?;
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    anyhow::ensure!(
-        masked.is_none() || cfg.private.is_none(),
-        "a substation runs either [masked] or [private], not both"
-    );
     if cfg.private.is_some() {
         let refusals = rt.block_on(run_leader(cfg, None, ctrl_c))?;
         println!("reports refused: {}", refusals.total());
-        return Ok(());
-    }
-    if let Some(m) = masked {
-        let mut masked = MaskedBotConfig::new(cfg);
-        masked.dp = m.dp;
-        masked.cohort_rounds = m.cohort_rounds.unwrap_or(masked.cohort_rounds);
-        masked.min_cohort = m.min_cohort.unwrap_or(masked.min_cohort);
-        let report = rt.block_on(run_masked_bot(masked, None, ctrl_c))?;
-        println!("{report:?}");
         return Ok(());
     }
     let report = rt.block_on(run_bot(cfg, None, ctrl_c))?;

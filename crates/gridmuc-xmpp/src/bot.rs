@@ -30,8 +30,7 @@ use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
 use gridmuc_core::codec::{self, CodecLimits};
 use gridmuc_core::{
-    AggregatorConfig, Alert, AlertKind, IntervalStats, Reading, ReadingId, Rejection, RoomNick,
-    Watts,
+    AggregatorConfig, Alert, IntervalStats, Reading, ReadingId, Rejection, RoomNick, Watts,
 };
 use minidom::Element;
 use rand::rngs::OsRng;
@@ -488,8 +487,8 @@ impl BotWire {
 }
 
 /// Joins as a plain participant, or leaves again and refuses to run if the room would show
-/// us real JIDs (moderator or owner/admin, non-anonymous room, occupant-id): the masked bot's
-/// join and the district uplink's (the plain bot's own join is [`BotCore`]'s rule).
+/// us real JIDs (moderator or owner/admin, non-anonymous room, occupant-id): the district
+/// uplink's join (the bot's own join is [`BotCore`]'s rule, run by the driver).
 ///
 /// A nickname someone else holds (an impostor, a second bot) is not a reason to give up the
 /// neighbourhood: the bot tells its operators once and retries with backoff until it is free.
@@ -578,44 +577,6 @@ pub(crate) fn operator_command(m: &Message, operators: &[BareJid]) -> Option<(Ba
     }
     let (_, body) = m.get_best_body_cloned(vec![])?;
     Some((from, body))
-}
-
-/// Sends one alert: a house spike privately to that nickname through the room, anything
-/// else to the room; every alert also to each operator.
-pub(crate) async fn deliver_alert(
-    client: &mut Session,
-    bound: Duration,
-    room: &BareJid,
-    operators: &[BareJid],
-    alert: &Alert,
-    key: Option<&BotSecretKey>,
-) -> Result<(), BotError> {
-    let body = alert.body();
-    let payload = codec::encode_alert(alert);
-    let first: (Jid, MessageType) = match (&alert.nick, alert.kind) {
-        // Only the offending occupant hears about it, through the room.
-        (Some(nick), AlertKind::HouseSpike) => {
-            (muc::occupant(room, nick)?.into(), MessageType::Chat)
-        }
-        _ => (room.clone().into(), MessageType::Groupchat),
-    };
-    let operators = operators
-        .iter()
-        .map(|op| (op.clone().into(), MessageType::Chat));
-    for (to, type_) in std::iter::once(first).chain(operators) {
-        send_chat(
-            client,
-            bound,
-            to,
-            type_,
-            body.clone(),
-            Some(payload.clone()),
-            key,
-        )
-        .await?;
-    }
-    tracing::info!(%body, "alert delivered");
-    Ok(())
 }
 
 /// Sends a message with a body for people and an optional payload for programs, bounded; with

@@ -10,8 +10,6 @@ pub mod district;
 mod driver;
 pub mod guard;
 pub mod listen;
-mod liveness;
-pub mod masked;
 pub mod meter;
 pub mod metrics;
 pub mod muc;

@@ -31,7 +31,6 @@ use tokio::time::Instant;
 use tokio_xmpp::jid::{BareJid, FullJid};
 use xmpp_parsers::message::{Message, MessageType};
 
-pub(crate) use gridmuc_agent::meter::uniform;
 pub use gridmuc_agent::meter::{MeterReport, Mode};
 
 /// What a meter tells its caller (demo view, tests); never includes its own JID. `Sent.at` is
@@ -195,7 +194,7 @@ pub(crate) fn secs(x: f64) -> Duration {
 }
 
 /// The interval in whole milliseconds, at least one.
-pub(crate) fn interval_ms(d: Duration) -> Millis {
+fn interval_ms(d: Duration) -> Millis {
     millis(d).max(1)
 }
 
@@ -203,19 +202,6 @@ pub(crate) fn interval_ms(d: Duration) -> Millis {
 fn timestamp_of(t: SystemTime) -> Timestamp {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     Timestamp(millis(since))
-}
-
-/// The interval after `prev` (or after the current one) and a jittered send instant inside it.
-pub(crate) fn next_slot(
-    interval: Duration,
-    jitter: [f64; 2],
-    rng: &mut impl Rng,
-    prev: Option<Timestamp>,
-    catch_up: Millis,
-) -> (Timestamp, Instant) {
-    let p = interval_ms(interval);
-    let (slot, send_at) = agent::next_slot(now_ts(), p, jitter, rng, prev, catch_up);
-    (slot, instant_at(send_at))
 }
 
 /// Runs one meter until `shutdown` resolves, the source ends, or a fatal error (privacy refusals included).

@@ -370,7 +370,7 @@ pub fn removed(p: &Presence) -> bool {
             .is_some_and(|u| u.status.contains(&Status::SelfPresence))
 }
 
-/// A session event as every agent loop (meter, bot, masked or not) sees it.
+/// A session event as the driver sees it.
 #[allow(clippy::large_enum_variant)] // moved once per event straight into its handler, never stored
 pub(crate) enum SessionEvent {
     /// Something arrived.
