@@ -435,6 +435,12 @@ impl House {
         }
     }
 
+    /// Replaces the behaviour stream, so [`crate::HouseModel`] can make each day a function of its
+    /// seed alone.
+    pub(crate) fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+    }
+
     /// Static features, for reports.
     pub fn info(&self) -> HouseInfo {
         HouseInfo {
