@@ -35,9 +35,9 @@ const ACTIVITIES: usize = 7;
 
 /// Relative hourly propensity of each activity when someone is at home and awake.
 const ACTIVITY_HOURLY: [[u8; 24]; ACTIVITIES] = [
-    // Cooking: breakfast, lunch, the big evening meal.
+    // Cooking: breakfast, lunch, the evening meal.
     [
-        0, 0, 0, 0, 0, 1, 4, 8, 6, 2, 2, 4, 9, 7, 2, 2, 5, 14, 18, 12, 5, 2, 1, 0,
+        0, 0, 0, 0, 0, 1, 4, 8, 6, 3, 3, 6, 10, 8, 3, 3, 6, 10, 12, 9, 5, 2, 1, 0,
     ],
     // HotDrink (kettle).
     [
@@ -49,11 +49,11 @@ const ACTIVITY_HOURLY: [[u8; 24]; ACTIVITIES] = [
     ],
     // Dishes.
     [
-        1, 0, 0, 0, 0, 0, 0, 2, 3, 3, 2, 2, 3, 5, 3, 2, 2, 3, 6, 12, 12, 9, 5, 2,
+        1, 0, 0, 0, 0, 0, 0, 2, 4, 4, 3, 3, 4, 6, 4, 3, 3, 4, 6, 9, 9, 7, 4, 2,
     ],
     // Screen (TV, games, computers).
     [
-        3, 1, 0, 0, 0, 0, 1, 3, 3, 3, 3, 3, 4, 4, 4, 4, 6, 8, 10, 14, 16, 14, 10, 5,
+        3, 1, 0, 0, 0, 0, 1, 3, 4, 5, 5, 5, 6, 6, 6, 6, 7, 8, 9, 11, 12, 11, 8, 5,
     ],
     // Chores (vacuum, iron).
     [
@@ -74,6 +74,9 @@ struct ApplianceType {
     ownership: f32,
     /// Cycles per day in a two-person home.
     cycles_per_day: f32,
+    /// Extra use in mid-winter, as a share of `cycles_per_day` (the same less in mid-summer):
+    /// more cooking and television on dark evenings, the dryer instead of the washing line.
+    winter_extra: f32,
     /// (minutes, watts) segments of one cycle.
     profile: &'static [(u16, u16)],
 }
@@ -84,7 +87,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "kettle",
         activity: Activity::HotDrink,
         ownership: 0.97,
-        cycles_per_day: 4.0,
+        cycles_per_day: 2.3,
+        winter_extra: 0.2,
         profile: &[(3, 2800)],
     },
     // Electric hob (element cycling).
@@ -92,7 +96,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "hob",
         activity: Activity::Cooking,
         ownership: 0.55,
-        cycles_per_day: 0.7,
+        cycles_per_day: 0.27,
+        winter_extra: 0.5,
         profile: &[(8, 2000), (6, 900), (6, 1400), (10, 700)],
     },
     // Electric oven.
@@ -100,7 +105,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "oven",
         activity: Activity::Cooking,
         ownership: 0.6,
-        cycles_per_day: 0.35,
+        cycles_per_day: 0.15,
+        winter_extra: 0.55,
         profile: &[(12, 2400), (15, 1100), (18, 900)],
     },
     // Microwave.
@@ -108,7 +114,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "microwave",
         activity: Activity::Cooking,
         ownership: 0.88,
-        cycles_per_day: 1.1,
+        cycles_per_day: 0.4,
+        winter_extra: 0.3,
         profile: &[(4, 1250)],
     },
     // Toaster.
@@ -116,7 +123,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "toaster",
         activity: Activity::Cooking,
         ownership: 0.8,
-        cycles_per_day: 0.5,
+        cycles_per_day: 0.2,
+        winter_extra: 0.2,
         profile: &[(3, 1000)],
     },
     // Washing machine: heat, wash, spin.
@@ -124,7 +132,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "washing machine",
         activity: Activity::Laundry,
         ownership: 0.93,
-        cycles_per_day: 0.55,
+        cycles_per_day: 0.23,
+        winter_extra: 0.25,
         profile: &[(14, 2000), (50, 180), (8, 450)],
     },
     // Tumble dryer.
@@ -132,7 +141,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "tumble dryer",
         activity: Activity::Laundry,
         ownership: 0.55,
-        cycles_per_day: 0.3,
+        cycles_per_day: 0.12,
+        winter_extra: 0.95,
         profile: &[(55, 2400), (10, 300)],
     },
     // Dishwasher: heat wash, idle, heat dry.
@@ -140,7 +150,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "dishwasher",
         activity: Activity::Dishes,
         ownership: 0.45,
-        cycles_per_day: 0.7,
+        cycles_per_day: 0.29,
+        winter_extra: 0.2,
         profile: &[(18, 1900), (35, 90), (16, 1700)],
     },
     // Television.
@@ -148,7 +159,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "television",
         activity: Activity::Screen,
         ownership: 0.98,
-        cycles_per_day: 2.2,
+        cycles_per_day: 0.8,
+        winter_extra: 0.6,
         profile: &[(80, 110)],
     },
     // Desktop computer / games console.
@@ -156,7 +168,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "computer",
         activity: Activity::Screen,
         ownership: 0.6,
-        cycles_per_day: 1.2,
+        cycles_per_day: 0.48,
+        winter_extra: 0.45,
         profile: &[(110, 120)],
     },
     // Vacuum cleaner.
@@ -164,7 +177,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "vacuum cleaner",
         activity: Activity::Chores,
         ownership: 0.95,
-        cycles_per_day: 0.3,
+        cycles_per_day: 0.14,
+        winter_extra: 0.1,
         profile: &[(20, 1100)],
     },
     // Iron.
@@ -172,7 +186,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "iron",
         activity: Activity::Chores,
         ownership: 0.9,
-        cycles_per_day: 0.2,
+        cycles_per_day: 0.08,
+        winter_extra: 0.2,
         profile: &[(25, 1000)],
     },
     // Electric shower (common in the UK): the biggest short load in many homes.
@@ -180,7 +195,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "electric shower",
         activity: Activity::Washing,
         ownership: 0.3,
-        cycles_per_day: 0.9,
+        cycles_per_day: 0.38,
+        winter_extra: 0.15,
         profile: &[(7, 8500)],
     },
     // Hair dryer.
@@ -188,7 +204,8 @@ const APPLIANCES: &[ApplianceType] = &[
         name: "hair dryer",
         activity: Activity::Washing,
         ownership: 0.6,
-        cycles_per_day: 0.35,
+        cycles_per_day: 0.16,
+        winter_extra: 0.1,
         profile: &[(6, 1500)],
     },
 ];
@@ -197,6 +214,9 @@ const APPLIANCES: &[ApplianceType] = &[
 /// kettle and the dryer in the same minute; a real house in four years of minute data never
 /// exceeded 11.1 kW in total (issue #13). A start that would cross it is skipped.
 const APPLIANCE_CAP_W: f32 = 10_000.0;
+
+/// Heat demand (W) at which a gas boiler's pump runs all the time.
+const BOILER_FULL_W: f32 = 2_500.0;
 
 /// How much each further active resident adds to the chance of using a shared appliance.
 const CROWD_EXTRA: f32 = 0.25;
@@ -474,8 +494,8 @@ impl House {
             0.0
         };
         House {
-            standby_w: 20.0 + (normal(&mut rng, 3.4, 0.45).exp() as f32).min(250.0),
-            light_w: rng.random_range(150.0f32..500.0) * size_factor.sqrt(),
+            standby_w: 60.0 + (normal(&mut rng, 3.85, 0.4).exp() as f32).min(250.0),
+            light_w: rng.random_range(40.0f32..200.0) * size_factor.sqrt(),
             light_threshold: normal(&mut rng, 60.0, 10.0).max(20.0) as f32,
             away_light: if rng.random::<f32>() < 0.1 { 0.15 } else { 0.0 },
             setpoint_c: normal(&mut rng, 20.0, 1.0) as f32,
@@ -591,6 +611,9 @@ impl House {
         self.plan_ev(ctx.day);
 
         let weekend = ctx.day.weekend;
+        // +1 in mid-January, −1 in mid-July.
+        let winterness =
+            (std::f32::consts::TAU * (ctx.day.day_of_year as f32 - 15.0) / 365.0).cos();
         let mut active = [0u8; 144];
         let mut home = [0u8; 144];
         for slot in 0..144 {
@@ -617,7 +640,10 @@ impl House {
             for i in 0..self.appliances.len() {
                 let owned = &self.appliances[i];
                 let app = &APPLIANCES[usize::from(owned.kind)];
-                let p = owned.rate * ctx.activity.weights[app.activity as usize][slot] * crowd;
+                let p = owned.rate
+                    * (1.0 + app.winter_extra * winterness)
+                    * ctx.activity.weights[app.activity as usize][slot]
+                    * crowd;
                 if self.rng.random::<f32>() < p {
                     let start = slot * 10 + self.rng.random_range(0..10usize);
                     self.try_start(i, start);
@@ -699,7 +725,12 @@ impl House {
             let heat = self.heat_w(ctx.weather.temp_c[slot], a, h);
             // Heating as (watts while on, minutes on within the slot).
             let (heat_on_w, heat_minutes) = match self.heating {
-                Heating::Boiler => (if heat > 0.0 { 75.0 } else { 0.0 }, 10),
+                // The pump and controls run while the boiler fires, for a share of the slot
+                // that grows with the heat demand.
+                Heating::Boiler => (
+                    75.0,
+                    ((heat / BOILER_FULL_W).min(1.0) * 10.0).round() as u32,
+                ),
                 Heating::Resistive => {
                     let duty = (heat / self.heater_w).min(1.0);
                     (self.heater_w, (duty * 10.0).round() as u32)

@@ -25,10 +25,14 @@ pub mod linkage;
 pub mod neighbourhood;
 pub mod occupancy;
 #[cfg(feature = "scenarios")]
+pub mod realism;
+#[cfg(feature = "scenarios")]
 pub mod runner;
 #[cfg(feature = "scenarios")]
 pub mod scenario;
 pub mod seed;
+#[cfg(feature = "scenarios")]
+pub mod traces;
 pub mod weather;
 
 pub use anomaly::{AnomalyKind, AnomalySpec, Label};

@@ -105,6 +105,11 @@ impl Neighbourhood {
         self.houses.iter().map(House::info).collect()
     }
 
+    /// Cycles started per appliance, one item per owned appliance of every house, for calibration.
+    pub fn appliance_starts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.houses.iter().flat_map(House::appliance_starts)
+    }
+
     /// Simulates the next day for every house and applies the physical anomalies.
     pub fn next_day(&mut self) -> Day<'_> {
         let day = SimDay::new(self.start_day + i64::from(self.day_index));
