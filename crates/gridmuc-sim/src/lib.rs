@@ -45,7 +45,9 @@ pub use linkage::{LinkageConfig, LinkageOutput, run_linkage};
 #[cfg(feature = "scenarios")]
 pub use neighbourhood::{BenchSummary, Neighbourhood};
 #[cfg(feature = "scenarios")]
-pub use runner::{AlertRecord, HouseRecord, IntervalRecord, Progress, SimOutput, run};
+pub use runner::{
+    AlertRecord, HouseRecord, IntervalRecord, LoadSource, Progress, SimOutput, replay, run,
+};
 #[cfg(feature = "scenarios")]
 pub use scenario::{Scenario, ScenarioError};
 

@@ -16,6 +16,35 @@ use rayon::prelude::*;
 
 pub use crate::seed::{Stream, derive_seed};
 
+/// Adds the physical anomalies of day `day_index` to `loads` (house-major, one day per house);
+/// `surge_w` is the charger power a house adds in a coordinated EV surge.
+pub(crate) fn apply_physical(
+    labels: &[Label],
+    day_index: u32,
+    loads: &mut [f32],
+    surge_w: impl Fn(usize) -> f32,
+) {
+    let day_start = day_index * MINUTES_PER_DAY as u32;
+    let day_end = day_start + MINUTES_PER_DAY as u32;
+    for label in labels.iter().filter(|l| l.kind.is_physical()) {
+        if label.end_min() <= day_start || label.start_min >= day_end {
+            continue;
+        }
+        let from = label.start_min.max(day_start) - day_start;
+        let to = label.end_min().min(day_end) - day_start;
+        for &h in &label.houses {
+            let extra = match label.kind {
+                AnomalyKind::EvSurge => surge_w(h),
+                _ => label.extra_w,
+            };
+            let row = &mut loads[h * MINUTES_PER_DAY..(h + 1) * MINUTES_PER_DAY];
+            for w in &mut row[from as usize..to as usize] {
+                *w += extra;
+            }
+        }
+    }
+}
+
 /// Houses, weather and the physical anomalies that change what flows through the transformer.
 pub struct Neighbourhood {
     houses: Vec<House>,
@@ -136,25 +165,10 @@ impl Neighbourhood {
     }
 
     fn apply_physical(&mut self) {
-        let day_start = self.day_index * MINUTES_PER_DAY as u32;
-        let day_end = day_start + MINUTES_PER_DAY as u32;
-        for label in &self.physical {
-            if label.end_min() <= day_start || label.start_min >= day_end {
-                continue;
-            }
-            let from = label.start_min.max(day_start) - day_start;
-            let to = label.end_min().min(day_end) - day_start;
-            for &h in &label.houses {
-                let extra = match label.kind {
-                    AnomalyKind::EvSurge => self.houses[h].surge_charger_w(),
-                    _ => label.extra_w,
-                };
-                let row = &mut self.loads[h * MINUTES_PER_DAY..(h + 1) * MINUTES_PER_DAY];
-                for w in &mut row[from as usize..to as usize] {
-                    *w += extra;
-                }
-            }
-        }
+        let houses = &self.houses;
+        apply_physical(&self.physical, self.day_index, &mut self.loads, |h| {
+            houses[h].surge_charger_w()
+        });
     }
 
     /// Runs `days` days, summing the neighbourhood per minute: the workload `bench sim` times.
