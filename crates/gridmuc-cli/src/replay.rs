@@ -93,10 +93,7 @@ fn read_traces(path: &Path, houses: usize, annual_kwh: f64) -> anyhow::Result<(T
 
 fn layout_label(layout: Layout, traces: &Traces) -> String {
     match layout {
-        Layout::SimBench => format!(
-            "SimBench H0 profiles ({} × weekly shifts, scaled)",
-            SimBenchHouses::default().profiles.join(", ")
-        ),
+        Layout::SimBench => "SimBench H0".into(),
         Layout::London => "London smart meters".into(),
         Layout::Long => format!("traces ({} houses)", traces.houses.len()),
     }
@@ -194,6 +191,14 @@ fn realism(args: Args) -> anyhow::Result<()> {
         seeds: args.seeds.clone(),
         real: measure(&real),
         real_label: layout_label(layout, &real),
+        real_note: match layout {
+            Layout::SimBench => format!(
+                "SimBench's single-home profiles {} (15-minute, 2016), each scaled to {:.0} kWh a year (so every SimBench house has that energy by construction) and repeated, shifted by a few days, into {houses} houses.",
+                SimBenchHouses::default().profiles.join(", "),
+                args.annual_kwh
+            ),
+            _ => String::new(),
+        },
         admd: ADMD_SIZES
             .iter()
             .map(|n| {
@@ -208,7 +213,8 @@ fn realism(args: Args) -> anyhow::Result<()> {
         max_minute_w: Vec::new(),
         published: published(),
         command: format!(
-            "gridmuc replay --realism {} --seeds {}",
+            "python3 -m venv /tmp/sb && /tmp/sb/bin/pip install simbench   # SimBench's CSVs\n\
+             gridmuc replay --realism {} --seeds {}",
             args.traces.display(),
             args.seeds
                 .iter()

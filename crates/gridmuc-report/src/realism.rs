@@ -20,6 +20,8 @@ pub struct RealismReport {
     pub real: Realism,
     /// What the real data is, for headings.
     pub real_label: String,
+    /// How the real houses were built, for the introduction (may be empty).
+    pub real_note: String,
     /// ADMD per house (W) for each street size: (houses, per seed, real).
     pub admd: Vec<(usize, Vec<f64>, f64)>,
     /// Kettle boils per kettle-owning house per day, per seed.
@@ -159,7 +161,7 @@ pub fn render(r: &RealismReport) -> String {
         s,
         "# Simulator vs real household loads\n\nThe simulator: {} gas-heated houses without EV, PV or heat pump, {:.0} days from \
          1 January, at {}-minute means, seeds {}; figures are the **range over seeds** (lowest–highest), \
-         never the best seed. Real: {} ({} houses, {:.0} days).\n",
+         never the best seed. Real: {} ({} houses, {:.0} days). {}\n",
         first.houses,
         first.days,
         first.step / 60_000,
@@ -171,6 +173,7 @@ pub fn render(r: &RealismReport) -> String {
         r.real_label,
         r.real.houses,
         r.real.days,
+        r.real_note,
     );
     let _ = writeln!(
         s,
@@ -203,7 +206,7 @@ pub fn render(r: &RealismReport) -> String {
     row("mean per house (W)", &|x| x.mean_w, 0);
     for (i, p) in PERCENTILES.iter().enumerate() {
         row(
-            &format!("{p}th percentile of one house's period means (W)"),
+            &format!("percentile {p} of one house's period means (W)"),
             &|x| x.percentiles_w[i],
             0,
         );

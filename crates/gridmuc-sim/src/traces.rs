@@ -7,7 +7,7 @@
 //!   `LCLid,stdorToU,DateTime,KWH/hh (per half hour)`, `Null` for a missing reading;
 //! - SimBench's `LoadProfile.csv` (`time;<profile>_qload;<profile>_pload;…`, `dd.mm.yyyy HH:MM`,
 //!   each profile normalised to a peak of 1): the chosen household profiles are scaled to an
-//!   annual energy and repeated, shifted by whole weeks, into as many houses as asked.
+//!   annual energy and repeated, shifted by whole days, into as many houses as asked.
 //!
 //! Sans-IO: the caller reads the file and hands over one line at a time ([`TraceBuilder::push_line`]),
 //! so a 10 GB file is never held as one string and errors name the line. Timestamps are taken as
@@ -62,7 +62,9 @@ pub enum Layout {
 pub struct SimBenchHouses {
     /// Profiles to use (column prefixes before `_pload`); the single-household H0 profiles by default.
     pub profiles: Vec<String>,
-    /// Houses to build; house `h` is profile `h mod profiles` shifted by `h div profiles` weeks.
+    /// Houses to build; house `h` is profile `h mod profiles` shifted by `k = h div profiles`
+    /// days alternately later and earlier (0, +1, −1, +2, …): a few days keep the seasons,
+    /// whole weeks would not once there are dozens of copies.
     pub houses: usize,
     /// Annual energy each profile is scaled to (kWh); Ofgem's medium TDCV is 2,700.
     pub annual_kwh: f64,
@@ -450,18 +452,22 @@ fn finish_simbench(
             *v = (f64::from(*v) * k) as f32;
         }
     }
-    let week = (7 * DAY / step) as usize;
+    let day = DAY / step;
+    let shift_days = |h: usize| {
+        let k = (h / profiles) as i64;
+        if k % 2 == 1 { (k + 1) / 2 } else { -k / 2 }
+    };
     let watts = (0..houses.houses)
         .map(|h| {
             let profile = &scaled[h % profiles];
-            let shift = (h / profiles * week) % periods;
+            let shift = (shift_days(h) * day).rem_euclid(periods as i64) as usize;
             (0..periods)
                 .map(|p| profile[(p + shift) % periods])
                 .collect()
         })
         .collect();
     let names = (0..houses.houses)
-        .map(|h| format!("{}+{}w", houses.profiles[h % profiles], h / profiles))
+        .map(|h| format!("{}{:+}d", houses.profiles[h % profiles], shift_days(h)))
         .collect();
     Ok(Traces {
         start: Timestamp(start),
@@ -569,7 +575,7 @@ mod tests {
     }
 
     #[test]
-    fn simbench_profiles_are_scaled_and_shifted_by_weeks() {
+    fn simbench_profiles_are_scaled_and_shifted_by_days() {
         let mut text = String::from("time;H0-A_qload;H0-A_pload;H0-B_pload\n");
         // 15 days of 15-minute rows: profile A rises with the day index, B is flat.
         for p in 0..15 * 96 {
@@ -589,13 +595,13 @@ mod tests {
             annual_kwh: 8_760.0,
         };
         let t = build(&text, houses).unwrap();
-        assert_eq!(t.houses, ["H0-A+0w", "H0-B+0w", "H0-A+1w", "H0-B+1w"]);
+        assert_eq!(t.houses, ["H0-A+0d", "H0-B+0d", "H0-A+1d", "H0-B+1d"]);
         // 8,760 kWh a year is a mean of 1 kW.
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
         assert!((mean(&t.watts[0]) - 1000.0).abs() < 0.5);
         assert_eq!(t.watts[1][0], 1000.0);
-        // House 2 is profile A a week later: day 8's value on day 1.
-        assert_eq!(t.watts[2][0], t.watts[0][7 * 96]);
+        // House 2 is profile A a day later: day 2's value on day 1.
+        assert_eq!(t.watts[2][0], t.watts[0][96]);
         assert_eq!(t.whole_days(), 15);
     }
 
