@@ -11,6 +11,8 @@ mod meter;
 #[cfg(feature = "offline")]
 mod privacy;
 #[cfg(feature = "offline")]
+mod replay;
+#[cfg(feature = "offline")]
 mod report;
 mod server;
 #[cfg(feature = "offline")]
@@ -41,6 +43,9 @@ enum Command {
     /// Run an offline neighbourhood simulation from simulations/<name>.toml.
     #[cfg(feature = "offline")]
     Simulate(simulate::Args),
+    /// Replay measured household traces through the aggregator with injected faults, or compare them with the simulator (--realism).
+    #[cfg(feature = "offline")]
+    Replay(replay::Args),
     /// Linkage experiment: link rotating nicknames to houses; what private mode leaves (reports/privacy).
     #[cfg(feature = "offline")]
     Privacy(privacy::Args),
@@ -86,6 +91,8 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a),
         #[cfg(feature = "offline")]
         Command::Report(a) => report::run(a),
+        #[cfg(feature = "offline")]
+        Command::Replay(a) => replay::run(a),
         #[cfg(feature = "offline")]
         Command::Privacy(a) => privacy::run(a),
         Command::Server(a) => server::run(a),

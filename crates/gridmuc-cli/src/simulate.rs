@@ -23,6 +23,25 @@ pub struct Args {
     pub seed: Option<u64>,
 }
 
+/// One line per detector: windows, alerts, precision, recall, F1 against chance, NAB, delay.
+pub(crate) fn print_scores(scores: &[gridmuc_sim::DetectorScore]) {
+    for s in scores {
+        println!(
+            "  {:<16} windows {:>3} detected {:>3} alerts {:>4}  P {:.2} R {:.2} F1 {:.2} (chance {:.3})  NAB {}  median delay {}",
+            s.detector,
+            s.windows,
+            s.detected,
+            s.alerts,
+            s.precision,
+            s.recall,
+            s.f1,
+            s.chance_f1,
+            s.nab.map_or("–".into(), |n| format!("{n:.1}")),
+            s.median_delay_s.map_or("–".into(), |d| format!("{d:.0} s")),
+        );
+    }
+}
+
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.scenario)
@@ -60,21 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         output.alerts.len(),
         sim_secs
     );
-    for s in &output.scores {
-        println!(
-            "  {:<16} windows {:>3} detected {:>3} alerts {:>4}  P {:.2} R {:.2} F1 {:.2} (chance {:.3})  NAB {}  median delay {}",
-            s.detector,
-            s.windows,
-            s.detected,
-            s.alerts,
-            s.precision,
-            s.recall,
-            s.f1,
-            s.chance_f1,
-            s.nab.map_or("–".into(), |n| format!("{n:.1}")),
-            s.median_delay_s.map_or("–".into(), |d| format!("{d:.0} s")),
-        );
-    }
+    print_scores(&output.scores);
     println!(
         "wrote {} files; report: {}",
         files.len(),

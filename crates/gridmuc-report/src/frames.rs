@@ -119,10 +119,19 @@ impl Frames {
         let hs = &o.houses_summary;
         let houses = DataFrame::new_infer_height(vec![
             col("house", (0..hs.len() as i64).collect::<Vec<_>>()),
-            col_of("residents", hs, |h| i64::from(h.info.residents)),
-            col_of("heating", hs, |h| h.info.heating.as_str()),
-            col_of("ev_kw", hs, |h| h.info.ev_kw.map(f64::from)),
-            col_of("pv_kwp", hs, |h| f64::from(h.info.pv_kwp)),
+            // Empty for replayed real houses, whose features nobody knows.
+            col_of("residents", hs, |h| {
+                h.info.as_ref().map(|i| i64::from(i.residents))
+            }),
+            col_of("heating", hs, |h| {
+                h.info.as_ref().map(|i| i.heating.as_str())
+            }),
+            col_of("ev_kw", hs, |h| {
+                h.info.as_ref().and_then(|i| i.ev_kw.map(f64::from))
+            }),
+            col_of("pv_kwp", hs, |h| {
+                h.info.as_ref().map(|i| f64::from(i.pv_kwp))
+            }),
             col_of("peak_w", hs, |h| h.peak_w),
             col_of("mean_daily_kwh", hs, |h| h.mean_daily_kwh),
         ])?;

@@ -35,9 +35,9 @@ const ACTIVITIES: usize = 7;
 
 /// Relative hourly propensity of each activity when someone is at home and awake.
 const ACTIVITY_HOURLY: [[u8; 24]; ACTIVITIES] = [
-    // Cooking: breakfast, lunch, the big evening meal.
+    // Cooking: breakfast, lunch, the evening meal.
     [
-        0, 0, 0, 0, 0, 1, 4, 8, 6, 2, 2, 4, 9, 7, 2, 2, 5, 14, 18, 12, 5, 2, 1, 0,
+        0, 0, 0, 0, 0, 1, 4, 8, 6, 3, 3, 6, 10, 8, 3, 3, 6, 10, 12, 9, 5, 2, 1, 0,
     ],
     // HotDrink (kettle).
     [
@@ -49,11 +49,11 @@ const ACTIVITY_HOURLY: [[u8; 24]; ACTIVITIES] = [
     ],
     // Dishes.
     [
-        1, 0, 0, 0, 0, 0, 0, 2, 3, 3, 2, 2, 3, 5, 3, 2, 2, 3, 6, 12, 12, 9, 5, 2,
+        1, 0, 0, 0, 0, 0, 0, 2, 4, 4, 3, 3, 4, 6, 4, 3, 3, 4, 6, 9, 9, 7, 4, 2,
     ],
     // Screen (TV, games, computers).
     [
-        3, 1, 0, 0, 0, 0, 1, 3, 3, 3, 3, 3, 4, 4, 4, 4, 6, 8, 10, 14, 16, 14, 10, 5,
+        3, 1, 0, 0, 0, 0, 1, 3, 4, 5, 5, 5, 6, 6, 6, 6, 7, 8, 9, 11, 12, 11, 8, 5,
     ],
     // Chores (vacuum, iron).
     [
@@ -67,11 +67,16 @@ const ACTIVITY_HOURLY: [[u8; 24]; ACTIVITIES] = [
 
 /// An appliance type: when it is used, how often, and its power profile over one cycle.
 struct ApplianceType {
+    /// Name in reports.
+    name: &'static str,
     activity: Activity,
     /// Share of homes owning one.
     ownership: f32,
     /// Cycles per day in a two-person home.
     cycles_per_day: f32,
+    /// Extra use in mid-winter, as a share of `cycles_per_day` (the same less in mid-summer):
+    /// more cooking and television on dark evenings, the dryer instead of the washing line.
+    winter_extra: f32,
     /// (minutes, watts) segments of one cycle.
     profile: &'static [(u16, u16)],
 }
@@ -79,103 +84,142 @@ struct ApplianceType {
 const APPLIANCES: &[ApplianceType] = &[
     // Kettle.
     ApplianceType {
+        name: "kettle",
         activity: Activity::HotDrink,
         ownership: 0.97,
-        cycles_per_day: 4.0,
+        cycles_per_day: 2.3,
+        winter_extra: 0.2,
         profile: &[(3, 2800)],
     },
     // Electric hob (element cycling).
     ApplianceType {
+        name: "hob",
         activity: Activity::Cooking,
         ownership: 0.55,
-        cycles_per_day: 0.7,
+        cycles_per_day: 0.27,
+        winter_extra: 0.5,
         profile: &[(8, 2000), (6, 900), (6, 1400), (10, 700)],
     },
     // Electric oven.
     ApplianceType {
+        name: "oven",
         activity: Activity::Cooking,
         ownership: 0.6,
-        cycles_per_day: 0.35,
+        cycles_per_day: 0.15,
+        winter_extra: 0.55,
         profile: &[(12, 2400), (15, 1100), (18, 900)],
     },
     // Microwave.
     ApplianceType {
+        name: "microwave",
         activity: Activity::Cooking,
         ownership: 0.88,
-        cycles_per_day: 1.1,
+        cycles_per_day: 0.4,
+        winter_extra: 0.3,
         profile: &[(4, 1250)],
     },
     // Toaster.
     ApplianceType {
+        name: "toaster",
         activity: Activity::Cooking,
         ownership: 0.8,
-        cycles_per_day: 0.5,
+        cycles_per_day: 0.2,
+        winter_extra: 0.2,
         profile: &[(3, 1000)],
     },
     // Washing machine: heat, wash, spin.
     ApplianceType {
+        name: "washing machine",
         activity: Activity::Laundry,
         ownership: 0.93,
-        cycles_per_day: 0.55,
+        cycles_per_day: 0.23,
+        winter_extra: 0.25,
         profile: &[(14, 2000), (50, 180), (8, 450)],
     },
     // Tumble dryer.
     ApplianceType {
+        name: "tumble dryer",
         activity: Activity::Laundry,
         ownership: 0.55,
-        cycles_per_day: 0.3,
+        cycles_per_day: 0.12,
+        winter_extra: 0.95,
         profile: &[(55, 2400), (10, 300)],
     },
     // Dishwasher: heat wash, idle, heat dry.
     ApplianceType {
+        name: "dishwasher",
         activity: Activity::Dishes,
         ownership: 0.45,
-        cycles_per_day: 0.7,
+        cycles_per_day: 0.29,
+        winter_extra: 0.2,
         profile: &[(18, 1900), (35, 90), (16, 1700)],
     },
     // Television.
     ApplianceType {
+        name: "television",
         activity: Activity::Screen,
         ownership: 0.98,
-        cycles_per_day: 2.2,
+        cycles_per_day: 0.8,
+        winter_extra: 0.6,
         profile: &[(80, 110)],
     },
     // Desktop computer / games console.
     ApplianceType {
+        name: "computer",
         activity: Activity::Screen,
         ownership: 0.6,
-        cycles_per_day: 1.2,
+        cycles_per_day: 0.48,
+        winter_extra: 0.45,
         profile: &[(110, 120)],
     },
     // Vacuum cleaner.
     ApplianceType {
+        name: "vacuum cleaner",
         activity: Activity::Chores,
         ownership: 0.95,
-        cycles_per_day: 0.3,
+        cycles_per_day: 0.14,
+        winter_extra: 0.1,
         profile: &[(20, 1100)],
     },
     // Iron.
     ApplianceType {
+        name: "iron",
         activity: Activity::Chores,
         ownership: 0.9,
-        cycles_per_day: 0.2,
+        cycles_per_day: 0.08,
+        winter_extra: 0.2,
         profile: &[(25, 1000)],
     },
     // Electric shower (common in the UK): the biggest short load in many homes.
     ApplianceType {
+        name: "electric shower",
         activity: Activity::Washing,
         ownership: 0.3,
-        cycles_per_day: 0.9,
+        cycles_per_day: 0.38,
+        winter_extra: 0.15,
         profile: &[(7, 8500)],
     },
     // Hair dryer.
     ApplianceType {
+        name: "hair dryer",
         activity: Activity::Washing,
         ownership: 0.6,
-        cycles_per_day: 0.35,
+        cycles_per_day: 0.16,
+        winter_extra: 0.1,
         profile: &[(6, 1500)],
     },
 ];
+
+/// Appliance load (W) one house does not exceed: people do not run the shower, the oven, the
+/// kettle and the dryer in the same minute; a real house in four years of minute data never
+/// exceeded 11.1 kW in total (issue #13). A start that would cross it is skipped.
+const APPLIANCE_CAP_W: f32 = 10_000.0;
+
+/// Heat demand (W) at which a gas boiler's pump runs all the time.
+const BOILER_FULL_W: f32 = 2_500.0;
+
+/// How much each further active resident adds to the chance of using a shared appliance.
+const CROWD_EXTRA: f32 = 0.25;
 
 /// Per-slot activity weights normalised so each class's expected daily weight for one typical
 /// resident is 1: a rate of `k` cycles/day then gives about `k` cycles a day.
@@ -278,6 +322,30 @@ struct Cycler {
     watts: f32,
 }
 
+/// One appliance this house owns, and until when its current cycle runs.
+#[derive(Clone, Debug)]
+struct Owned {
+    /// Index into `APPLIANCES`.
+    kind: u8,
+    /// Power scale of this model.
+    power: f32,
+    /// Start probability scale (cycles per day before the time-of-day weights).
+    rate: f32,
+    /// Minute (relative to today's midnight) at which the running cycle ends: an appliance runs
+    /// one cycle at a time.
+    busy_until: i32,
+    /// Cycles started, for calibration against published use counts.
+    starts: u64,
+}
+
+/// An EV charging session in minutes relative to today's midnight.
+#[derive(Clone, Copy, Debug)]
+struct Charge {
+    start: i32,
+    end: i32,
+    watts: f32,
+}
+
 #[derive(Clone, Debug)]
 struct Ev {
     charger_w: f32,
@@ -314,8 +382,7 @@ pub struct DayContext<'a> {
 pub struct House {
     rng: ChaCha8Rng,
     residents: Vec<Resident>,
-    /// (appliance index, power scale, start probability scale).
-    appliances: Vec<(u8, f32, f32)>,
+    appliances: Vec<Owned>,
     standby_w: f32,
     cold: Vec<Cycler>,
     light_w: f32,
@@ -327,12 +394,19 @@ pub struct House {
     heater_w: f32,
     heat_phase: u32,
     ev: Option<Ev>,
-    /// Minute (relative to today's midnight) until which the EV is still charging.
-    ev_busy_until: i32,
+    /// Today's or a still running EV charge (minutes relative to today's midnight); kept out of
+    /// the appliance ring so the house's appliance cap does not count the car.
+    ev_charge: Option<Charge>,
     pv_kwp: f32,
     pv_factor: f32,
-    /// Two days of event load: today and the spill-over into tomorrow.
+    /// Two days of appliance load: today and the spill-over into tomorrow.
     ring: Vec<f32>,
+    /// Days simulated, to log cycles on an absolute minute scale.
+    #[cfg(test)]
+    day_count: i64,
+    /// Every cycle started: (owned appliance, first minute, end minute), absolute minutes.
+    #[cfg(test)]
+    cycles: Vec<(usize, i64, i64)>,
 }
 
 fn normal<R: Rng>(rng: &mut R, mean: f64, sd: f64) -> f64 {
@@ -364,7 +438,13 @@ impl House {
             let power = rng.random_range(0.85f32..1.15);
             let use_rate = a.cycles_per_day * size_factor * scale * rng.random_range(0.5f32..1.5);
             if owned {
-                appliances.push((i as u8, power, use_rate));
+                appliances.push(Owned {
+                    kind: i as u8,
+                    power,
+                    rate: use_rate,
+                    busy_until: 0,
+                    starts: 0,
+                });
             }
         }
         let mut cold = vec![Cycler {
@@ -414,8 +494,8 @@ impl House {
             0.0
         };
         House {
-            standby_w: 20.0 + (normal(&mut rng, 3.4, 0.45).exp() as f32).min(250.0),
-            light_w: rng.random_range(150.0f32..500.0) * size_factor.sqrt(),
+            standby_w: 60.0 + (normal(&mut rng, 3.85, 0.4).exp() as f32).min(250.0),
+            light_w: rng.random_range(40.0f32..200.0) * size_factor.sqrt(),
             light_threshold: normal(&mut rng, 60.0, 10.0).max(20.0) as f32,
             away_light: if rng.random::<f32>() < 0.1 { 0.15 } else { 0.0 },
             setpoint_c: normal(&mut rng, 20.0, 1.0) as f32,
@@ -429,10 +509,20 @@ impl House {
             heating,
             ua_w_per_k: ua,
             ev,
-            ev_busy_until: 0,
+            ev_charge: None,
             pv_kwp,
             ring: vec![0.0; 2 * MINUTES_PER_DAY],
+            #[cfg(test)]
+            day_count: -1,
+            #[cfg(test)]
+            cycles: Vec::new(),
         }
+    }
+
+    /// Replaces the behaviour stream, so [`crate::HouseModel`] can make each day a function of its
+    /// seed alone.
+    pub(crate) fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
     }
 
     /// Static features, for reports.
@@ -451,7 +541,32 @@ impl House {
         self.ev.as_ref().map_or(7400.0, |e| e.charger_w)
     }
 
-    fn stamp(&mut self, start: usize, profile: &[(u16, u16)], scale: f32) {
+    /// Cycles started per appliance type since the house was drawn, for calibration (e.g.
+    /// kettle boils per day against published counts).
+    pub fn appliance_starts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.appliances
+            .iter()
+            .map(|a| (APPLIANCES[usize::from(a.kind)].name, a.starts))
+    }
+
+    /// Starts appliance `i`'s cycle at `start` (minute of today) unless it is still running or
+    /// the cycle would lift the house's appliance load over [`APPLIANCE_CAP_W`].
+    fn try_start(&mut self, i: usize, start: usize) {
+        let owned = &self.appliances[i];
+        if (start as i32) < owned.busy_until {
+            return;
+        }
+        let profile = APPLIANCES[usize::from(owned.kind)].profile;
+        let scale = owned.power;
+        let mut m = start;
+        for &(minutes, watts) in profile {
+            let end = (m + usize::from(minutes)).min(self.ring.len());
+            let w = f32::from(watts) * scale;
+            if self.ring[m..end].iter().any(|x| x + w > APPLIANCE_CAP_W) {
+                return;
+            }
+            m = end;
+        }
         let mut m = start;
         for &(minutes, watts) in profile {
             let end = (m + usize::from(minutes)).min(self.ring.len());
@@ -461,6 +576,15 @@ impl House {
             }
             m = end;
         }
+        let owned = &mut self.appliances[i];
+        owned.busy_until = m as i32;
+        owned.starts += 1;
+        #[cfg(test)]
+        self.cycles.push((
+            i,
+            self.day_count * MINUTES_PER_DAY as i64 + start as i64,
+            self.day_count * MINUTES_PER_DAY as i64 + m as i64,
+        ));
     }
 
     /// Simulates one day and writes the net load (W, + import / − export) for each minute into `out`.
@@ -469,10 +593,27 @@ impl House {
         // Roll the two-day ring: yesterday's spill-over becomes today.
         self.ring.copy_within(MINUTES_PER_DAY.., 0);
         self.ring[MINUTES_PER_DAY..].fill(0.0);
-        self.ev_busy_until -= MINUTES_PER_DAY as i32;
+        let day = MINUTES_PER_DAY as i32;
+        for a in &mut self.appliances {
+            a.busy_until -= day;
+        }
+        self.ev_charge = self.ev_charge.and_then(|c| {
+            (c.end > day).then_some(Charge {
+                start: c.start - day,
+                end: c.end - day,
+                watts: c.watts,
+            })
+        });
+        #[cfg(test)]
+        {
+            self.day_count += 1;
+        }
         self.plan_ev(ctx.day);
 
         let weekend = ctx.day.weekend;
+        // +1 in mid-January, −1 in mid-July.
+        let winterness =
+            (std::f32::consts::TAU * (ctx.day.day_of_year as f32 - 15.0) / 365.0).cos();
         let mut active = [0u8; 144];
         let mut home = [0u8; 144];
         for slot in 0..144 {
@@ -493,14 +634,19 @@ impl House {
             if a == 0 {
                 continue;
             }
-            let crowd = f32::from(a).sqrt();
+            // More people awake use shared appliances a little more often, not n times as often:
+            // the house's size already scales its rates.
+            let crowd = 1.0 + CROWD_EXTRA * f32::from(a - 1);
             for i in 0..self.appliances.len() {
-                let (kind, power, rate) = self.appliances[i];
-                let app = &APPLIANCES[usize::from(kind)];
-                let p = rate * ctx.activity.weights[app.activity as usize][slot] * crowd;
+                let owned = &self.appliances[i];
+                let app = &APPLIANCES[usize::from(owned.kind)];
+                let p = owned.rate
+                    * (1.0 + app.winter_extra * winterness)
+                    * ctx.activity.weights[app.activity as usize][slot]
+                    * crowd;
                 if self.rng.random::<f32>() < p {
                     let start = slot * 10 + self.rng.random_range(0..10usize);
-                    self.stamp(start, app.profile, power);
+                    self.try_start(i, start);
                 }
             }
         }
@@ -520,7 +666,7 @@ impl House {
         let hour =
             normal(&mut self.rng, mean_h + f64::from(ev.arrival_offset_h), sd_h).clamp(7.0, 23.9);
         let arrival = (hour * 60.0) as i32;
-        if arrival < self.ev_busy_until {
+        if self.ev_charge.is_some_and(|c| arrival < c.end) {
             return;
         }
         // Gamma(2) energy need: the sum of two exponentials.
@@ -533,10 +679,11 @@ impl House {
         if minutes == 0 {
             return;
         }
-        let start = arrival as usize;
-        let watts = ev.charger_w.round() as u16;
-        self.stamp(start, &[(minutes, watts)], 1.0);
-        self.ev_busy_until = arrival + i32::from(minutes);
+        self.ev_charge = Some(Charge {
+            start: arrival,
+            end: arrival + i32::from(minutes),
+            watts: ev.charger_w.round(),
+        });
     }
 
     fn heat_w(&self, temp_c: f32, active: u8, home: u8) -> f32 {
@@ -578,7 +725,12 @@ impl House {
             let heat = self.heat_w(ctx.weather.temp_c[slot], a, h);
             // Heating as (watts while on, minutes on within the slot).
             let (heat_on_w, heat_minutes) = match self.heating {
-                Heating::Boiler => (if heat > 0.0 { 75.0 } else { 0.0 }, 10),
+                // The pump and controls run while the boiler fires, for a share of the slot
+                // that grows with the heat demand.
+                Heating::Boiler => (
+                    75.0,
+                    ((heat / BOILER_FULL_W).min(1.0) * 10.0).round() as u32,
+                ),
                 Heating::Resistive => {
                     let duty = (heat / self.heater_w).min(1.0);
                     (self.heater_w, (duty * 10.0).round() as u32)
@@ -600,6 +752,11 @@ impl House {
             for k in 0..10u32 {
                 let m = slot * 10 + k as usize;
                 let mut w = base + self.ring[m];
+                if let Some(c) = self.ev_charge
+                    && (c.start..c.end).contains(&(m as i32))
+                {
+                    w += c.watts;
+                }
                 for c in &self.cold {
                     if (m as u32 + c.phase) % c.period < c.on {
                         w += c.watts;
@@ -618,5 +775,72 @@ impl House {
                 out[m] = w;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::days_from_civil;
+    use crate::weather::{WeatherConfig, WeatherGen};
+
+    /// Simulates `days` days of `houses` houses from mid-winter and hands each house to `check`.
+    fn simulate(houses: u64, days: i64, mut check: impl FnMut(&House, &[f32])) {
+        let activity = ActivityModel::default();
+        let start = days_from_civil(2026, 1, 5);
+        for seed in 0..houses {
+            let mut house = House::new(&HouseholdConfig::default(), seed);
+            let mut weather = WeatherGen::new(WeatherConfig::default());
+            let mut rng = ChaCha8Rng::seed_from_u64(1000 + seed);
+            let mut loads = Vec::with_capacity(days as usize * MINUTES_PER_DAY);
+            let mut out = vec![0.0; MINUTES_PER_DAY];
+            for d in start..start + days {
+                let day = SimDay::new(d);
+                let weather = weather.day(day, &mut rng);
+                let ctx = DayContext {
+                    day,
+                    weather: &weather,
+                    activity: &activity,
+                };
+                house.simulate_day(&ctx, &mut out);
+                loads.extend_from_slice(&out);
+            }
+            check(&house, &loads);
+        }
+    }
+
+    #[test]
+    fn no_appliance_starts_a_cycle_while_its_previous_one_runs() {
+        let mut cycles = 0;
+        simulate(40, 28, |house, _| {
+            let mut by_appliance: Vec<Vec<(i64, i64)>> = vec![Vec::new(); house.appliances.len()];
+            for &(i, start, end) in &house.cycles {
+                by_appliance[i].push((start, end));
+            }
+            for (i, runs) in by_appliance.iter().enumerate() {
+                for pair in runs.windows(2) {
+                    assert!(
+                        pair[1].0 >= pair[0].1,
+                        "{} restarted at minute {} while running {:?}",
+                        APPLIANCES[usize::from(house.appliances[i].kind)].name,
+                        pair[1].0,
+                        pair[0]
+                    );
+                }
+                assert_eq!(runs.len() as u64, house.appliances[i].starts);
+            }
+            cycles += house.cycles.len();
+        });
+        // 40 houses × 28 days: thousands of cycles, so the check above is not vacuous.
+        assert!(cycles > 5_000, "only {cycles} cycles");
+    }
+
+    #[test]
+    fn a_gas_heated_house_stays_under_a_100_a_fuse_and_well_below_12_kw() {
+        simulate(40, 28, |_, loads| {
+            let peak = loads.iter().copied().fold(f32::MIN, f32::max);
+            assert!(peak < 11_500.0, "peak {peak} W");
+            assert!(peak > 2_000.0, "peak {peak} W: no appliance ever ran");
+        });
     }
 }

@@ -14,29 +14,35 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-/// Independent random streams derived from the scenario seed.
-#[derive(Clone, Copy, Debug)]
-pub enum Stream {
-    /// Per-house model stream (index = house).
-    House = 1,
-    /// Weather.
-    Weather = 2,
-    /// Anomaly scheduling.
-    Anomalies = 3,
-    /// Room nicknames and sequence numbers (ChaCha20: they must be unpredictable, as live).
-    Nicks = 4,
-    /// Nickname lifetimes and masks of the linkage experiment (index = lifetime × 2³² + house).
-    Linkage = 5,
-}
+pub use crate::seed::{Stream, derive_seed};
 
-/// SplitMix64 mixing of (seed, stream, index), so streams do not overlap however seeds are chosen.
-pub fn derive_seed(seed: u64, stream: Stream, index: u64) -> u64 {
-    let mut z = seed
-        .wrapping_add((stream as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .wrapping_add(index.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// Adds the physical anomalies of day `day_index` to `loads` (house-major, one day per house);
+/// `surge_w` is the charger power a house adds in a coordinated EV surge.
+pub(crate) fn apply_physical(
+    labels: &[Label],
+    day_index: u32,
+    loads: &mut [f32],
+    surge_w: impl Fn(usize) -> f32,
+) {
+    let day_start = day_index * MINUTES_PER_DAY as u32;
+    let day_end = day_start + MINUTES_PER_DAY as u32;
+    for label in labels.iter().filter(|l| l.kind.is_physical()) {
+        if label.end_min() <= day_start || label.start_min >= day_end {
+            continue;
+        }
+        let from = label.start_min.max(day_start) - day_start;
+        let to = label.end_min().min(day_end) - day_start;
+        for &h in &label.houses {
+            let row = &mut loads[h * MINUTES_PER_DAY..(h + 1) * MINUTES_PER_DAY];
+            for m in from..to {
+                row[m as usize] += match label.kind {
+                    AnomalyKind::EvSurge => surge_w(h),
+                    // A ramp grows minute by minute; every other fault is constant.
+                    _ => label.extra_at(day_start + m),
+                };
+            }
+        }
+    }
 }
 
 /// Houses, weather and the physical anomalies that change what flows through the transformer.
@@ -128,6 +134,11 @@ impl Neighbourhood {
         self.houses.iter().map(House::info).collect()
     }
 
+    /// Cycles started per appliance, one item per owned appliance of every house, for calibration.
+    pub fn appliance_starts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.houses.iter().flat_map(House::appliance_starts)
+    }
+
     /// Simulates the next day for every house and applies the physical anomalies.
     pub fn next_day(&mut self) -> Day<'_> {
         let day = SimDay::new(self.start_day + i64::from(self.day_index));
@@ -154,25 +165,10 @@ impl Neighbourhood {
     }
 
     fn apply_physical(&mut self) {
-        let day_start = self.day_index * MINUTES_PER_DAY as u32;
-        let day_end = day_start + MINUTES_PER_DAY as u32;
-        for label in &self.physical {
-            if label.end_min() <= day_start || label.start_min >= day_end {
-                continue;
-            }
-            let from = label.start_min.max(day_start) - day_start;
-            let to = label.end_min().min(day_end) - day_start;
-            for &h in &label.houses {
-                let surge = self.houses[h].surge_charger_w();
-                let row = &mut self.loads[h * MINUTES_PER_DAY..(h + 1) * MINUTES_PER_DAY];
-                for m in from..to {
-                    row[m as usize] += match label.kind {
-                        AnomalyKind::EvSurge => surge,
-                        _ => label.extra_at(day_start + m),
-                    };
-                }
-            }
-        }
+        let houses = &self.houses;
+        apply_physical(&self.physical, self.day_index, &mut self.loads, |h| {
+            houses[h].surge_charger_w()
+        });
     }
 
     /// Runs `days` days, summing the neighbourhood per minute: the workload `bench sim` times.

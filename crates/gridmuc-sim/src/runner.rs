@@ -4,10 +4,12 @@
 
 use crate::MINUTES_PER_DAY;
 use crate::anomaly::{AnomalyKind, Label, schedule};
+use crate::calendar::SimDay;
 use crate::eval::{DetectorScore, score_detectors};
 use crate::household::HouseInfo;
-use crate::neighbourhood::{Neighbourhood, Stream, derive_seed};
+use crate::neighbourhood::{Neighbourhood, Stream, apply_physical, derive_seed};
 use crate::scenario::Scenario;
+use crate::traces::Traces;
 use gridmuc_core::alert::AlertState;
 use gridmuc_core::codec::{CodecLimits, check_power};
 use gridmuc_core::time::{MINUTE, Millis};
@@ -70,8 +72,8 @@ pub struct AlertRecord {
 /// Per-house summary, for the distribution of peaks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HouseRecord {
-    /// Static features.
-    pub info: HouseInfo,
+    /// Static features; `None` for a replayed real house.
+    pub info: Option<HouseInfo>,
     /// Highest reporting-interval net load (W), physical.
     pub peak_w: f64,
     /// Mean daily net energy (kWh).
@@ -182,24 +184,127 @@ fn rotate_nicks(
     map
 }
 
+/// Where a run's per-minute house loads come from: the household model or measured traces.
+pub trait LoadSource {
+    /// The next day: its calendar facts and per-minute net loads (W), house-major, with the
+    /// physical anomalies applied; `NaN` where a house recorded nothing (its meter stays silent).
+    fn next_loads(&mut self) -> (SimDay, &[f32]);
+    /// What is known about each house (nothing, for measured traces).
+    fn house_info(&self) -> Vec<Option<HouseInfo>>;
+}
+
+impl LoadSource for Neighbourhood {
+    fn next_loads(&mut self) -> (SimDay, &[f32]) {
+        let day = self.next_day();
+        (day.day, day.loads)
+    }
+
+    fn house_info(&self) -> Vec<Option<HouseInfo>> {
+        Neighbourhood::house_info(self)
+            .into_iter()
+            .map(Some)
+            .collect()
+    }
+}
+
+/// Measured traces laid out a day at a time at one-minute resolution, each period's mean
+/// repeated over its minutes, so the runner treats them exactly like simulated houses.
+struct TraceSource<'a> {
+    traces: &'a Traces,
+    /// Period index of the first midnight.
+    first: usize,
+    day: i64,
+    day_index: u32,
+    labels: Vec<Label>,
+    loads: Vec<f32>,
+}
+
+/// Charger power a replayed house adds in a coordinated EV surge: a typical 7.4 kW home charger.
+const REPLAY_SURGE_W: f32 = 7_400.0;
+
+impl LoadSource for TraceSource<'_> {
+    fn next_loads(&mut self) -> (SimDay, &[f32]) {
+        let per = (self.traces.step / MINUTE) as usize;
+        let periods = MINUTES_PER_DAY / per;
+        let base = self.first + self.day_index as usize * periods;
+        for (row, out) in self
+            .traces
+            .watts
+            .iter()
+            .zip(self.loads.chunks_exact_mut(MINUTES_PER_DAY))
+        {
+            for (p, minutes) in out.chunks_exact_mut(per).enumerate() {
+                minutes.fill(row.get(base + p).copied().unwrap_or(f32::NAN));
+            }
+        }
+        apply_physical(&self.labels, self.day_index, &mut self.loads, |_| {
+            REPLAY_SURGE_W
+        });
+        let day = SimDay::new(self.day + i64::from(self.day_index));
+        self.day_index += 1;
+        (day, &self.loads)
+    }
+
+    fn house_info(&self) -> Vec<Option<HouseInfo>> {
+        vec![None; self.traces.houses.len()]
+    }
+}
+
+fn labels_for(scenario: &Scenario) -> Vec<Label> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(scenario.seed, Stream::Anomalies, 0));
+    schedule(
+        &scenario.anomalies,
+        scenario.houses,
+        scenario.days,
+        &mut rng,
+    )
+}
+
 /// Runs a scenario end to end and scores the detectors; `progress` is called after every day.
-pub fn run(scenario: &Scenario, mut progress: impl FnMut(Progress)) -> SimOutput {
+pub fn run(scenario: &Scenario, progress: impl FnMut(Progress)) -> SimOutput {
+    let labels = labels_for(scenario);
+    let mut nb = Neighbourhood::new(
+        &scenario.households,
+        scenario.weather.clone(),
+        scenario.houses,
+        scenario.start_day().unwrap_or(0),
+        scenario.seed,
+        &labels,
+    );
+    drive(scenario, &mut nb, labels, progress)
+}
+
+/// Replays measured `traces` through the aggregator with the scenario's injected faults and
+/// scores the detectors like [`run`]. The scenario's houses, days, start and resolution must be
+/// the traces' (see [`crate::scenario::ReplayPlan::scenario_for`]): the run starts at the
+/// traces' first midnight.
+pub fn replay(scenario: &Scenario, traces: &Traces, progress: impl FnMut(Progress)) -> SimOutput {
+    let labels = labels_for(scenario);
+    let day = scenario.start_day().unwrap_or(0);
+    let first = ((day * gridmuc_core::time::DAY - traces.start.0) / traces.step).max(0) as usize;
+    let mut source = TraceSource {
+        traces,
+        first,
+        day,
+        day_index: 0,
+        labels: labels.clone(),
+        loads: vec![0.0; traces.houses.len() * MINUTES_PER_DAY],
+    };
+    drive(scenario, &mut source, labels, progress)
+}
+
+fn drive(
+    scenario: &Scenario,
+    source: &mut dyn LoadSource,
+    labels: Vec<Label>,
+    mut progress: impl FnMut(Progress),
+) -> SimOutput {
     let seed = scenario.seed;
     let houses = scenario.houses;
     let days = scenario.days;
     let start_day = scenario.start_day().unwrap_or(0);
-    let mut anomaly_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, Stream::Anomalies, 0));
-    let labels = schedule(&scenario.anomalies, houses, days, &mut anomaly_rng);
     let meter_faults: Vec<&Label> = labels.iter().filter(|l| !l.kind.is_physical()).collect();
     let mut nick_rng = ChaCha20Rng::seed_from_u64(derive_seed(seed, Stream::Nicks, 0));
-    let mut nb = Neighbourhood::new(
-        &scenario.households,
-        scenario.weather.clone(),
-        houses,
-        start_day,
-        seed,
-        &labels,
-    );
     let mut config = scenario.detectors.clone();
     // Simulated readings are never late, so closed intervals need not be kept for backfill
     // (the detectors act on the first close either way).
@@ -263,16 +368,16 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Progress)) -> SimOutput
     for d in 0..days {
         prev_map = std::mem::take(&mut nick_map);
         nick_map = rotate_nicks(&mut meters, houses, &mut nick_rng);
-        let day = nb.next_day();
-        let midnight = day.day.midnight();
+        let (day, loads) = source.next_loads();
+        let midnight = day.midnight();
         let day_min = d * MINUTES_PER_DAY as u32;
         let todays_faults: Vec<&Label> = meter_faults
             .iter()
             .copied()
             .filter(|l| l.end_min() > day_min && l.start_min < day_min + MINUTES_PER_DAY as u32)
             .collect();
-        for (h, row) in day.loads.chunks_exact(MINUTES_PER_DAY).enumerate() {
-            for &w in row {
+        for (h, row) in loads.chunks_exact(MINUTES_PER_DAY).enumerate() {
+            for &w in row.iter().filter(|w| !w.is_nan()) {
                 peak[h] = peak[h].max(f64::from(w));
                 energy_wmin[h] += f64::from(w);
             }
@@ -283,8 +388,12 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Progress)) -> SimOutput
             let start = midnight.plus(minute as i64 * MINUTE);
             let mut true_total = 0f64;
             for (h, meter) in meters.iter_mut().enumerate() {
-                let row = &day.house(h)[minute..minute + step];
+                let row = &loads[h * MINUTES_PER_DAY + minute..h * MINUTES_PER_DAY + minute + step];
                 let value = interval_mean(row);
+                if value.is_nan() {
+                    // Nothing recorded: the meter is silent, and the load unknown.
+                    continue;
+                }
                 true_total += value;
                 let fault = todays_faults
                     .iter()
@@ -368,7 +477,7 @@ pub fn run(scenario: &Scenario, mut progress: impl FnMut(Progress)) -> SimOutput
         &mut alerts,
     );
 
-    let houses_summary = nb
+    let houses_summary = source
         .house_info()
         .into_iter()
         .enumerate()

@@ -89,7 +89,12 @@ fn one_minute() -> u32 {
 impl Scenario {
     /// Parses and validates a scenario; the rating and interval are copied into the detector config.
     pub fn from_toml_str(text: &str) -> Result<Scenario, ScenarioError> {
-        let mut s: Scenario = toml::from_str(text)?;
+        toml::from_str::<Scenario>(text)?.validated()
+    }
+
+    /// Checks ranges and copies the rating and interval into the detector config.
+    fn validated(mut self) -> Result<Scenario, ScenarioError> {
+        let s = &mut self;
         let invalid = |field, reason: &str| ScenarioError::Invalid {
             field,
             reason: reason.to_owned(),
@@ -141,7 +146,7 @@ impl Scenario {
         }
         s.detectors.overload.rating = Watts::from_kw(s.transformer_kw);
         s.detectors.interval = i64::from(s.resolution_min) * MINUTE;
-        Ok(s)
+        Ok(self)
     }
 
     /// First day as days since the epoch.
@@ -152,5 +157,65 @@ impl Scenario {
     /// Reporting intervals per day.
     pub fn intervals_per_day(&self) -> usize {
         (1440 / self.resolution_min) as usize
+    }
+}
+
+/// What `gridmuc replay` takes besides the traces: the faults to inject and the detector settings,
+/// as in a scenario file without the fields the traces decide (houses, days, start, resolution).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayPlan {
+    /// Short name; also the output folder under `reports/`.
+    pub name: String,
+    /// One or two sentences for the report.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of the fault schedule and the nicknames.
+    #[serde(default)]
+    pub seed: u64,
+    /// Transformer rating in kW; by default the clean traces' 30-minute peak.
+    pub transformer_kw: Option<f64>,
+    /// Injected anomalies.
+    #[serde(default)]
+    pub anomalies: Vec<AnomalySpec>,
+    /// The same detector settings the live substation bot takes.
+    #[serde(default)]
+    pub detectors: AggregatorConfig,
+}
+
+impl ReplayPlan {
+    /// Parses a replay plan.
+    pub fn from_toml_str(text: &str) -> Result<ReplayPlan, ScenarioError> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// The scenario that replays traces of `houses` houses over `days` whole days from `start`
+    /// (`YYYY-MM-DD`) at `resolution_min`, against a transformer of `transformer_kw`.
+    pub fn scenario_for(
+        &self,
+        houses: usize,
+        days: u32,
+        start: String,
+        resolution_min: u32,
+        transformer_kw: f64,
+    ) -> Result<Scenario, ScenarioError> {
+        Scenario {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            seed: self.seed,
+            houses,
+            days,
+            start,
+            resolution_min,
+            transformer_kw: self.transformer_kw.unwrap_or(transformer_kw),
+            weather: WeatherConfig::default(),
+            households: HouseholdConfig::default(),
+            anomalies: self.anomalies.clone(),
+            detectors: self.detectors.clone(),
+            expect: Expectations {
+                daily_kwh: [0.0, 100.0],
+            },
+        }
+        .validated()
     }
 }

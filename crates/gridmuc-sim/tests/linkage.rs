@@ -76,12 +76,13 @@ fn pseudonymous_nicknames_are_linked_far_above_chance() {
         HOUSES * 7,
         "6 days at a random phase: 7 lives each"
     );
-    // Seed 11 gives 94 % (chance 5 %); daily shape alone 54 %, meter-default lifetimes 40 %.
-    assert!(daily.top1 >= 0.85, "{daily:?}");
+    // Seed 11 gives 73 % (chance 5 %) since the household model was calibrated against measured
+    // homes (issue #13; 94 % before, when appliances stacked on themselves and houses differed more).
+    assert!(daily.top1 >= 0.65, "{daily:?}");
     assert!(daily.top5 >= daily.top1);
     assert!(daily.assigned_top1.unwrap() >= 0.85, "{daily:?}");
     let shape = row(View::Pseudonymous, "daily", FeatureSet::Shape);
-    assert!(shape.top1 >= 8.0 * chance, "{shape:?}");
+    assert!(shape.top1 >= 6.0 * chance, "{shape:?}"); // 39 % with the calibrated model
     let short = row(View::Pseudonymous, "30 min–2 h", FeatureSet::Full);
     assert!(short.top1 >= 6.0 * chance, "{short:?}");
     assert!(
