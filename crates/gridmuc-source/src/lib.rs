@@ -19,19 +19,19 @@ use tokio::sync::watch;
 pub mod accumulate;
 pub mod dsmr;
 mod live;
-pub mod model;
 pub mod mqtt;
 pub mod replay;
 pub mod sml;
 
 pub use accumulate::{Fault, SourceCounts};
-pub use model::HouseholdModel;
+pub use gridmuc_sim::HouseModel;
 
 /// How to configure the source in TOML: `source = { kind = "dsmr", port = "/dev/ttyUSB0" }` etc.
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SourceConfig {
-    /// The built-in stochastic household model (until gridmuc-sim's models are wired in).
+    /// The simulator's calibrated household model (`gridmuc_sim::HouseModel`): a house drawn
+    /// at random, for demos and tests without a meter.
     #[default]
     Model,
     /// Replays `timestamp,watts` rows, one per reporting interval; the timestamp column is
@@ -171,11 +171,14 @@ pub enum Sample {
     Finished,
 }
 
+/// One model minute, the household model's resolution.
+const MODEL_MINUTE: gridmuc_core::Millis = 60_000;
+
 /// An opened source.
 #[derive(Debug)]
 pub enum Source {
-    /// Stochastic household.
-    Model(HouseholdModel),
+    /// A simulated house.
+    Model(Box<HouseModel>),
     /// Remaining CSV values.
     Csv(VecDeque<Watts>),
     /// A recording on its own clock, from when it was opened.
@@ -191,7 +194,10 @@ impl Source {
     /// id) from `rng`. Live sources start reading at once.
     pub fn open(cfg: &SourceConfig, rng: &mut impl Rng) -> Result<Source, SourceError> {
         Ok(match cfg {
-            SourceConfig::Model => Source::Model(HouseholdModel::new(rng)),
+            SourceConfig::Model => Source::Model(Box::new(HouseModel::new(
+                rng.random(),
+                gridmuc_sim::HouseholdConfig::default(),
+            ))),
             SourceConfig::Csv { path } => Source::Csv(
                 replay::read_rows(path)?
                     .iter()
@@ -212,9 +218,10 @@ impl Source {
     }
 
     /// The value for the interval starting at `at`.
-    pub fn sample(&mut self, at: Timestamp, rng: &mut impl Rng) -> Sample {
+    pub fn sample(&mut self, at: Timestamp) -> Sample {
         match self {
-            Source::Model(m) => Sample::Value(m.sample(at, rng)),
+            // The model's resolution: the mean of the minute the interval starts in.
+            Source::Model(m) => Sample::Value(m.mean_power(at, MODEL_MINUTE)),
             Source::Csv(rows) => rows.pop_front().map_or(Sample::Finished, Sample::Value),
             Source::Replay(r, started) => {
                 r.take(i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX))
@@ -271,4 +278,29 @@ fn spawn_stdin() -> Result<watch::Receiver<Option<Watts>>, SourceError> {
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_source_is_the_simulators_calibrated_house() {
+        let mut rng = rand::rng();
+        let mut src = Source::open(&SourceConfig::Model, &mut rng).expect("the model opens");
+        // A winter evening, minute by minute, for three hours.
+        let evening = Timestamp::parse_rfc3339("2026-12-01T17:00:00Z").expect("a time");
+        let values: Vec<i64> = (0..180)
+            .map(|m| match src.sample(evening.plus(m * 60_000)) {
+                Sample::Value(w) => w.0,
+                other => panic!("the model always has a value: {other:?}"),
+            })
+            .collect();
+        assert!(values.iter().all(|w| w.abs() <= 25_000), "{values:?}");
+        let mean = values.iter().sum::<i64>() as f64 / values.len() as f64;
+        assert!((50.0..6_000.0).contains(&mean), "mean {mean}");
+        // Same minute, same value: a meter that restarts reports the same load.
+        let again = src.sample(evening.plus(42 * 60_000));
+        assert!(matches!(again, Sample::Value(w) if w.0 == values[42]));
+    }
 }

@@ -23,7 +23,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn sample(src: &mut Source) -> Sample {
-    src.sample(Timestamp(0), &mut rand::rng())
+    src.sample(Timestamp(0))
 }
 
 /// Waits until the source has read `frames` usable frames in all (a guard, not a measurement).

@@ -276,8 +276,6 @@ struct MeterWire {
 pub(crate) struct Reader {
     source: Source,
     injections: Vec<Injection>,
-    /// For the household model.
-    rng: UnwrapErr<OsRng>,
     /// Injections are timed from here.
     started: Instant,
 }
@@ -287,7 +285,6 @@ impl Reader {
         Reader {
             source,
             injections,
-            rng: OsRng.unwrap_err(),
             started: Instant::now(),
         }
     }
@@ -295,7 +292,7 @@ impl Reader {
     /// The load of the interval starting at `slot` (`Some(None)`: nothing new for it), or
     /// `None` once the source has ended.
     pub(crate) fn measure(&mut self, slot: Timestamp) -> Option<Option<gridmuc_core::Watts>> {
-        match self.source.sample(slot, &mut self.rng) {
+        match self.source.sample(slot) {
             Sample::Finished => None,
             Sample::Skip => Some(None),
             Sample::Value(w) => Some(Some(

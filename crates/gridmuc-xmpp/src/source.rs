@@ -2,8 +2,7 @@
 //! stdin, the built-in model), plus the staged load changes of demos and tests.
 
 pub use gridmuc_source::{
-    Fault, HouseholdModel, Link, MqttConfig, Sample, Source, SourceConfig, SourceCounts,
-    SourceError,
+    Fault, HouseModel, Link, MqttConfig, Sample, Source, SourceConfig, SourceCounts, SourceError,
 };
 
 use gridmuc_core::Watts;
