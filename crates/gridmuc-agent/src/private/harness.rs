@@ -11,8 +11,8 @@ use super::{
 pub use crate::harness::{EPOCH, Faults};
 use crate::room::{Agent, RoomInput, RoomTransmit, SelfPresence};
 use gridmuc_core::{Millis, RoomNick, Timestamp, Watts};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
 /// Who holds a nickname or sends a stanza.
@@ -498,22 +498,8 @@ impl PrivateWorld {
     }
 
     fn message(&mut self, at: Timestamp, d: Delivery) {
-        let f = self.faults;
-        if f.drop > 0.0 && self.rng.random_bool(f.drop.min(1.0)) {
-            return;
-        }
-        let copies = if f.duplicate > 0.0 && self.rng.random_bool(f.duplicate.min(1.0)) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let extra = if f.delay > 0 {
-                self.rng.random_range(0..=f.delay)
-            } else {
-                0
-            };
-            self.schedule(at.plus(extra), d.clone());
+        for t in self.faults.arrivals(&mut self.rng, at) {
+            self.schedule(t, d.clone());
         }
     }
 

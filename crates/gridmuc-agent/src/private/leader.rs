@@ -12,9 +12,9 @@
 //! of meters that stopped before the restart, which spoil their interval (the helper holds
 //! them, the leader no longer does; after `collect_attempts` the interval is given up).
 
-use super::seat::Seat;
 use super::{Input, To, Transmit, interval_millis, interval_of};
 use crate::room::{Agent, PrivacyRefusal};
+use crate::seat::Seat;
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::{AggregatorConfig, Alert, Millis, RoomNick, Timestamp, TotalsMonitor, Watts};
 use gridmuc_private::{
@@ -116,7 +116,7 @@ struct Collecting {
 pub struct LeaderCore<R> {
     cfg: LeaderConfig,
     rng: R,
-    seat: Seat,
+    seat: Seat<Transmit>,
     leader: Leader,
     epoch: u64,
     monitor: TotalsMonitor,

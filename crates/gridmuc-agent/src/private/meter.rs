@@ -12,10 +12,10 @@
 //! signatures count: an impostor's answers are counted as unverified and clear nothing.
 
 use super::{Input, To, Transmit, interval_millis, interval_of};
-use crate::liveness::{Health, Liveness};
-use crate::meter::{JOIN_ATTEMPTS, MeterCoreError, next_slot, uniform};
+use crate::liveness::Liveness;
+use crate::meter::{MeterCoreError, draw_nick, next_slot, uniform_millis};
 use crate::room::{Agent, PrivacyRefusal, RoomInput, RoomTransmit};
-use gridmuc_core::{Millis, NickGenerator, RoomNick, Timestamp};
+use gridmuc_core::{Millis, RoomNick, Timestamp};
 use gridmuc_private::{
     LeaderNotice, PrivateConfig, Refusal, ReportError, ReportId, open_signed, report,
 };
@@ -202,15 +202,15 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
     }
 
     fn join(&mut self, now: Timestamp) {
-        if self.conflicts_in_row >= JOIN_ATTEMPTS {
-            self.phase = Phase::Stopped(Err(MeterCoreError::NoFreeNick(JOIN_ATTEMPTS)));
-            return;
+        match draw_nick(&mut self.rng, self.conflicts_in_row) {
+            Ok(nick) => {
+                self.transmits
+                    .push_back(Transmit::Room(RoomTransmit::Join(nick.clone())));
+                self.liveness.posted(now);
+                self.phase = Phase::Joining { nick };
+            }
+            Err(e) => self.phase = Phase::Stopped(Err(e)),
         }
-        let nick = NickGenerator.generate(&mut self.rng);
-        self.transmits
-            .push_back(Transmit::Room(RoomTransmit::Join(nick.clone())));
-        self.liveness.posted(now);
-        self.phase = Phase::Joining { nick };
     }
 
     fn on_joined(&mut self, now: Timestamp, refusal: Option<PrivacyRefusal>) {
@@ -235,13 +235,9 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
             self.last_slot,
             0,
         ));
-        let life = uniform(
-            &mut self.rng,
-            [self.cfg.rotate[0] as f64, self.cfg.rotate[1] as f64],
-        );
         self.phase = Phase::InRoom {
             nick: nick.clone(),
-            rotate_at: now.plus(life as Millis),
+            rotate_at: now.plus(uniform_millis(&mut self.rng, self.cfg.rotate)),
         };
         // Reports still without a verdict go under the new nickname.
         for p in self.pending.values_mut().filter(|p| p.held_by.is_none()) {
@@ -441,12 +437,8 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                 .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
             self.events.push_back(PrivateMeterEvent::Left(nick));
             self.liveness.heard();
-            let gap = uniform(
-                &mut self.rng,
-                [self.cfg.rejoin_gap[0] as f64, self.cfg.rejoin_gap[1] as f64],
-            );
             self.phase = Phase::Away {
-                until: now.plus(gap as Millis),
+                until: now.plus(uniform_millis(&mut self.rng, self.cfg.rejoin_gap)),
             };
         }
     }
@@ -503,16 +495,13 @@ impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
             }
             _ => {}
         }
-        if matches!(self.phase, Phase::InRoom { .. } | Phase::Joining { .. }) {
-            match self.liveness.check(now) {
-                Health::Fine => {}
-                Health::Probe => self.transmits.push_back(Transmit::Room(RoomTransmit::Ping)),
-                Health::Dead => {
-                    self.transmits
-                        .push_back(Transmit::Room(RoomTransmit::RenewSession));
-                    self.phase = Phase::Renewing;
-                }
+        if matches!(self.phase, Phase::InRoom { .. } | Phase::Joining { .. })
+            && let Some(t) = self.liveness.act(now)
+        {
+            if t == RoomTransmit::RenewSession {
+                self.phase = Phase::Renewing;
             }
+            self.transmits.push_back(Transmit::Room(t));
         }
         self.settle(now);
     }
