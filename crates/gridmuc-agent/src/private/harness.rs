@@ -38,6 +38,8 @@ pub struct Node<C: Agent> {
     pub transmits: Vec<(Timestamp, Transmit)>,
     session: u64,
     running: bool,
+    /// The session delivers nothing (its sends still go out) until it is replaced.
+    stalled: bool,
 }
 
 impl<C: Agent> Node<C> {
@@ -48,6 +50,7 @@ impl<C: Agent> Node<C> {
             transmits: Vec::new(),
             session: 0,
             running: true,
+            stalled: false,
         }
     }
 }
@@ -90,6 +93,9 @@ pub struct PrivateWorld {
     pub latency: Millis,
     /// Message faults (payload messages only).
     pub faults: Faults,
+    /// How long replacing a session takes (a slow reconnect leaves a meter out of the room
+    /// across an interval's end).
+    pub renew_delay: Millis,
     /// What each house reads in each interval.
     pub loads: Loads,
     /// Payloads that reached the hostile occupant: (from, bytes).
@@ -135,6 +141,7 @@ impl PrivateWorld {
             )),
             latency: 20,
             faults: Faults::default(),
+            renew_delay: 1_000,
             loads,
             hostile_inbox: Vec::new(),
             room_log: Vec::new(),
@@ -215,7 +222,7 @@ impl PrivateWorld {
     /// with the same keys and verify key, starts after `down`.
     pub fn restart_leader(&mut self, down: Millis) {
         self.leader.running = false;
-        self.leader.session += 1;
+        self.bump_session(Who::Leader);
         self.occupants.retain(|_, o| o.0 != Who::Leader);
         self.run_for(down);
         let rng = StdRng::seed_from_u64(self.seed ^ self.leader.session ^ 0x1ead);
@@ -227,12 +234,37 @@ impl PrivateWorld {
     /// The helper process is killed and a new one starts after `down`.
     pub fn restart_helper(&mut self, down: Millis) {
         self.helper.running = false;
-        self.helper.session += 1;
+        self.bump_session(Who::Helper);
         self.occupants.retain(|_, o| o.0 != Who::Helper);
         self.run_for(down);
         let rng = StdRng::seed_from_u64(self.seed ^ self.helper.session ^ 0x4e1);
         self.helper.core = HelperCore::new(self.helper_cfg.clone(), rng, self.now);
         self.helper.running = true;
+    }
+
+    /// The room removes `who` (a kick): its nicknames are free again and it is told so.
+    pub fn kick(&mut self, who: Who) {
+        let Some(session) = self.session_of(who) else {
+            return;
+        };
+        self.occupants.retain(|_, o| o.0 != who);
+        let at = self.now.plus(self.latency);
+        let input = Input::Room(RoomInput::Removed);
+        self.schedule(
+            at,
+            Delivery::To {
+                who,
+                session,
+                input,
+            },
+        );
+    }
+
+    /// `who`'s session stops delivering (its sends still go out) until the core replaces it.
+    pub fn stall(&mut self, who: Who) {
+        if let Some(stalled) = self.stalled_mut(who) {
+            *stalled = true;
+        }
     }
 
     /// Runs for `d` of virtual time.
@@ -338,7 +370,7 @@ impl PrivateWorld {
             Transmit::Room(RoomTransmit::RenewSession) => {
                 let session = self.bump_session(who);
                 self.occupants.retain(|_, o| o.0 != who);
-                let at = self.now.plus(1_000);
+                let at = self.now.plus(self.renew_delay);
                 let input = Input::Room(RoomInput::SessionReset);
                 self.schedule(
                     at,
@@ -368,7 +400,21 @@ impl PrivateWorld {
         }
     }
 
+    /// The stall flag of `who`'s session.
+    fn stalled_mut(&mut self, who: Who) -> Option<&mut bool> {
+        match who {
+            Who::Meter(i) => Some(&mut self.meters[i].node.stalled),
+            Who::Leader => Some(&mut self.leader.stalled),
+            Who::Helper => Some(&mut self.helper.stalled),
+            Who::Hostile => None,
+        }
+    }
+
+    /// A fresh session for `who`: delivering again, and the old one's traffic is dropped.
     fn bump_session(&mut self, who: Who) -> u64 {
+        if let Some(stalled) = self.stalled_mut(who) {
+            *stalled = false;
+        }
         let s = match who {
             Who::Meter(i) => &mut self.meters[i].node.session,
             Who::Leader => &mut self.leader.session,
@@ -400,7 +446,9 @@ impl PrivateWorld {
                 session,
                 input,
             } => {
-                if self.session_of(who) != Some(session) {
+                if self.session_of(who) != Some(session)
+                    || self.stalled_mut(who).is_some_and(|s| *s)
+                {
                     return;
                 }
                 let now = self.now;

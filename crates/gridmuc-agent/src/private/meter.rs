@@ -1,8 +1,13 @@
 //! The meter in private mode: one house under random rotating nicknames (drawn, timed and
-//! scheduled by the plain meter's rules: `NickGenerator`, `next_slot`, `JOIN_ATTEMPTS`,
+//! scheduled by the plain meter's rules: `draw_nick`, `next_slot`, `uniform_millis`,
 //! [`Liveness`]), one Prio3 report per interval sent to the leader's nickname, kept until
 //! the signed notice of its interval is published, and a local notice when its own reading
 //! is at or above the published house-spike threshold. Nobody else learns that.
+//!
+//! After a fault (a removal, a dead session) it measures the intervals it missed that the
+//! leader can still take (those that ended within [`PrivateMeterConfig::catch_up`]), as the
+//! plain meter does within its outbox's age; after a rotation it does not, since a new
+//! nickname reporting the old one's gap would link the two.
 //!
 //! Reports are built once, so a resend is the same bytes: the leader holds one report per
 //! nickname and interval and answers a copy with [`Refusal::Replay`] ("already held").
@@ -41,6 +46,30 @@ pub struct PrivateMeterConfig {
     pub drain: Millis,
     /// Intervals a report is kept after its own, waiting for its interval's notice.
     pub keep_intervals: u64,
+    /// How long after an interval's end the leader still takes its report (its grace, less
+    /// a margin for the way there): after a fault the meter measures and sends the intervals
+    /// it missed that ended within this, as the plain meter does within its outbox's age.
+    /// 0: a missed interval is skipped.
+    pub catch_up: Millis,
+}
+
+impl PrivateMeterConfig {
+    /// The plain meter's defaults (send at 10–60 % of the interval, nicknames for 30 min to
+    /// 2 h, 5–60 s between them, 15 s for an answer) for a task and a leader's nickname;
+    /// catch-up within half the leader's default grace, leaving the other half for the path.
+    pub fn new(private: PrivateConfig, leader_nick: RoomNick) -> PrivateMeterConfig {
+        PrivateMeterConfig {
+            private,
+            leader_nick,
+            jitter: [0.1, 0.6],
+            rotate: [1_800_000, 7_200_000],
+            rejoin_gap: [5_000, 60_000],
+            answer_timeout: 15_000,
+            drain: 2_000,
+            keep_intervals: 6,
+            catch_up: gridmuc_core::AggregatorConfig::default().grace / 2,
+        }
+    }
 }
 
 /// What a private meter tells its household and its caller; never its JID.
@@ -152,6 +181,8 @@ pub struct PrivateMeterCore<R> {
     liveness: Liveness,
     /// The next interval to measure and when.
     next: Option<(Timestamp, Timestamp)>,
+    /// The last interval measured under this run of nicknames: after a fault (not a
+    /// rotation) the intervals missed since are measured if the leader can still take them.
     last_slot: Option<Timestamp>,
     pending: BTreeMap<u64, Pending>,
     /// Our quantised readings, for the local check against a published threshold.
@@ -201,6 +232,15 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
         interval_millis(&self.cfg.private)
     }
 
+    /// The interval after `prev` (or the next one) and when to measure it. `next_slot` keeps
+    /// intervals that *start* within its window; one the leader still takes started up to an
+    /// interval plus `catch_up` ago. Without catch-up that window is the current interval.
+    fn next_slot(&mut self, now: Timestamp, prev: Option<Timestamp>) -> (Timestamp, Timestamp) {
+        let p = self.p();
+        let window = p.saturating_add(self.cfg.catch_up.max(0));
+        next_slot(now, p, self.cfg.jitter, &mut self.rng, prev, window)
+    }
+
     fn join(&mut self, now: Timestamp) {
         match draw_nick(&mut self.rng, self.conflicts_in_row) {
             Ok(nick) => {
@@ -226,15 +266,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
         }
         self.conflicts_in_row = 0;
         self.stats.nicks += 1;
-        let p = self.p();
-        self.next = Some(next_slot(
-            now,
-            p,
-            self.cfg.jitter,
-            &mut self.rng,
-            self.last_slot,
-            0,
-        ));
+        self.next = Some(self.next_slot(now, self.last_slot));
         self.phase = Phase::InRoom {
             nick: nick.clone(),
             rotate_at: now.plus(uniform_millis(&mut self.rng, self.cfg.rotate)),
@@ -437,6 +469,8 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                 .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
             self.events.push_back(PrivateMeterEvent::Left(nick));
             self.liveness.heard();
+            // The new nickname starts afresh: catching up the gap would link it to the old one.
+            self.last_slot = None;
             self.phase = Phase::Away {
                 until: now.plus(uniform_millis(&mut self.rng, self.cfg.rejoin_gap)),
             };
@@ -482,15 +516,7 @@ impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
                 {
                     self.last_slot = Some(slot);
                     self.transmits.push_back(Transmit::Measure { slot });
-                    let p = self.p();
-                    self.next = Some(next_slot(
-                        now,
-                        p,
-                        self.cfg.jitter,
-                        &mut self.rng,
-                        Some(slot),
-                        0,
-                    ));
+                    self.next = Some(self.next_slot(now, Some(slot)));
                 }
             }
             _ => {}
