@@ -683,3 +683,45 @@ fn a_stalled_leader_session_is_pinged_renewed_and_publishes_again() {
     let last: Vec<u64> = got.values().rev().take(4).map(|r| r.reports).collect();
     assert_eq!(last, [6, 6, 6, 6], "{got:?}");
 }
+
+#[test]
+fn a_flooding_nickname_is_told_rate_limited_once_per_interval() {
+    let s = setup(16, 3);
+    let mut w = world(16, 4, &s, Box::new(load));
+    w.run_for(8_000);
+    let i = (w.now().millis() / P) as u64;
+    let mut rng = StdRng::seed_from_u64(6);
+    // Five different reports from one nickname in one interval, then one in the next.
+    for (k, interval) in [i, i, i, i, i, i + 1].into_iter().enumerate() {
+        let b = report(&s.cfg, 500 + 10 * k as u32, interval, &mut rng)
+            .expect("report")
+            .to_bytes();
+        w.hostile_send(nick("flood"), Some(nick("substation")), b);
+        w.run_for(50);
+    }
+    w.run_for(500);
+    assert_eq!(w.leader.core.refusals().get(Refusal::RateLimited), 4);
+    let refused_events = w
+        .leader_events()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                LeaderEvent::Refused {
+                    reason: Refusal::RateLimited,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(refused_events, 4);
+    // Verdicts: one held and one rate_limited for interval i, one held for i + 1.
+    let verdicts = w
+        .hostile_inbox
+        .iter()
+        .filter(|(_, b)| {
+            gridmuc_private::MessageKind::of(b) == Some(gridmuc_private::MessageKind::Verdict)
+        })
+        .count();
+    assert_eq!(verdicts, 3);
+}
