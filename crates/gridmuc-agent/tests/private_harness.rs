@@ -397,22 +397,13 @@ fn a_leader_restart_loses_no_report_a_meter_still_keeps() {
     w.run_for(9_000);
     w.restart_leader(500);
     w.run_for(30_000);
+    assert_published_exactly(&w, &expected(&w, &s.cfg, load));
     let got = published(&w);
-    let want = expected(&w, &s.cfg, load);
-    for (i, r) in &got {
-        assert_eq!(
-            (r.reports, r.total_watts, r.histogram.clone()),
-            want[i],
-            "interval {i}"
-        );
-    }
-    let first = *got.keys().next().expect("published");
     assert!(got.len() >= 5, "{:?}", got.keys());
     assert!(
         w.meters.iter().all(|m| m.node.core.stats().expired == 0),
         "nothing given up"
     );
-    let _ = first;
 }
 
 #[test]
@@ -422,15 +413,9 @@ fn a_helper_restart_loses_nothing() {
     w.run_for(9_000);
     w.restart_helper(500);
     w.run_for(30_000);
+    assert_published_exactly(&w, &expected(&w, &s.cfg, load));
     let got = published(&w);
-    let want = expected(&w, &s.cfg, load);
-    for (i, r) in &got {
-        assert_eq!(
-            (r.reports, r.total_watts, r.histogram.clone()),
-            want[i],
-            "interval {i}"
-        );
-    }
+    assert!(got.len() >= 5, "{:?}", got.keys());
     assert!(
         !w.leader_events()
             .iter()

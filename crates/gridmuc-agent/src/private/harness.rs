@@ -207,14 +207,7 @@ impl PrivateWorld {
                 from: from.clone(),
                 bytes: bytes.clone(),
             };
-            self.schedule(
-                at,
-                Delivery::To {
-                    who,
-                    session,
-                    input,
-                },
-            );
+            self.tell(at, who, session, input);
         }
     }
 
@@ -249,15 +242,7 @@ impl PrivateWorld {
         };
         self.occupants.retain(|_, o| o.0 != who);
         let at = self.now.plus(self.latency);
-        let input = Input::Room(RoomInput::Removed);
-        self.schedule(
-            at,
-            Delivery::To {
-                who,
-                session,
-                input,
-            },
-        );
+        self.tell(at, who, session, Input::Room(RoomInput::Removed));
     }
 
     /// `who`'s session stops delivering (its sends still go out) until the core replaces it.
@@ -371,15 +356,7 @@ impl PrivateWorld {
                 let session = self.bump_session(who);
                 self.occupants.retain(|_, o| o.0 != who);
                 let at = self.now.plus(self.renew_delay);
-                let input = Input::Room(RoomInput::SessionReset);
-                self.schedule(
-                    at,
-                    Delivery::To {
-                        who,
-                        session,
-                        input,
-                    },
-                );
+                self.tell(at, who, session, Input::Room(RoomInput::SessionReset));
             }
             t @ Transmit::Send { .. } => self.message(
                 at,
@@ -549,6 +526,18 @@ impl PrivateWorld {
         for t in self.faults.arrivals(&mut self.rng, at) {
             self.schedule(t, d.clone());
         }
+    }
+
+    /// `input` reaches `who`'s session `session` at `at`, past the fault model.
+    fn tell(&mut self, at: Timestamp, who: Who, session: u64, input: Input) {
+        self.schedule(
+            at,
+            Delivery::To {
+                who,
+                session,
+                input,
+            },
+        );
     }
 
     fn schedule(&mut self, at: Timestamp, d: Delivery) {
