@@ -134,7 +134,8 @@ pub struct PrivateMeterStats {
     pub published: u64,
     /// Reports refused by the leader, by reason.
     pub refused: BTreeMap<&'static str, u64>,
-    /// Reports given up: their interval was never published in time.
+    /// Reports given up: their interval's notice did not reach us in time, or a resend
+    /// arrived after its interval closed (an earlier copy may have been counted).
     pub expired: u64,
     /// Payloads not signed by the pinned leader key (an impostor's).
     pub unverified: u64,
@@ -155,6 +156,8 @@ struct Pending {
     /// When it goes (again) if still without a verdict.
     send_at: Timestamp,
     sent_once: bool,
+    /// Sent more than once: an earlier copy may have been counted.
+    resent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -336,6 +339,16 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                 };
                 match refusal {
                     None | Some(Refusal::Replay) => p.held_by = Some(*epoch),
+                    Some(Refusal::IntervalClosed) if p.resent => {
+                        // An earlier copy may have been counted (its verdict lost): the
+                        // leader no longer knows. Given up, not refused.
+                        self.pending.remove(interval);
+                        self.stats.expired += 1;
+                        tracing::debug!(
+                            interval,
+                            "a resent report arrived after its interval closed"
+                        );
+                    }
                     Some(reason) => {
                         self.pending.remove(interval);
                         *self.stats.refused.entry(reason.name()).or_default() += 1;
@@ -414,6 +427,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                         held_by: None,
                         send_at: self.now,
                         sent_once: false,
+                        resent: false,
                     },
                 );
             }
@@ -449,6 +463,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                 continue;
             }
             if p.sent_once {
+                p.resent = true;
                 self.stats.resent += 1;
             } else {
                 p.sent_once = true;
