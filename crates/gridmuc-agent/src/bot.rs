@@ -11,9 +11,9 @@
 //! (a bot resumed after a pause would otherwise close intervals empty): the driver reads
 //! pending input first, and the harness delivers what is due before firing timers.
 
-use crate::liveness::{Health, Liveness};
 use crate::room::{Agent, RoomInput, RoomTransmit};
 pub use crate::room::{PrivacyRefusal, SelfPresence};
+use crate::seat::{Seat, SeatTransmit};
 use gridmuc_core::aggregator::{Counters, Ingest};
 use gridmuc_core::{
     Aggregator, AggregatorConfig, Alert, IntervalStats, Millis, Reading, ReadingId, Rejection,
@@ -223,39 +223,20 @@ pub fn silence_bound(interval: Millis) -> Millis {
     (interval.max(1) * 3 / 2).max(2_000)
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Phase {
-    /// A join is pending.
-    Joining,
-    /// Our nickname was taken; ask again at `until`.
-    NickTaken { until: Timestamp },
-    /// In the room.
-    InRoom,
-    /// The session is being replaced; [`Input::SessionReset`] follows.
-    Renewing,
-    /// Finished.
-    Stopped(Result<(), PrivacyRefusal>),
-}
-
 /// The substation bot's rules, driven from outside (see the module docs).
 #[derive(Debug)]
 pub struct BotCore<R> {
     cfg: BotCoreConfig,
     rng: R,
     agg: Aggregator,
-    phase: Phase,
-    liveness: Liveness,
-    last_heard: Timestamp,
-    /// Joins refused in a row because someone holds our nickname.
-    taken: u32,
+    /// The join, the privacy check, a taken nickname, liveness, and what waits to go.
+    seat: Seat<Transmit>,
     /// Nicknames already warned about in the log for reporting faster than the interval.
     rate_warned: HashSet<RoomNick>,
     /// Nicknames already told `rate_limited` since the last interval closed.
     rate_answered: HashSet<RoomNick>,
     /// Refusals already logged, so each interval's line names only the new ones.
     refusals_logged: RejectionCounts,
-    /// What goes through the room while we are not in it, sent once we are.
-    held: Vec<Transmit>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<BotEvent>,
 }
@@ -263,33 +244,31 @@ pub struct BotCore<R> {
 impl<R: Rng> BotCore<R> {
     /// A bot about to join: its first transmit is the [`Transmit::Join`] of its nickname.
     pub fn new(cfg: BotCoreConfig, rng: R, now: Timestamp) -> BotCore<R> {
-        let interval = cfg.aggregator.interval.max(1);
-        let mut core = BotCore {
+        let mut transmits = VecDeque::new();
+        let seat = Seat::new(
+            cfg.nick.clone(),
+            cfg.operators.clone(),
+            cfg.aggregator.interval,
+            cfg.ping_timeout,
+            now,
+            &mut transmits,
+        );
+        BotCore {
             agg: Aggregator::new(cfg.aggregator.clone()),
-            liveness: Liveness::with_ping_timeout(echo_bound(interval), cfg.ping_timeout),
+            seat,
             cfg,
             rng,
-            phase: Phase::Joining,
-            last_heard: now,
-            taken: 0,
             rate_warned: HashSet::new(),
             rate_answered: HashSet::new(),
             refusals_logged: RejectionCounts::default(),
-            held: Vec::new(),
-            transmits: VecDeque::new(),
+            transmits,
             events: VecDeque::new(),
-        };
-        core.join();
-        core
-    }
-
-    fn interval(&self) -> Millis {
-        self.cfg.aggregator.interval.max(1)
+        }
     }
 
     /// Whether we are in the room right now.
     pub fn in_room(&self) -> bool {
-        self.phase == Phase::InRoom
+        self.seat.in_room()
     }
 
     /// The aggregator's running totals.
@@ -300,105 +279,6 @@ impl<R: Rng> BotCore<R> {
     /// The aggregator (read-only), for callers that show more than the counters.
     pub fn aggregator(&self) -> &Aggregator {
         &self.agg
-    }
-
-    fn heard(&mut self, now: Timestamp) {
-        self.liveness.heard();
-        self.last_heard = self.last_heard.max(now);
-    }
-
-    fn join(&mut self) {
-        // Whatever was queued for the room waits for the rejoin: a fresh session is not in it.
-        let (room, other): (Vec<Transmit>, Vec<Transmit>) =
-            self.transmits.drain(..).partition(through_room);
-        self.held.extend(room);
-        self.transmits.extend(other);
-        self.phase = Phase::Joining;
-        self.transmits
-            .push_back(Transmit::Join(self.cfg.nick.clone()));
-    }
-
-    fn on_joined(&mut self, me: SelfPresence) {
-        if self.phase != Phase::Joining {
-            return;
-        }
-        if let Some(e) = me.refusal() {
-            self.transmits
-                .push_back(Transmit::Leave(self.cfg.nick.clone()));
-            self.phase = Phase::Stopped(Err(e));
-            return;
-        }
-        if self.taken > 0 {
-            tracing::warn!(nick = %self.cfg.nick, attempts = self.taken, "got our nickname back");
-        }
-        tracing::info!(nick = %self.cfg.nick, "joined as a plain participant");
-        self.taken = 0;
-        self.phase = Phase::InRoom;
-        self.events
-            .push_back(BotEvent::Joined(self.cfg.nick.clone()));
-        self.transmits.extend(self.held.drain(..));
-    }
-
-    /// A nickname someone else holds (an impostor, a second bot) is not a reason to give up
-    /// the neighbourhood: tell the operators once and ask again with backoff until it is free.
-    fn on_conflict(&mut self, now: Timestamp) {
-        if self.phase != Phase::Joining {
-            return;
-        }
-        if self.taken == 0 {
-            let text = format!(
-                "my nickname {} is taken in the room: another occupant holds it (an impostor, \
-                 or a second bot); meters that pinned my key will not believe it. Retrying \
-                 until it is free.",
-                self.cfg.nick
-            );
-            tracing::error!("{text}");
-            for op in &self.cfg.operators {
-                self.transmits.push_back(Transmit::Post {
-                    to: To::Operator(op.clone()),
-                    body: text.clone(),
-                    alert: None,
-                    signed: false,
-                });
-            }
-        }
-        let wait = nick_retry(self.taken) as f64 * self.rng.random_range(0.5..1.5);
-        self.taken = self.taken.saturating_add(1);
-        self.phase = Phase::NickTaken {
-            until: now.plus(wait as Millis),
-        };
-    }
-
-    fn refuse(&mut self, e: PrivacyRefusal) {
-        if self.phase == Phase::InRoom {
-            self.transmits
-                .push_back(Transmit::Leave(self.cfg.nick.clone()));
-        }
-        self.phase = Phase::Stopped(Err(e));
-    }
-
-    fn check_liveness(&mut self, now: Timestamp) {
-        // Silence counts as an answer that fell due when it grew too long.
-        let silent_at = self.last_heard.plus(silence_bound(self.interval()));
-        if self.liveness.deadline().is_none() && now >= silent_at {
-            self.liveness
-                .posted(silent_at.plus(-echo_bound(self.interval())));
-        }
-        match self.liveness.check(now) {
-            Health::Fine => {}
-            Health::Probe => {
-                tracing::debug!("probing the session with a ping");
-                self.transmits.push_back(Transmit::Ping);
-            }
-            Health::Dead => {
-                tracing::warn!(
-                    "nothing received and no answer to a ping; replacing the session and rejoining"
-                );
-                self.liveness.heard();
-                self.phase = Phase::Renewing;
-                self.transmits.push_back(Transmit::RenewSession);
-            }
-        }
     }
 
     fn on_reading(
@@ -456,11 +336,7 @@ impl<R: Rng> BotCore<R> {
 
     /// Queues something that goes through the room, or holds it until we are back in it.
     fn room(&mut self, t: Transmit) {
-        if self.phase == Phase::InRoom {
-            self.transmits.push_back(t);
-        } else {
-            self.held.push(t);
-        }
+        self.seat.send(t, &mut self.transmits);
     }
 
     /// Posts what the aggregator produced: summaries and alerts to the room, house alerts
@@ -472,9 +348,7 @@ impl<R: Rng> BotCore<R> {
             // An interval nobody reported in says nothing worth a line in the room.
             if self.cfg.post_summaries && stats.meters > 0 {
                 // Our own post echoes back from the room; if it does not, the session is probed.
-                if self.phase == Phase::InRoom {
-                    self.liveness.posted(now);
-                }
+                self.seat.posted(now);
                 self.room(Transmit::Post {
                     to: To::Room,
                     body: summary_line(&stats),
@@ -586,16 +460,35 @@ impl<R: Rng> BotCore<R> {
     }
 }
 
-/// Whether `t` goes through the room, which only an occupant may send through.
-fn through_room(t: &Transmit) -> bool {
-    matches!(
-        t,
-        Transmit::Verdict { .. }
-            | Transmit::Post {
-                to: To::Room | To::Occupant(_),
-                ..
-            }
-    )
+impl SeatTransmit for Transmit {
+    fn room(t: RoomTransmit) -> Transmit {
+        match t {
+            RoomTransmit::Join(nick) => Transmit::Join(nick),
+            RoomTransmit::Leave(nick) => Transmit::Leave(nick),
+            RoomTransmit::Ping => Transmit::Ping,
+            RoomTransmit::RenewSession => Transmit::RenewSession,
+        }
+    }
+
+    fn through_room(&self) -> bool {
+        matches!(
+            self,
+            Transmit::Verdict { .. }
+                | Transmit::Post {
+                    to: To::Room | To::Occupant(_),
+                    ..
+                }
+        )
+    }
+
+    fn to_operator(op: &str, text: String) -> Transmit {
+        Transmit::Post {
+            to: To::Operator(op.to_owned()),
+            body: text,
+            alert: None,
+            signed: false,
+        }
+    }
 }
 
 /// The answer a reading's outcome earns: a resent copy of a counted reading is accepted, so
@@ -643,31 +536,35 @@ impl<R: Rng> Agent for BotCore<R> {
 
     /// Takes in what happened at `now`.
     fn handle(&mut self, now: Timestamp, input: Input) {
-        if matches!(self.phase, Phase::Stopped(_)) {
+        if self.seat.outcome().is_some() {
             return;
         }
-        if !matches!(input, Input::Shutdown | Input::Command { .. }) {
-            self.heard(now);
-        }
-        match input {
-            Input::Joined(me) => self.on_joined(me),
-            Input::NickConflict => self.on_conflict(now),
-            Input::Removed => {
-                tracing::warn!("removed from the room; rejoining");
-                self.join();
+        let room = match input {
+            Input::Joined(me) => RoomInput::Joined(me),
+            Input::NickConflict => RoomInput::NickConflict,
+            Input::Removed => RoomInput::Removed,
+            Input::RoomShowsJids => RoomInput::RoomShowsJids,
+            Input::SessionReset => RoomInput::SessionReset,
+            Input::Alive => RoomInput::Alive,
+            Input::Shutdown => {
+                // Close and publish the open intervals while still in the room, then leave.
+                self.agg.flush();
+                self.publish(now);
+                RoomInput::Shutdown
             }
-            Input::RoomShowsJids => self.refuse(PrivacyRefusal::NonAnonymous),
-            Input::SessionReset => self.join(),
-            Input::Alive => {}
             Input::Reading {
                 from,
                 id,
                 reading,
                 wants_verdict,
-            } => self.on_reading(now, from, id, reading, wants_verdict),
+            } => {
+                self.seat.heard(now);
+                self.on_reading(now, from, id, reading, wants_verdict);
+                return;
+            }
             Input::Command { from, text } => {
                 // A command proves the session delivers, like anything else.
-                self.heard(now);
+                self.seat.heard(now);
                 if self.cfg.operators.contains(&from) {
                     let body = self.answer(text.trim());
                     self.transmits.push_back(Transmit::Post {
@@ -677,33 +574,25 @@ impl<R: Rng> Agent for BotCore<R> {
                         signed: true,
                     });
                 }
+                return;
             }
-            Input::Shutdown => {
-                self.agg.flush();
-                self.publish(now);
-                if self.phase == Phase::InRoom {
-                    self.transmits
-                        .push_back(Transmit::Leave(self.cfg.nick.clone()));
-                }
-                self.phase = Phase::Stopped(Ok(()));
-            }
+        };
+        if self
+            .seat
+            .on_room(now, room, &mut self.rng, &mut self.transmits)
+        {
+            self.events
+                .push_back(BotEvent::Joined(self.cfg.nick.clone()));
         }
     }
 
     /// Closes due intervals and publishes them; probes or replaces a session that owes an
     /// answer or has been silent too long; asks again for a taken nickname.
     fn handle_timeout(&mut self, now: Timestamp) {
-        if matches!(self.phase, Phase::Stopped(_)) {
+        if self.seat.outcome().is_some() {
             return;
         }
-        if let Phase::NickTaken { until } = self.phase
-            && now >= until
-        {
-            self.join();
-        }
-        if matches!(self.phase, Phase::InRoom | Phase::Joining) {
-            self.check_liveness(now);
-        }
+        self.seat.handle_timeout(now, &mut self.transmits);
         self.agg.handle_timeout(now);
         self.publish(now);
     }
@@ -720,28 +609,22 @@ impl<R: Rng> Agent for BotCore<R> {
 
     /// When [`BotCore::handle_timeout`] is next due; `None` once stopped.
     fn poll_timeout(&self) -> Option<Timestamp> {
-        let watch = match self.phase {
-            Phase::Stopped(_) => return None,
-            Phase::NickTaken { until } => Some(until),
-            Phase::InRoom | Phase::Joining => self
-                .liveness
-                .deadline()
-                .or(Some(self.last_heard.plus(silence_bound(self.interval())))),
-            Phase::Renewing => None,
-        };
-        [watch, self.agg.poll_timeout()].into_iter().flatten().min()
+        if self.seat.outcome().is_some() {
+            return None;
+        }
+        [self.seat.poll_timeout(), self.agg.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// `Some` once stopped: `Ok` after a shutdown, the privacy refusal otherwise.
     fn outcome(&self) -> Option<Result<(), PrivacyRefusal>> {
-        match &self.phase {
-            Phase::Stopped(r) => Some(r.clone()),
-            _ => None,
-        }
+        self.seat.outcome()
     }
 
     fn nick(&self) -> Option<&RoomNick> {
-        self.in_room().then_some(&self.cfg.nick)
+        self.seat.nick()
     }
 }
 

@@ -141,6 +141,31 @@ pub struct Faults {
     pub delay: Millis,
 }
 
+impl Faults {
+    /// When a message due at `at` arrives under these faults: never if lost, twice if
+    /// duplicated, each copy delayed on its own. Both harnesses draw by this one rule.
+    pub fn arrivals(&self, rng: &mut impl Rng, at: Timestamp) -> Vec<Timestamp> {
+        if self.drop > 0.0 && rng.random_bool(self.drop.min(1.0)) {
+            return Vec::new();
+        }
+        let copies = if self.duplicate > 0.0 && rng.random_bool(self.duplicate.min(1.0)) {
+            2
+        } else {
+            1
+        };
+        (0..copies)
+            .map(|_| {
+                let extra = if self.delay > 0 {
+                    rng.random_range(0..=self.delay)
+                } else {
+                    0
+                };
+                at.plus(extra)
+            })
+            .collect()
+    }
+}
+
 /// The real substation bot: its core and what the test wants to look at afterwards.
 #[derive(Debug)]
 pub struct Substation {
@@ -1033,22 +1058,8 @@ impl World {
 
     /// Schedules a message stanza through the fault model.
     fn message(&mut self, at: Timestamp, d: Delivery) {
-        let f = self.faults;
-        if f.drop > 0.0 && self.rng.random_bool(f.drop.min(1.0)) {
-            return;
-        }
-        let copies = if f.duplicate > 0.0 && self.rng.random_bool(f.duplicate.min(1.0)) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let extra = if f.delay > 0 {
-                self.rng.random_range(0..=f.delay)
-            } else {
-                0
-            };
-            self.schedule(at.plus(extra), d.clone());
+        for t in self.faults.arrivals(&mut self.rng, at) {
+            self.schedule(t, d.clone());
         }
     }
 

@@ -16,6 +16,7 @@ pub mod liveness;
 pub mod meter;
 pub mod private;
 pub mod room;
+mod seat;
 
 pub use bot::{BotCore, BotCoreConfig};
 pub use meter::{

@@ -7,6 +7,7 @@
 //! the debt: a slow but live session is never replaced, and silence alone (a meter waiting for
 //! its slot) owes nothing, so a thousand quiet meters cost the server no pings.
 
+use crate::room::RoomTransmit;
 use gridmuc_core::{Millis, Timestamp};
 
 /// How long a ping may take before the session counts as dead: half the answer bound, at least
@@ -81,6 +82,25 @@ impl Liveness {
         }
         self.probe_by = Some(now.plus(self.ping_timeout));
         Health::Probe
+    }
+
+    /// [`Liveness::check`] as what to ask of the session: a ping to probe it, or its
+    /// replacement (the caller then waits for [`RoomTransmit::RenewSession`]'s reset). Every
+    /// agent acts on its session's health the same way, so the mapping lives here.
+    pub fn act(&mut self, now: Timestamp) -> Option<RoomTransmit> {
+        match self.check(now) {
+            Health::Fine => None,
+            Health::Probe => {
+                tracing::debug!("an answer is overdue; probing the session with a ping");
+                Some(RoomTransmit::Ping)
+            }
+            Health::Dead => {
+                tracing::warn!(
+                    "no answer, not even to a ping; replacing the session and rejoining"
+                );
+                Some(RoomTransmit::RenewSession)
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //! Intervals a fault made it miss (a removal, a dead session) are not skipped but measured
 //! after the rejoin: the outbox keeps them until they are too old for the bot.
 
-use crate::liveness::{Health, Liveness};
+use crate::liveness::Liveness;
 use crate::room::{Agent, PrivacyRefusal, RoomInput, RoomTransmit, SelfPresence};
 use gridmuc_core::{
     Alert, Millis, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick,
@@ -323,6 +323,17 @@ impl TryFrom<Transmit> for RoomTransmit {
     }
 }
 
+impl From<RoomTransmit> for Transmit {
+    fn from(t: RoomTransmit) -> Transmit {
+        match t {
+            RoomTransmit::Join(nick) => Transmit::Join(nick),
+            RoomTransmit::Leave(nick) => Transmit::Leave(nick),
+            RoomTransmit::Ping => Transmit::Ping,
+            RoomTransmit::RenewSession => Transmit::RenewSession,
+        }
+    }
+}
+
 /// Why a meter core gave up.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MeterCoreError {
@@ -346,8 +357,20 @@ pub fn uniform(rng: &mut impl Rng, [lo, hi]: [f64; 2]) -> f64 {
     }
 }
 
+/// A fresh random nickname for the next join, or why to give up: [`JOIN_ATTEMPTS`] drawn in
+/// a row were all taken. Both meters draw by this rule.
+pub(crate) fn draw_nick(
+    rng: &mut (impl Rng + CryptoRng),
+    conflicts_in_row: usize,
+) -> Result<RoomNick, MeterCoreError> {
+    if conflicts_in_row >= JOIN_ATTEMPTS {
+        return Err(MeterCoreError::NoFreeNick(JOIN_ATTEMPTS));
+    }
+    Ok(NickGenerator.generate(rng))
+}
+
 /// A uniform draw of a span from `[lo, hi)`, never negative.
-fn uniform_millis(rng: &mut impl Rng, [lo, hi]: [Millis; 2]) -> Millis {
+pub(crate) fn uniform_millis(rng: &mut impl Rng, [lo, hi]: [Millis; 2]) -> Millis {
     let v = if hi > lo {
         rng.random_range(lo..hi)
     } else {
@@ -502,14 +525,14 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
 
     /// Draws a fresh nickname and asks to join under it (or gives up after too many conflicts).
     fn join(&mut self, now: Timestamp) {
-        if self.conflicts_in_row >= JOIN_ATTEMPTS {
-            self.stop(Err(MeterCoreError::NoFreeNick(JOIN_ATTEMPTS)));
-            return;
+        match draw_nick(&mut self.rng, self.conflicts_in_row) {
+            Ok(nick) => {
+                self.transmits.push_back(Transmit::Join(nick.clone()));
+                self.liveness.posted(now);
+                self.phase = Phase::Joining { nick };
+            }
+            Err(e) => self.stop(Err(e)),
         }
-        let nick = NickGenerator.generate(&mut self.rng);
-        self.transmits.push_back(Transmit::Join(nick.clone()));
-        self.liveness.posted(now);
-        self.phase = Phase::Joining { nick };
     }
 
     fn on_joined(&mut self, now: Timestamp, me: &SelfPresence) {
@@ -896,21 +919,13 @@ impl<R: Rng + CryptoRng> Agent for MeterCore<R> {
             }
             _ => {}
         }
-        if matches!(self.phase, Phase::InRoom(_) | Phase::Joining { .. }) {
-            match self.liveness.check(now) {
-                Health::Fine => {}
-                Health::Probe => {
-                    tracing::debug!("an answer is overdue; probing the session with a ping");
-                    self.transmits.push_back(Transmit::Ping);
-                }
-                Health::Dead => {
-                    tracing::warn!(
-                        "no answer, not even to a ping; replacing the session and rejoining"
-                    );
-                    self.transmits.push_back(Transmit::RenewSession);
-                    self.phase = Phase::Renewing;
-                }
+        if matches!(self.phase, Phase::InRoom(_) | Phase::Joining { .. })
+            && let Some(t) = self.liveness.act(now)
+        {
+            if t == RoomTransmit::RenewSession {
+                self.phase = Phase::Renewing;
             }
+            self.transmits.push_back(t.into());
         }
         self.settle(now);
     }

@@ -42,7 +42,59 @@
 //!   interval fail (both sides must hold the same report set, count and checksum, or
 //!   nothing is released), but a forged [`AggregateShareMessage`] with the right count
 //!   and checksum (both visible in the [`CollectRequest`]) would silently change an
-//!   interval's result. The agents must sign them (see "What the agents must add").
+//!   interval's result. The agents sign them ([`sign_message`], [`open_signed`]; see
+//!   "What the agents add").
+//! - *Linkable resends* and *no differential privacy*: the two sections below.
+//!
+//! # Linkability: a resend carries its report id
+//! A report is built once and resent as the same bytes, so its id (the Prio3 nonce, in
+//! clear) is the same on every copy. Under one nickname that says nothing new. But a
+//! report still without a verdict when its meter changes nickname (a rotation whose drain
+//! ran out, a removal, a replaced session) goes again under the *new* nickname, and the
+//! leader sees one id under both: it can link the two nicknames of that house, which
+//! rotation exists to prevent. A leader restart does the same to whatever the meter resends
+//! (the new process sees the old id under the current nickname; it can link only if the
+//! old process kept a log). The XMPP server sees the same bytes too, but it knows the
+//! account anyway. How often: only when a verdict is lost or late across a nickname
+//! change; a clean rotation waits for its verdicts first.
+//!
+//! **Why a resend is not re-randomised.** A fresh report (new id, new shares) for the same
+//! reading and interval would unlink the nicknames, but it would no longer be a replay: if
+//! the first copy had arrived and only its verdict was lost, both would be counted and the
+//! house would count twice. Exactly-once needs a stable key for the one who removes
+//! duplicates, and a key the leader sees links what it is attached to. What could keep
+//! both: a duplicate tag sealed to the helper only (beside its input share, bound by the
+//! AAD), the helper refusing a second report with the same tag in an interval, the leader
+//! dropping whatever the helper refuses (both must hold the same report set already).
+//! The leader would see fresh ids under each nickname, the helper tags but no nicknames:
+//! linking would again need both. That is a wire change and helper state, not done yet.
+//!
+//! # Differential privacy: not offered
+//! prio 0.18 adds aggregator-side discrete-Laplace noise (`AggregatorWithNoise`,
+//! `PureDpDiscreteLaplace`) to `Prio3Histogram`, `Prio3SumVec` and L1-bounded sums, not to
+//! `Prio3Sum`; each aggregator noises its own aggregate share, so the result stays
+//! ε-differentially private if either aggregator is honest.
+//! - *The total* cannot be noised through the crate. Its sensitivity is one report's bound
+//!   (25 kW): Laplace noise of scale 25 kW / ε on a neighbourhood total of tens of kW
+//!   would blind the overload and aggregate-spike detectors, which are why the total is
+//!   published. What could be done: carry the total as a one-element `Prio3SumVec` (whose
+//!   bit encoding bounds it at 2^bits − 1 quanta, 40.95 kW for 12 bits of 10 W, not at
+//!   `max_watts`), or add prio's discrete-Laplace sample to the Sum's aggregate share
+//!   ourselves (a privacy mechanism of our own on the crate's sampler).
+//! - *The histogram* could be noised (sensitivity 2 per report under replacement). But
+//!   every published count would then be approximate, possibly negative: the house-spike
+//!   line ("N houses at or above T") could say 0 while a meter's exact local check says its
+//!   house is above it, and median, p95 and spread drift with the noise. The meter's notice
+//!   would have to say "approximately", and the agreement between published counts and
+//!   local notices, which the tests check, would hold only in expectation.
+//! - *Composition.* ε is per interval; a house reporting every 5 minutes spends 288 ε a
+//!   day, so a meaningful daily guarantee needs a large scale per interval.
+//! - *Not hidden either way:* the report count per interval (the helper checks it exactly)
+//!   and participation (who sends when, see above).
+//!
+//! Until a deployment asks for it, private mode promises what it can keep exactly: no
+//! individual reading is learnt unless the two aggregators collude, and aggregates of at
+//! least `min_reports` reports are published exactly.
 //!
 //! # The measurement: two standard Prio3 instances in one report
 //! Each report carries a `Prio3Sum` over the quantised reading (`0..=max_watts/quantum`,
@@ -115,15 +167,16 @@
 //! exceptions: prio 0.18 draws its sharding randomness from its own thread-local CSPRNG
 //! (its public API takes none), and [`bench()`] reads the thread's CPU clock.
 //!
-//! # What the agents must add
-//! - **Authenticate the bots to each other.** Sign every leader ↔ helper message with the
-//!   sender's bot key and check it against the pinned key (a new `SignContext` in
-//!   `gridmuc-botkey`); otherwise anyone could feed the helper reports the leader never saw
-//!   and spoil intervals.
+//! # What the agents add (`gridmuc-agent`'s `private` module)
+//! - **Authenticate the bots to each other.** Every leader ↔ helper message, verdict and
+//!   notice is signed with the sender's bot key ([`sign_message`]) and checked against the
+//!   pinned key ([`open_signed`]); otherwise anyone could feed the helper reports the
+//!   leader never saw and spoil intervals.
 //! - **Meter:** one report per interval and nickname, sent as base64 in a PM to the
 //!   leader; a resend is the same bytes (the leader answers a duplicate with
 //!   [`Refusal::Replay`], which means "already received").
-//! - **Leader:** the per-nickname rate limit, batches of at most [`BENCH_BATCH`] reports
+//! - **Leader:** the per-nickname rate limit (one `rate_limited` verdict per nickname and
+//!   interval), batches of at most [`BENCH_BATCH`] reports
 //!   per stanza, [`Leader::resend_in_flight`] when the helper is late, collection after a
 //!   grace period, [`Leader::forget_before`], signed summaries and spike counts.
 //! - **Helper:** a `gridmuc helper` command and its key and verify-key files, an alarm

@@ -60,7 +60,7 @@ pub enum LeaderNotice {
 impl LeaderNotice {
     /// Wire form, unsigned: `01 kind tag[4] epoch[8]` then, for a verdict, `interval[8]
     /// id[16] code` (0 = held); for an interval, `interval[8] reports[8] total[8] spike`
-    /// (`00`, or `01 threshold[8] count[8]`) and one count[8] per bucket.
+    /// (`00`, or `01 threshold[8] count[8]`) and one `count[8]` per bucket.
     pub fn to_bytes(&self, cfg: &PrivateConfig) -> Vec<u8> {
         let tag = cfg.task_tag();
         match self {

@@ -11,8 +11,8 @@ use super::{
 pub use crate::harness::{EPOCH, Faults};
 use crate::room::{Agent, RoomInput, RoomTransmit, SelfPresence};
 use gridmuc_core::{Millis, RoomNick, Timestamp, Watts};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
 /// Who holds a nickname or sends a stanza.
@@ -38,6 +38,8 @@ pub struct Node<C: Agent> {
     pub transmits: Vec<(Timestamp, Transmit)>,
     session: u64,
     running: bool,
+    /// The session delivers nothing (its sends still go out) until it is replaced.
+    stalled: bool,
 }
 
 impl<C: Agent> Node<C> {
@@ -48,6 +50,7 @@ impl<C: Agent> Node<C> {
             transmits: Vec::new(),
             session: 0,
             running: true,
+            stalled: false,
         }
     }
 }
@@ -90,6 +93,9 @@ pub struct PrivateWorld {
     pub latency: Millis,
     /// Message faults (payload messages only).
     pub faults: Faults,
+    /// How long replacing a session takes (a slow reconnect leaves a meter out of the room
+    /// across an interval's end).
+    pub renew_delay: Millis,
     /// What each house reads in each interval.
     pub loads: Loads,
     /// Payloads that reached the hostile occupant: (from, bytes).
@@ -135,6 +141,7 @@ impl PrivateWorld {
             )),
             latency: 20,
             faults: Faults::default(),
+            renew_delay: 1_000,
             loads,
             hostile_inbox: Vec::new(),
             room_log: Vec::new(),
@@ -200,14 +207,7 @@ impl PrivateWorld {
                 from: from.clone(),
                 bytes: bytes.clone(),
             };
-            self.schedule(
-                at,
-                Delivery::To {
-                    who,
-                    session,
-                    input,
-                },
-            );
+            self.tell(at, who, session, input);
         }
     }
 
@@ -215,7 +215,7 @@ impl PrivateWorld {
     /// with the same keys and verify key, starts after `down`.
     pub fn restart_leader(&mut self, down: Millis) {
         self.leader.running = false;
-        self.leader.session += 1;
+        self.bump_session(Who::Leader);
         self.occupants.retain(|_, o| o.0 != Who::Leader);
         self.run_for(down);
         let rng = StdRng::seed_from_u64(self.seed ^ self.leader.session ^ 0x1ead);
@@ -227,12 +227,29 @@ impl PrivateWorld {
     /// The helper process is killed and a new one starts after `down`.
     pub fn restart_helper(&mut self, down: Millis) {
         self.helper.running = false;
-        self.helper.session += 1;
+        self.bump_session(Who::Helper);
         self.occupants.retain(|_, o| o.0 != Who::Helper);
         self.run_for(down);
         let rng = StdRng::seed_from_u64(self.seed ^ self.helper.session ^ 0x4e1);
         self.helper.core = HelperCore::new(self.helper_cfg.clone(), rng, self.now);
         self.helper.running = true;
+    }
+
+    /// The room removes `who` (a kick): its nicknames are free again and it is told so.
+    pub fn kick(&mut self, who: Who) {
+        let Some(session) = self.session_of(who) else {
+            return;
+        };
+        self.occupants.retain(|_, o| o.0 != who);
+        let at = self.now.plus(self.latency);
+        self.tell(at, who, session, Input::Room(RoomInput::Removed));
+    }
+
+    /// `who`'s session stops delivering (its sends still go out) until the core replaces it.
+    pub fn stall(&mut self, who: Who) {
+        if let Some(stalled) = self.stalled_mut(who) {
+            *stalled = true;
+        }
     }
 
     /// Runs for `d` of virtual time.
@@ -338,16 +355,8 @@ impl PrivateWorld {
             Transmit::Room(RoomTransmit::RenewSession) => {
                 let session = self.bump_session(who);
                 self.occupants.retain(|_, o| o.0 != who);
-                let at = self.now.plus(1_000);
-                let input = Input::Room(RoomInput::SessionReset);
-                self.schedule(
-                    at,
-                    Delivery::To {
-                        who,
-                        session,
-                        input,
-                    },
-                );
+                let at = self.now.plus(self.renew_delay);
+                self.tell(at, who, session, Input::Room(RoomInput::SessionReset));
             }
             t @ Transmit::Send { .. } => self.message(
                 at,
@@ -368,7 +377,21 @@ impl PrivateWorld {
         }
     }
 
+    /// The stall flag of `who`'s session.
+    fn stalled_mut(&mut self, who: Who) -> Option<&mut bool> {
+        match who {
+            Who::Meter(i) => Some(&mut self.meters[i].node.stalled),
+            Who::Leader => Some(&mut self.leader.stalled),
+            Who::Helper => Some(&mut self.helper.stalled),
+            Who::Hostile => None,
+        }
+    }
+
+    /// A fresh session for `who`: delivering again, and the old one's traffic is dropped.
     fn bump_session(&mut self, who: Who) -> u64 {
+        if let Some(stalled) = self.stalled_mut(who) {
+            *stalled = false;
+        }
         let s = match who {
             Who::Meter(i) => &mut self.meters[i].node.session,
             Who::Leader => &mut self.leader.session,
@@ -400,7 +423,9 @@ impl PrivateWorld {
                 session,
                 input,
             } => {
-                if self.session_of(who) != Some(session) {
+                if self.session_of(who) != Some(session)
+                    || self.stalled_mut(who).is_some_and(|s| *s)
+                {
                     return;
                 }
                 let now = self.now;
@@ -498,23 +523,21 @@ impl PrivateWorld {
     }
 
     fn message(&mut self, at: Timestamp, d: Delivery) {
-        let f = self.faults;
-        if f.drop > 0.0 && self.rng.random_bool(f.drop.min(1.0)) {
-            return;
+        for t in self.faults.arrivals(&mut self.rng, at) {
+            self.schedule(t, d.clone());
         }
-        let copies = if f.duplicate > 0.0 && self.rng.random_bool(f.duplicate.min(1.0)) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let extra = if f.delay > 0 {
-                self.rng.random_range(0..=f.delay)
-            } else {
-                0
-            };
-            self.schedule(at.plus(extra), d.clone());
-        }
+    }
+
+    /// `input` reaches `who`'s session `session` at `at`, past the fault model.
+    fn tell(&mut self, at: Timestamp, who: Who, session: u64, input: Input) {
+        self.schedule(
+            at,
+            Delivery::To {
+                who,
+                session,
+                input,
+            },
+        );
     }
 
     fn schedule(&mut self, at: Timestamp, d: Delivery) {

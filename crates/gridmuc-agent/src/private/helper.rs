@@ -12,9 +12,9 @@
 //! the fresh helper prepares them afresh. It needs the verify key again, which the leader
 //! offers on every join and whenever the helper is late.
 
-use super::seat::Seat;
 use super::{Input, To, Transmit, interval_millis};
 use crate::room::{Agent, PrivacyRefusal};
+use crate::seat::Seat;
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::{Millis, RoomNick, Timestamp};
 use gridmuc_private::{
@@ -97,7 +97,7 @@ pub enum HelperEvent {
 pub struct HelperCore<R> {
     cfg: HelperConfig,
     rng: R,
-    seat: Seat,
+    seat: Seat<Transmit>,
     helper: Option<(Helper, VerifyKey)>,
     released: BTreeMap<u64, (Vec<u8>, Vec<u8>)>,
     recent: VecDeque<u64>,

@@ -12,9 +12,9 @@
 //! of meters that stopped before the restart, which spoil their interval (the helper holds
 //! them, the leader no longer does; after `collect_attempts` the interval is given up).
 
-use super::seat::Seat;
 use super::{Input, To, Transmit, interval_millis, interval_of};
 use crate::room::{Agent, PrivacyRefusal};
+use crate::seat::Seat;
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::{AggregatorConfig, Alert, Millis, RoomNick, Timestamp, TotalsMonitor, Watts};
 use gridmuc_private::{
@@ -23,7 +23,7 @@ use gridmuc_private::{
     VerifyKey, open_signed, sign_message,
 };
 use rand::{CryptoRng, Rng};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// The leader's rules in numbers, and its keys.
@@ -116,12 +116,15 @@ struct Collecting {
 pub struct LeaderCore<R> {
     cfg: LeaderConfig,
     rng: R,
-    seat: Seat,
+    seat: Seat<Transmit>,
     leader: Leader,
     epoch: u64,
     monitor: TotalsMonitor,
     /// The report each nickname holds per interval: one per nickname and interval.
     by_nick: HashMap<(u64, RoomNick), ReportId>,
+    /// Nicknames already told `rate_limited` for an interval: a flood is answered once per
+    /// nickname and interval (as the plain bot does), not report for report.
+    rate_answered: HashSet<(u64, RoomNick)>,
     /// Intervals with held reports, not yet collected.
     open: BTreeSet<u64>,
     collecting: BTreeMap<u64, Collecting>,
@@ -161,6 +164,7 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
             seat,
             leader,
             by_nick: HashMap::new(),
+            rate_answered: HashSet::new(),
             open: BTreeSet::new(),
             collecting: BTreeMap::new(),
             helper_due: None,
@@ -271,6 +275,11 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
         if let Some(r) = refusal {
             self.refuse(from.clone(), r);
         }
+        if refusal == Some(Refusal::RateLimited)
+            && !self.rate_answered.insert((interval, from.clone()))
+        {
+            return;
+        }
         let verdict = self.signed(&LeaderNotice::Verdict {
             epoch: self.epoch,
             interval,
@@ -366,6 +375,7 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
             .fold(first_open, u64::min);
         self.leader.forget_before(floor);
         self.by_nick.retain(|(i, _), _| *i >= floor);
+        self.rate_answered.retain(|(i, _)| *i >= floor);
     }
 
     /// Sends again what the helper owes: reports and unanswered collections.

@@ -1,8 +1,13 @@
 //! The meter in private mode: one house under random rotating nicknames (drawn, timed and
-//! scheduled by the plain meter's rules: `NickGenerator`, `next_slot`, `JOIN_ATTEMPTS`,
+//! scheduled by the plain meter's rules: `draw_nick`, `next_slot`, `uniform_millis`,
 //! [`Liveness`]), one Prio3 report per interval sent to the leader's nickname, kept until
 //! the signed notice of its interval is published, and a local notice when its own reading
 //! is at or above the published house-spike threshold. Nobody else learns that.
+//!
+//! After a fault (a removal, a dead session) it measures the intervals it missed that the
+//! leader can still take (those that ended within [`PrivateMeterConfig::catch_up`]), as the
+//! plain meter does within its outbox's age; after a rotation it does not, since a new
+//! nickname reporting the old one's gap would link the two.
 //!
 //! Reports are built once, so a resend is the same bytes: the leader holds one report per
 //! nickname and interval and answers a copy with [`Refusal::Replay`] ("already held").
@@ -12,10 +17,10 @@
 //! signatures count: an impostor's answers are counted as unverified and clear nothing.
 
 use super::{Input, To, Transmit, interval_millis, interval_of};
-use crate::liveness::{Health, Liveness};
-use crate::meter::{JOIN_ATTEMPTS, MeterCoreError, next_slot, uniform};
+use crate::liveness::Liveness;
+use crate::meter::{MeterCoreError, draw_nick, next_slot, uniform_millis};
 use crate::room::{Agent, PrivacyRefusal, RoomInput, RoomTransmit};
-use gridmuc_core::{Millis, NickGenerator, RoomNick, Timestamp};
+use gridmuc_core::{Millis, RoomNick, Timestamp};
 use gridmuc_private::{
     LeaderNotice, PrivateConfig, Refusal, ReportError, ReportId, open_signed, report,
 };
@@ -41,6 +46,30 @@ pub struct PrivateMeterConfig {
     pub drain: Millis,
     /// Intervals a report is kept after its own, waiting for its interval's notice.
     pub keep_intervals: u64,
+    /// How long after an interval's end the leader still takes its report (its grace, less
+    /// a margin for the way there): after a fault the meter measures and sends the intervals
+    /// it missed that ended within this, as the plain meter does within its outbox's age.
+    /// 0: a missed interval is skipped.
+    pub catch_up: Millis,
+}
+
+impl PrivateMeterConfig {
+    /// The plain meter's defaults (send at 10–60 % of the interval, nicknames for 30 min to
+    /// 2 h, 5–60 s between them, 15 s for an answer) for a task and a leader's nickname;
+    /// catch-up within half the leader's default grace, leaving the other half for the path.
+    pub fn new(private: PrivateConfig, leader_nick: RoomNick) -> PrivateMeterConfig {
+        PrivateMeterConfig {
+            private,
+            leader_nick,
+            jitter: [0.1, 0.6],
+            rotate: [1_800_000, 7_200_000],
+            rejoin_gap: [5_000, 60_000],
+            answer_timeout: 15_000,
+            drain: 2_000,
+            keep_intervals: 6,
+            catch_up: gridmuc_core::AggregatorConfig::default().grace / 2,
+        }
+    }
 }
 
 /// What a private meter tells its household and its caller; never its JID.
@@ -108,7 +137,8 @@ pub struct PrivateMeterStats {
     pub published: u64,
     /// Reports refused by the leader, by reason.
     pub refused: BTreeMap<&'static str, u64>,
-    /// Reports given up: their interval was never published in time.
+    /// Reports given up: their interval's notice did not reach us in time, or a resend
+    /// arrived after its interval closed (an earlier copy may have been counted).
     pub expired: u64,
     /// Payloads not signed by the pinned leader key (an impostor's).
     pub unverified: u64,
@@ -129,6 +159,8 @@ struct Pending {
     /// When it goes (again) if still without a verdict.
     send_at: Timestamp,
     sent_once: bool,
+    /// Sent more than once: an earlier copy may have been counted.
+    resent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +187,8 @@ pub struct PrivateMeterCore<R> {
     liveness: Liveness,
     /// The next interval to measure and when.
     next: Option<(Timestamp, Timestamp)>,
+    /// The last interval measured under this run of nicknames: after a fault (not a
+    /// rotation) the intervals missed since are measured if the leader can still take them.
     last_slot: Option<Timestamp>,
     pending: BTreeMap<u64, Pending>,
     /// Our quantised readings, for the local check against a published threshold.
@@ -204,16 +238,25 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
         interval_millis(&self.cfg.private)
     }
 
+    /// The interval after `prev` (or the next one) and when to measure it. `next_slot` keeps
+    /// intervals that *start* within its window; one the leader still takes started up to an
+    /// interval plus `catch_up` ago. Without catch-up that window is the current interval.
+    fn next_slot(&mut self, now: Timestamp, prev: Option<Timestamp>) -> (Timestamp, Timestamp) {
+        let p = self.p();
+        let window = p.saturating_add(self.cfg.catch_up.max(0));
+        next_slot(now, p, self.cfg.jitter, &mut self.rng, prev, window)
+    }
+
     fn join(&mut self, now: Timestamp) {
-        if self.conflicts_in_row >= JOIN_ATTEMPTS {
-            self.phase = Phase::Stopped(Err(MeterCoreError::NoFreeNick(JOIN_ATTEMPTS)));
-            return;
+        match draw_nick(&mut self.rng, self.conflicts_in_row) {
+            Ok(nick) => {
+                self.transmits
+                    .push_back(Transmit::Room(RoomTransmit::Join(nick.clone())));
+                self.liveness.posted(now);
+                self.phase = Phase::Joining { nick };
+            }
+            Err(e) => self.phase = Phase::Stopped(Err(e)),
         }
-        let nick = NickGenerator.generate(&mut self.rng);
-        self.transmits
-            .push_back(Transmit::Room(RoomTransmit::Join(nick.clone())));
-        self.liveness.posted(now);
-        self.phase = Phase::Joining { nick };
     }
 
     fn on_joined(&mut self, now: Timestamp, refusal: Option<PrivacyRefusal>) {
@@ -229,22 +272,10 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
         }
         self.conflicts_in_row = 0;
         self.stats.nicks += 1;
-        let p = self.p();
-        self.next = Some(next_slot(
-            now,
-            p,
-            self.cfg.jitter,
-            &mut self.rng,
-            self.last_slot,
-            0,
-        ));
-        let life = uniform(
-            &mut self.rng,
-            [self.cfg.rotate[0] as f64, self.cfg.rotate[1] as f64],
-        );
+        self.next = Some(self.next_slot(now, self.last_slot));
         self.phase = Phase::InRoom {
             nick: nick.clone(),
-            rotate_at: now.plus(life as Millis),
+            rotate_at: now.plus(uniform_millis(&mut self.rng, self.cfg.rotate)),
         };
         // Reports still without a verdict go under the new nickname.
         for p in self.pending.values_mut().filter(|p| p.held_by.is_none()) {
@@ -311,6 +342,16 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                 };
                 match refusal {
                     None | Some(Refusal::Replay) => p.held_by = Some(*epoch),
+                    Some(Refusal::IntervalClosed) if p.resent => {
+                        // An earlier copy may have been counted (its verdict lost): the
+                        // leader no longer knows. Given up, not refused.
+                        self.pending.remove(interval);
+                        self.stats.expired += 1;
+                        tracing::debug!(
+                            interval,
+                            "a resent report arrived after its interval closed"
+                        );
+                    }
                     Some(reason) => {
                         self.pending.remove(interval);
                         *self.stats.refused.entry(reason.name()).or_default() += 1;
@@ -389,6 +430,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                         held_by: None,
                         send_at: self.now,
                         sent_once: false,
+                        resent: false,
                     },
                 );
             }
@@ -424,6 +466,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                 continue;
             }
             if p.sent_once {
+                p.resent = true;
                 self.stats.resent += 1;
             } else {
                 p.sent_once = true;
@@ -445,12 +488,10 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                 .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
             self.events.push_back(PrivateMeterEvent::Left(nick));
             self.liveness.heard();
-            let gap = uniform(
-                &mut self.rng,
-                [self.cfg.rejoin_gap[0] as f64, self.cfg.rejoin_gap[1] as f64],
-            );
+            // The new nickname starts afresh: catching up the gap would link it to the old one.
+            self.last_slot = None;
             self.phase = Phase::Away {
-                until: now.plus(gap as Millis),
+                until: now.plus(uniform_millis(&mut self.rng, self.cfg.rejoin_gap)),
             };
         }
     }
@@ -494,29 +535,18 @@ impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
                 {
                     self.last_slot = Some(slot);
                     self.transmits.push_back(Transmit::Measure { slot });
-                    let p = self.p();
-                    self.next = Some(next_slot(
-                        now,
-                        p,
-                        self.cfg.jitter,
-                        &mut self.rng,
-                        Some(slot),
-                        0,
-                    ));
+                    self.next = Some(self.next_slot(now, Some(slot)));
                 }
             }
             _ => {}
         }
-        if matches!(self.phase, Phase::InRoom { .. } | Phase::Joining { .. }) {
-            match self.liveness.check(now) {
-                Health::Fine => {}
-                Health::Probe => self.transmits.push_back(Transmit::Room(RoomTransmit::Ping)),
-                Health::Dead => {
-                    self.transmits
-                        .push_back(Transmit::Room(RoomTransmit::RenewSession));
-                    self.phase = Phase::Renewing;
-                }
+        if matches!(self.phase, Phase::InRoom { .. } | Phase::Joining { .. })
+            && let Some(t) = self.liveness.act(now)
+        {
+            if t == RoomTransmit::RenewSession {
+                self.phase = Phase::Renewing;
             }
+            self.transmits.push_back(Transmit::Room(t));
         }
         self.settle(now);
     }

@@ -22,13 +22,13 @@ pub mod harness;
 pub mod helper;
 pub mod leader;
 pub mod meter;
-mod seat;
 
 pub use helper::{HelperConfig, HelperCore, HelperEvent};
 pub use leader::{LeaderConfig, LeaderCore, LeaderEvent};
 pub use meter::{PrivateMeterConfig, PrivateMeterCore, PrivateMeterEvent, PrivateMeterStats};
 
 use crate::room::{RoomInput, RoomTransmit};
+use crate::seat::SeatTransmit;
 use gridmuc_core::{Alert, RoomNick, Timestamp, Watts};
 
 /// What happened, as the driver tells any private-mode core.
@@ -118,8 +118,13 @@ impl Transmit {
             alert: None,
         }
     }
+}
 
-    /// Whether it goes through the room, which only an occupant may send through.
+impl SeatTransmit for Transmit {
+    fn room(t: RoomTransmit) -> Transmit {
+        Transmit::Room(t)
+    }
+
     fn through_room(&self) -> bool {
         matches!(
             self,
@@ -128,6 +133,15 @@ impl Transmit {
                 ..
             }
         )
+    }
+
+    fn to_operator(op: &str, text: String) -> Transmit {
+        Transmit::Send {
+            to: To::Operator(op.to_owned()),
+            body: Some(text),
+            payload: None,
+            alert: None,
+        }
     }
 }
 

@@ -1,15 +1,26 @@
 //! A bot's seat under its fixed nickname: the join, the privacy check on its own presence,
 //! a nickname someone else holds, the session's liveness, and what waits while it is out of
-//! the room. The leader and the helper share it; the rules are the plain bot's (its
-//! `nick_retry`, `echo_bound` and `silence_bound`).
+//! the room. The plain bot, the private leader and the private helper all sit on one, so
+//! these rules exist once.
 
-use super::{To, Transmit};
 use crate::bot::{echo_bound, nick_retry, silence_bound};
-use crate::liveness::{Health, Liveness};
+use crate::liveness::Liveness;
 use crate::room::{PrivacyRefusal, RoomInput, RoomTransmit};
 use gridmuc_core::{Millis, RoomNick, Timestamp};
 use rand::Rng;
 use std::collections::VecDeque;
+
+/// What a seat needs of a bot's own transmit type.
+pub(crate) trait SeatTransmit: Sized {
+    /// The room's part as this agent's transmit.
+    fn room(t: RoomTransmit) -> Self;
+    /// Whether it goes through the room, which only an occupant may send through (it then
+    /// waits while we are out of the room).
+    fn through_room(&self) -> bool;
+    /// An unsigned note to an operator: the taken-nickname warning, which may come from a bot
+    /// that is not the one its peers pinned.
+    fn to_operator(op: &str, text: String) -> Self;
+}
 
 #[derive(Clone, Debug, PartialEq)]
 enum Phase {
@@ -22,7 +33,7 @@ enum Phase {
 
 /// One bot's place in the room.
 #[derive(Debug)]
-pub(crate) struct Seat {
+pub(crate) struct Seat<T> {
     nick: RoomNick,
     operators: Vec<String>,
     interval: Millis,
@@ -30,10 +41,10 @@ pub(crate) struct Seat {
     liveness: Liveness,
     last_heard: Timestamp,
     taken: u32,
-    held: Vec<Transmit>,
+    held: Vec<T>,
 }
 
-impl Seat {
+impl<T: SeatTransmit> Seat<T> {
     /// A seat about to be taken: queues the join.
     pub(crate) fn new(
         nick: RoomNick,
@@ -41,8 +52,8 @@ impl Seat {
         interval: Millis,
         ping_timeout: Millis,
         now: Timestamp,
-        out: &mut VecDeque<Transmit>,
-    ) -> Seat {
+        out: &mut VecDeque<T>,
+    ) -> Seat<T> {
         let interval = interval.max(1);
         let mut seat = Seat {
             nick,
@@ -58,13 +69,13 @@ impl Seat {
         seat
     }
 
-    fn join(&mut self, out: &mut VecDeque<Transmit>) {
-        let (room, other): (Vec<Transmit>, Vec<Transmit>) =
-            out.drain(..).partition(Transmit::through_room);
+    fn join(&mut self, out: &mut VecDeque<T>) {
+        // Whatever was queued for the room waits for the rejoin: a fresh session is not in it.
+        let (room, other): (Vec<T>, Vec<T>) = out.drain(..).partition(T::through_room);
         self.held.extend(room);
         out.extend(other);
         self.phase = Phase::Joining;
-        out.push_back(Transmit::Room(RoomTransmit::Join(self.nick.clone())));
+        out.push_back(T::room(RoomTransmit::Join(self.nick.clone())));
     }
 
     /// The room's news; `true` when we just got in (the caller then greets the room).
@@ -73,7 +84,7 @@ impl Seat {
         now: Timestamp,
         input: RoomInput,
         rng: &mut impl Rng,
-        out: &mut VecDeque<Transmit>,
+        out: &mut VecDeque<T>,
     ) -> bool {
         if self.outcome().is_some() {
             return false;
@@ -85,10 +96,14 @@ impl Seat {
             RoomInput::Joined(me) if self.phase == Phase::Joining => {
                 if let Some(e) = me.refusal() {
                     tracing::error!(%e, "leaving the room for good");
-                    out.push_back(Transmit::Room(RoomTransmit::Leave(self.nick.clone())));
+                    out.push_back(T::room(RoomTransmit::Leave(self.nick.clone())));
                     self.phase = Phase::Stopped(Err(e));
                     return false;
                 }
+                if self.taken > 0 {
+                    tracing::warn!(nick = %self.nick, attempts = self.taken, "got our nickname back");
+                }
+                tracing::info!(nick = %self.nick, "joined as a plain participant");
                 self.taken = 0;
                 self.phase = Phase::InRoom;
                 out.extend(self.held.drain(..));
@@ -97,7 +112,11 @@ impl Seat {
             RoomInput::NickConflict if self.phase == Phase::Joining => {
                 self.on_conflict(now, rng, out)
             }
-            RoomInput::Removed | RoomInput::SessionReset => self.join(out),
+            RoomInput::Removed => {
+                tracing::warn!("removed from the room; rejoining");
+                self.join(out);
+            }
+            RoomInput::SessionReset => self.join(out),
             RoomInput::RoomShowsJids => self.stop(Err(PrivacyRefusal::NonAnonymous), out),
             RoomInput::Shutdown => self.stop(Ok(()), out),
             RoomInput::Joined(_) | RoomInput::NickConflict | RoomInput::Alive => {}
@@ -105,29 +124,26 @@ impl Seat {
         false
     }
 
-    fn stop(&mut self, why: Result<(), PrivacyRefusal>, out: &mut VecDeque<Transmit>) {
+    fn stop(&mut self, why: Result<(), PrivacyRefusal>, out: &mut VecDeque<T>) {
         if self.phase == Phase::InRoom {
-            out.push_back(Transmit::Room(RoomTransmit::Leave(self.nick.clone())));
+            out.push_back(T::room(RoomTransmit::Leave(self.nick.clone())));
         }
         self.phase = Phase::Stopped(why);
     }
 
-    /// Someone holds our nickname: tell the operators once, ask again with backoff.
-    fn on_conflict(&mut self, now: Timestamp, rng: &mut impl Rng, out: &mut VecDeque<Transmit>) {
+    /// A nickname someone else holds (an impostor, a second bot) is not a reason to give up
+    /// the neighbourhood: tell the operators once and ask again with backoff until it is free.
+    fn on_conflict(&mut self, now: Timestamp, rng: &mut impl Rng, out: &mut VecDeque<T>) {
         if self.taken == 0 {
             let text = format!(
-                "my nickname {} is taken in the room: another occupant holds it; peers that \
-                 pinned my key will not believe it. Retrying until it is free.",
+                "my nickname {} is taken in the room: another occupant holds it (an impostor, \
+                 or a second bot); peers that pinned my key will not believe it. Retrying \
+                 until it is free.",
                 self.nick
             );
             tracing::error!("{text}");
             for op in &self.operators {
-                out.push_back(Transmit::Send {
-                    to: To::Operator(op.clone()),
-                    body: Some(text.clone()),
-                    payload: None,
-                    alert: None,
-                });
+                out.push_back(T::to_operator(op, text.clone()));
             }
         }
         let wait = nick_retry(self.taken) as f64 * rng.random_range(0.5..1.5);
@@ -151,7 +167,7 @@ impl Seat {
     }
 
     /// Queues a transmit, holding what goes through the room while we are not in it.
-    pub(crate) fn send(&mut self, t: Transmit, out: &mut VecDeque<Transmit>) {
+    pub(crate) fn send(&mut self, t: T, out: &mut VecDeque<T>) {
         if self.phase == Phase::InRoom || !t.through_room() {
             out.push_back(t);
         } else {
@@ -160,7 +176,7 @@ impl Seat {
     }
 
     /// Asks again for a taken nickname; probes or replaces a silent or owing session.
-    pub(crate) fn handle_timeout(&mut self, now: Timestamp, out: &mut VecDeque<Transmit>) {
+    pub(crate) fn handle_timeout(&mut self, now: Timestamp, out: &mut VecDeque<T>) {
         if let Phase::NickTaken { until } = self.phase
             && now >= until
         {
@@ -169,20 +185,18 @@ impl Seat {
         if !matches!(self.phase, Phase::InRoom | Phase::Joining) {
             return;
         }
+        // Silence counts as an answer that fell due when it grew too long.
         let silent_at = self.last_heard.plus(silence_bound(self.interval));
         if self.liveness.deadline().is_none() && now >= silent_at {
             self.liveness
                 .posted(silent_at.plus(-echo_bound(self.interval)));
         }
-        match self.liveness.check(now) {
-            Health::Fine => {}
-            Health::Probe => out.push_back(Transmit::Room(RoomTransmit::Ping)),
-            Health::Dead => {
-                tracing::warn!("no answer, not even to a ping; replacing the session");
+        if let Some(t) = self.liveness.act(now) {
+            if t == RoomTransmit::RenewSession {
                 self.liveness.heard();
                 self.phase = Phase::Renewing;
-                out.push_back(Transmit::Room(RoomTransmit::RenewSession));
             }
+            out.push_back(T::room(t));
         }
     }
 
