@@ -249,14 +249,14 @@ pub async fn run_private_meter(
     let task = settings.task(&cfg.room, interval, leader)?;
     let range = |r: [f64; 2]| r.map(|s| millis(crate::meter::secs(s)));
     let core_cfg = PrivateMeterConfig {
-        private: task,
-        leader_nick: nick("bot_nick", &cfg.bot_nick)?,
         jitter: cfg.jitter,
         rotate: range(cfg.rotate),
         rejoin_gap: range(cfg.rejoin_gap),
         answer_timeout: millis(cfg.account.timeout),
         drain: millis(SHUTDOWN_DRAIN.min(cfg.account.timeout)),
-        keep_intervals: 6,
+        // Intervals missed in a fault are still reported within half the leader's default
+        // grace; `PrivateMeterConfig::new` holds the rest of the defaults.
+        ..PrivateMeterConfig::new(task, nick("bot_nick", &cfg.bot_nick)?)
     };
     let mut rng = OsRng.unwrap_err();
     let source = Source::open(&cfg.source, &mut rng).map_err(MeterError::from)?;
