@@ -174,32 +174,7 @@ pub enum BotEvent {
     Alert(Alert),
 }
 
-impl From<RoomInput> for Input {
-    fn from(i: RoomInput) -> Input {
-        match i {
-            RoomInput::Joined(me) => Input::Joined(me),
-            RoomInput::NickConflict => Input::NickConflict,
-            RoomInput::Removed => Input::Removed,
-            RoomInput::RoomShowsJids => Input::RoomShowsJids,
-            RoomInput::SessionReset => Input::SessionReset,
-            RoomInput::Alive => Input::Alive,
-            RoomInput::Shutdown => Input::Shutdown,
-        }
-    }
-}
-
-impl TryFrom<Transmit> for RoomTransmit {
-    type Error = Transmit;
-    fn try_from(t: Transmit) -> Result<RoomTransmit, Transmit> {
-        match t {
-            Transmit::Join(nick) => Ok(RoomTransmit::Join(nick)),
-            Transmit::Leave(nick) => Ok(RoomTransmit::Leave(nick)),
-            Transmit::Ping => Ok(RoomTransmit::Ping),
-            Transmit::RenewSession => Ok(RoomTransmit::RenewSession),
-            own => Err(own),
-        }
-    }
-}
+crate::room::room_variants!(Input, Transmit);
 
 /// First wait before asking again for a nickname someone else holds.
 pub const NICK_RETRY_FIRST: Millis = 1_000;

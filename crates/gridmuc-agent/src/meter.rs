@@ -15,7 +15,7 @@
 //! after the rejoin: the outbox keeps them until they are too old for the bot.
 
 use crate::liveness::Liveness;
-use crate::room::{Agent, PrivacyRefusal, RoomInput, RoomTransmit, SelfPresence};
+use crate::room::{Agent, PrivacyRefusal, RoomTransmit, SelfPresence};
 use gridmuc_core::{
     Alert, Millis, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick,
     Timestamp, Watts,
@@ -296,43 +296,7 @@ pub enum Transmit {
     },
 }
 
-impl From<RoomInput> for Input {
-    fn from(i: RoomInput) -> Input {
-        match i {
-            RoomInput::Joined(me) => Input::Joined(me),
-            RoomInput::NickConflict => Input::NickConflict,
-            RoomInput::Removed => Input::Removed,
-            RoomInput::RoomShowsJids => Input::RoomShowsJids,
-            RoomInput::SessionReset => Input::SessionReset,
-            RoomInput::Alive => Input::Alive,
-            RoomInput::Shutdown => Input::Shutdown,
-        }
-    }
-}
-
-impl TryFrom<Transmit> for RoomTransmit {
-    type Error = Transmit;
-    fn try_from(t: Transmit) -> Result<RoomTransmit, Transmit> {
-        match t {
-            Transmit::Join(nick) => Ok(RoomTransmit::Join(nick)),
-            Transmit::Leave(nick) => Ok(RoomTransmit::Leave(nick)),
-            Transmit::Ping => Ok(RoomTransmit::Ping),
-            Transmit::RenewSession => Ok(RoomTransmit::RenewSession),
-            own => Err(own),
-        }
-    }
-}
-
-impl From<RoomTransmit> for Transmit {
-    fn from(t: RoomTransmit) -> Transmit {
-        match t {
-            RoomTransmit::Join(nick) => Transmit::Join(nick),
-            RoomTransmit::Leave(nick) => Transmit::Leave(nick),
-            RoomTransmit::Ping => Transmit::Ping,
-            RoomTransmit::RenewSession => Transmit::RenewSession,
-        }
-    }
-}
+crate::room::room_variants!(Input, Transmit);
 
 /// Why a meter core gave up.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -95,6 +95,55 @@ pub enum RoomTransmit {
     RenewSession,
 }
 
+/// The conversions between an agent's own input and transmit enums and the room's, for the
+/// agents whose enums repeat the room's variants by name (the plain meter and bot), so the
+/// mapping is written once.
+macro_rules! room_variants {
+    ($input:ident, $transmit:ident) => {
+        impl From<$crate::room::RoomInput> for $input {
+            fn from(i: $crate::room::RoomInput) -> $input {
+                use $crate::room::RoomInput as R;
+                match i {
+                    R::Joined(me) => $input::Joined(me),
+                    R::NickConflict => $input::NickConflict,
+                    R::Removed => $input::Removed,
+                    R::RoomShowsJids => $input::RoomShowsJids,
+                    R::SessionReset => $input::SessionReset,
+                    R::Alive => $input::Alive,
+                    R::Shutdown => $input::Shutdown,
+                }
+            }
+        }
+
+        impl TryFrom<$transmit> for $crate::room::RoomTransmit {
+            type Error = $transmit;
+            fn try_from(t: $transmit) -> Result<$crate::room::RoomTransmit, $transmit> {
+                use $crate::room::RoomTransmit as R;
+                match t {
+                    $transmit::Join(nick) => Ok(R::Join(nick)),
+                    $transmit::Leave(nick) => Ok(R::Leave(nick)),
+                    $transmit::Ping => Ok(R::Ping),
+                    $transmit::RenewSession => Ok(R::RenewSession),
+                    own => Err(own),
+                }
+            }
+        }
+
+        impl From<$crate::room::RoomTransmit> for $transmit {
+            fn from(t: $crate::room::RoomTransmit) -> $transmit {
+                use $crate::room::RoomTransmit as R;
+                match t {
+                    R::Join(nick) => $transmit::Join(nick),
+                    R::Leave(nick) => $transmit::Leave(nick),
+                    R::Ping => $transmit::Ping,
+                    R::RenewSession => $transmit::RenewSession,
+                }
+            }
+        }
+    };
+}
+pub(crate) use room_variants;
+
 /// An agent's rules as a state machine, in quinn-proto's shape: told what happened, asked what
 /// to do. One driver (XMPP in `gridmuc-xmpp`, or the in-memory [`crate::harness`]) runs any
 /// agent through this, so session handling, liveness and rejoining are written once.

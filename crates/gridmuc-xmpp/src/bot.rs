@@ -224,19 +224,12 @@ pub async fn run_bot(
         }
         None => None,
     };
-    let key = match (cfg.key, &cfg.key_file) {
-        (Some(key), _) => Some(key),
-        (None, Some(path)) => Some(Arc::new(read_key(path)?)),
-        (None, None) => {
-            tracing::warn!(
-                "no bot key configured (key_file): verdicts and posts are unsigned, so meters \
-                 cannot tell this bot from an occupant that takes its nickname"
-            );
-            None
-        }
-    };
-    if let Some(key) = &key {
-        tracing::info!(fingerprint = %key.public().fingerprint(), "signing with the bot key");
+    let key = bot_key(cfg.key.clone(), cfg.key_file.as_deref())?;
+    if key.is_none() {
+        tracing::warn!(
+            "no bot key configured (key_file): verdicts and posts are unsigned, so meters \
+             cannot tell this bot from an occupant that takes its nickname"
+        );
     }
     let interval = Duration::from_millis(cfg.aggregator.interval.max(1).unsigned_abs());
     let core_cfg = BotCoreConfig {
@@ -246,7 +239,6 @@ pub async fn run_bot(
         post_summaries: cfg.post_summaries,
         ping_timeout: millis(connect::ping_bound(cfg.account.timeout)),
     };
-    let mut client = connect::connect(&cfg.account).await?;
     let mut core = BotCore::new(core_cfg, OsRng.unwrap_err(), now_ts());
     let mut wire = BotWire {
         room: room.clone(),
@@ -261,17 +253,8 @@ pub async fn run_bot(
         key,
         interval,
     };
-    let result = driver::drive(
-        &mut core,
-        &mut wire,
-        &mut client,
-        &room,
-        &cfg.account,
-        shutdown,
-    )
-    .await;
-    connect::close(client).await;
-    result.map(|()| BotReport {
+    driver::run(&mut core, &mut wire, &room, &cfg.account, false, shutdown).await?;
+    Ok(BotReport {
         counters: core.counters().clone(),
     })
 }
@@ -635,8 +618,25 @@ pub fn decode_reading(
     }
 }
 
+/// A bot's secret key: the one passed in-process, else the one in `key_file`, logged by its
+/// fingerprint so an operator can compare it with what the meters pinned.
+pub(crate) fn bot_key(
+    key: Option<Arc<BotSecretKey>>,
+    key_file: Option<&Path>,
+) -> Result<Option<Arc<BotSecretKey>>, BotError> {
+    let key = match (key, key_file) {
+        (Some(key), _) => Some(key),
+        (None, Some(path)) => Some(Arc::new(read_key(path)?)),
+        (None, None) => None,
+    };
+    if let Some(key) = &key {
+        tracing::info!(fingerprint = %key.public().fingerprint(), "signing with the bot key");
+    }
+    Ok(key)
+}
+
 /// Reads the bot's secret key from `path` (written by `gridmuc server`).
-pub(crate) fn read_key(path: &Path) -> Result<BotSecretKey, BotError> {
+fn read_key(path: &Path) -> Result<BotSecretKey, BotError> {
     let what = || path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| BotError::Key(what(), e.to_string()))?;
     BotSecretKey::from_text(&text).map_err(|e| BotError::Key(what(), e.to_string()))

@@ -87,8 +87,49 @@ pub(crate) trait Stall {
     fn is_stall(&self) -> bool;
 }
 
+/// Logs in, checks the room's settings first if `check_room` (meters do, before they publish
+/// anything), runs `core` in `room` until it stops, and closes the session however it ended.
+pub(crate) async fn run<A: Agent, W: Wire<A>>(
+    core: &mut A,
+    wire: &mut W,
+    room: &BareJid,
+    account: &ConnectConfig,
+    check_room: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), W::Error> {
+    let mut client = connect::connect(account).await?;
+    let checked = match check_room {
+        true => preflight(&mut client, room, account).await,
+        false => Ok(()),
+    };
+    let result = match checked {
+        Ok(()) => drive(core, wire, &mut client, room, account, shutdown).await,
+        Err(e) => Err(e),
+    };
+    connect::close(client).await;
+    result
+}
+
+/// Checks the room's privacy settings (disco#info), retrying a silent room on fresh sessions.
+async fn preflight<E: From<MucError> + From<connect::ConnectError>>(
+    client: &mut Session,
+    room: &BareJid,
+    account: &ConnectConfig,
+) -> Result<(), E> {
+    let mut retries = 0;
+    while let Err(e) = muc::preflight(client, room, muc::answer_bound(account)).await {
+        if !matches!(e, MucError::Timeout(..)) || retries == muc::FRESH_RETRIES {
+            return Err(e.into());
+        }
+        retries += 1;
+        tracing::warn!("no answer from the room; retrying on a fresh session");
+        connect::renew(client, account).await?;
+    }
+    Ok(())
+}
+
 /// Runs `core` in `room` over `client` until it stops, shutdown resolving asks it to.
-pub(crate) async fn drive<A: Agent, W: Wire<A>>(
+async fn drive<A: Agent, W: Wire<A>>(
     core: &mut A,
     wire: &mut W,
     client: &mut Session,

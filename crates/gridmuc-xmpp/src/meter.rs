@@ -7,7 +7,7 @@
 //! stanzas become [`Input`]s, the core's [`Transmit`]s become stanzas, and the reading source
 //! answers [`Transmit::Measure`].
 
-use crate::connect::{self, ConnectConfig, ConnectError};
+use crate::connect::{ConnectConfig, ConnectError};
 use crate::delivery::{self, Answer, Verdict};
 use crate::driver::{self, RoomRefusal, Stall, Wire};
 use crate::muc::{self, MucError};
@@ -235,7 +235,6 @@ pub async fn run_meter(
     let mut rng = OsRng.unwrap_err();
     let source = Source::open(&cfg.source, &mut rng)?;
     let reader = Reader::new(source, cfg.injections.clone());
-    let mut client = connect::connect(&cfg.account).await?;
     if cfg.bot_key.is_none() && cfg.mode == Mode::Direct {
         tracing::warn!(
             "no bot_key pinned: readings go unsealed and any occupant holding the bot's \
@@ -252,12 +251,8 @@ pub async fn run_meter(
         reader,
         rng,
     };
-    let result = match preflight(&mut client, &room, &account).await {
-        Ok(()) => driver::drive(&mut core, &mut wire, &mut client, &room, &account, shutdown).await,
-        Err(e) => Err(e),
-    };
-    connect::close(client).await;
-    result.map(|()| core.report())
+    driver::run(&mut core, &mut wire, &room, &account, true, shutdown).await?;
+    Ok(core.report())
 }
 
 /// The meter's XMPP side: readings on the wire, the bot's answers and the room's echoes off it,
@@ -433,22 +428,4 @@ impl MeterWire {
             }
         }
     }
-}
-
-/// Checks the room's privacy settings (disco#info), retrying a silent room on fresh sessions.
-pub(crate) async fn preflight(
-    client: &mut Session,
-    room: &BareJid,
-    account: &ConnectConfig,
-) -> Result<(), MeterError> {
-    let mut retries = 0;
-    while let Err(e) = muc::preflight(client, room, muc::answer_bound(account)).await {
-        if !matches!(e, MucError::Timeout(..)) || retries == muc::FRESH_RETRIES {
-            return Err(e.into());
-        }
-        retries += 1;
-        tracing::warn!("no answer from the room; retrying on a fresh session");
-        connect::renew(client, account).await?;
-    }
-    Ok(())
 }

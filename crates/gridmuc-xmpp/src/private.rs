@@ -6,10 +6,10 @@
 //! optional body for people and the plain bot's `<alert/>` element, to the room, to an
 //! occupant through the room, or to an operator. It signs nothing and believes nothing.
 
-use crate::bot::{BotConfig, BotError, read_key};
+use crate::bot::{BotConfig, BotError, bot_key};
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::driver::{self, RoomRefusal, Stall, Wire};
-use crate::meter::{MeterConfig, MeterError, Reader, SHUTDOWN_DRAIN, preflight};
+use crate::meter::{MeterConfig, MeterError, Reader, SHUTDOWN_DRAIN};
 use crate::muc::{self, MucError};
 use crate::session::Session;
 use crate::source::Source;
@@ -261,25 +261,10 @@ pub async fn run_private_meter(
     let mut rng = OsRng.unwrap_err();
     let source = Source::open(&cfg.source, &mut rng).map_err(MeterError::from)?;
     let reader = Reader::new(source, cfg.injections.clone());
-    let mut client = connect::connect(&cfg.account).await?;
     let mut core = PrivateMeterCore::new(core_cfg, OsRng.unwrap_err(), now_ts());
     let mut wire = PrivateWire::new(room.clone(), &cfg.account, events, Some(reader));
-    let result = match preflight(&mut client, &room, &cfg.account).await {
-        Ok(()) => {
-            let run = driver::drive(
-                &mut core,
-                &mut wire,
-                &mut client,
-                &room,
-                &cfg.account,
-                shutdown,
-            );
-            run.await
-        }
-        Err(e) => Err(e.into()),
-    };
-    connect::close(client).await;
-    result.map(|()| core.stats().clone())
+    driver::run(&mut core, &mut wire, &room, &cfg.account, true, shutdown).await?;
+    Ok(core.stats().clone())
 }
 
 /// Runs the substation bot as private mode's leader and collector (its `[private]` table
@@ -292,16 +277,9 @@ pub async fn run_leader(
     let settings = cfg.private.clone().ok_or_else(|| {
         PrivateError::Setting("private", "the substation has no [private] table".into())
     })?;
-    let key = match (&cfg.key, &cfg.key_file) {
-        (Some(key), _) => key.clone(),
-        (None, Some(path)) => Arc::new(read_key(path)?),
-        (None, None) => {
-            return Err(PrivateError::Setting(
-                "key_file",
-                "private mode's leader needs its bot key".into(),
-            ));
-        }
-    };
+    let key = bot_key(cfg.key.clone(), cfg.key_file.as_deref())?.ok_or_else(|| {
+        PrivateError::Setting("key_file", "private mode's leader needs its bot key".into())
+    })?;
     let room = room_of(&cfg.room)?;
     let task = settings.task(&cfg.room, cfg.aggregator.interval, key.public())?;
     let verify_key = match settings
@@ -331,19 +309,9 @@ pub async fn run_leader(
     };
     let mut core = LeaderCore::new(core_cfg, OsRng.unwrap_err(), now_ts())
         .map_err(|e| PrivateError::Setting("private", e.to_string()))?;
-    let mut client = connect::connect(&cfg.account).await?;
     let mut wire = PrivateWire::new(room.clone(), &cfg.account, events, None);
-    let run = driver::drive(
-        &mut core,
-        &mut wire,
-        &mut client,
-        &room,
-        &cfg.account,
-        shutdown,
-    );
-    let result = run.await;
-    connect::close(client).await;
-    result.map(|()| core.refusals())
+    driver::run(&mut core, &mut wire, &room, &cfg.account, false, shutdown).await?;
+    Ok(core.refusals())
 }
 
 /// Runs the helper bot until `shutdown` resolves; answers the refusals it counted.
@@ -352,16 +320,8 @@ pub async fn run_helper(
     events: Option<mpsc::UnboundedSender<HelperEvent>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Refusals, PrivateError> {
-    let key = match (&cfg.key, &cfg.key_file) {
-        (Some(key), _) => key.clone(),
-        (None, Some(path)) => Arc::new(read_key(path)?),
-        (None, None) => {
-            return Err(PrivateError::Setting(
-                "key_file",
-                "the helper needs its bot key".into(),
-            ));
-        }
-    };
+    let key = bot_key(cfg.key.clone(), cfg.key_file.as_deref())?
+        .ok_or_else(|| PrivateError::Setting("key_file", "the helper needs its bot key".into()))?;
     if key.public() != cfg.private.helper_key {
         return Err(PrivateError::Setting(
             "key_file",
@@ -383,19 +343,9 @@ pub async fn run_helper(
         ping_timeout: millis(connect::ping_bound(cfg.account.timeout)),
     };
     let mut core = HelperCore::new(core_cfg, OsRng.unwrap_err(), now_ts());
-    let mut client = connect::connect(&cfg.account).await?;
     let mut wire = PrivateWire::new(room.clone(), &cfg.account, events, None);
-    let run = driver::drive(
-        &mut core,
-        &mut wire,
-        &mut client,
-        &room,
-        &cfg.account,
-        shutdown,
-    );
-    let result = run.await;
-    connect::close(client).await;
-    result.map(|()| core.refusals())
+    driver::run(&mut core, &mut wire, &room, &cfg.account, false, shutdown).await?;
+    Ok(core.refusals())
 }
 
 fn kw_to_watts(what: &'static str, kw: f64) -> Result<u32, PrivateError> {
