@@ -9,6 +9,12 @@
 //! plain meter does within its outbox's age; after a rotation it does not, since a new
 //! nickname reporting the old one's gap would link the two.
 //!
+//! So a rotation is timed to have no gap: once due it waits until this interval's report is
+//! sent and answered, then leaves with a rejoin gap drawn from the part of the configured
+//! range that brings the new nickname back before the next send (which it keeps). If no part
+//! fits (a gap range longer than the time to the next send), the gap is drawn as configured
+//! and the intervals whose sends fall into it are missed: the price of unlinkable nicknames.
+//!
 //! Reports are built once, so a resend is the same bytes: the leader holds one report per
 //! nickname and interval and answers a copy with [`Refusal::Replay`] ("already held").
 //! Resends: a report without a verdict goes again after the answer timeout, after a bounce,
@@ -27,6 +33,10 @@ use gridmuc_private::{
 use rand::{CryptoRng, Rng};
 use std::collections::{BTreeMap, VecDeque};
 
+/// How long a rejoin may take to be answered and still count as back before the next send:
+/// a round trip through the room with room to spare; a slower join misses that interval.
+const JOIN_MARGIN: Millis = 500;
+
 /// A private meter's rules in numbers.
 #[derive(Clone, Debug)]
 pub struct PrivateMeterConfig {
@@ -38,11 +48,13 @@ pub struct PrivateMeterConfig {
     pub jitter: [f64; 2],
     /// Nickname lifetime range; rotation is leave + rejoin, never a nick change.
     pub rotate: [Millis; 2],
-    /// Pause between leaving and rejoining.
+    /// Pause between leaving and rejoining; narrowed, where it can be, to end before the next
+    /// send so that a rotation misses no interval.
     pub rejoin_gap: [Millis; 2],
     /// How long a verdict may take before the report goes again (and the session is probed).
     pub answer_timeout: Millis,
-    /// Longest wait for outstanding verdicts before leaving to rotate.
+    /// Longest wait for outstanding verdicts before leaving to rotate, past the two intervals
+    /// a due rotation may wait for a report after which the new nickname can be back in time.
     pub drain: Millis,
     /// Intervals a report is kept after its own, waiting for its interval's notice.
     pub keep_intervals: u64,
@@ -185,8 +197,11 @@ pub struct PrivateMeterCore<R> {
     rng: R,
     phase: Phase,
     liveness: Liveness,
-    /// The next interval to measure and when.
+    /// The next interval to measure and when; kept across a rotation that is back in time.
     next: Option<(Timestamp, Timestamp)>,
+    /// The interval asked for and not measured yet: a due rotation waits for its report, and
+    /// no other measurement is taken.
+    asked: Option<Timestamp>,
     /// The last interval measured under this run of nicknames: after a fault (not a
     /// rotation) the intervals missed since are measured if the leader can still take them.
     last_slot: Option<Timestamp>,
@@ -210,6 +225,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
             rng,
             phase: Phase::Renewing,
             next: None,
+            asked: None,
             last_slot: None,
             pending: BTreeMap::new(),
             readings: BTreeMap::new(),
@@ -272,7 +288,12 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
         }
         self.conflicts_in_row = 0;
         self.stats.nicks += 1;
-        self.next = Some(self.next_slot(now, self.last_slot));
+        // A send still ahead stays: after a rotation that is the interval the gap was fitted
+        // before, not a catch-up.
+        self.next = match self.next {
+            Some(next) if next.1 >= now => Some(next),
+            _ => Some(self.next_slot(now, self.last_slot)),
+        };
         self.phase = Phase::InRoom {
             nick: nick.clone(),
             rotate_at: now.plus(uniform_millis(&mut self.rng, self.cfg.rotate)),
@@ -408,6 +429,12 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
     }
 
     fn on_measured(&mut self, slot: Timestamp, value: Option<gridmuc_core::Watts>) {
+        // Only what was asked for: an answer arriving after a rotation's leave is dropped, since
+        // the new nickname sending the old one's interval would link the two.
+        if self.asked != Some(slot) {
+            return;
+        }
+        self.asked = None;
         let interval = interval_of(slot, self.p());
         let Some(w) = value else {
             return;
@@ -482,18 +509,51 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                 .push_back(Transmit::payload(To::Nick(leader.clone()), p.bytes.clone()));
             self.liveness.posted(now);
         }
-        let awaiting = self.pending.values().any(|p| p.held_by.is_none());
-        if now >= rotate_at && (!awaiting || now >= rotate_at.plus(self.cfg.drain)) {
+        if now >= self.leave_at(rotate_at) {
             self.transmits
                 .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
             self.events.push_back(PrivateMeterEvent::Left(nick));
             self.liveness.heard();
             // The new nickname starts afresh: catching up the gap would link it to the old one.
             self.last_slot = None;
+            self.asked = None;
             self.phase = Phase::Away {
-                until: now.plus(uniform_millis(&mut self.rng, self.cfg.rejoin_gap)),
+                until: now.plus(self.rejoin_gap(now)),
             };
         }
+    }
+
+    /// When a rotation due at `rotate_at` leaves: then if this interval's report is sent and
+    /// answered (or none is coming) and a rejoin gap fits before the next send, else at the
+    /// next such point (after the next report's verdict, where the gap has most room), and
+    /// two intervals plus `drain` late at the latest (a lost verdict, a silent source, a gap
+    /// range that never fits); a report still without a verdict then goes again under the
+    /// new nickname, as after any rotation.
+    fn leave_at(&self, rotate_at: Timestamp) -> Timestamp {
+        let unmeasured = self.next.is_some_and(|(slot, _)| slot <= self.now);
+        let awaiting = self.pending.values().any(|p| p.held_by.is_none());
+        let quiet = !unmeasured && !awaiting && self.asked.is_none();
+        if quiet && self.gap_room(self.now).is_some() {
+            rotate_at
+        } else {
+            rotate_at.plus(self.p().saturating_mul(2).saturating_add(self.cfg.drain))
+        }
+    }
+
+    /// The longest rejoin gap leaving at `now` that has the new nickname in the room (its
+    /// join answered within [`JOIN_MARGIN`]) before the next send, if the configured range
+    /// allows one.
+    fn gap_room(&self, now: Timestamp) -> Option<Millis> {
+        let (_, at) = self.next?;
+        Some(at.since(now) - JOIN_MARGIN).filter(|&room| room >= self.cfg.rejoin_gap[0])
+    }
+
+    /// A rejoin gap from the part of the configured range that fits before the next send;
+    /// from the whole range if none does, and the sends it covers are missed.
+    fn rejoin_gap(&mut self, now: Timestamp) -> Millis {
+        let [lo, hi] = self.cfg.rejoin_gap;
+        let hi = self.gap_room(now).map_or(hi, |room| hi.min(room));
+        uniform_millis(&mut self.rng, [lo, hi])
     }
 }
 
@@ -534,6 +594,7 @@ impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
                     && now >= at
                 {
                     self.last_slot = Some(slot);
+                    self.asked = Some(slot);
                     self.transmits.push_back(Transmit::Measure { slot });
                     self.next = Some(self.next_slot(now, Some(slot)));
                 }
@@ -563,12 +624,8 @@ impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
         let own = match &self.phase {
             Phase::InRoom { rotate_at, .. } => {
                 let awaiting = self.pending.values().filter(|p| p.held_by.is_none());
-                let resend = awaiting.clone().map(|p| p.send_at).min();
-                let rotate = if awaiting.count() > 0 {
-                    rotate_at.plus(self.cfg.drain)
-                } else {
-                    *rotate_at
-                };
+                let resend = awaiting.map(|p| p.send_at).min();
+                let rotate = self.leave_at(*rotate_at);
                 [self.next.map(|n| n.1), resend, Some(rotate)]
                     .into_iter()
                     .flatten()
