@@ -35,12 +35,8 @@ pub const AGE_BUCKETS: [f64; 14] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 
-/// Alert kinds in exposition order.
-const ALERT_KINDS: [AlertKind; 3] = [
-    AlertKind::Overload,
-    AlertKind::AggregateSpike,
-    AlertKind::HouseSpike,
-];
+/// Alert kinds in exposition order: every kind the core has.
+const ALERT_KINDS: [AlertKind; AlertKind::ALL.len()] = AlertKind::ALL;
 
 /// One reading the bot accepted, for in-process load measurement (never exported).
 #[derive(Clone, Debug)]
@@ -115,9 +111,10 @@ impl Metrics {
 
     /// Records one delivered alert (its kind and state only, never the nickname).
     pub fn alert(&self, a: &Alert) {
-        let kind = ALERT_KINDS.iter().position(|k| *k == a.kind).unwrap_or(0);
         let state = usize::from(a.state == AlertState::Cleared);
-        self.alerts[kind][state].fetch_add(1, Ordering::Relaxed);
+        if let Some(kind) = ALERT_KINDS.iter().position(|k| *k == a.kind) {
+            self.alerts[kind][state].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn observe_age(&self, age_ms: i64) {
