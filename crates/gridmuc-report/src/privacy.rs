@@ -500,7 +500,7 @@ fn findings(h: &Headline<'_>) -> String {
     if let (Some(d), Some(i)) = (h.dropout, h.isolation) {
         let _ = writeln!(
             s,
-            "- **Aggregates leak one house only through differences, and histograms leak more than totals.** When one house misses one interval, the total's difference gives its reading to a median {:.0} W (within ±50 W in {}); the histogram's difference names its bucket in {} of trials ({} with certainty: the difference is exactly one report in one bucket) and narrows the error to a median {:.0} W. A leader that pads one honest report with its own (n−1) gets it exactly: median error {:.0} W, bucket in {}. Who the house is, the leader alone does not learn; with the server it does.",
+            "- **Aggregates leak one house only through differences, and histograms leak more than totals.** When one house misses one interval, the total's difference gives its reading to a median {:.0} W (within ±50 W in {}); the histogram's difference names its bucket in {} of trials ({} with certainty: the difference is exactly one report in one bucket) and, clamping the total's estimate into that bucket, narrows the error to a median {:.0} W (partly because most readings are small, so a low bucket is a good guess). A leader that pads one honest report with its own (n−1) gets it exactly: median error {:.0} W, bucket in {}. Who the house is, the leader alone does not learn; with the server it does.",
             d.median_abs_err_w,
             pct(d.within_50_w),
             opt_pct(d.bucket_hit),
