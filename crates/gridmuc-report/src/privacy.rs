@@ -187,11 +187,11 @@ impl LinkageChart {
             lines,
             private: vec![
                 (
-                    "private, leader: participation (mean over lifetimes)".to_owned(),
+                    "private, leader: participation, flaky meters (mean over lifetimes; reliable: chance)".to_owned(),
                     private(false),
                 ),
                 (
-                    "private, leader + server: all nicknames linked".to_owned(),
+                    "private, leader + server: all nicknames linked, flaky meters".to_owned(),
                     private(true),
                 ),
             ],
