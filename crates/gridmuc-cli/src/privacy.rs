@@ -1,13 +1,14 @@
 //! `gridmuc privacy`: the linkage experiment — link rotating nicknames to houses from their load
-//! shape, then attack masked mode's per-nickname values and sums — written to `reports/privacy/`.
+//! shape (pseudonymous mode), then attack what private mode leaves to the leader and to the
+//! leader plus the XMPP server — written to `reports/privacy/`.
 
 use anyhow::Context as _;
-use gridmuc_core::Watts;
-use gridmuc_mask::{DpConfig, NoiseShare, QUANTUM};
-use gridmuc_sim::linkage::sums::SumNoise;
+use gridmuc_private::{
+    DEFAULT_BUCKETS, DEFAULT_LOWEST_EDGE_WATTS, DEFAULT_MAX_WATTS, DEFAULT_QUANTUM_WATTS,
+    log_bucket_edges,
+};
+use gridmuc_sim::linkage::aggregates::{Buckets, Noise};
 use gridmuc_sim::linkage::{LinkageConfig, run_linkage};
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ pub struct Args {
     /// Neighbourhood sizes to attack, comma-separated (nested: the first N houses of one street).
     #[arg(long, value_delimiter = ',', default_value = "50,100,200")]
     pub houses: Vec<usize>,
-    /// Days of pseudonymous traffic.
+    /// Days of attacked traffic.
     #[arg(long, default_value_t = 30)]
     pub days: u32,
     /// Days of labelled per-house data the attacker holds (just before).
@@ -26,10 +27,11 @@ pub struct Args {
     /// Reporting interval in minutes (the meter default is 1).
     #[arg(long, default_value_t = 1)]
     pub interval_min: u32,
-    /// Privacy budgets ε per interval for the masked sum's DP noise, comma-separated.
+    /// Privacy budgets ε per interval of the DP noise private mode could add to its aggregates,
+    /// comma-separated (what it would buy; private mode has no DP yet).
     #[arg(long, value_delimiter = ',', default_value = "1,0.1")]
     pub dp_epsilon: Vec<f64>,
-    /// Change in one house (kW) each ε hides.
+    /// Change in one house (kW) each ε hides in the total.
     #[arg(long, default_value_t = 1.0)]
     pub dp_sensitivity_kw: f64,
     /// Seed.
@@ -42,28 +44,31 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = LinkageConfig::standard(args.seed);
+    // The histogram the leader publishes: private mode's own default buckets.
+    let buckets = Buckets::new(log_bucket_edges(
+        DEFAULT_BUCKETS,
+        DEFAULT_LOWEST_EDGE_WATTS,
+        DEFAULT_MAX_WATTS,
+        DEFAULT_QUANTUM_WATTS,
+    ))
+    .context("private mode's default bucket edges")?;
+    let mut config = LinkageConfig::standard(args.seed, buckets);
     config.houses = args.houses.clone();
     config.days = args.days;
     config.training_days = args.training_days;
     config.interval_min = args.interval_min;
-    let sensitivity = Watts::from_kw(args.dp_sensitivity_kw);
-    let mut noises = vec![SumNoise::none()];
-    for (i, &epsilon) in args.dp_epsilon.iter().enumerate() {
-        let dp = DpConfig::new(epsilon, sensitivity)
-            .with_context(|| format!("DP setting ε = {epsilon}"))?;
-        // A round's noise is the sum of the survivors' shares: with exactly the threshold of
-        // survivors it is one discrete Laplace variable, i.e. one share drawn for threshold 1.
-        let share = NoiseShare::new(&dp, 1)?;
-        let mut rng = ChaCha20Rng::seed_from_u64(args.seed.wrapping_add(1000 + i as u64));
-        noises.push(SumNoise {
-            label: format!("ε = {epsilon}, Δ = {} kW", args.dp_sensitivity_kw),
-            sd_w: dp.sum_variance(1, 1).sqrt(),
-            sample: Box::new(move || (share.sample(&mut rng) * QUANTUM.0) as f64),
-        });
+    if !(args.dp_sensitivity_kw.is_finite() && args.dp_sensitivity_kw > 0.0) {
+        anyhow::bail!("--dp-sensitivity-kw must be positive");
+    }
+    let mut noises = vec![Noise::none()];
+    for &epsilon in &args.dp_epsilon {
+        if !(epsilon.is_finite() && epsilon > 0.0) {
+            anyhow::bail!("--dp-epsilon {epsilon}: each ε must be positive");
+        }
+        noises.push(Noise::dp(epsilon, args.dp_sensitivity_kw * 1000.0));
     }
     let started = Instant::now();
-    let output = run_linkage(&config, &mut noises, |p| {
+    let output = run_linkage(&config, &noises, |p| {
         println!(
             "[{:>6.1} s] {}/{} {}",
             started.elapsed().as_secs_f64(),
@@ -88,15 +93,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.seed,
             args.out.display()
         ),
-        dp_note: format!(
-            "DP noise as gridmuc-mask adds it: each meter adds a Pólya share, so a sum over the threshold of survivors carries one discrete Laplace variable with α = exp(−ε/Δ) in 10 W quanta (more survivors add a little more); ε per interval against a change of up to Δ = {} kW in one house. Noise levels: none, {}.",
-            args.dp_sensitivity_kw,
-            noises[1..]
-                .iter()
-                .map(|n| format!("{} (sd {:.0} W per sum)", n.label, n.sd_w))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
     };
     let files = gridmuc_report::privacy::write_privacy(&output, &info, &args.out)
         .with_context(|| format!("writing report to {}", args.out.display()))?;
@@ -106,8 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .filter(|r| r.features == gridmuc_sim::linkage::features::FeatureSet::Full)
     {
         println!(
-            "  {:<12} N={:<4} {:<28} top-1 {:>5.1} % top-5 {:>5.1} % (chance {:.1} % / {:.1} %){}",
-            r.view.as_str(),
+            "  pseudonymous N={:<4} {:<28} top-1 {:>5.1} % top-5 {:>5.1} % (chance {:.1} % / {:.1} %){}",
             r.houses,
             r.lifetime,
             100.0 * r.top1,
@@ -118,15 +113,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map_or(String::new(), |m| format!(", matched {:.1} %", 100.0 * m))
         );
     }
-    for r in &output.sum_rows {
+    for r in &output.participation {
         println!(
-            "  sum/{:<18} N={:<4} noise {:<22} top-1 {:>5.1} % RMSE {:>6.0} W median |err| {:>5.0} W",
+            "  private participation N={:<4} {:<42} {:<42} top-1 {:>5.1} % (chance {:.1} %)",
+            r.houses,
+            r.outages,
+            r.lifetime,
+            100.0 * r.top1,
+            100.0 * r.chance_top1()
+        );
+    }
+    for r in &output.aggregate_rows {
+        println!(
+            "  aggregates/{:<20} N={:<4} noise {:<20} median |err| {:>5.0} W, bucket {}",
             r.attack.as_str(),
             r.houses,
             r.noise,
-            100.0 * r.top1,
-            r.rmse_w,
-            r.median_abs_err_w
+            r.median_abs_err_w,
+            r.bucket_hit
+                .map_or("–".to_owned(), |b| format!("{:.1} %", 100.0 * b))
         );
     }
     println!(

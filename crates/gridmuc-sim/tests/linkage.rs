@@ -1,67 +1,76 @@
 //! The linkage experiment end to end on a small street (20 houses, fixed seed): pseudonymous
-//! nicknames are linked to houses far above chance, masked values are at chance, and masked sums
-//! leak a house's reading only through a difference across rounds, which DP noise covers.
+//! nicknames are linked to houses far above chance; in private mode participation alone links
+//! nothing while every meter reports, histogram differences leak more than total differences,
+//! and a leader that isolates one report (n−1) recovers it exactly unless noise covers it.
 #![allow(clippy::unwrap_used)] // tests may unwrap (house rule)
 
+use gridmuc_sim::linkage::aggregates::{AggregateAttack, AggregateRow, Buckets, Noise};
 use gridmuc_sim::linkage::features::FeatureSet;
-use gridmuc_sim::linkage::sums::{SumAttack, SumAttackRow, SumNoise};
-use gridmuc_sim::linkage::{Lifetime, LinkageConfig, LinkageOutput, LinkageRow, View, run_linkage};
-use rand::{Rng, SeedableRng};
+use gridmuc_sim::linkage::participation::{ALL_LINKED, OutageModel, ParticipationRow};
+use gridmuc_sim::linkage::{Lifetime, LinkageConfig, LinkageOutput, LinkageRow, run_linkage};
 use std::sync::OnceLock;
 
 const HOUSES: usize = 20;
-/// Standard deviation of the test's DP-like noise per sum (W): ε = 1, Δ = 1 kW gives 1.41 kW.
-const NOISE_SD_W: f64 = 1414.0;
+const LIFETIMES: [&str; 2] = ["daily", "30 min–2 h"];
+
+/// Log-spaced buckets like private mode's: 0, then 50 W growing by 22 % (rounded to 10 W).
+fn buckets() -> Buckets {
+    let mut edges: Vec<u32> = std::iter::once(0)
+        .chain((0..31).map(|k| (5.0 * 1.22f64.powi(k)).round() as u32 * 10))
+        .collect();
+    edges.dedup();
+    Buckets::new(edges).unwrap()
+}
 
 fn small_street() -> &'static LinkageOutput {
     static OUT: OnceLock<LinkageOutput> = OnceLock::new();
     OUT.get_or_init(|| {
-        let mut config = LinkageConfig::standard(11);
+        let mut config = LinkageConfig::standard(11, buckets());
         config.houses = vec![HOUSES];
         config.days = 6;
         config.training_days = 7;
         config.lifetimes = vec![
-            Lifetime::new("daily", 1440, 1440),
-            Lifetime::new("30 min–2 h", 30, 120),
+            Lifetime::new(LIFETIMES[0], 1440, 1440),
+            Lifetime::new(LIFETIMES[1], 30, 120),
         ];
         config.leaver_trials = HOUSES;
         config.dropout_trials = 400;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let gaussian = move || {
-            // Box–Muller: one standard normal from two uniforms.
-            let (u1, u2): (f64, f64) = (rng.random_range(1e-12..1.0), rng.random());
-            NOISE_SD_W * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        };
-        let mut noises = [
-            SumNoise::none(),
-            SumNoise {
-                label: "gaussian".into(),
-                sd_w: NOISE_SD_W,
-                sample: Box::new(gaussian),
-            },
-        ];
-        let out = run_linkage(&config, &mut noises, |_| {}).unwrap();
+        let out = run_linkage(&config, &[Noise::none(), Noise::dp(1.0, 1000.0)], |_| {}).unwrap();
         for r in &out.rows {
             println!("{r:?}");
         }
-        for r in &out.sum_rows {
+        for r in &out.participation {
+            println!("{r:?}");
+        }
+        for r in &out.presence {
+            println!("{r:?}");
+        }
+        for r in &out.aggregate_rows {
             println!("{r:?}");
         }
         out
     })
 }
 
-fn row(view: View, lifetime: &str, set: FeatureSet) -> &'static LinkageRow {
+fn row(lifetime: &str, set: FeatureSet) -> &'static LinkageRow {
     small_street()
         .rows
         .iter()
-        .find(|r| r.view == view && r.lifetime == lifetime && r.features == set)
+        .find(|r| r.lifetime == lifetime && r.features == set)
         .unwrap()
 }
 
-fn sum_row(attack: SumAttack, noise: &str) -> &'static SumAttackRow {
+fn participation(outages: &OutageModel, lifetime: &str) -> &'static ParticipationRow {
     small_street()
-        .sum_rows
+        .participation
+        .iter()
+        .find(|r| r.outages == outages.label && r.lifetime == lifetime)
+        .unwrap()
+}
+
+fn aggregate(attack: AggregateAttack, noise: &str) -> &'static AggregateRow {
+    small_street()
+        .aggregate_rows
         .iter()
         .find(|r| r.attack == attack && r.noise == noise)
         .unwrap()
@@ -70,7 +79,7 @@ fn sum_row(attack: SumAttack, noise: &str) -> &'static SumAttackRow {
 #[test]
 fn pseudonymous_nicknames_are_linked_far_above_chance() {
     let chance = 1.0 / HOUSES as f64;
-    let daily = row(View::Pseudonymous, "daily", FeatureSet::Full);
+    let daily = row("daily", FeatureSet::Full);
     assert_eq!(
         daily.nicknames,
         HOUSES * 7,
@@ -81,9 +90,9 @@ fn pseudonymous_nicknames_are_linked_far_above_chance() {
     assert!(daily.top1 >= 0.65, "{daily:?}");
     assert!(daily.top5 >= daily.top1);
     assert!(daily.assigned_top1.unwrap() >= 0.85, "{daily:?}");
-    let shape = row(View::Pseudonymous, "daily", FeatureSet::Shape);
+    let shape = row("daily", FeatureSet::Shape);
     assert!(shape.top1 >= 6.0 * chance, "{shape:?}"); // 39 % with the calibrated model
-    let short = row(View::Pseudonymous, "30 min–2 h", FeatureSet::Full);
+    let short = row("30 min–2 h", FeatureSet::Full);
     assert!(short.top1 >= 6.0 * chance, "{short:?}");
     assert!(
         short.top1 < daily.top1,
@@ -96,30 +105,93 @@ fn pseudonymous_nicknames_are_linked_far_above_chance() {
 }
 
 #[test]
-fn masked_nicknames_are_at_chance() {
-    let chance = 1.0 / HOUSES as f64;
-    for lifetime in ["daily", "30 min–2 h"] {
-        let r = row(View::Masked, lifetime, FeatureSet::Full);
-        let sd = (chance * (1.0 - chance) / r.nicknames as f64).sqrt();
-        assert!((r.top1 - chance).abs() <= 3.0 * sd, "{r:?}");
-        let chance5 = 5.0 / HOUSES as f64;
-        let sd5 = (chance5 * (1.0 - chance5) / r.nicknames as f64).sqrt();
-        assert!((r.top5 - chance5).abs() <= 3.0 * sd5, "{r:?}");
-        let mid = (HOUSES as f64 + 1.0) / 2.0;
-        assert!((r.mean_rank - mid).abs() <= 0.15 * mid, "{r:?}");
+fn participation_alone_is_exactly_chance_when_every_meter_reports() {
+    let none = OutageModel::none();
+    for lifetime in LIFETIMES.into_iter().chain([ALL_LINKED]) {
+        let r = participation(&none, lifetime);
+        // Every pattern is complete and identical: every house ties, the guess is uniform.
+        assert!((r.top1 - 1.0 / HOUSES as f64).abs() < 1e-12, "{r:?}");
+        assert!((r.top5 - 5.0 / HOUSES as f64).abs() < 1e-12, "{r:?}");
+        assert!(
+            (r.mean_rank - (HOUSES as f64 + 1.0) / 2.0).abs() < 1e-9,
+            "{r:?}"
+        );
+        assert_eq!(r.with_gap, 0.0, "{r:?}");
     }
+    assert_eq!(participation(&none, ALL_LINKED).nicknames, HOUSES);
+    assert_eq!(participation(&none, "daily").nicknames, HOUSES * 7);
+    let facts = small_street()
+        .presence
+        .iter()
+        .find(|f| f.outages == none.label)
+        .unwrap();
+    assert_eq!(facts.missed_share, 0.0);
+    assert_eq!(facts.houses_with_outage, 0);
+    assert_eq!(facts.isolating_per_day, 0.0, "no free one-house difference");
 }
 
 #[test]
-fn masked_sums_leak_a_dropout_unless_noise_covers_it() {
-    let exact = sum_row(SumAttack::Dropout, "none");
-    let noisy = sum_row(SumAttack::Dropout, "gaussian");
-    // Seed 11: the difference of consecutive exact sums is the dropped house's reading to within
-    // 120 W in half the trials; two sums' noise of 1.41 kW each buries it.
-    assert!(exact.median_abs_err_w <= 200.0, "{exact:?}");
-    assert!(noisy.median_abs_err_w >= 800.0, "{noisy:?}");
-    // Naming the house from one reading is barely better than chance either way.
-    assert!(exact.top1 <= 4.0 / HOUSES as f64, "{exact:?}");
-    let leaver = sum_row(SumAttack::Leaver, "none");
+fn meters_that_fail_differently_make_participation_a_fingerprint() {
+    let flaky = OutageModel::heterogeneous();
+    let chance = 1.0 / HOUSES as f64;
+    let linked = participation(&flaky, ALL_LINKED);
+    let daily = participation(&flaky, "daily");
+    let short = participation(&flaky, "30 min–2 h");
+    // Seed 11, 6 days: a house's whole period names it for 17 % (5 of 20 meters never failed
+    // and tie), a daily nickname's outages for 14 %; a 30 min–2 h nickname rarely sees an
+    // outage at all (4 %), and only "no outage, so a reliable house" lifts it to 6 %.
+    assert!(linked.top1 >= 3.0 * chance, "{linked:?}");
+    assert!(daily.top1 >= 2.0 * chance, "{daily:?}");
+    assert!(linked.top1 > daily.top1 && daily.top1 > short.top1);
+    assert!(short.with_gap < daily.with_gap, "{short:?} {daily:?}");
+    assert!(short.top1 < 2.0 * chance, "{short:?}");
+    let facts = small_street()
+        .presence
+        .iter()
+        .find(|f| f.outages == flaky.label)
+        .unwrap();
+    // 15 of 20 meters fail within 6 days (the most reliable once in 20 days on average).
+    assert!(facts.houses_with_outage >= HOUSES / 2, "{facts:?}");
+    assert!(facts.isolating_per_day > 1.0, "{facts:?}");
+}
+
+#[test]
+fn histogram_differences_leak_more_than_total_differences() {
+    let d = aggregate(AggregateAttack::Dropout, "none");
+    assert_eq!(d.trials, 400);
+    // Seed 11, 20 houses: the total's difference is within ±50 W in 27 % of the trials; the
+    // histogram's names the house's bucket in 58 %, certainly so in 26 %, and cuts the median
+    // error from 120 W to 40 W.
+    let bucket = d.bucket_hit.unwrap();
+    assert!(bucket >= 0.5, "{d:?}");
+    assert!(bucket > d.within_50_w + 0.2, "{d:?}");
+    assert!(d.bucket_certain.unwrap() > 0.2, "{d:?}");
+    assert!(d.bucket_certain.unwrap() <= bucket);
+    assert!(
+        d.hist_median_abs_err_w.unwrap() <= d.median_abs_err_w,
+        "{d:?}"
+    );
+    // Naming the house from one value stays near chance.
+    assert!(d.top1 <= 4.0 / HOUSES as f64, "{d:?}");
+    let leaver = aggregate(AggregateAttack::Leaver, "none");
     assert_eq!(leaver.trials, HOUSES);
+    assert_eq!(leaver.bucket_hit, None);
+}
+
+#[test]
+fn isolating_one_report_recovers_it_exactly_unless_noise_covers_it() {
+    let exact = aggregate(AggregateAttack::Isolation, "none");
+    assert_eq!(exact.trials, 400);
+    assert_eq!(exact.rmse_w, 0.0, "{exact:?}");
+    assert_eq!(exact.within_50_w, 1.0);
+    assert_eq!(exact.bucket_hit, Some(1.0));
+    assert_eq!(exact.bucket_certain, Some(1.0));
+    assert_eq!(exact.hist_median_abs_err_w, Some(0.0));
+    let noisy = aggregate(AggregateAttack::Isolation, "ε = 1, Δ = 1 kW");
+    // Discrete Laplace of sd 1.41 kW on the total: median |error| ≈ ln 2 × 1 kW.
+    assert!(
+        (500.0..900.0).contains(&noisy.median_abs_err_w),
+        "{noisy:?}"
+    );
+    assert!(noisy.bucket_certain.unwrap() < 0.1, "{noisy:?}");
 }

@@ -1,5 +1,6 @@
 //! The linkage experiment: can someone who knows each house's load profile tell which rotating
-//! nickname is which house, and what is left to attack when the bot sees only masked values?
+//! nickname is which house, and what is left to attack when the leader sees only private mode's
+//! reports (participation) and aggregates?
 //!
 //! Setup (all sans-IO and deterministic from the seed):
 //! - one neighbourhood of `max(houses)` homes is simulated for `training_days + days` days; the
@@ -17,27 +18,30 @@
 //!   lifetimes the attacker may also use that each house holds exactly one nickname at any
 //!   instant: the nicknames alive at one instant are matched to houses one-to-one
 //!   ([`assign::assign_max`], Hungarian algorithm);
-//! - **masked mode**: the bot receives per-nickname values `x + mask mod 2⁶⁴` that are uniformly
-//!   distributed whatever `x` is (what `gridmuc-mask` guarantees), so they are drawn uniformly
-//!   here and put through the same attack; what the sums still reveal is in [`sums`].
+//! - **private mode**: the leader reads no value; per nickname it sees only the intervals it
+//!   reported in, which [`participation`] attacks (alone, and with every nickname of a house
+//!   linked, as the XMPP server links them); per interval it publishes count, total and
+//!   histogram, whose differences [`aggregates`] attacks.
 
+pub mod aggregates;
 pub mod assign;
 pub mod features;
-pub mod sums;
+pub mod participation;
 
 use crate::MINUTES_PER_DAY;
 use crate::household::HouseholdConfig;
 use crate::neighbourhood::{Neighbourhood, Stream, derive_seed};
 use crate::runner::interval_mean;
 use crate::weather::WeatherConfig;
+use aggregates::{AggregateRow, Buckets, Noise};
 use features::{Attacker, FeatureSet, SeriesFeatures};
 use gridmuc_core::Watts;
 use gridmuc_core::codec::CodecLimits;
+use participation::{OutageModel, ParticipationRow, Presence, PresenceFacts};
 use rand::{Rng, SeedableRng};
-use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::ops::Range;
-use sums::{SumAttackRow, SumNoise};
 use thiserror::Error;
 
 /// Why a linkage experiment cannot run.
@@ -99,16 +103,21 @@ pub struct LinkageConfig {
     pub start_day: i64,
     /// Adoption shares (EV, PV, heat pumps) of the simulated street.
     pub households: HouseholdConfig,
-    /// Leaver trials per neighbourhood in the sum attack (at most `N`).
+    /// Leaver trials per neighbourhood in the aggregate attacks (at most `N`).
     pub leaver_trials: usize,
-    /// One-round dropout trials per neighbourhood in the sum attack.
+    /// Dropout and isolation trials per neighbourhood in the aggregate attacks.
     pub dropout_trials: usize,
+    /// Private mode's histogram buckets (the leader publishes a count per bucket).
+    pub buckets: Buckets,
+    /// How meters go offline, one private-mode participation attack per model.
+    pub outages: Vec<OutageModel>,
 }
 
 impl LinkageConfig {
     /// The report's setup: 50/100/200 houses, 14 training + 30 attack days from 2 Nov 2026,
-    /// one-minute readings (the meter default), weekly to meter-default nickname lifetimes.
-    pub fn standard(seed: u64) -> LinkageConfig {
+    /// one-minute readings (the meter default), weekly to meter-default nickname lifetimes,
+    /// meters that never fail and meters that fail very differently; `buckets` as deployed.
+    pub fn standard(seed: u64, buckets: Buckets) -> LinkageConfig {
         LinkageConfig {
             houses: vec![50, 100, 200],
             days: 30,
@@ -125,6 +134,8 @@ impl LinkageConfig {
             households: HouseholdConfig::default(),
             leaver_trials: 200,
             dropout_trials: 2000,
+            buckets,
+            outages: vec![OutageModel::none(), OutageModel::heterogeneous()],
         }
     }
 
@@ -158,6 +169,15 @@ impl LinkageConfig {
                 "need at least one, each min ≥ the interval and max ≥ min",
             );
         }
+        let range_ok =
+            |[lo, hi]: [f64; 2]| lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi;
+        if self
+            .outages
+            .iter()
+            .any(|o| !range_ok(o.outages_per_day) || !range_ok(o.mean_minutes))
+        {
+            return invalid("outages", "each range must be finite, ≥ 0 and low ≤ high");
+        }
         Ok(())
     }
 
@@ -166,30 +186,10 @@ impl LinkageConfig {
     }
 }
 
-/// What the bot sees per nickname.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum View {
-    /// Plain readings under rotating nicknames.
-    Pseudonymous,
-    /// Masked values (uniform modulo 2⁶⁴) under rotating nicknames.
-    Masked,
-}
-
-impl View {
-    /// Short name for tables and CSV.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            View::Pseudonymous => "pseudonymous",
-            View::Masked => "masked",
-        }
-    }
-}
-
-/// Success of the nickname → house attack for one neighbourhood size, lifetime and feature set.
+/// Success of the pseudonymous nickname → house attack for one neighbourhood size, lifetime and
+/// feature set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkageRow {
-    /// What the bot saw.
-    pub view: View,
     /// Houses in the neighbourhood (and candidates per nickname).
     pub houses: usize,
     /// Nickname lifetime label.
@@ -238,10 +238,14 @@ pub struct LinkageProgress {
 pub struct LinkageOutput {
     /// The setup.
     pub config: LinkageConfig,
-    /// Nickname → house attacks, pseudonymous and masked.
+    /// Nickname → house attacks on pseudonymous readings.
     pub rows: Vec<LinkageRow>,
-    /// Attacks on masked-mode sums.
-    pub sum_rows: Vec<SumAttackRow>,
+    /// Nickname → house attacks on private mode's participation.
+    pub participation: Vec<ParticipationRow>,
+    /// Per-house participation as the XMPP server sees it, per outage model and size.
+    pub presence: Vec<PresenceFacts>,
+    /// Attacks on private mode's aggregates.
+    pub aggregate_rows: Vec<AggregateRow>,
     /// Mean per-house reading (W) in the attack period of the largest neighbourhood.
     pub mean_house_w: f64,
     /// Standard deviation of one house's readings (W), pooled over houses, for scale.
@@ -339,46 +343,22 @@ pub fn schedule<R: Rng>(
         .collect()
 }
 
-/// The masked value the bot receives for a reading, read as watts: `x + mask mod 2⁶⁴` in 10 W
-/// quanta with a uniformly random mask, i.e. a uniformly random 64-bit word.
-fn masked_value<R: Rng>(reading_w: f64, rng: &mut R) -> f64 {
-    let quanta = (reading_w / 10.0).round() as i64;
-    (quanta as u64).wrapping_add(rng.random::<u64>()) as i64 as f64 * 10.0
-}
-
-/// Per-nickname features in one view, computed once and reused for every neighbourhood size.
+/// Per-nickname features, computed once and reused for every neighbourhood size.
 struct Observed {
     segments: Vec<Segment>,
     features: Vec<SeriesFeatures>,
 }
 
-fn observe(
-    rec: &Recorded,
-    config: &LinkageConfig,
-    li: usize,
-    view: View,
-    segments: &[Segment],
-) -> Observed {
+fn observe(rec: &Recorded, config: &LinkageConfig, segments: &[Segment]) -> Observed {
     let features = segments
         .par_iter()
-        .enumerate()
-        .map(|(k, s)| {
-            let plain = &rec.attack(s.house)[s.readings.clone()];
+        .map(|s| {
             let start = s.readings.start as u64 * u64::from(config.interval_min);
-            match view {
-                View::Pseudonymous => SeriesFeatures::extract(plain, start, config.interval_min),
-                View::Masked => {
-                    let index = ((li as u64) << 32) | (1 << 31) | k as u64;
-                    let mut rng = ChaCha20Rng::seed_from_u64(derive_seed(
-                        config.seed,
-                        Stream::Linkage,
-                        index,
-                    ));
-                    let masked: Vec<f64> =
-                        plain.iter().map(|x| masked_value(*x, &mut rng)).collect();
-                    SeriesFeatures::extract(&masked, start, config.interval_min)
-                }
-            }
+            SeriesFeatures::extract(
+                &rec.attack(s.house)[s.readings.clone()],
+                start,
+                config.interval_min,
+            )
         })
         .collect();
     Observed {
@@ -424,16 +404,16 @@ fn attack(
         .collect()
 }
 
-/// Runs the whole experiment; `noises` are the masked sum's DP settings to compare (the first
-/// should be "none"), `progress` is called after each stage.
+/// Runs the whole experiment; `noises` are the aggregates' noise levels to compare (the first
+/// should be [`Noise::none`], private mode as built), `progress` is called after each stage.
 pub fn run_linkage(
     config: &LinkageConfig,
-    noises: &mut [SumNoise<'_>],
+    noises: &[Noise],
     mut progress: impl FnMut(LinkageProgress),
 ) -> Result<LinkageOutput, LinkageError> {
     config.validate()?;
     let max_n = config.houses.iter().copied().max().unwrap_or(0);
-    let total = 1 + config.lifetimes.len() * 2 + config.houses.len();
+    let total = 1 + config.lifetimes.len() + config.outages.len() + config.houses.len();
     let mut done = 0;
     let mut step = |stage: String| {
         done += 1;
@@ -462,6 +442,7 @@ pub fn run_linkage(
         .collect();
     let total_min = u64::from(config.days) * MINUTES_PER_DAY as u64;
     let mut rows = Vec::new();
+    let mut schedules = Vec::new();
     for (li, lifetime) in config.lifetimes.iter().enumerate() {
         let segments: Vec<Segment> = (0..max_n)
             .flat_map(|h| {
@@ -471,47 +452,83 @@ pub fn run_linkage(
                 schedule(lifetime, h, total_min, config.interval_min, &mut rng)
             })
             .collect();
-        for (view, sets) in [
-            (View::Pseudonymous, &FeatureSet::ALL[..]),
-            (View::Masked, &[FeatureSet::Full][..]),
-        ] {
-            let observed = observe(&rec, config, li, view, &segments);
-            for (&n, attacker) in config.houses.iter().zip(&attackers) {
-                for (features, nicknames, top1, top5, mean_rank, assigned_top1) in
-                    attack(&observed, attacker, n, sets, lifetime.fixed_minutes())
-                {
-                    let readings: usize = observed
-                        .segments
-                        .iter()
-                        .filter(|s| s.house < n)
-                        .map(|s| s.readings.len())
-                        .sum();
-                    rows.push(LinkageRow {
-                        view,
-                        houses: n,
-                        lifetime: lifetime.label.clone(),
-                        features,
-                        nicknames,
-                        mean_readings: readings as f64 / nicknames.max(1) as f64,
-                        top1,
-                        top5,
-                        mean_rank,
-                        assigned_top1,
-                    });
-                }
+        let observed = observe(&rec, config, &segments);
+        for (&n, attacker) in config.houses.iter().zip(&attackers) {
+            for (features, nicknames, top1, top5, mean_rank, assigned_top1) in attack(
+                &observed,
+                attacker,
+                n,
+                &FeatureSet::ALL,
+                lifetime.fixed_minutes(),
+            ) {
+                let readings: usize = observed
+                    .segments
+                    .iter()
+                    .filter(|s| s.house < n)
+                    .map(|s| s.readings.len())
+                    .sum();
+                rows.push(LinkageRow {
+                    houses: n,
+                    lifetime: lifetime.label.clone(),
+                    features,
+                    nicknames,
+                    mean_readings: readings as f64 / nicknames.max(1) as f64,
+                    top1,
+                    top5,
+                    mean_rank,
+                    assigned_top1,
+                });
             }
-            step(format!(
-                "{} nicknames, lifetime {}: {} nicknames attacked",
-                view.as_str(),
-                lifetime.label,
-                segments.len()
+        }
+        step(format!(
+            "pseudonymous, lifetime {}: {} nicknames attacked",
+            lifetime.label,
+            segments.len()
+        ));
+        schedules.push((lifetime.label.clone(), segments));
+    }
+    let len = rec.attack(0).len();
+    schedules.push((
+        participation::ALL_LINKED.to_owned(),
+        (0..max_n)
+            .map(|house| Segment {
+                house,
+                readings: 0..len,
+                minutes: 0..total_min,
+            })
+            .collect(),
+    ));
+    let mut participation_rows = Vec::new();
+    let mut presence = Vec::new();
+    for (oi, model) in config.outages.iter().enumerate() {
+        let tag = (1u64 << 31) | oi as u64;
+        let seen = Presence::simulate(
+            model,
+            max_n,
+            rec.series[0].len(),
+            rec.training,
+            config.interval_min,
+            |h| derive_seed(config.seed, Stream::Linkage, (tag << 32) | h as u64),
+        );
+        for &n in &config.houses {
+            participation_rows.extend(schedules.iter().map(|(label, segments)| {
+                participation::attack_participation(&seen, &model.label, label, segments, n)
+            }));
+            presence.push(participation::presence_facts(
+                &seen,
+                &model.label,
+                n,
+                config.days,
             ));
         }
+        step(format!("private participation attacked: {}", model.label));
     }
-    let mut sum_rows = Vec::new();
+    let mut aggregate_rows = Vec::new();
     for (&n, attacker) in config.houses.iter().zip(&attackers) {
-        sum_rows.extend(sums::attack_sums(&rec, config, n, attacker, noises));
-        step(format!("masked sums of {n} houses attacked"));
+        aggregate_rows.extend(aggregates::attack_aggregates(
+            &rec, config, n, attacker, noises,
+        ));
+        step(format!("private aggregates of {n} houses attacked"));
     }
     let attack_values: Vec<f64> = (0..max_n)
         .flat_map(|h| rec.attack(h).iter().copied())
@@ -529,7 +546,9 @@ pub fn run_linkage(
     Ok(LinkageOutput {
         config: config.clone(),
         rows,
-        sum_rows,
+        participation: participation_rows,
+        presence,
+        aggregate_rows,
         mean_house_w,
         house_sd_w,
     })
@@ -538,6 +557,10 @@ pub fn run_linkage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_buckets() -> Buckets {
+        Buckets::new(vec![0, 100, 1000]).unwrap()
+    }
 
     #[test]
     fn schedules_tile_the_period_within_the_lifetime_range() {
@@ -570,24 +593,15 @@ mod tests {
     }
 
     #[test]
-    fn masked_values_are_spread_over_the_whole_ring() {
-        let mut rng = ChaCha20Rng::seed_from_u64(5);
-        let values: Vec<f64> = (0..1000).map(|_| masked_value(1840.0, &mut rng)).collect();
-        let negative = values.iter().filter(|v| **v < 0.0).count();
-        assert!((400..600).contains(&negative), "{negative}");
-        assert!(values.iter().filter(|v| v.abs() > 1e15).count() > 990);
-    }
-
-    #[test]
     fn config_is_validated() {
-        let mut c = LinkageConfig::standard(1);
+        let mut c = LinkageConfig::standard(1, test_buckets());
         assert_eq!(c.validate(), Ok(()));
         c.interval_min = 7;
         assert!(c.validate().is_err());
-        let mut c = LinkageConfig::standard(1);
+        let mut c = LinkageConfig::standard(1, test_buckets());
         c.houses = vec![1];
         assert!(c.validate().is_err());
-        let mut c = LinkageConfig::standard(1);
+        let mut c = LinkageConfig::standard(1, test_buckets());
         c.lifetimes = vec![Lifetime::new("bad", 120, 60)];
         assert!(c.validate().is_err());
     }
