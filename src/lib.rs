@@ -1,7 +1,6 @@
 //! Umbrella crate so root `examples/` and `tests/` can reach every gridmuc crate by one name.
 
 pub use gridmuc_core as core;
-pub use gridmuc_mask as mask;
 #[cfg(feature = "offline")]
 pub use gridmuc_report as report;
 pub use gridmuc_server as server;

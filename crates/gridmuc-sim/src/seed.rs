@@ -12,7 +12,7 @@ pub enum Stream {
     Anomalies = 3,
     /// Room nicknames and sequence numbers (ChaCha20: they must be unpredictable, as live).
     Nicks = 4,
-    /// Nickname lifetimes and masks of the linkage experiment (index = lifetime × 2³² + house).
+    /// Nickname lifetimes and meter outages of the linkage experiment (index = lifetime × 2³² + house).
     Linkage = 5,
     /// One day of a single house's behaviour in [`crate::HouseModel`] (index = epoch day).
     HouseDay = 6,
