@@ -210,6 +210,7 @@ pub async fn run_bot(
         ..CodecLimits::default()
     };
     let registry = cfg.registry.clone().unwrap_or_default();
+    registry.rating(cfg.aggregator.overload.rating);
     // Bound before logging in so a taken port is an error, not a silent absence of metrics.
     let _serving = match cfg.metrics {
         Some(addr) => {
@@ -386,7 +387,7 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
             } => {
                 // A revision amends an interval already counted.
                 if stats.revision == 0 {
-                    self.metrics.interval();
+                    self.metrics.interval(&stats);
                 }
                 if let Some(up) = &mut self.uplink {
                     up.queue(&stats);
@@ -413,6 +414,10 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
     /// timer waiting for a whole interval.
     fn timer_lag(&self) -> Duration {
         self.interval
+    }
+
+    fn renewed(&mut self) {
+        self.metrics.session_replaced();
     }
 
     fn saw(&mut self, s: &Stanza) {
