@@ -30,7 +30,7 @@ use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
 use gridmuc_core::codec::{self, CodecLimits};
 use gridmuc_core::{
-    AggregatorConfig, Alert, IntervalStats, Reading, ReadingId, Rejection, RoomNick, Watts,
+    AggregatorConfig, Alert, Ingest, IntervalStats, Reading, ReadingId, Rejection, RoomNick, Watts,
 };
 use minidom::Element;
 use rand::rngs::OsRng;
@@ -143,6 +143,8 @@ pub enum BotEvent {
     },
     /// An alert was raised or cleared and delivered.
     Alert(Alert),
+    /// A stanza or reading was refused, for this reason (never the sender: consoles print it).
+    Refused(Rejection),
     /// XML of a received stanza, when [`BotConfig::tap_stanzas`] is set.
     Stanza(String),
 }
@@ -378,8 +380,14 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
                 let now = now_ts();
                 self.metrics
                     .reading(&nick, reading.seqnr, &outcome, now.since(reading.at));
+                if let Ingest::Rejected(r) = outcome {
+                    self.emit(BotEvent::Refused(r));
+                }
             }
-            CoreEvent::Unreadable(r) => self.metrics.rejection(&r),
+            CoreEvent::Unreadable(r) => {
+                self.metrics.rejection(&r);
+                self.emit(BotEvent::Refused(r));
+            }
             CoreEvent::Summary {
                 stats,
                 closed_at,
