@@ -10,6 +10,7 @@ mod loadtest;
 mod meter;
 #[cfg(feature = "offline")]
 mod privacy;
+mod progress;
 #[cfg(feature = "offline")]
 mod replay;
 #[cfg(feature = "offline")]
