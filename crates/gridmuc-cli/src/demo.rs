@@ -321,7 +321,8 @@ fn on_bot_event(e: BotEvent, tally: &mut Tally, on_time: bool) {
             *tally.alerts.entry(a.kind.as_str()).or_default() += 1;
             println!("  ALERT {}", where_to(&a));
         }
-        BotEvent::Joined(_) | BotEvent::Stanza(_) => {}
+        // The summary at the end counts refusals; a line each would drown the view.
+        BotEvent::Joined(_) | BotEvent::Stanza(_) | BotEvent::Refused(_) => {}
     }
 }
 

@@ -301,8 +301,12 @@ async fn drive(
         Vec::with_capacity(houses);
     let mut lat = Latency::default();
     let mut joined = 0usize;
+    let ramp_bar = crate::progress::bar(
+        u64::try_from(houses)?,
+        "ramp [{bar:30}] {pos}/{len} joined ({elapsed})",
+    )?;
     let ramp_started = Instant::now();
-    let mut progress = tokio::time::interval(Duration::from_secs(5));
+    let mut progress = tokio::time::interval(Duration::from_secs(1));
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     progress.tick().await;
     let mut spawn = tokio::time::interval(plan.ramp);
@@ -326,18 +330,19 @@ async fn drive(
             Some(e) = meter_rx.recv() => {
                 if matches!(e, MeterEvent::Joined(_)) {
                     joined += 1;
+                    ramp_bar.inc(1);
                     ramp_deadline = Instant::now() + quiet;
                 }
                 lat.meter(e);
             }
             Some(t) = tap_rx.recv() => lat.bot(t),
-            _ = progress.tick() => eprintln!("ramp: {joined}/{houses} joined after {:.0} s", ramp_started.elapsed().as_secs_f64()),
             () = tokio::time::sleep_until(ramp_deadline) => {
-                eprintln!("ramp: only {joined}/{houses} joined; measuring anyway");
+                ramp_bar.suspend(|| eprintln!("ramp: only {joined}/{houses} joined; measuring anyway"));
                 break;
             }
         }
     }
+    ramp_bar.finish_and_clear();
     let ramp = ramp_started.elapsed();
     eprintln!(
         "ramp: {joined}/{houses} joined in {:.1} s; measuring {:.0} s",
@@ -359,6 +364,10 @@ async fn drive(
 
     let before = snapshot(server, prosody_pid, &lat, &registry)?;
     lat.recording = true;
+    let window_bar = crate::progress::bar(
+        plan.window.as_secs(),
+        "measuring [{bar:30}] {pos}/{len} s  {msg}",
+    )?;
     let end = tokio::time::sleep(plan.window);
     tokio::pin!(end);
     loop {
@@ -368,16 +377,18 @@ async fn drive(
             Some(t) = tap_rx.recv() => lat.bot(t),
             _ = progress.tick() => {
                 let t = before.at.elapsed().as_secs_f64();
-                eprintln!(
-                    "t={t:>4.0} s  sent {:>8}  ingested {:>8}  ({:.0}/s)  p99 so far {:.1} ms",
+                window_bar.set_position(before.at.elapsed().as_secs());
+                window_bar.set_message(format!(
+                    "sent {}  ingested {} ({:.0}/s)  p99 so far {:.1} ms",
                     lat.sent - before.sent,
                     registry.accepted() - before.ingested,
                     (registry.accepted() - before.ingested) as f64 / t.max(0.001),
                     lat.percentile_ms(0.99)
-                );
+                ));
             }
         }
     }
+    window_bar.finish_and_clear();
     let after = snapshot(server, prosody_pid, &lat, &registry)?;
     lat.recording = false;
 

@@ -10,6 +10,7 @@ mod loadtest;
 mod meter;
 #[cfg(feature = "offline")]
 mod privacy;
+mod progress;
 #[cfg(feature = "offline")]
 mod replay;
 #[cfg(feature = "offline")]
@@ -75,14 +76,20 @@ enum BenchCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Scripts reading `substation --json` or `--quiet` want only errors on stderr.
+    let level = match &cli.command {
+        Command::Substation(a) => a.default_log_level(),
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .init();
     quiet_known_worker_panic();
-    match Cli::parse().command {
+    match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Meter(a) => meter::run(a),
         Command::Substation(a) => substation::run(a),

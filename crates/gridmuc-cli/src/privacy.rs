@@ -68,15 +68,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         noises.push(Noise::dp(epsilon, args.dp_sensitivity_kw * 1000.0));
     }
     let started = Instant::now();
+    let bar = crate::progress::bar(0, "[{elapsed}] [{bar:30}] {pos}/{len} {msg}")?;
     let output = run_linkage(&config, &noises, |p| {
-        println!(
-            "[{:>6.1} s] {}/{} {}",
-            started.elapsed().as_secs_f64(),
-            p.done,
-            p.total,
-            p.stage
-        );
+        bar.set_length(u64::try_from(p.total).unwrap_or(u64::MAX));
+        bar.set_position(u64::try_from(p.done).unwrap_or(u64::MAX));
+        bar.set_message(p.stage);
     })?;
+    bar.finish_and_clear();
     let runtime_s = started.elapsed().as_secs_f64();
     let houses: Vec<String> = args.houses.iter().map(usize::to_string).collect();
     let epsilons: Vec<String> = args.dp_epsilon.iter().map(f64::to_string).collect();

@@ -12,7 +12,6 @@ use gridmuc_report::realism::{RealismReport, write_realism};
 use gridmuc_sim::realism::{admd_w, measure, simulate_street};
 use gridmuc_sim::scenario::ReplayPlan;
 use gridmuc_sim::traces::{Layout, SimBenchHouses, TraceBuilder, Traces};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 
@@ -51,11 +50,10 @@ const ADMD_SIZES: [usize; 4] = [10, 50, 100, 200];
 fn read_traces(path: &Path, houses: usize, annual_kwh: f64) -> anyhow::Result<(Traces, Layout)> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("reading {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")?
-            .progress_chars("=> "),
-    );
+    let bar = crate::progress::bar(
+        len,
+        "reading {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})",
+    )?;
     bar.set_message(path.display().to_string());
     let mut builder = TraceBuilder::new(
         SimBenchHouses {
@@ -152,13 +150,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out_dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
-    let bar = ProgressBar::new(u64::from(days));
-    bar.set_style(
-        ProgressStyle::with_template(
-            "replaying [{bar:30}] day {pos}/{len} ({elapsed}, eta {eta})",
-        )?
-        .progress_chars("=> "),
-    );
+    let bar = crate::progress::bar(
+        u64::from(days),
+        "replaying [{bar:30}] day {pos}/{len} ({elapsed}, eta {eta})",
+    )?;
     let output = gridmuc_sim::replay(&scenario, &traces, |p| bar.set_position(u64::from(p.done)));
     bar.finish_and_clear();
     let files = gridmuc_report::write_all(&output, &out_dir)

@@ -6,7 +6,6 @@
 //! slower than `gridmuc bench sim`, which times only the household model and summation.
 
 use anyhow::Context as _;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -54,13 +53,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out_dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("reports").join(&scenario.name));
-    let bar = ProgressBar::new(u64::from(scenario.days));
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] day {pos}/{len} ({elapsed}, eta {eta})",
-        )?
-        .progress_chars("=> "),
-    );
+    let bar = crate::progress::bar(
+        u64::from(scenario.days),
+        "{spinner} {msg} [{bar:30}] day {pos}/{len} ({elapsed}, eta {eta})",
+    )?;
     bar.set_message(format!("{} ({} houses)", scenario.name, scenario.houses));
     let started = Instant::now();
     let output = gridmuc_sim::run(&scenario, |p| {

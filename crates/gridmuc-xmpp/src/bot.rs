@@ -30,7 +30,7 @@ use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
 use gridmuc_core::codec::{self, CodecLimits};
 use gridmuc_core::{
-    AggregatorConfig, Alert, IntervalStats, Reading, ReadingId, Rejection, RoomNick, Watts,
+    AggregatorConfig, Alert, Ingest, IntervalStats, Reading, ReadingId, Rejection, RoomNick, Watts,
 };
 use minidom::Element;
 use rand::rngs::OsRng;
@@ -143,6 +143,8 @@ pub enum BotEvent {
     },
     /// An alert was raised or cleared and delivered.
     Alert(Alert),
+    /// A stanza or reading was refused, for this reason (never the sender: consoles print it).
+    Refused(Rejection),
     /// XML of a received stanza, when [`BotConfig::tap_stanzas`] is set.
     Stanza(String),
 }
@@ -210,6 +212,7 @@ pub async fn run_bot(
         ..CodecLimits::default()
     };
     let registry = cfg.registry.clone().unwrap_or_default();
+    registry.rating(cfg.aggregator.overload.rating);
     // Bound before logging in so a taken port is an error, not a silent absence of metrics.
     let _serving = match cfg.metrics {
         Some(addr) => {
@@ -377,8 +380,14 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
                 let now = now_ts();
                 self.metrics
                     .reading(&nick, reading.seqnr, &outcome, now.since(reading.at));
+                if let Ingest::Rejected(r) = outcome {
+                    self.emit(BotEvent::Refused(r));
+                }
             }
-            CoreEvent::Unreadable(r) => self.metrics.rejection(&r),
+            CoreEvent::Unreadable(r) => {
+                self.metrics.rejection(&r);
+                self.emit(BotEvent::Refused(r));
+            }
             CoreEvent::Summary {
                 stats,
                 closed_at,
@@ -386,7 +395,7 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
             } => {
                 // A revision amends an interval already counted.
                 if stats.revision == 0 {
-                    self.metrics.interval();
+                    self.metrics.interval(&stats);
                 }
                 if let Some(up) = &mut self.uplink {
                     up.queue(&stats);
@@ -413,6 +422,10 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
     /// timer waiting for a whole interval.
     fn timer_lag(&self) -> Duration {
         self.interval
+    }
+
+    fn renewed(&mut self) {
+        self.metrics.session_replaced();
     }
 
     fn saw(&mut self, s: &Stanza) {

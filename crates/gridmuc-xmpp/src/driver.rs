@@ -55,6 +55,9 @@ pub(crate) trait Wire<A: Agent> {
         Duration::ZERO
     }
 
+    /// The driver replaced a stuck session (the bot counts these for `/metrics`).
+    fn renewed(&mut self) {}
+
     /// Sees every stanza first (privacy audits in tests).
     fn saw(&mut self, _s: &Stanza) {}
 
@@ -276,6 +279,7 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
     /// Replaces the session and tells the core, which rejoins.
     async fn renew(&mut self, client: &mut Session) -> Result<(), W::Error> {
         connect::renew(client, self.account).await?;
+        self.wire.renewed();
         self.handle(RoomInput::SessionReset);
         Ok(())
     }

@@ -1,32 +1,51 @@
-//! The bot's Prometheus `/metrics`: a registry of atomics the bot updates, and a tiny HTTP/1.1
-//! responder that renders it in the text exposition format (0.0.4).
+//! The bot's Prometheus `/metrics`: a `prometheus-client` registry the bot updates, served
+//! over HTTP/1.1 by hyper.
 //!
-//! Nothing here ever holds a house's JID or nickname: counters are per rejection reason and
-//! per alert kind only. The optional in-process [`ReadingTap`] (load tests) carries nicknames
-//! over a channel inside the process and never into the exposition.
+//! Nothing here ever holds a house's JID or nickname: labels are rejection reasons, alert
+//! kinds and states, and the build's version only. The optional in-process [`ReadingTap`]
+//! (load tests) carries nicknames over a channel inside the process and never into the
+//! exposition.
 //!
-//! Exposed series:
+//! Exposed series (`contrib/` has a Grafana dashboard and alert rules over them):
+//! - `gridmuc_build_info{version}` — always 1, so "the bot is up" is one query;
 //! - `gridmuc_readings_accepted_total` — readings counted in an interval;
 //! - `gridmuc_readings_rejected_total{reason}` — one series per [`REJECTION_KINDS`] entry;
 //! - `gridmuc_alerts_total{kind,state}` — alerts delivered, raised and cleared;
 //! - `gridmuc_intervals_total` — intervals closed;
+//! - `gridmuc_interval_load_watts`, `gridmuc_interval_meters` — the last closed interval's
+//!   neighbourhood total and how many meters reported in it;
+//! - `gridmuc_rating_watts` — the transformer rating the overload alert uses;
+//! - `gridmuc_session_replacements_total` — XMPP sessions the driver replaced (stalls);
 //! - `gridmuc_reading_age_seconds` — histogram of *bot receive time minus the reading's
 //!   timestamp*. The timestamp is the start of the interval the reading describes, so the age
 //!   is the meter's chosen send offset inside the interval (its jitter) plus the transport
 //!   delay; with a 60-s interval and the default jitter expect 6–36 s, and anything beyond
 //!   the interval length means readings arrive late.
+//!
+//! A scrape that accepts OpenMetrics gets it (Prometheus asks for it); anything else gets the
+//! Prometheus text format 0.0.4, which `promtool check metrics` and `curl` users read.
 
 use gridmuc_core::alert::AlertState;
 use gridmuc_core::reject::REJECTION_KINDS;
-use gridmuc_core::{Alert, AlertKind, Ingest, RoomNick};
-use std::fmt::Write as _;
+use gridmuc_core::{Alert, AlertKind, Ingest, IntervalStats, RoomNick, Watts};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::{EncodeLabelSet, prometheus_text, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -35,8 +54,8 @@ pub const AGE_BUCKETS: [f64; 14] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
 
-/// Alert kinds in exposition order: every kind the core has.
-const ALERT_KINDS: [AlertKind; AlertKind::ALL.len()] = AlertKind::ALL;
+/// The OpenMetrics content type `prometheus-client`'s text encoder writes.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// One reading the bot accepted, for in-process load measurement (never exported).
 #[derive(Clone, Debug)]
@@ -52,41 +71,150 @@ pub struct TappedReading {
 /// Where accepted readings are copied for in-process latency measurement.
 pub type ReadingTap = mpsc::UnboundedSender<TappedReading>;
 
-/// The bot's metric registry; cheap to update from the bot task, read by the HTTP responder.
-#[derive(Debug, Default)]
+/// `reason` label of the rejection counter: a [`REJECTION_KINDS`] entry, never a sender.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+/// `kind` and `state` labels of the alert counter: never the nickname an alert names.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    kind: &'static str,
+    state: &'static str,
+}
+
+impl AlertLabels {
+    fn of(kind: AlertKind, state: AlertState) -> AlertLabels {
+        AlertLabels {
+            kind: kind.as_str(),
+            state: match state {
+                AlertState::Raised => "raised",
+                AlertState::Cleared => "cleared",
+            },
+        }
+    }
+}
+
+/// The bot's metric registry; cheap to update from the bot task, read by the HTTP server.
+#[derive(Debug)]
 pub struct Metrics {
-    accepted: AtomicU64,
-    rejected: [AtomicU64; REJECTION_KINDS.len()],
-    /// `[kind][0 = raised, 1 = cleared]`.
-    alerts: [[AtomicU64; 2]; ALERT_KINDS.len()],
-    intervals: AtomicU64,
-    /// Non-cumulative bucket counts; the last slot is `+Inf`.
-    age_buckets: [AtomicU64; AGE_BUCKETS.len() + 1],
-    age_sum_ms: AtomicU64,
-    age_count: AtomicU64,
+    registry: Registry,
+    accepted: Counter,
+    rejected: Family<Reason, Counter>,
+    alerts: Family<AlertLabels, Counter>,
+    intervals: Counter,
+    load: Gauge,
+    meters: Gauge,
+    rating: Gauge,
+    replacements: Counter,
+    age: Histogram,
     tap: Option<ReadingTap>,
 }
 
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
-    /// An empty registry.
+    /// An empty registry; every reason and alert series starts at 0 so rates work from the first scrape.
     pub fn new() -> Metrics {
-        Metrics::default()
+        let m = Metrics {
+            registry: Registry::default(),
+            accepted: Counter::default(),
+            rejected: Family::default(),
+            alerts: Family::default(),
+            intervals: Counter::default(),
+            load: Gauge::default(),
+            meters: Gauge::default(),
+            rating: Gauge::default(),
+            replacements: Counter::default(),
+            age: Histogram::new(AGE_BUCKETS),
+            tap: None,
+        };
+        for reason in REJECTION_KINDS {
+            let _ = m.rejected.get_or_create(&Reason { reason });
+        }
+        for kind in AlertKind::ALL {
+            for state in [AlertState::Raised, AlertState::Cleared] {
+                let _ = m.alerts.get_or_create(&AlertLabels::of(kind, state));
+            }
+        }
+        m.registered()
     }
 
     /// An empty registry that also copies every accepted reading to `tap` (load tests).
     pub fn with_tap(tap: ReadingTap) -> Metrics {
         Metrics {
             tap: Some(tap),
-            ..Metrics::default()
+            ..Metrics::new()
         }
+    }
+
+    /// Registers every handle (they share their values with the registry's clones).
+    fn registered(mut self) -> Metrics {
+        let r = &mut self.registry;
+        r.register(
+            "gridmuc_build",
+            "The running gridmuc build; always 1 while the bot serves metrics",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        r.register(
+            "gridmuc_readings_accepted",
+            "Readings counted in an interval",
+            self.accepted.clone(),
+        );
+        r.register(
+            "gridmuc_readings_rejected",
+            "Stanzas or readings refused, by reason",
+            self.rejected.clone(),
+        );
+        r.register(
+            "gridmuc_alerts",
+            "Alerts delivered, by kind and state",
+            self.alerts.clone(),
+        );
+        r.register(
+            "gridmuc_intervals",
+            "Intervals closed, empty ones included",
+            self.intervals.clone(),
+        );
+        r.register(
+            "gridmuc_interval_load_watts",
+            "Neighbourhood total of the last closed interval, in W",
+            self.load.clone(),
+        );
+        r.register(
+            "gridmuc_interval_meters",
+            "Meters that reported in the last closed interval",
+            self.meters.clone(),
+        );
+        r.register(
+            "gridmuc_rating_watts",
+            "Transformer rating the overload alert uses, in W",
+            self.rating.clone(),
+        );
+        r.register(
+            "gridmuc_session_replacements",
+            "XMPP sessions replaced because the old one stalled or lost the room",
+            self.replacements.clone(),
+        );
+        r.register(
+            "gridmuc_reading_age_seconds",
+            "Bot receive time minus the reading's timestamp (start of its interval), accepted readings",
+            self.age.clone(),
+        );
+        self
     }
 
     /// Records what the aggregator did with one decoded reading; `age_ms` is receive time minus the reading's timestamp.
     pub fn reading(&self, nick: &RoomNick, seqnr: u64, outcome: &Ingest, age_ms: i64) {
         match outcome {
             Ingest::Accepted => {
-                self.accepted.fetch_add(1, Ordering::Relaxed);
-                self.observe_age(age_ms);
+                self.accepted.inc();
+                self.age.observe(age_ms.max(0) as f64 / 1000.0);
                 if let Some(tap) = &self.tap {
                     let _ = tap.send(TappedReading {
                         nick: nick.clone(),
@@ -101,122 +229,66 @@ impl Metrics {
 
     /// Records a stanza or reading refused for `r`.
     pub fn rejection(&self, r: &gridmuc_core::Rejection) {
-        self.rejected[r.index()].fetch_add(1, Ordering::Relaxed);
+        self.rejected
+            .get_or_create(&Reason { reason: r.kind() })
+            .inc();
     }
 
-    /// Records one closed interval.
-    pub fn interval(&self) {
-        self.intervals.fetch_add(1, Ordering::Relaxed);
+    /// Records one closed interval and its totals.
+    pub fn interval(&self, stats: &IntervalStats) {
+        self.intervals.inc();
+        self.load.set(stats.total.0);
+        self.meters
+            .set(i64::try_from(stats.meters).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the transformer rating, so dashboards draw the load against it.
+    pub fn rating(&self, rating: Watts) {
+        self.rating.set(rating.0);
     }
 
     /// Records one delivered alert (its kind and state only, never the nickname).
     pub fn alert(&self, a: &Alert) {
-        let state = usize::from(a.state == AlertState::Cleared);
-        if let Some(kind) = ALERT_KINDS.iter().position(|k| *k == a.kind) {
-            self.alerts[kind][state].fetch_add(1, Ordering::Relaxed);
-        }
+        self.alerts
+            .get_or_create(&AlertLabels::of(a.kind, a.state))
+            .inc();
     }
 
-    fn observe_age(&self, age_ms: i64) {
-        let ms = age_ms.max(0).unsigned_abs();
-        let secs = ms as f64 / 1000.0;
-        let idx = AGE_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(AGE_BUCKETS.len());
-        self.age_buckets[idx].fetch_add(1, Ordering::Relaxed);
-        self.age_sum_ms.fetch_add(ms, Ordering::Relaxed);
-        self.age_count.fetch_add(1, Ordering::Relaxed);
+    /// Records one XMPP session replaced by the driver.
+    pub fn session_replaced(&self) {
+        self.replacements.inc();
     }
 
     /// Readings accepted so far (for in-process callers such as the load test).
     pub fn accepted(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+        self.accepted.get()
     }
 
     /// Rejections so far, all reasons together.
     pub fn rejected_total(&self) -> u64 {
-        self.rejected
+        REJECTION_KINDS
             .iter()
-            .map(|c| c.load(Ordering::Relaxed))
+            .filter_map(|reason| self.rejected.get(&Reason { reason }).map(|c| c.get()))
             .sum()
     }
 
-    /// The registry in Prometheus text exposition format 0.0.4.
+    /// The registry in the Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(4096);
-        // Writing to a String cannot fail; the results are ignored on purpose.
-        let _ = writeln!(
-            out,
-            "# HELP gridmuc_readings_accepted_total Readings counted in an interval.\n\
-             # TYPE gridmuc_readings_accepted_total counter\n\
-             gridmuc_readings_accepted_total {}",
-            load(&self.accepted)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gridmuc_readings_rejected_total Stanzas or readings refused, by reason.\n\
-             # TYPE gridmuc_readings_rejected_total counter"
-        );
-        for (kind, c) in REJECTION_KINDS.iter().zip(&self.rejected) {
-            let _ = writeln!(
-                out,
-                "gridmuc_readings_rejected_total{{reason=\"{kind}\"}} {}",
-                load(c)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP gridmuc_alerts_total Alerts delivered, by kind and state.\n\
-             # TYPE gridmuc_alerts_total counter"
-        );
-        for (kind, states) in ALERT_KINDS.iter().zip(&self.alerts) {
-            for (state, c) in ["raised", "cleared"].iter().zip(states) {
-                let _ = writeln!(
-                    out,
-                    "gridmuc_alerts_total{{kind=\"{}\",state=\"{state}\"}} {}",
-                    kind.as_str(),
-                    load(c)
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP gridmuc_intervals_total Intervals closed, empty ones included.\n\
-             # TYPE gridmuc_intervals_total counter\n\
-             gridmuc_intervals_total {}",
-            load(&self.intervals)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP gridmuc_reading_age_seconds Bot receive time minus the reading's timestamp (start of its interval), accepted readings.\n\
-             # TYPE gridmuc_reading_age_seconds histogram"
-        );
-        let mut cumulative = 0;
-        for (bound, c) in AGE_BUCKETS.iter().zip(&self.age_buckets) {
-            cumulative += load(c);
-            let _ = writeln!(
-                out,
-                "gridmuc_reading_age_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += load(&self.age_buckets[AGE_BUCKETS.len()]);
-        let _ = writeln!(
-            out,
-            "gridmuc_reading_age_seconds_bucket{{le=\"+Inf\"}} {cumulative}\n\
-             gridmuc_reading_age_seconds_sum {}\n\
-             gridmuc_reading_age_seconds_count {}",
-            load(&self.age_sum_ms) as f64 / 1000.0,
-            load(&self.age_count)
-        );
+        let mut out = String::with_capacity(8192);
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The registry in the OpenMetrics text format, `# EOF` included.
+    fn render_openmetrics(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        let _ = text::encode(&mut out, &self.registry);
         out
     }
 }
 
-/// Longest request head we read before answering 431.
-const MAX_REQUEST: usize = 8 * 1024;
-/// How long a scraper may take to send its request.
+/// How long a scraper may take to send its request head.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds `addr` for [`serve`]; separate so a bad address is an error before the bot joins.
@@ -240,7 +312,16 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     let metrics = metrics.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = respond(stream, &metrics).await {
+                        let service = hyper::service::service_fn(move |req| {
+                            let answer = respond(&req, &metrics);
+                            async move { Ok::<_, Infallible>(answer) }
+                        });
+                        let served = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(READ_TIMEOUT)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                        if let Err(e) = served {
                             tracing::debug!("metrics request failed: {e}");
                         }
                     });
@@ -255,58 +336,48 @@ pub async fn serve(
     }
 }
 
-/// Reads one request head and writes one response, then closes (no keep-alive needed by Prometheus).
-async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let head = tokio::time::timeout(READ_TIMEOUT, async {
-        let mut chunk = [0u8; 1024];
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                return Ok::<_, std::io::Error>(Some(end));
-            }
-            if buf.len() > MAX_REQUEST {
-                return Ok(None);
-            }
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-    let (status, body) = match head {
-        None => ("431 Request Header Fields Too Large", String::new()),
-        Some(end) => route(&buf[..end], metrics),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+/// The response to one request: the exposition in the format the scraper accepts, or an error status.
+fn respond(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = route(req, metrics);
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
-/// Status and body for one request head.
-fn route(head: &[u8], metrics: &Metrics) -> (&'static str, String) {
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|b| *b == b' ');
-    let (method, target) = (parts.next(), parts.next());
-    let path = target.map(|t| t.split(|b| *b == b'?').next().unwrap_or_default());
-    match (method, path) {
-        (Some(b"GET"), Some(b"/metrics")) => ("200 OK", metrics.render()),
-        (Some(b"GET"), Some(_)) => ("404 Not Found", "try /metrics\n".to_owned()),
-        _ => ("405 Method Not Allowed", String::new()),
+/// Status, content type and body for one request.
+fn route<B>(req: &Request<B>, metrics: &Metrics) -> (StatusCode, &'static str, String) {
+    let plain = "text/plain; charset=utf-8";
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") if wants_openmetrics(req) => {
+            (StatusCode::OK, OPENMETRICS, metrics.render_openmetrics())
+        }
+        (&Method::GET, "/metrics") => (
+            StatusCode::OK,
+            prometheus_text::CONTENT_TYPE,
+            metrics.render(),
+        ),
+        (&Method::GET, _) => (StatusCode::NOT_FOUND, plain, "try /metrics\n".to_owned()),
+        _ => (StatusCode::METHOD_NOT_ALLOWED, plain, String::new()),
     }
+}
+
+/// Whether the scraper's `Accept` header names OpenMetrics (Prometheus's own scrapes do).
+fn wants_openmetrics<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use gridmuc_core::{Rejection, Severity, Timestamp, Watts};
+    use gridmuc_core::{Rejection, Severity, Timestamp};
 
     fn value(text: &str, series: &str) -> f64 {
         text.lines()
@@ -317,14 +388,17 @@ mod tests {
     }
 
     #[test]
-    fn renders_counters_and_histogram() {
+    fn renders_counters_gauges_and_histogram() {
         let m = Metrics::new();
         let nick = RoomNick::new("amber-otter-1").unwrap();
         m.reading(&nick, 1, &Ingest::Accepted, 40);
         m.reading(&nick, 2, &Ingest::Accepted, 3_000);
         m.reading(&nick, 3, &Ingest::Rejected(Rejection::Late), 90_000);
         m.rejection(&Rejection::NotANumber);
-        m.interval();
+        let mut values = [1_000, 1_000, 1_000, 1_000, 1_000, 1_000, 6_340];
+        m.interval(&IntervalStats::compute(Timestamp(0), 60_000, &mut values));
+        m.rating(Watts(400_000));
+        m.session_replaced();
         m.alert(&Alert {
             kind: AlertKind::HouseSpike,
             severity: Severity::Warning,
@@ -344,30 +418,80 @@ mod tests {
                 "gridmuc_alerts_total{kind=\"house-spike\",state=\"raised\"}",
                 1.0,
             ),
+            (
+                "gridmuc_alerts_total{kind=\"overload\",state=\"cleared\"}",
+                0.0,
+            ),
             ("gridmuc_intervals_total", 1.0),
+            ("gridmuc_interval_load_watts", 12_340.0),
+            ("gridmuc_interval_meters", 7.0),
+            ("gridmuc_rating_watts", 400_000.0),
+            ("gridmuc_session_replacements_total", 1.0),
+            (
+                &format!(
+                    "gridmuc_build_info{{version=\"{}\"}}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                1.0,
+            ),
             ("gridmuc_reading_age_seconds_bucket{le=\"0.05\"}", 1.0),
             ("gridmuc_reading_age_seconds_bucket{le=\"2.5\"}", 1.0),
             ("gridmuc_reading_age_seconds_bucket{le=\"5\"}", 2.0),
             ("gridmuc_reading_age_seconds_bucket{le=\"+Inf\"}", 2.0),
+            ("gridmuc_reading_age_seconds_count", 2.0),
+            ("gridmuc_reading_age_seconds_sum", 3.04),
         ];
         for (series, want) in expected {
             assert_eq!(value(&text, series), want, "{series}");
         }
-        assert_eq!(value(&text, "gridmuc_reading_age_seconds_sum"), 3.04);
+        assert_eq!(m.accepted(), 2);
+        assert_eq!(m.rejected_total(), 2);
         assert!(!text.contains("amber-otter"), "{text}");
-        assert_eq!(text.matches("gridmuc_readings_rejected_total{").count(), 18);
+        assert_eq!(
+            text.matches("gridmuc_readings_rejected_total{").count(),
+            REJECTION_KINDS.len()
+        );
+        assert_eq!(
+            text.matches("gridmuc_alerts_total{").count(),
+            2 * AlertKind::ALL.len()
+        );
     }
 
     #[test]
-    fn routes() {
+    fn openmetrics_holds_the_same_values() {
         let m = Metrics::new();
-        assert_eq!(route(b"GET /metrics HTTP/1.1\r\nHost: x", &m).0, "200 OK");
-        assert_eq!(route(b"GET /metrics?x=1 HTTP/1.1", &m).0, "200 OK");
-        assert_eq!(route(b"GET / HTTP/1.1", &m).0, "404 Not Found");
+        m.session_replaced();
+        let om = m.render_openmetrics();
+        assert_eq!(value(&om, "gridmuc_session_replacements_total"), 1.0);
+        assert!(om.ends_with("# EOF\n"), "{om}");
+    }
+
+    #[test]
+    fn routes_by_method_path_and_accept() {
+        let m = Metrics::new();
+        let get = |uri: &str, accept: Option<&str>| {
+            let mut b = Request::get(uri);
+            if let Some(a) = accept {
+                b = b.header(ACCEPT, a);
+            }
+            let req = b.body(()).unwrap();
+            let (status, ct, _) = route(&req, &m);
+            (status, ct)
+        };
         assert_eq!(
-            route(b"POST /metrics HTTP/1.1", &m).0,
-            "405 Method Not Allowed"
+            get("/metrics", None),
+            (StatusCode::OK, prometheus_text::CONTENT_TYPE)
         );
-        assert_eq!(route(b"", &m).0, "405 Method Not Allowed");
+        assert_eq!(get("/metrics?x=1", None).0, StatusCode::OK);
+        assert_eq!(
+            get(
+                "/metrics",
+                Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+            ),
+            (StatusCode::OK, OPENMETRICS)
+        );
+        assert_eq!(get("/", None).0, StatusCode::NOT_FOUND);
+        let post = Request::post("/metrics").body(()).unwrap();
+        assert_eq!(route(&post, &m).0, StatusCode::METHOD_NOT_ALLOWED);
     }
 }

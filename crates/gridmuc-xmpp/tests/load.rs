@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+mod promtool;
 use common::{TestServer, runtime, stopped, users};
 
 /// A private server (default config: STARTTLS, XEP-0198 on) with a room and `houses` accounts.
@@ -223,7 +224,12 @@ fn free_port() -> std::net::SocketAddr {
 
 fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    // hyper keeps HTTP/1.1 connections open unless asked not to; we read to the end.
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
@@ -333,11 +339,20 @@ fn metrics_endpoint_counts_readings_rejections_and_reading_age() {
         assert!(!body.contains(&format!("house{i}@")), "house{i} in metrics");
     }
     assert!(!body.contains(hood.server.domain()), "a JID in metrics");
+    // The last closed interval may be one after the meters stopped, with no one in it.
+    let meters_last = value(&body, "gridmuc_interval_meters");
+    assert!(meters_last <= 3.0, "{meters_last}");
+    assert_eq!(
+        value(&body, "gridmuc_interval_load_watts"),
+        1_500.0 * meters_last
+    );
+    assert_eq!(value(&body, "gridmuc_rating_watts"), 10_000_000.0);
+    promtool::check_exposition(&body);
 }
 
 fn scrape_status(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     text
