@@ -28,9 +28,9 @@ pub struct Args {
     /// How long the neighbourhood runs.
     #[arg(long, default_value_t = 2.0)]
     pub minutes: f64,
-    /// `direct` (readings privately to the bot through the room), `broadcast` (to the room)
-    /// or `private` (Prio3 with a helper bot: nobody sees a reading).
-    #[arg(long, default_value = "direct")]
+    /// `private` (Prio3 with a helper bot: nobody sees a reading; the default), `direct`
+    /// (readings sealed privately to the bot through the room) or `broadcast` (to the room).
+    #[arg(long, default_value = "private")]
     pub mode: DemoMode,
     /// Reporting interval in seconds (short, so a two-minute demo shows many intervals).
     #[arg(long, default_value_t = 5.0)]
