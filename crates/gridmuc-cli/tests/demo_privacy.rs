@@ -41,47 +41,63 @@ fn a_whole_demo_logs_prints_and_writes_no_house_jid() {
         "detector"
     );
 
-    let cwd = tempfile::tempdir().unwrap();
-    // The private server's own files (accounts, its log) live apart: they are the server's.
-    let server_tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gridmuc"))
-        .args([
-            "demo",
-            "--houses",
-            "6",
-            "--minutes",
-            "0.2",
-            "--interval",
-            "1",
-        ])
-        .current_dir(cwd.path())
-        .env("TMPDIR", server_tmp.path())
-        .env(
-            "RUST_LOG",
-            "warn,gridmuc=trace,gridmuc_xmpp=trace,gridmuc_core=trace,gridmuc_server=trace,\
-             gridmuc_cli=trace",
-        )
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    // The run really happened and was logged.
-    assert!(stdout.contains("readings sent:"), "{stdout}");
-    assert!(stderr.contains("joined as a plain participant"), "{stderr}");
-    assert!(stdout.contains("house-spike"), "{stdout}");
-
-    assert_eq!(house_jids(&stdout), Vec::<String>::new(), "in stdout");
-    assert_eq!(house_jids(&stderr), Vec::<String>::new(), "in the logs");
-    let mut files = Vec::new();
-    files_under(cwd.path(), &mut files);
-    for f in files {
-        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
-        assert_eq!(
-            house_jids(&text),
-            Vec::<String>::new(),
-            "in {}",
-            f.display()
+    // Private mode (the default) and direct mode, where the bot sees every nickname's reading.
+    for (mode, printed) in [("private", "reports sent:"), ("direct", "readings sent:")] {
+        let cwd = tempfile::tempdir().unwrap();
+        // The private server's own files (accounts, its log) live apart: they are the server's.
+        let server_tmp = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_gridmuc"))
+            .args([
+                "demo",
+                "--mode",
+                mode,
+                "--houses",
+                "6",
+                "--minutes",
+                "0.2",
+                "--interval",
+                "1",
+            ])
+            .current_dir(cwd.path())
+            .env("TMPDIR", server_tmp.path())
+            .env(
+                "RUST_LOG",
+                "warn,gridmuc=trace,gridmuc_xmpp=trace,gridmuc_core=trace,gridmuc_server=trace,\
+                 gridmuc_cli=trace,gridmuc_agent=trace",
+            )
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{mode} demo failed:\n{stdout}\n{stderr}"
         );
+        // The run really happened and was logged.
+        assert!(stdout.contains(printed), "{mode}: {stdout}");
+        assert!(stderr.contains("joined"), "{mode}: {stderr}");
+        assert!(stdout.contains("house-spike"), "{mode}: {stdout}");
+
+        assert_eq!(
+            house_jids(&stdout),
+            Vec::<String>::new(),
+            "{mode}: in stdout"
+        );
+        assert_eq!(
+            house_jids(&stderr),
+            Vec::<String>::new(),
+            "{mode}: in the logs"
+        );
+        let mut files = Vec::new();
+        files_under(cwd.path(), &mut files);
+        for f in files {
+            let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+            assert_eq!(
+                house_jids(&text),
+                Vec::<String>::new(),
+                "{mode}: in {}",
+                f.display()
+            );
+        }
     }
 }
