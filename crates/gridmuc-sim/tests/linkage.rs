@@ -159,13 +159,13 @@ fn meters_that_fail_differently_make_participation_a_fingerprint() {
 fn histogram_differences_leak_more_than_total_differences() {
     let d = aggregate(AggregateAttack::Dropout, "none");
     assert_eq!(d.trials, 400);
-    // Seed 11, 20 houses: the total's difference is within ±50 W in 27 % of the trials; the
-    // histogram's names the house's bucket in 58 %, certainly so in 26 %, and cuts the median
-    // error from 120 W to 40 W.
+    // Seed 11, 20 houses of the calibrated model: the total's difference is within ±50 W in
+    // 20 % of the trials; the histogram's names the house's bucket in 41 %, certainly so in 5 %,
+    // and cuts the median error from 140 W to 70 W.
     let bucket = d.bucket_hit.unwrap();
-    assert!(bucket >= 0.5, "{d:?}");
-    assert!(bucket > d.within_50_w + 0.2, "{d:?}");
-    assert!(d.bucket_certain.unwrap() > 0.2, "{d:?}");
+    assert!(bucket >= 0.35, "{d:?}");
+    assert!(bucket > d.within_50_w + 0.15, "{d:?}");
+    assert!(d.bucket_certain.unwrap() > 0.02, "{d:?}");
     assert!(d.bucket_certain.unwrap() <= bucket);
     assert!(
         d.hist_median_abs_err_w.unwrap() <= d.median_abs_err_w,
