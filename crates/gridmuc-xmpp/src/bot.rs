@@ -13,7 +13,7 @@
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::delivery;
 use crate::district::{DistrictConfig, Uplink};
-use crate::driver::{self, Stall, Wire, from_room, presence_reveals_jid};
+use crate::driver::{self, Stall, Wire, join_watching};
 use crate::guard::{self, GuardMark};
 use crate::metrics::{self, Metrics};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
@@ -500,15 +500,7 @@ pub(crate) async fn join_as_participant(
     let mut taken: u32 = 0;
     let me = loop {
         let answer = muc::answer_bound(account);
-        let own = client.bound_jid().cloned();
-        let joined = muc::join(client, room, nick, answer, |s| {
-            if let Stanza::Presence(p) = &s
-                && from_room(p, room)
-            {
-                saw_jids |= presence_reveals_jid(&p.payloads, own.as_ref());
-            }
-        })
-        .await;
+        let joined = join_watching(client, room, nick, answer, &mut saw_jids, drop).await;
         match joined {
             Err(MucError::Timeout(..)) if retries < muc::FRESH_RETRIES => {
                 retries += 1;

@@ -293,15 +293,8 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
     ) -> Result<(), W::Error> {
         let mut early = Vec::new();
         let mut saw_jids = false;
-        let own = client.bound_jid().cloned();
-        let room = self.room;
         let answer = muc::answer_bound(self.account);
-        let joined = muc::join(client, room, &nick, answer, |s| {
-            if let Stanza::Presence(p) = &s
-                && from_room(p, room)
-            {
-                saw_jids |= presence_reveals_jid(&p.payloads, own.as_ref());
-            }
+        let joined = join_watching(client, self.room, &nick, answer, &mut saw_jids, |s| {
             early.push(s);
         })
         .await;
@@ -341,6 +334,29 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
         };
         self.core.handle(now_ts(), input);
     }
+}
+
+/// One join attempt that also watches the room's presences while it waits: `saw_jids` is set
+/// if any shows a real JID other than our own (the room is non-anonymous to us); every stanza
+/// before our own presence goes to `early`.
+pub(crate) async fn join_watching(
+    client: &mut Session,
+    room: &BareJid,
+    nick: &gridmuc_core::RoomNick,
+    answer: Duration,
+    saw_jids: &mut bool,
+    mut early: impl FnMut(Stanza),
+) -> Result<JoinOutcome, MucError> {
+    let own = client.bound_jid().cloned();
+    muc::join(client, room, nick, answer, |s| {
+        if let Stanza::Presence(p) = &s
+            && from_room(p, room)
+        {
+            *saw_jids |= presence_reveals_jid(&p.payloads, own.as_ref());
+        }
+        early(s);
+    })
+    .await
 }
 
 impl muc::SelfPresence {
@@ -405,7 +421,7 @@ impl PrivacyError {
 ///
 /// Only the room speaks for the room: any account can send us a presence carrying a `muc#user`
 /// item with someone's JID, and such a presence is ignored.
-pub(crate) fn room_presence(
+fn room_presence(
     p: &Presence,
     room: &BareJid,
     nick: Option<&gridmuc_core::RoomNick>,
@@ -427,7 +443,7 @@ pub(crate) fn room_presence(
 }
 
 /// Whether a presence comes from the room itself or one of its occupants.
-pub(crate) fn from_room(p: &Presence, room: &BareJid) -> bool {
+fn from_room(p: &Presence, room: &BareJid) -> bool {
     p.from.as_ref().is_some_and(|f| f.to_bare() == *room)
 }
 
@@ -437,7 +453,7 @@ pub(crate) fn from_room(p: &Presence, room: &BareJid) -> bool {
 /// Our own JID alone is what Prosody shows an account that is in the room twice under one
 /// nickname (a replaced session that has not gone yet, on a busy server); it says nothing
 /// about a house, and a non-anonymous room still says so with status code 100.
-pub(crate) fn presence_reveals_jid(payloads: &[Element], own: Option<&FullJid>) -> bool {
+fn presence_reveals_jid(payloads: &[Element], own: Option<&FullJid>) -> bool {
     let own = own.map(|o| o.to_bare());
     payloads
         .iter()
