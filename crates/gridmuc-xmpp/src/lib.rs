@@ -36,8 +36,9 @@ pub(crate) fn now_ts() -> Timestamp {
 /// The tokio instant at which the wall clock reads (or read) `t`.
 pub(crate) fn instant_at(t: Timestamp) -> Instant {
     let now = Instant::now();
-    let offset = Duration::from_millis(t.since(now_ts()).unsigned_abs());
-    match t >= now_ts() {
+    let ahead = t.since(now_ts());
+    let offset = Duration::from_millis(ahead.unsigned_abs());
+    match ahead >= 0 {
         true => now + offset,
         false => now.checked_sub(offset).unwrap_or(now),
     }
