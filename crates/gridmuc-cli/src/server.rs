@@ -130,16 +130,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a secret readable by its owner only (0600 where the platform has modes).
+/// Writes a key file (see [`gridmuc_xmpp::bot::write_secret`]), naming it in any error.
 fn write_secret(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)
+    gridmuc_xmpp::bot::write_secret(path, bytes)
         .with_context(|| format!("writing {}", path.display()))
 }

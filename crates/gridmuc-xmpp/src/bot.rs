@@ -640,6 +640,17 @@ pub(crate) fn bot_key(
     Ok(key)
 }
 
+/// Writes a secret (a bot key, the Prio3 verify key) readable by its owner only (0600 where
+/// the platform has modes), and never over an existing file.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
 /// Reads the bot's secret key from `path` (written by `gridmuc server`).
 fn read_key(path: &Path) -> Result<BotSecretKey, BotError> {
     let what = || path.display().to_string();

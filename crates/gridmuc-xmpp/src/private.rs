@@ -6,7 +6,7 @@
 //! optional body for people and the plain bot's `<alert/>` element, to the room, to an
 //! occupant through the room, or to an operator. It signs nothing and believes nothing.
 
-use crate::bot::{BotConfig, BotError, bot_key};
+use crate::bot::{BotConfig, BotError, bot_key, write_secret};
 use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::driver::{self, RoomRefusal, Stall, Wire};
 use crate::meter::{MeterConfig, MeterError, Reader, SHUTDOWN_DRAIN};
@@ -378,24 +378,13 @@ fn load_or_create_verify_key(path: &Path) -> Result<VerifyKey, PrivateError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = VerifyKey::generate(&mut OsRng.unwrap_err());
             let text = BASE64.encode(*key.to_bytes());
-            write_private(path, &text).map_err(|e| PrivateError::KeyFile(what(), e.to_string()))?;
+            write_secret(path, format!("{text}\n").as_bytes())
+                .map_err(|e| PrivateError::KeyFile(what(), e.to_string()))?;
             tracing::info!(path = %path.display(), "created the Prio3 verify key");
             Ok(key)
         }
         Err(e) => Err(PrivateError::KeyFile(what(), e.to_string())),
     }
-}
-
-/// Writes a secret readable by its owner only.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    opts.open(path)?.write_all(format!("{text}\n").as_bytes())
 }
 
 /// The XMPP side of any private-mode core: payloads in and out, the meter's readings.
@@ -534,5 +523,35 @@ where
 
     fn gave_up(&self, e: C::Error) -> PrivateError {
         e.in_room(&self.room).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verify_key_is_created_once_owner_only_and_read_back() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("bot.key.verify");
+        let first = load_or_create_verify_key(&path).expect("created");
+        let again = load_or_create_verify_key(&path).expect("read back");
+        assert_eq!(*first.to_bytes(), *again.to_bytes());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("written")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "not a key\n").expect("overwritten by hand");
+        assert!(matches!(
+            load_or_create_verify_key(&path),
+            Err(PrivateError::KeyFile(..))
+        ));
+        // An existing file is never replaced.
+        assert!(write_secret(&path, b"x").is_err());
     }
 }
