@@ -639,8 +639,15 @@ fn a_stalled_meter_session_is_pinged_renewed_and_catches_up_what_it_missed() {
         refused.get(Refusal::Replay) + refused.get(Refusal::IntervalClosed),
         "{refused:?}"
     );
-    // The meter does not take a late resend of a counted report for a refusal.
-    assert!(m.core.stats().refused.is_empty(), "{:?}", m.core.stats());
+    // The meter does not take a late resend of a counted report for a refusal, and counts it
+    // apart from reports that never had a verdict.
+    let stats = m.core.stats();
+    assert!(stats.refused.is_empty(), "{stats:?}");
+    assert_eq!(
+        (stats.late_resends, stats.expired),
+        (refused.get(Refusal::IntervalClosed), 0),
+        "{stats:?}"
+    );
     // Without catch-up the same outage costs that interval its report.
     let (w, _) = stalled_meter(0);
     assert_eq!(published(&w)[&late[0]].reports, 5);

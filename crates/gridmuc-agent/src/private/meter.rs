@@ -149,9 +149,11 @@ pub struct PrivateMeterStats {
     pub published: u64,
     /// Reports refused by the leader, by reason.
     pub refused: BTreeMap<&'static str, u64>,
-    /// Reports given up: their interval's notice did not reach us in time, or a resend
-    /// arrived after its interval closed (an earlier copy may have been counted).
+    /// Reports given up because no verdict came before they grew too old to matter.
     pub expired: u64,
+    /// Resent reports that reached the leader after their interval closed: an earlier copy
+    /// may have been counted, but the leader no longer knows, so neither do we.
+    pub late_resends: u64,
     /// Payloads not signed by the pinned leader key (an impostor's).
     pub unverified: u64,
     /// Local notices given ("your house is at or above …").
@@ -367,7 +369,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
                         // An earlier copy may have been counted (its verdict lost): the
                         // leader no longer knows. Given up, not refused.
                         self.pending.remove(interval);
-                        self.stats.expired += 1;
+                        self.stats.late_resends += 1;
                         tracing::debug!(
                             interval,
                             "a resent report arrived after its interval closed"
