@@ -239,9 +239,17 @@ fn a_hostile_occupant_can_neither_crash_nor_stop_the_neighbourhood() {
             ))
             .unwrap();
         mallory.drain(Duration::from_millis(500)).unwrap();
-        // Everyone keeps working for a few more intervals.
+        // Everyone keeps working for a few more intervals, and for as long as a loaded machine
+        // needs to route the 210 KB stanzas to all four (a fixed 3 s saw only 4 of 10 cut).
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let cut = gridmuc_xmpp::guard::CUT_TOO_DEEP.load(Ordering::Relaxed) - before;
+        let cut_so_far = || gridmuc_xmpp::guard::CUT_TOO_DEEP.load(Ordering::Relaxed) - before;
+        for _ in 0..120 {
+            if cut_so_far() >= 10 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let cut = cut_so_far();
         let (bot, meters, _) = stop(running).await;
         (bot, meters, cut)
     });
