@@ -131,7 +131,7 @@ fn console_event(e: &BotEvent) -> Option<Event<'_>> {
 }
 
 /// What the console shows of one private-mode leader event (intervals are `length` long); the
-/// leader publishes no interval without reports, so every published one is shown.
+/// leader publishes no interval without reports, and an interval withheld with none says nothing.
 fn leader_event(e: &LeaderEvent, length: Millis) -> Option<Event<'_>> {
     let start = |interval: u64| {
         Timestamp(
@@ -149,6 +149,8 @@ fn leader_event(e: &LeaderEvent, length: Millis) -> Option<Event<'_>> {
             summary,
             line: interval_line(summary.start, result, *spike),
         }),
+        // No line for an interval nobody reported in.
+        LeaderEvent::Skipped { reports: 0, .. } => None,
         LeaderEvent::Skipped { interval, reports } => Some(Event::Skipped {
             start: start(*interval),
             reports: *reports,
@@ -410,6 +412,11 @@ mod tests {
                 "interval 1970-01-01T00:00:15Z: 4 reports, below the helper's minimum: nothing released"
             )
         );
+        let empty = LeaderEvent::Skipped {
+            interval: 3,
+            reports: 0,
+        };
+        assert_eq!(leader_line(&empty, 5_000), None, "nobody reported");
         assert!(
             leader_line(&LeaderEvent::Lost { interval: 3 }, 5_000)
                 .unwrap()
