@@ -149,6 +149,7 @@
     page.intervals.set(start, s); // a revision replaces its interval
     page.lastSummaryAt = Date.now();
     $("mode").textContent = s.mode;
+    $("estimated").textContent = s.mode === "private" ? "(private mode: estimated from the histogram)" : "";
     $("meters").textContent = String(s.meters);
     $("count").textContent = String(page.intervals.size);
     renderIntervals();
