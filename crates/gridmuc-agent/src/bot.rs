@@ -15,6 +15,7 @@ use crate::room::{Agent, RoomInput, RoomTransmit};
 pub use crate::room::{PrivacyRefusal, SelfPresence};
 use crate::seat::{Seat, SeatTransmit};
 use gridmuc_core::aggregator::{Counters, Ingest};
+use gridmuc_core::codec::Summary;
 use gridmuc_core::{
     Aggregator, AggregatorConfig, Alert, IntervalStats, Millis, Reading, ReadingId, Rejection,
     RejectionCounts, RoomNick, Timestamp,
@@ -133,6 +134,8 @@ pub enum Transmit {
         body: String,
         /// The alert it announces, if any.
         alert: Option<Alert>,
+        /// The interval it summarises, for programs (boxed: most posts carry none).
+        summary: Option<Box<Summary>>,
         /// Sign the body with the bot key (everything but the nickname-taken warning, which
         /// may come from a bot that is not the one meters pinned).
         signed: bool,
@@ -328,6 +331,10 @@ impl<R: Rng> BotCore<R> {
                     to: To::Room,
                     body: summary_line(&stats),
                     alert: None,
+                    summary: Some(Box::new(Summary::from_stats(
+                        &stats,
+                        self.cfg.aggregator.overload.rating,
+                    ))),
                     signed: true,
                 });
             }
@@ -354,6 +361,7 @@ impl<R: Rng> BotCore<R> {
                 to: first,
                 body: body.clone(),
                 alert: Some(alert.clone()),
+                summary: None,
                 signed: true,
             });
             for op in &self.cfg.operators {
@@ -361,6 +369,7 @@ impl<R: Rng> BotCore<R> {
                     to: To::Operator(op.clone()),
                     body: body.clone(),
                     alert: Some(alert.clone()),
+                    summary: None,
                     signed: true,
                 });
             }
@@ -461,6 +470,7 @@ impl SeatTransmit for Transmit {
             to: To::Operator(op.to_owned()),
             body: text,
             alert: None,
+            summary: None,
             signed: false,
         }
     }
@@ -546,6 +556,7 @@ impl<R: Rng> Agent for BotCore<R> {
                         to: To::Operator(from),
                         body,
                         alert: None,
+                        summary: None,
                         signed: true,
                     });
                 }
@@ -940,7 +951,8 @@ mod tests {
         let posts = drain(&mut c);
         assert!(matches!(
             &posts[..],
-            [Transmit::Post { to: To::Room, body, signed: true, alert: None }] if body.starts_with("interval ")
+            [Transmit::Post { to: To::Room, body, signed: true, alert: None, summary: Some(s) }]
+                if body.starts_with("interval ") && s.meters == 1 && s.total == Watts(500)
         ));
         let events: Vec<BotEvent> = std::iter::from_fn(|| c.poll_event()).collect();
         assert!(matches!(

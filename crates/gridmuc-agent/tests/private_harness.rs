@@ -170,6 +170,7 @@ fn totals_and_histograms_equal_what_the_meters_sent_and_spike_notices_agree() {
             LeaderEvent::Interval {
                 result,
                 spike: Some(s),
+                ..
             } if s.reports > 0 => Some((result.interval, s.reports)),
             _ => None,
         })

@@ -88,6 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // measured fan-out ~6x slower with smacks. The demo never needs session resumption.
     let server = PrivateServer::start(ServerConfig {
         smacks: false,
+        // The live page: served by this Prosody, joining the room anonymously over its websocket.
+        web: Some(crate::web::page()),
         ..ServerConfig::default()
     })?;
     let mut accounts: Vec<(String, String)> = ["substation", "operator", "watcher"]
@@ -122,6 +124,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         server.domain(),
         accounts[2].1
     );
+    if let Some(url) = server.page_url(&room) {
+        println!("live page: {url}");
+    }
 
     let mut bot = BotConfig::new(account(0), &room);
     bot.nick = BOT_NICK.to_owned();

@@ -41,7 +41,10 @@ struct AccountsFile {
 
 /// Starts the server, creates the accounts and the room, prints how to connect, waits for Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let server = PrivateServer::start(ServerConfig::default())?;
+    let server = PrivateServer::start(ServerConfig {
+        web: Some(crate::web::page()),
+        ..ServerConfig::default()
+    })?;
     let mut accounts: Vec<(&'static str, String, String)> = (1..=args.houses)
         .map(|i| ("house", format!("house-{i:03}"), generate_password()))
         .collect();
@@ -95,6 +98,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("  address   {}  (STARTTLS required)", file.server);
     println!("  domain    {}", file.domain);
     println!("  room      {room}");
+    if let Some(url) = server.page_url(&room) {
+        println!("  live page {url}");
+    }
     println!("  CA cert   {}  (SSL_CERT_FILE)", file.ca_cert.display());
     println!(
         "  accounts  {} houses, substation@{d} (bot), helper@{d} (private mode), operator@{d}",

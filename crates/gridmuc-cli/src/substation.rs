@@ -1,14 +1,16 @@
 //! `gridmuc substation`: the operator bot against any XMPP server, configured by a TOML file.
 //!
 //! The console follows the bot's events, not its log: one line per interval that a meter
-//! reported in, every alert and every refusal reason; `--json` prints the same events as one
+//! reported in, every alert and every refusal reason, in plain and in private mode (the
+//! leader's published, withheld and lost intervals); `--json` prints the same events as one
 //! JSON object a line for scripts, `--quiet` nothing but errors.
 
 use crate::meter::read_config;
 use gridmuc_core::aggregator::Counters;
-use gridmuc_core::{Alert, IntervalStats};
+use gridmuc_core::codec::Summary;
+use gridmuc_core::{Alert, IntervalStats, Millis, Timestamp};
 use gridmuc_xmpp::bot::{BotConfig, BotEvent, run_bot, summary_line};
-use gridmuc_xmpp::private::run_leader;
+use gridmuc_xmpp::private::{LeaderEvent, interval_line, run_leader};
 use serde::Serialize;
 use std::path::PathBuf;
 use tokio::sync::mpsc;
@@ -41,9 +43,22 @@ enum Style {
 enum Event<'a> {
     /// An interval that at least one meter reported in.
     Interval(&'a IntervalStats),
+    /// Private mode: an interval the leader published (never one without reports).
+    #[serde(rename = "interval")]
+    Published {
+        #[serde(flatten)]
+        summary: &'a Summary,
+        /// The leader's line for people, as posted in the room.
+        #[serde(skip)]
+        line: String,
+    },
+    /// Private mode: an interval with too few reports for the helper to release.
+    Skipped { start: Timestamp, reports: u64 },
+    /// Private mode: an interval the helper never released.
+    Lost { start: Timestamp },
     /// An alert raised or cleared.
     Alert(&'a Alert),
-    /// A stanza or reading refused.
+    /// A stanza, reading or report refused.
     Refused { reason: &'static str },
     /// The bot stopped; its final counts.
     Stopped {
@@ -52,6 +67,9 @@ enum Event<'a> {
         intervals: u64,
         alerts: u64,
     },
+    /// Private mode's leader stopped; the reports it refused.
+    #[serde(rename = "stopped")]
+    LeaderStopped { refused: u64 },
 }
 
 impl Event<'_> {
@@ -63,6 +81,13 @@ impl Event<'_> {
             Style::Json => serde_json::to_string(self).ok(),
             Style::Lines => Some(match self {
                 Event::Interval(stats) => summary_line(stats),
+                Event::Published { line, .. } => line.clone(),
+                Event::Skipped { start, reports } => format!(
+                    "interval {start}: {reports} reports, below the helper's minimum: nothing released"
+                ),
+                Event::Lost { start } => {
+                    format!("interval {start}: the helper never released it; its reports are lost")
+                }
                 Event::Alert(a) => format!("ALERT {}", a.body()),
                 Event::Refused { reason } => format!("refused: {reason}"),
                 Event::Stopped {
@@ -73,6 +98,7 @@ impl Event<'_> {
                 } => format!(
                     "readings accepted: {accepted}, rejected: {rejected}, intervals: {intervals}, alerts: {alerts}"
                 ),
+                Event::LeaderStopped { refused } => format!("reports refused: {refused}"),
             }),
         }
     }
@@ -104,6 +130,47 @@ fn console_event(e: &BotEvent) -> Option<Event<'_>> {
     }
 }
 
+/// What the console shows of one private-mode leader event (intervals are `length` long); the
+/// leader publishes no interval without reports, and an interval withheld with none says nothing.
+fn leader_event(e: &LeaderEvent, length: Millis) -> Option<Event<'_>> {
+    let start = |interval: u64| {
+        Timestamp(
+            i64::try_from(interval)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(length),
+        )
+    };
+    match e {
+        LeaderEvent::Interval {
+            result,
+            spike,
+            summary,
+        } => Some(Event::Published {
+            summary,
+            line: interval_line(summary.start, result, *spike),
+        }),
+        // No line for an interval nobody reported in.
+        LeaderEvent::Skipped { reports: 0, .. } => None,
+        LeaderEvent::Skipped { interval, reports } => Some(Event::Skipped {
+            start: start(*interval),
+            reports: *reports,
+        }),
+        LeaderEvent::Lost { interval } => Some(Event::Lost {
+            start: start(*interval),
+        }),
+        LeaderEvent::Alert(a) => Some(Event::Alert(a)),
+        LeaderEvent::Refused { reason, .. } => Some(Event::Refused {
+            reason: reason.name(),
+        }),
+        LeaderEvent::Joined { .. } | LeaderEvent::Unverified { .. } => None,
+    }
+}
+
+/// The line `gridmuc substation` prints for a private-mode leader event; the demo prints the same.
+pub(crate) fn leader_line(e: &LeaderEvent, length: Millis) -> Option<String> {
+    leader_event(e, length).and_then(|shown| shown.render(Style::Lines))
+}
+
 impl Args {
     /// The log level when `RUST_LOG` is unset: `--quiet` and `--json` keep stderr to errors.
     pub fn default_log_level(&self) -> &'static str {
@@ -132,35 +199,62 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     };
     if cfg.private.is_some() {
-        let refusals = rt.block_on(run_leader(cfg, None, ctrl_c))?;
-        if style != Style::Quiet {
-            println!("reports refused: {}", refusals.total());
-        }
-        return Ok(());
-    }
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let report = rt.block_on(async {
-        let printer = tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                if let Some(shown) = console_event(&e) {
+        let length = cfg.aggregator.interval;
+        let refusals = rt.block_on(with_printer(
+            |tx| run_leader(cfg, Some(tx), ctrl_c),
+            move |e| {
+                if let Some(shown) = leader_event(&e, length) {
                     show(&shown, style);
                 }
+            },
+        ))?;
+        show(
+            &Event::LeaderStopped {
+                refused: refusals.total(),
+            },
+            style,
+        );
+        return Ok(());
+    }
+    let report = rt.block_on(with_printer(
+        |tx| run_bot(cfg, Some(tx), ctrl_c),
+        move |e| {
+            if let Some(shown) = console_event(&e) {
+                show(&shown, style);
             }
-        });
-        // The bot drops its sender when it returns, which ends the printer.
-        let report = run_bot(cfg, Some(tx), ctrl_c).await;
-        let _ = printer.await;
-        report
-    })?;
+        },
+    ))?;
     show(&Event::stopped(&report.counters), style);
     Ok(())
+}
+
+/// Runs a bot with an event channel whose events a printer task hands to `print` as they come;
+/// the bot drops its sender when it returns, which ends the printer.
+async fn with_printer<E: Send + 'static, R>(
+    bot: impl FnOnce(mpsc::UnboundedSender<E>) -> R,
+    mut print: impl FnMut(E) + Send + 'static,
+) -> R::Output
+where
+    R: Future,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            print(e);
+        }
+    });
+    let out = bot(tx).await;
+    let _ = printer.await;
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use gridmuc_core::alert::AlertState;
-    use gridmuc_core::{AlertKind, Rejection, Severity, Timestamp, Watts};
+    use gridmuc_core::codec::{SpikeSummary, SummaryMode};
+    use gridmuc_core::{AlertKind, Rejection, RoomNick, Severity, Watts};
+    use gridmuc_private::{IntervalResult, Refusal, SpikeCount};
 
     #[test]
     fn example_config_parses() {
@@ -239,6 +333,133 @@ mod tests {
             Some("refused: over_limit")
         );
         assert_eq!(Event::Interval(&stats).render(Style::Quiet), None);
+    }
+
+    /// A leader's interval of three reports (0.5, 1 and 2.5 kW) starting at 10:00:05.
+    fn published() -> LeaderEvent {
+        let start = Timestamp::parse_rfc3339("2026-11-30T10:00:05Z").unwrap();
+        let result = IntervalResult {
+            interval: 120_000_001,
+            reports: 3,
+            total_watts: 4_000,
+            histogram: vec![1, 1, 1],
+            bucket_edges: vec![0, 1_000, 2_000],
+            max_watts: 25_000,
+            mean: 4_000.0 / 3.0,
+            median_estimate: 1_250.4,
+            p95_estimate: 2_400.0,
+        };
+        let spike = Some(SpikeCount {
+            threshold_watts: 9_200,
+            reports: 0,
+        });
+        LeaderEvent::Interval {
+            summary: Box::new(Summary {
+                mode: SummaryMode::Private,
+                start,
+                length: 5_000,
+                meters: 3,
+                total: Watts(4_000),
+                mean: Watts(1_333),
+                median: Watts(1_250),
+                p95: Watts(2_400),
+                rating: Watts(150_000),
+                revision: 0,
+                spikes: Some(SpikeSummary {
+                    houses: 0,
+                    threshold: Watts(9_200),
+                }),
+            }),
+            result,
+            spike,
+        }
+    }
+
+    #[test]
+    fn private_mode_prints_the_leaders_line_alerts_refusals_and_withheld_intervals() {
+        let e = published();
+        let LeaderEvent::Interval {
+            result,
+            spike,
+            summary,
+        } = &e
+        else {
+            unreachable!()
+        };
+        let line = leader_line(&e, 5_000).unwrap();
+        assert_eq!(line, interval_line(summary.start, result, *spike));
+        assert!(
+            line.starts_with("interval 2026-11-30T10:00:05Z: 3 meters, total 4.00 kW"),
+            "{line}"
+        );
+        let refused = LeaderEvent::Refused {
+            from: RoomNick::new("amber-otter-1").unwrap(),
+            reason: Refusal::Replay,
+        };
+        assert_eq!(
+            leader_line(&refused, 5_000).as_deref(),
+            Some("refused: replay"),
+            "the reason, never the nickname"
+        );
+        // Interval 3 of 5-s intervals starts 15 s after the epoch.
+        let skipped = LeaderEvent::Skipped {
+            interval: 3,
+            reports: 4,
+        };
+        assert_eq!(
+            leader_line(&skipped, 5_000).as_deref(),
+            Some(
+                "interval 1970-01-01T00:00:15Z: 4 reports, below the helper's minimum: nothing released"
+            )
+        );
+        let empty = LeaderEvent::Skipped {
+            interval: 3,
+            reports: 0,
+        };
+        assert_eq!(leader_line(&empty, 5_000), None, "nobody reported");
+        assert!(
+            leader_line(&LeaderEvent::Lost { interval: 3 }, 5_000)
+                .unwrap()
+                .contains("never released")
+        );
+        let joined = LeaderEvent::Joined {
+            nick: RoomNick::new("substation").unwrap(),
+            epoch: 1,
+        };
+        assert_eq!(leader_line(&joined, 5_000), None);
+        assert_eq!(
+            leader_event(&e, 5_000).unwrap().render(Style::Quiet),
+            None,
+            "--quiet prints none"
+        );
+    }
+
+    #[test]
+    fn private_mode_json_has_the_summary_elements_figures() {
+        let e = published();
+        let v = json(&leader_event(&e, 5_000).unwrap());
+        assert_eq!(v["event"], "interval");
+        assert_eq!(v["mode"], "private");
+        assert_eq!(v["meters"], 3);
+        assert_eq!(v["total"], 4_000);
+        assert_eq!(v["median"], 1_250);
+        assert_eq!(v["rating"], 150_000);
+        assert_eq!(v["spikes"]["houses"], 0);
+        assert!(v.get("line").is_none(), "the line is for people only");
+        let refused = LeaderEvent::Refused {
+            from: RoomNick::new("amber-otter-1").unwrap(),
+            reason: Refusal::Replay,
+        };
+        assert_eq!(
+            json(&leader_event(&refused, 5_000).unwrap()),
+            serde_json::json!({"event": "refused", "reason": "replay"})
+        );
+        assert_eq!(
+            Event::LeaderStopped { refused: 2 }
+                .render(Style::Json)
+                .unwrap(),
+            r#"{"event":"stopped","refused":2}"#
+        );
     }
 
     #[test]

@@ -27,6 +27,43 @@ pub(crate) struct Paths<'a> {
     pub(crate) key: &'a Path,
     /// The test CA, against which federated peers' certificates are verified.
     pub(crate) ca: &'a Path,
+    /// The web page's files (served only when the server has a web page).
+    pub(crate) www: &'a Path,
+}
+
+/// The anonymous login host of the web page's visitors.
+pub(crate) fn watch_domain(domain: &str) -> String {
+    format!("watch.{domain}")
+}
+
+/// The HTTP part: the port and what it serves, or nothing at all.
+fn web_settings(config: &ServerConfig, http: Option<SocketAddr>, www: &Path) -> (String, String) {
+    let Some(http) = http.filter(|_| config.web.is_some()) else {
+        return ("http_ports = { }".to_owned(), String::new());
+    };
+    let watch = lua_string(&watch_domain(&config.domain));
+    let global = format!(
+        "-- The live page: plain HTTP on loopback only; its websocket counts as secure so the
+         -- page may log in although c2s requires TLS.
+         http_ports = {{ {port} }}
+         http_interfaces = {{ {ip} }}
+         http_default_host = {watch}
+         consider_websocket_secure = true",
+        port = http.port(),
+        ip = lua_string(&http.ip().to_string()),
+    );
+    let host = format!(
+        r#"-- The live page's visitors: anonymous logins (a fresh random account each), served the
+-- page and the websocket. They join rooms as ordinary occupants and see no JIDs.
+VirtualHost {watch}
+	authentication = "anonymous"
+	modules_enabled = {{ "websocket", "http_files" }}
+	http_files_dir = {www}
+	http_paths = {{ files = "/"; websocket = "/xmpp-websocket" }}
+"#,
+        www = path(www),
+    );
+    (global, host)
 }
 
 /// The s2s side of one federated instance (see `Federation`).
@@ -113,9 +150,11 @@ pub(crate) fn render(
     config: &ServerConfig,
     c2s: SocketAddr,
     s2s: Option<&S2s>,
+    http: Option<SocketAddr>,
     paths: &Paths<'_>,
 ) -> String {
     let federation = s2s_settings(s2s, paths.ca);
+    let (http_global, watch_host) = web_settings(config, http, paths.www);
     let mut modules = vec![
         "roster",
         "saslauth",
@@ -158,7 +197,7 @@ default_iteration_count = {iterations}
 storage = "internal"
 allow_registration = false
 modules_enabled = {{ {modules} }}
--- No offline storage, no HTTP: only c2s, MUC and (when federated) s2s.
+-- No offline storage, no HTTP but the live page's: only c2s, MUC and (when federated) s2s.
 modules_disabled = {{ {disabled} }}
 
 interfaces = {{ {ip} }}
@@ -167,7 +206,7 @@ c2s_ports = {{ {port} }}
 c2s_direct_tls_ports = {{ }}
 s2s_ports = {{ {s2s_ports} }}
 component_ports = {{ }}
-http_ports = {{ }}
+{http_global}
 https_ports = {{ }}
 c2s_require_encryption = {require_tls}
 -- SASL PLAIN in the clear only where TLS is not required (loopback tests that say so):
@@ -201,6 +240,7 @@ allow_unaffiliated_register = false
 VirtualHost {domain}
 	ssl = {ssl}
 
+{watch_host}
 -- One account, one occupant per room (lua/mod_gridmuc_one_occupant.lua), on both services.
 Component {muc} "muc"
 	name = "gridmuc rooms"
@@ -228,6 +268,8 @@ Component {hostile} "muc"
         stanza_limit = C2S_STANZA_SIZE_LIMIT,
         iterations = crate::accounts::SCRAM_ITERATIONS,
         extra = config.extra_config,
+        http_global = http_global,
+        watch_host = watch_host,
         domain = lua_string(&config.domain),
         muc = lua_string(&config.muc_domain),
         hostile = lua_string(&occupant_id_service(&config.muc_domain)),

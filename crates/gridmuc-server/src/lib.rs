@@ -123,6 +123,18 @@ pub struct ServerConfig {
     pub untrusted_cert: bool,
     /// Raw Lua appended to the global section, for test-specific tuning.
     pub extra_config: String,
+    /// Serve a web page (the live neighbourhood page) over HTTP with a websocket and an
+    /// anonymous login host; `None` (the default) serves no HTTP at all.
+    pub web: Option<WebPage>,
+}
+
+/// Files Prosody serves over plain HTTP on the server's loopback address, beside a websocket
+/// (`/xmpp-websocket`) and an anonymous login host ([`PrivateServer::watch_domain`]), so a
+/// browser joins rooms as an ordinary occupant and sees what any occupant sees, no JIDs.
+#[derive(Debug, Clone, Default)]
+pub struct WebPage {
+    /// `(path under /, contents)` of every file, e.g. `("index.html", …)`.
+    pub files: Vec<(&'static str, &'static [u8])>,
 }
 
 impl Default for ServerConfig {
@@ -135,6 +147,7 @@ impl Default for ServerConfig {
             smacks: true,
             untrusted_cert: false,
             extra_config: String::new(),
+            web: None,
         }
     }
 }
@@ -225,6 +238,8 @@ pub struct PrivateServer {
     admin_socket: PathBuf,
     c2s: SocketAddr,
     s2s: Option<SocketAddr>,
+    /// Where the web page and the websocket are served, when [`ServerConfig::web`] is set.
+    http: Option<SocketAddr>,
     certs: certs::Certificates,
     room_admin: (String, String),
     child: Option<Child>,
@@ -251,6 +266,31 @@ fn find_prosody() -> Result<PathBuf, ServerError> {
         .chain(PROSODY_FALLBACKS.iter().map(PathBuf::from))
         .find(|p| p.is_file())
         .ok_or_else(|| ServerError::NotInstalled(PROSODY_FALLBACKS.join(" or ")))
+}
+
+/// Writes the web page's files under `www`, refusing paths that would leave it.
+fn write_web_files(www: &Path, web: &WebPage) -> Result<(), ServerError> {
+    for (name, contents) in &web.files {
+        let relative = Path::new(name);
+        let inside = relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(ServerError::Io {
+                context: format!("writing the web page's file {name:?}"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not a relative path inside the page",
+                ),
+            });
+        }
+        let path = www.join(relative);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io_error(format!("creating {}", dir.display())))?;
+        }
+        fs::write(&path, contents).map_err(io_error(format!("writing {}", path.display())))?;
+    }
+    Ok(())
 }
 
 /// The last `lines` lines of a file, or a note that it could not be read.
@@ -294,6 +334,17 @@ impl PrivateServer {
             }
         };
 
+        // The web page's port, distinct from the c2s and s2s ports just probed.
+        let http = match &config.web {
+            None => None,
+            Some(_) => Some(loop {
+                let candidate = free_port(config.bind)?;
+                if candidate != c2s && s2s.is_none_or(|s| s.listen != candidate) {
+                    break candidate;
+                }
+            }),
+        };
+
         let certs = certs::generate(
             &root,
             ca,
@@ -309,6 +360,10 @@ impl PrivateServer {
             let plugin = plugins.join(name);
             fs::write(&plugin, code).map_err(io_error(format!("writing {}", plugin.display())))?;
         }
+        let www = root.join("www");
+        if let Some(web) = &config.web {
+            write_web_files(&www, web)?;
+        }
 
         let log_path = root.join("prosody.log");
         let admin_socket = root.join("admin.sock");
@@ -316,6 +371,7 @@ impl PrivateServer {
             &config,
             c2s,
             s2s,
+            http,
             &config::Paths {
                 root: &root,
                 data: &data_path,
@@ -326,6 +382,7 @@ impl PrivateServer {
                 cert: &certs.cert_path,
                 key: &certs.key_path,
                 ca: &certs.ca_path,
+                www: &www,
             },
         );
         let config_path = root.join("prosody.cfg.lua");
@@ -348,6 +405,7 @@ impl PrivateServer {
             admin_socket,
             c2s,
             s2s: s2s.map(|s| s.listen),
+            http,
             certs,
             child: None,
         };
@@ -409,7 +467,9 @@ impl PrivateServer {
             let up = |addr: &SocketAddr| {
                 TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
             };
-            let c2s_up = up(&self.c2s) && self.s2s.as_ref().is_none_or(up);
+            let c2s_up = up(&self.c2s)
+                && self.s2s.as_ref().is_none_or(up)
+                && self.http.as_ref().is_none_or(up);
             if c2s_up && admin::run_lua(&self.admin_socket, "return 'ready'").is_ok() {
                 return Ok(());
             }
@@ -431,6 +491,24 @@ impl PrivateServer {
     /// Where a federated instance accepts s2s connections; `None` when not federated.
     pub fn s2s_addr(&self) -> Option<SocketAddr> {
         self.s2s
+    }
+
+    /// Where the web page is served (`http://127.0.0.1:port/`), when [`ServerConfig::web`] is set.
+    pub fn web_url(&self) -> Option<String> {
+        self.http.map(|addr| format!("http://{addr}/"))
+    }
+
+    /// The live page's address for `room_jid`: the page joins it anonymously through this
+    /// server's websocket (see `web/README.md` for the parameters).
+    pub fn page_url(&self, room_jid: &str) -> Option<String> {
+        self.web_url()
+            .map(|base| format!("{base}?room={room_jid}&domain={}", self.watch_domain()))
+    }
+
+    /// The anonymous login host of the web page's visitors: each login gets a fresh random
+    /// account there, which is all a room's occupants could ever see of it.
+    pub fn watch_domain(&self) -> String {
+        config::watch_domain(&self.config.domain)
     }
 
     /// The XMPP domain of the accounts.

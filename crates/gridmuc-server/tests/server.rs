@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{RawError, RawXmpp, joined, login, read_until, refused};
-use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig};
+use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, WebPage};
 
 /// A plaintext server on loopback (SASL PLAIN allowed in the clear), so the raw client can log in.
 fn plaintext_server_with(config: ServerConfig) -> PrivateServer {
@@ -791,4 +791,65 @@ fn a_thirty_thousand_level_stanza_reaches_the_room_and_the_session_survives() {
         occupants(&server, &room),
         "Result: deep=house-a@grid.test:1 substation=bot@grid.test:1"
     );
+}
+
+/// One HTTP/1.0 GET on the server's web port: the status line and the body.
+fn http_get(base: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+#[test]
+fn the_web_page_is_served_beside_a_websocket_and_only_when_asked_for() {
+    let plain = PrivateServer::start(ServerConfig::default()).unwrap();
+    assert_eq!(plain.web_url(), None, "no HTTP unless a page is given");
+    let cfg = std::fs::read_to_string(plain.config_path()).unwrap();
+    assert!(cfg.contains("http_ports = { }"), "{cfg}");
+    drop(plain);
+
+    let server = PrivateServer::start(ServerConfig {
+        web: Some(WebPage {
+            files: vec![
+                ("index.html", b"<p>gridmuc</p>".as_slice()),
+                ("vendor/lib.js", b"var x = 1;".as_slice()),
+            ],
+        }),
+        ..ServerConfig::default()
+    })
+    .unwrap();
+    let base = server.web_url().unwrap();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert_ne!(base, format!("http://{}/", server.c2s_addr()));
+    assert_eq!(
+        server.page_url("n@rooms.grid.test").unwrap(),
+        format!("{base}?room=n@rooms.grid.test&domain=watch.grid.test")
+    );
+    let (status, body) = http_get(&base, "/");
+    assert!(status.contains(" 200"), "{status}");
+    assert_eq!(body, "<p>gridmuc</p>");
+    let (status, body) = http_get(&base, "/vendor/lib.js");
+    assert!(status.contains(" 200"), "{status}");
+    assert_eq!(body, "var x = 1;");
+    assert!(http_get(&base, "/missing.js").0.contains(" 404"));
+    // The websocket endpoint is there (a plain GET is not an upgrade, so no XMPP session).
+    let (status, _) = http_get(&base, "/xmpp-websocket");
+    assert!(!status.contains(" 404"), "{status}");
+
+    // A file may not leave the page's directory.
+    let outside = PrivateServer::start(ServerConfig {
+        web: Some(WebPage {
+            files: vec![("../escape.html", b"x".as_slice())],
+        }),
+        ..ServerConfig::default()
+    });
+    assert!(outside.is_err());
 }

@@ -342,6 +342,7 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
                 to,
                 body,
                 alert,
+                summary,
                 signed,
             } => {
                 let (to, type_): (Jid, MessageType) = match to {
@@ -358,7 +359,10 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
                         }
                     },
                 };
-                let payload = alert.as_ref().map(codec::encode_alert);
+                let payload = alert
+                    .as_ref()
+                    .map(codec::encode_alert)
+                    .or_else(|| summary.as_deref().map(codec::encode_summary));
                 let key = if signed { key.as_deref() } else { None };
                 send_chat(client, bound, to, type_, body, payload, key).await?;
             }

@@ -3,8 +3,9 @@
 //!
 //! The cores build, sign, seal and check every message themselves; this wire only moves their
 //! bytes: a payload goes base64 in `<private xmlns='urn:gridmuc:private:0'>` beside an
-//! optional body for people and the plain bot's `<alert/>` element, to the room, to an
-//! occupant through the room, or to an operator. It signs nothing and believes nothing.
+//! optional body for people, the plain bot's `<alert/>` element and an interval's
+//! `<summary/>`, to the room, to an occupant through the room, or to an operator. It signs
+//! nothing and believes nothing.
 
 use crate::bot::{BotConfig, BotError, bot_key, write_secret};
 use crate::connect::{self, ConnectConfig, ConnectError};
@@ -36,6 +37,7 @@ use tokio::sync::mpsc;
 use tokio_xmpp::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Lang, Message, MessageType};
 
+pub use gridmuc_agent::private::leader::interval_line;
 pub use gridmuc_agent::private::{HelperEvent, LeaderEvent, PrivateMeterEvent, PrivateMeterStats};
 
 /// Namespace of the element that carries a private-mode message.
@@ -418,6 +420,7 @@ impl<E> PrivateWire<E> {
         body: Option<String>,
         payload: Option<Vec<u8>>,
         alert: Option<gridmuc_core::Alert>,
+        summary: Option<&codec::Summary>,
     ) -> Result<Message, MucError> {
         let (to, type_): (Jid, MessageType) = match to {
             To::Room => (self.room.clone().into(), MessageType::Groupchat),
@@ -440,6 +443,7 @@ impl<E> PrivateWire<E> {
             })
             .into_iter()
             .chain(alert.as_ref().map(codec::encode_alert))
+            .chain(summary.map(codec::encode_summary))
             .collect();
         let mut m = Message::new_with_type(type_, Some(to)).with_payloads(payloads);
         if let Some(body) = body {
@@ -501,8 +505,9 @@ where
                 body,
                 payload,
                 alert,
+                summary,
             } => {
-                let m = self.message(to, body, payload, alert)?;
+                let m = self.message(to, body, payload, alert, summary.as_deref())?;
                 muc::send(client, m.into(), self.timeout).await?;
                 Ok(None)
             }

@@ -305,6 +305,7 @@ fn fifty_private_houses_publish_exactly_what_they_sent() {
             LeaderEvent::Interval {
                 spike: Some(s),
                 result,
+                ..
             } if s.reports > 0 => Some((result.interval, s.reports)),
             _ => None,
         })

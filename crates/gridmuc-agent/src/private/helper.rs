@@ -274,6 +274,7 @@ impl<R: Rng + CryptoRng> HelperCore<R> {
                 body: Some(body.clone()),
                 payload: None,
                 alert: None,
+                summary: None,
             });
         }
         self.events.push_back(HelperEvent::Alarm {

@@ -16,6 +16,7 @@ use super::{Input, To, Transmit, interval_millis, interval_of};
 use crate::room::{Agent, PrivacyRefusal};
 use crate::seat::Seat;
 use gridmuc_botkey::BotSecretKey;
+use gridmuc_core::codec::{SpikeSummary, Summary, SummaryMode, whole_watts};
 use gridmuc_core::{AggregatorConfig, Alert, Millis, RoomNick, Timestamp, TotalsMonitor, Watts};
 use gridmuc_private::{
     AggregateShareMessage, CollectError, HelperResponse, IntervalNotice, IntervalResult, Leader,
@@ -87,6 +88,8 @@ pub enum LeaderEvent {
         result: IntervalResult,
         /// The house-spike count published with it.
         spike: Option<SpikeCount>,
+        /// What the post's `<summary/>` element carried (boxed: the result is large enough).
+        summary: Box<Summary>,
     },
     /// An interval had too few reports to be released.
     Skipped {
@@ -230,6 +233,7 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
                 body: Some(body),
                 payload: Some(hello),
                 alert: None,
+                summary: None,
             },
             &mut self.transmits,
         );
@@ -441,22 +445,41 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
         let body = interval_line(start, &result, spike);
         tracing::info!("{body}");
         let payload = self.signed(&notice);
+        let summary = Box::new(Summary {
+            mode: SummaryMode::Private,
+            start,
+            length: p,
+            meters: result.reports,
+            total: Watts(i64::try_from(result.total_watts).unwrap_or(i64::MAX)),
+            mean: whole_watts(result.mean),
+            median: whole_watts(result.median_estimate),
+            p95: whole_watts(result.p95_estimate),
+            rating: self.cfg.detectors.overload.rating,
+            revision: 0,
+            spikes: spike.map(|s| SpikeSummary {
+                houses: s.reports,
+                threshold: Watts(i64::from(s.threshold_watts)),
+            }),
+        });
         self.seat.send(
             Transmit::Send {
                 to: To::Room,
                 body: Some(body),
                 payload: Some(payload),
                 alert: None,
+                summary: Some(summary.clone()),
             },
             &mut self.transmits,
         );
         self.seat.posted(now);
         let meters = usize::try_from(result.reports).unwrap_or(usize::MAX);
-        let total = Watts(i64::try_from(result.total_watts).unwrap_or(i64::MAX));
-        self.monitor.handle_total(start, meters, total);
+        self.monitor.handle_total(start, meters, summary.total);
         let alerts: Vec<Alert> = self.monitor.poll_alerts().collect();
-        self.events
-            .push_back(LeaderEvent::Interval { result, spike });
+        self.events.push_back(LeaderEvent::Interval {
+            result,
+            spike,
+            summary,
+        });
         for alert in alerts {
             let body = alert.body();
             let targets = std::iter::once(To::Room)
@@ -468,6 +491,7 @@ impl<R: Rng + CryptoRng> LeaderCore<R> {
                         body: Some(body.clone()),
                         payload: None,
                         alert: Some(alert.clone()),
+                        summary: None,
                     },
                     &mut self.transmits,
                 );

@@ -29,6 +29,7 @@ pub use meter::{PrivateMeterConfig, PrivateMeterCore, PrivateMeterEvent, Private
 
 use crate::room::{RoomInput, RoomTransmit};
 use crate::seat::SeatTransmit;
+use gridmuc_core::codec::Summary;
 use gridmuc_core::{Alert, RoomNick, Timestamp, Watts};
 
 /// What happened, as the driver tells any private-mode core.
@@ -84,6 +85,8 @@ pub enum Transmit {
         payload: Option<Vec<u8>>,
         /// The alert it announces, as the plain bot's `<alert/>` element.
         alert: Option<Alert>,
+        /// The interval it publishes, as the `<summary/>` element (boxed: most carry none).
+        summary: Option<Box<Summary>>,
     },
     /// Meters only: measure the interval starting at `slot`, answer [`Input::Measured`].
     Measure {
@@ -116,6 +119,7 @@ impl Transmit {
             body: None,
             payload: Some(bytes),
             alert: None,
+            summary: None,
         }
     }
 }
@@ -141,6 +145,7 @@ impl SeatTransmit for Transmit {
             body: Some(text),
             payload: None,
             alert: None,
+            summary: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 
 use super::{Agents, View};
 use crate::demo::where_to;
-use gridmuc_core::Alert;
+use crate::substation::leader_line;
+use gridmuc_core::{Alert, Millis};
 use gridmuc_private::{IntervalResult, PrivateConfig};
 use gridmuc_xmpp::bot::BotConfig;
 use gridmuc_xmpp::connect::ConnectConfig;
@@ -21,6 +22,8 @@ use tokio::sync::{mpsc, watch};
 /// What the private live view keeps.
 struct PrivateTally {
     task: PrivateConfig,
+    /// The interval's length, for the console lines.
+    length: Millis,
     /// Per interval: the quantised readings the houses sent (only the demo knows them).
     sent: BTreeMap<u64, Vec<u32>>,
     published: Vec<IntervalResult>,
@@ -50,44 +53,30 @@ impl PrivateTally {
 
 impl View<LeaderEvent, PrivateMeterEvent> for PrivateTally {
     fn bot(&mut self, e: LeaderEvent, _on_time: bool) {
+        // The lines `gridmuc substation` prints in private mode, and the demo's own check.
+        let line = leader_line(&e, self.length).unwrap_or_default();
         match e {
-            LeaderEvent::Interval { result, spike } => {
+            LeaderEvent::Interval { result, spike, .. } => {
                 let check = if self.exact(&result) {
                     "= houses"
                 } else {
                     "≠ houses!"
                 };
-                let spike = spike.map_or(String::new(), |s| {
-                    self.spikes_announced += u64::from(s.reports > 0);
-                    format!(
-                        ", {} at ≥ {:.1} kW",
-                        s.reports,
-                        f64::from(s.threshold_watts) / 1e3
-                    )
-                });
-                println!(
-                    "interval {}: {} meters, total {:.1} kW, median ≈ {:.2} kW, p95 ≈ {:.2} kW{spike}  [{check}]",
-                    result.interval,
-                    result.reports,
-                    result.total_watts as f64 / 1e3,
-                    result.median_estimate / 1e3,
-                    result.p95_estimate / 1e3,
-                );
+                self.spikes_announced += u64::from(spike.is_some_and(|s| s.reports > 0));
+                println!("{line}  [{check}]");
                 self.published.push(result);
             }
-            LeaderEvent::Skipped { interval, reports } => {
+            LeaderEvent::Skipped { .. } => {
                 self.skipped += 1;
-                println!(
-                    "interval {interval}: {reports} reports, below the minimum: nothing released"
-                );
+                println!("{line}");
             }
-            LeaderEvent::Lost { interval } => {
+            LeaderEvent::Lost { .. } => {
                 self.lost += 1;
-                println!("interval {interval}: the helper never released it");
+                println!("{line}");
             }
-            LeaderEvent::Refused { from, reason } => {
+            LeaderEvent::Refused { .. } => {
                 self.refused += 1;
-                println!("  report from {from} refused: {}", reason.name());
+                println!("  {line}");
             }
             LeaderEvent::Alert(a) => self.alert(&a),
             LeaderEvent::Joined { .. } | LeaderEvent::Unverified { .. } => {}
@@ -158,6 +147,7 @@ pub(super) async fn neighbourhood(
     }
     let mut tally = PrivateTally {
         task,
+        length: leader.aggregator.interval,
         sent: BTreeMap::new(),
         published: Vec::new(),
         skipped: 0,

@@ -8,12 +8,16 @@ mod alert;
 mod fast;
 mod node;
 mod sensordata;
+mod summary;
 
 pub use alert::{decode_alert, encode_alert};
 pub use sensordata::{
     FIELD_KINDS, Field, FieldValue, MessageKind, SensorData, SensorNode, SensorTimestamp,
     check_power, decode_fields, decode_message, decode_payloads, decode_stanza, encode_fields,
     encode_message, find_fields, parse_sensor_data, reading_body,
+};
+pub use summary::{
+    SpikeSummary, Summary, SummaryMode, decode_summary, encode_summary, whole_watts,
 };
 
 use crate::units::Watts;
@@ -22,6 +26,8 @@ use crate::units::Watts;
 pub const NS_SENSORDATA: &str = "urn:xmpp:iot:sensordata";
 /// gridmuc alert namespace (v0).
 pub const NS_ALERT: &str = "urn:gridmuc:alert:0";
+/// gridmuc interval summary namespace (v0).
+pub const NS_SUMMARY: &str = "urn:gridmuc:summary:0";
 /// XMPP client namespace used for whole `<message/>` stanzas.
 pub const NS_CLIENT: &str = "jabber:client";
 /// The constant `nodeId` of every reading; nothing in a reading may identify the house.
