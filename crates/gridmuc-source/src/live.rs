@@ -6,6 +6,7 @@
 use crate::accumulate::{Accumulator, Fault, Observation, SourceCounts};
 use crate::dsmr::P1Decoder;
 use crate::mqtt::{EnergyUnit, Fields, MqttReader};
+use crate::smarty::{SmartyDecoder, SmartyError, SmartyKeys};
 use crate::sml::SmlDecoder;
 use crate::{Link, MqttConfig, Sample, SourceError, hold_ms, now_ts};
 use gridmuc_core::Timestamp;
@@ -43,14 +44,22 @@ impl Live {
     /// Closes the interval at `now`; a fault is counted, logged when it starts or ends, and
     /// reported as [`Sample::Skip`].
     pub fn sample(&mut self, now: Timestamp) -> Sample {
-        let taken = lock(&self.acc).take(now);
+        let (taken, c) = {
+            let mut acc = lock(&self.acc);
+            (acc.take(now), acc.counts())
+        };
         let fault = taken.err();
         if fault != self.fault {
+            let (dead, garbled) = (c.dead_intervals, c.garbled_intervals);
             match fault {
-                Some(f) => {
-                    tracing::warn!(source = %self.what, fault = ?f, "meter gives no reading; interval skipped and counted")
-                }
-                None => tracing::info!(source = %self.what, "meter readings are back"),
+                Some(f) => tracing::warn!(
+                    source = %self.what, fault = ?f, dead_intervals = dead, garbled_intervals = garbled,
+                    "meter gives no reading; interval skipped and counted"
+                ),
+                None => tracing::info!(
+                    source = %self.what, dead_intervals = dead, garbled_intervals = garbled,
+                    "meter readings are back"
+                ),
             }
             self.fault = fault;
         }
@@ -85,10 +94,13 @@ impl Protocol {
         }
     }
 
-    fn decoder(self) -> Decoder {
-        match self {
-            Protocol::Dsmr => Decoder::Dsmr(P1Decoder::default()),
-            Protocol::Sml => Decoder::Sml(Box::default()),
+    fn decoder(self, keys: Option<SmartyKeys>) -> Decoder {
+        match (self, keys) {
+            (Protocol::Dsmr, Some(keys)) => {
+                Decoder::Smarty(Box::new(SmartyDecoder::new(keys)), false)
+            }
+            (Protocol::Dsmr, None) => Decoder::Dsmr(P1Decoder::default()),
+            (Protocol::Sml, _) => Decoder::Sml(Box::default()),
         }
     }
 }
@@ -98,6 +110,8 @@ enum Decoder {
     Dsmr(P1Decoder),
     /// Boxed: its frame buffer is 8 KiB.
     Sml(Box<SmlDecoder>),
+    /// Luxembourg's encrypted telegrams, and whether a wrong key was already reported.
+    Smarty(Box<SmartyDecoder>, bool),
 }
 
 impl Decoder {
@@ -112,6 +126,16 @@ impl Decoder {
             Decoder::Sml(d) => {
                 let mut out = Vec::new();
                 d.push(bytes, &mut out);
+                file(out, acc, what);
+            }
+            Decoder::Smarty(d, warned) => {
+                let mut out = Vec::new();
+                d.push(bytes, &mut out);
+                // A wrong key fails every frame: say so once, clearly; each is still counted.
+                if !*warned && out.iter().any(|f| matches!(f, Err(SmartyError::Decrypt))) {
+                    *warned = true;
+                    tracing::error!(source = %what, "{}", SmartyError::Decrypt);
+                }
                 file(out, acc, what);
             }
         }
@@ -155,6 +179,7 @@ fn spawn(
 /// connecting to its TCP bridge.
 pub fn open_stream(protocol: Protocol, link: &Link) -> Result<Live, SourceError> {
     let hold = hold_ms(link.hold, SERIAL_HOLD);
+    let keys = link.keys(matches!(protocol, Protocol::Dsmr))?;
     match (&link.port, &link.tcp) {
         (Some(port), None) => {
             let builder = tokio_serial::new(port, link.baud.unwrap_or(protocol.default_baud()))
@@ -174,7 +199,7 @@ pub fn open_stream(protocol: Protocol, link: &Link) -> Result<Live, SourceError>
             let what = format!("{protocol:?} {port}");
             spawn(what, hold, |acc, what| {
                 tokio::spawn(async move {
-                    let mut decoder = protocol.decoder();
+                    let mut decoder = protocol.decoder(keys);
                     let mut stream = Some(stream);
                     let mut backoff = Backoff::default();
                     loop {
@@ -201,7 +226,7 @@ pub fn open_stream(protocol: Protocol, link: &Link) -> Result<Live, SourceError>
             let addr = addr.clone();
             spawn(format!("{protocol:?} tcp {addr}"), hold, |acc, what| {
                 tokio::spawn(async move {
-                    let mut decoder = protocol.decoder();
+                    let mut decoder = protocol.decoder(keys);
                     let mut backoff = Backoff::default();
                     loop {
                         match tokio::net::TcpStream::connect(&addr).await {

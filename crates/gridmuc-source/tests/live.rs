@@ -391,3 +391,72 @@ fn a_broker_that_refuses_gives_dead_intervals_not_zeros() {
         assert_eq!((c.frames, c.dead_intervals), (0, 2));
     });
 }
+
+/// A GUEK for the tests (made up; real ones come in the grid operator's letter).
+const GUEK: &str = "AE 43 0B 4E 1B 97 7A 39 4E 1F 4E 2D 6A 4C 50 63";
+
+fn smarty_link(addr: std::net::SocketAddr, key: &str) -> Link {
+    Link {
+        key: Some(gridmuc_source::Secret(key.to_owned())),
+        ..link_tcp(addr)
+    }
+}
+
+#[test]
+fn luxembourg_encrypted_telegrams_decrypt_and_a_wrong_key_is_a_counted_fault() {
+    use gridmuc_source::smarty::{SmartyKeys, seal};
+    let keys = SmartyKeys::from_hex(GUEK, None).unwrap();
+    // A real capture (Landis+Gyr E350, 741 W), encrypted as a Luxembourg meter would.
+    let capture = common::dsmr_capture("telegram.txt");
+    let title = *b"SAG\x10\x30\x00\x2a\x17";
+    let stream: Vec<u8> = (7..9u32)
+        .flat_map(|c| seal(&keys, title, c, &capture))
+        .collect();
+    runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut src = Source::open(
+            &SourceConfig::Dsmr(smarty_link(addr, GUEK)),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        let (mut bridge, _) = listener.accept().await.unwrap();
+        // Joined midway: a frame's tail first, then two whole frames.
+        bridge
+            .write_all(&stream[stream.len() / 2 + 3..])
+            .await
+            .unwrap();
+        bridge.write_all(&stream).await.unwrap();
+        frames(&src, 2).await;
+        assert_eq!(sample(&mut src), Sample::Value(Watts(741)));
+        assert_eq!(src.counts().garbled_frames, 0);
+
+        // The same frames under another key: every frame refused, the interval a garbled fault.
+        let wrong = "00112233445566778899AABBCCDDEEFF";
+        let mut bad = Source::open(
+            &SourceConfig::Dsmr(smarty_link(addr, wrong)),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        let (mut bridge, _) = listener.accept().await.unwrap();
+        bridge.write_all(&stream).await.unwrap();
+        garbled(&bad, 2).await;
+        assert_eq!(sample(&mut bad), Sample::Skip);
+        let c = bad.counts();
+        assert_eq!((c.frames, c.garbled_frames, c.garbled_intervals), (0, 2, 1));
+    });
+    // Keys are checked when the source opens, and are for DSMR only.
+    let err = Source::open(
+        &SourceConfig::Dsmr(smarty_link("127.0.0.1:9".parse().unwrap(), "abc")),
+        &mut rand::rng(),
+    );
+    assert!(
+        matches!(&err, Err(SourceError::Config(m)) if m == "key: 3 hex digits, expected 32"),
+        "{err:?}"
+    );
+    let sml = Source::open(
+        &SourceConfig::Sml(smarty_link("127.0.0.1:9".parse().unwrap(), GUEK)),
+        &mut rand::rng(),
+    );
+    assert!(matches!(sml, Err(SourceError::Config(_))), "{sml:?}");
+}
