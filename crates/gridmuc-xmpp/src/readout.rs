@@ -411,6 +411,18 @@ mod tests {
     }
 
     #[test]
+    fn the_substations_readout_table_names_devices_and_a_period() {
+        let poll: crate::bot::ReadoutPoll =
+            serde_json::from_str(r#"{"poll": "60s", "devices": ["pv-roof"]}"#).expect("parses");
+        assert_eq!(poll.poll, std::time::Duration::from_secs(60));
+        assert_eq!(poll.devices, ["pv-roof"]);
+        let typo = serde_json::from_str::<crate::bot::ReadoutPoll>(
+            r#"{"poll": "60s", "device": ["pv-roof"]}"#,
+        );
+        assert!(typo.is_err());
+    }
+
+    #[test]
     fn a_devices_rejection_and_a_bare_bounce_both_name_the_poll() {
         let rejected = iq(
             "<iq xmlns='jabber:client' type='error' id='gridmuc-readout-5' from='hood@rooms.grid.test/pv'>\
