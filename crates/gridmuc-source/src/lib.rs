@@ -104,9 +104,13 @@ impl Link {
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `host:port` or `mqtt://host:port` (plain MQTT; port 1883 when omitted).
+    /// `host:port` or `mqtt://host:port` (plain MQTT; port 1883 when omitted), or
+    /// `mqtts://host:port` (MQTT over TLS; port 8883 when omitted).
     #[serde(alias = "url")]
     pub broker: String,
+    /// For `mqtts://`: the PEM file of the CA that signed the broker's certificate (a
+    /// self-signed household broker); without it the system's roots are trusted.
+    pub ca_file: Option<PathBuf>,
     /// Topic and fields of a known device family.
     pub preset: Option<mqtt::Preset>,
     /// Topic filter; overrides the preset's (e.g. `shellyproem50/status/em1:1`).

@@ -12,6 +12,7 @@ use crate::{Link, MqttConfig, Sample, SourceError, hold_ms, now_ts};
 use gridmuc_core::Timestamp;
 use rand::Rng;
 use std::fmt::Display;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -284,11 +285,44 @@ impl Backoff {
     }
 }
 
+/// TLS for an `mqtts://` broker: rustls on the ring provider (rumqttc's default provider would
+/// pull aws-lc-rs), trusting the CA file's certificates or, without one, the system's roots.
+fn mqtt_tls(ca_file: Option<&Path>) -> Result<rumqttc::TlsConfiguration, SourceError> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+    let certs = match ca_file {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| SourceError::Config(format!("ca_file {}: {e}", path.display())))?,
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    let mut roots = RootCertStore::empty();
+    if roots.add_parsable_certificates(certs).0 == 0 {
+        return Err(SourceError::Config(
+            "mqtts:// needs a CA to trust: no usable certificate in ca_file or the system's roots"
+                .into(),
+        ));
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SourceError::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
+}
+
 /// Starts the MQTT session; a broker that is down or refuses is logged and retried, and its
 /// silence is counted as dead intervals.
 pub fn open_mqtt(cfg: &MqttConfig, rng: &mut impl Rng) -> Result<Live, SourceError> {
     let fields = mqtt_fields(cfg)?;
-    let broker = cfg.broker.strip_prefix("mqtt://").unwrap_or(&cfg.broker);
+    let (broker, tls, default_port) = match cfg.broker.strip_prefix("mqtts://") {
+        Some(b) => (b, true, 8883),
+        None => (
+            cfg.broker.strip_prefix("mqtt://").unwrap_or(&cfg.broker),
+            false,
+            1883,
+        ),
+    };
     let (host, port) = match broker.rsplit_once(':') {
         Some((h, p)) => (
             h,
@@ -296,7 +330,7 @@ pub fn open_mqtt(cfg: &MqttConfig, rng: &mut impl Rng) -> Result<Live, SourceErr
                 SourceError::Config(format!("MQTT broker {:?}: bad port", cfg.broker))
             })?,
         ),
-        None => (broker, 1883),
+        None => (broker, default_port),
     };
     if host.is_empty() {
         return Err(SourceError::Config(
@@ -307,11 +341,23 @@ pub fn open_mqtt(cfg: &MqttConfig, rng: &mut impl Rng) -> Result<Live, SourceErr
     let mut opts =
         rumqttc::MqttOptions::new(format!("gridmuc-{:016x}", rng.random::<u64>()), host, port);
     opts.set_keep_alive(Duration::from_secs(30));
+    match (tls, &cfg.ca_file) {
+        (true, ca) => opts.set_transport(rumqttc::Transport::tls_with_config(mqtt_tls(
+            ca.as_deref(),
+        )?)),
+        (false, Some(_)) => {
+            return Err(SourceError::Config(
+                "ca_file is for an mqtts:// broker".into(),
+            ));
+        }
+        (false, None) => &mut opts,
+    };
     if let Some(user) = &cfg.username {
         let password = cfg.password.as_ref().map_or("", |p| p.0.as_str());
         opts.set_credentials(user, password);
     }
-    let what = format!("MQTT {}:{port} {}", host, fields.topic);
+    let scheme = if tls { "MQTTS" } else { "MQTT" };
+    let what = format!("{scheme} {host}:{port} {}", fields.topic);
     let mut reader = MqttReader::new(fields);
     spawn(what, hold_ms(cfg.hold, MQTT_HOLD), |acc, what| {
         tokio::spawn(async move {

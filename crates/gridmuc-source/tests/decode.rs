@@ -207,5 +207,5 @@ fn the_example_configs_parse() {
         source(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
         seen += 1;
     }
-    assert_eq!(seen, 9, "example sources");
+    assert_eq!(seen, 10, "example sources");
 }

@@ -460,3 +460,76 @@ fn luxembourg_encrypted_telegrams_decrypt_and_a_wrong_key_is_a_counted_fault() {
     );
     assert!(matches!(sml, Err(SourceError::Config(_))), "{sml:?}");
 }
+
+#[test]
+fn mqtt_over_tls_trusts_the_ca_file_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let (ca, cert, key) = gridmuc_server::test_certificates(dir.path(), &names).unwrap();
+    // Mosquitto started as root reads its files as user `mosquitto`: a test key may be readable.
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(dir.path(), 0o755), (key.as_path(), 0o644)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // The TLS listener the meter reads, and a plain one for the device that publishes.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broker = Mosquitto::start(&format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous true\nlistener {plain} 127.0.0.1",
+        ca.display(),
+        cert.display(),
+        key.display()
+    ));
+    let tls = |ca_file: Option<std::path::PathBuf>| {
+        SourceConfig::Mqtt(gridmuc_source::MqttConfig {
+            broker: format!("mqtts://localhost:{}", broker.port),
+            ca_file,
+            ..broker.config(Preset::Tasmota, None)
+        })
+    };
+    let p = |w: u32| format!(r#"{{"ENERGY":{{"Power":{w}}}}}"#);
+    runtime().block_on(async {
+        let device = Mosquitto::device_at(plain);
+        let mut src = Source::open(&tls(Some(ca.clone())), &mut rand::rng()).unwrap();
+        let got = feed(
+            &mut src,
+            &device,
+            "tele/plug/SENSOR",
+            &p(10),
+            &[&p(300), &p(500)],
+        )
+        .await;
+        assert_eq!(got, Sample::Value(Watts(400)));
+        // Without the CA file only the system's roots are trusted: the handshake fails, every
+        // interval is dead, never a zero.
+        let mut untrusting = Source::open(&tls(None), &mut rand::rng()).unwrap();
+        for _ in 0..20 {
+            device
+                .publish(
+                    "tele/plug/SENSOR",
+                    rumqttc::QoS::AtMostOnce,
+                    false,
+                    p(700).into_bytes(),
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sample(&mut untrusting), Sample::Skip);
+        let c = untrusting.counts();
+        assert_eq!((c.frames, c.dead_intervals), (0, 1));
+    });
+    // A CA file on a plain broker is a mistake said at start.
+    let plain_with_ca = SourceConfig::Mqtt(gridmuc_source::MqttConfig {
+        ca_file: Some(ca),
+        ..broker.config(Preset::Tasmota, None)
+    });
+    let err = Source::open(&plain_with_ca, &mut rand::rng());
+    assert!(
+        matches!(&err, Err(SourceError::Config(m)) if m.contains("mqtts://")),
+        "{err:?}"
+    );
+}
