@@ -165,10 +165,6 @@ pub struct Responder {
     answered: (Timestamp, u32),
     /// Accepted before the first measurement: (requester, seqnr, power?, energy?).
     pending: VecDeque<(RoomNick, u64, bool, bool)>,
-    /// Requests refused for being too many (for the report).
-    pub flooded: u64,
-    /// Readouts answered with values.
-    pub answered_total: u64,
 }
 
 impl Responder {
@@ -182,8 +178,6 @@ impl Responder {
             energy_wms: 0,
             answered: (Timestamp(0), 0),
             pending: VecDeque::new(),
-            flooded: 0,
-            answered_total: 0,
         }
     }
 
@@ -225,7 +219,6 @@ impl Responder {
             self.answered = (slot, 0);
         }
         self.answered.1 += 1;
-        self.answered_total += 1;
     }
 
     fn flooding(&self, now: Timestamp) -> bool {
@@ -291,10 +284,8 @@ impl Responder {
         } else if !with_power && !with_energy {
             Some("no such field (Power in W, Energy in kWh)")
         } else if self.flooding(now) {
-            self.flooded += 1;
             Some("too many readouts this interval")
         } else if self.latest.is_none() && self.pending.len() >= MAX_PENDING {
-            self.flooded += 1;
             Some("too many readouts waiting for the first measurement")
         } else {
             None

@@ -12,7 +12,7 @@ use gridmuc_agent::readout::{
 };
 use gridmuc_agent::{RoomInput, SelfPresence};
 use gridmuc_core::time::{MINUTE, SECOND};
-use gridmuc_core::{Quality, Reading, ReadingId, Rejection, RoomNick, Timestamp, Watts};
+use gridmuc_core::{Quality, Reading, Rejection, RoomNick, Timestamp, Watts};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -399,6 +399,29 @@ fn reading(watts: i64, at: Timestamp) -> Reading {
     }
 }
 
+/// A `<fields done='true'/>` answer from `from` to request `seqnr`, arriving at `at`.
+fn answer(
+    b: &mut BotCore<StdRng>,
+    at: Timestamp,
+    from: &RoomNick,
+    seqnr: u64,
+    reading: Result<Reading, Rejection>,
+) {
+    let answer = PollAnswer::Fields {
+        reading,
+        done: true,
+    };
+    let from = from.clone();
+    b.handle(
+        at,
+        bot::Input::Polled {
+            from,
+            seqnr,
+            answer,
+        },
+    );
+}
+
 fn summaries(b: &mut BotCore<StdRng>) -> Vec<(Timestamp, usize, Watts)> {
     std::iter::from_fn(|| b.poll_event())
         .filter_map(|e| match e {
@@ -419,38 +442,39 @@ fn the_bot_polls_a_configured_device_and_counts_its_answer_like_a_pushed_reading
     let (device, seqnr) = sent[0].clone();
     assert_eq!(device.as_str(), "pv-roof");
     assert!(b.awaits_readout(&device));
-    let polled = |answer| bot::Input::Polled {
+    let accepted = bot::Input::Polled {
         from: device.clone(),
         seqnr,
-        answer,
+        answer: PollAnswer::Accepted,
     };
-    b.handle(t1.plus(50), polled(PollAnswer::Accepted));
-    b.handle(
+    b.handle(t1.plus(50), accepted);
+    assert!(
+        b.awaits_readout(&device),
+        "accepted: the values are still to come"
+    );
+    answer(
+        &mut b,
         t1.plus(80),
-        polled(PollAnswer::Fields {
-            reading: Ok(reading(-2_500, t1.plus(40))),
-            done: true,
-        }),
+        &device,
+        seqnr,
+        Ok(reading(-2_500, t1.plus(40))),
     );
     assert!(!b.awaits_readout(&device), "one reading per request");
     // A second answer to the same request, and one for a request never made, count nothing.
-    b.handle(
+    answer(
+        &mut b,
         t1.plus(90),
-        polled(PollAnswer::Fields {
-            reading: Ok(reading(9_000, t1.plus(40))),
-            done: true,
-        }),
+        &device,
+        seqnr,
+        Ok(reading(9_000, t1.plus(40))),
     );
-    b.handle(
+    let someone = nick("someone");
+    answer(
+        &mut b,
         t1.plus(95),
-        bot::Input::Polled {
-            from: nick("someone"),
-            seqnr: seqnr + 1,
-            answer: PollAnswer::Fields {
-                reading: Ok(reading(9_000, t1.plus(40))),
-                done: true,
-            },
-        },
+        &someone,
+        seqnr + 1,
+        Ok(reading(9_000, t1.plus(40))),
     );
     b.handle_timeout(EPOCH.plus(2 * MINUTE + 30 * SECOND));
     let closed = summaries(&mut b);
@@ -464,56 +488,49 @@ fn the_bot_polls_a_configured_device_and_counts_its_answer_like_a_pushed_reading
 }
 
 #[test]
-fn a_polled_answer_meets_the_same_refusals_and_rate_limit_as_a_pushed_one() {
+fn a_polled_answer_meets_the_same_refusals_as_a_pushed_one() {
     let mut b = polling_bot();
     let t1 = EPOCH.plus(MINUTE);
     b.handle_timeout(t1);
-    let (device, seqnr) = polls(&mut b).remove(0);
-    // A value beyond a house's limit decoded by the codec arrives as its rejection.
-    b.handle(
+    let (device, s1) = polls(&mut b).remove(0);
+    // What the codec refused (here: no Power field) is counted by reason, like a pushed one.
+    answer(
+        &mut b,
         t1.plus(10),
-        bot::Input::Polled {
-            from: device.clone(),
-            seqnr,
-            answer: PollAnswer::Fields {
-                reading: Err(Rejection::NoPowerField),
-                done: true,
-            },
-        },
+        &device,
+        s1,
+        Err(Rejection::NoPowerField),
     );
-    // The next poll's answer is fine; one more in the same interval under a new request is
-    // rate-limited like a second pushed reading from one nickname.
+    // A reading for an interval long closed is late, whoever asked for it.
     let t2 = EPOCH.plus(2 * MINUTE);
     b.handle_timeout(t2);
     let (_, s2) = polls(&mut b).remove(0);
-    b.handle(
+    answer(
+        &mut b,
         t2.plus(10),
-        bot::Input::Polled {
-            from: device.clone(),
-            seqnr: s2,
-            answer: PollAnswer::Fields {
-                reading: Ok(reading(700, t2.plus(5))),
-                done: true,
-            },
-        },
+        &device,
+        s2,
+        Ok(reading(900, EPOCH.plus(-30 * MINUTE))),
     );
-    // The pushed path: the same nickname pushing a reading for the same interval.
-    b.handle(
-        t2.plus(20),
-        bot::Input::Reading {
-            from: device.clone(),
-            id: Some(ReadingId(77)),
-            reading: Ok(reading(800, t2.plus(6))),
-            wants_verdict: false,
-        },
+    // A good one is counted in its interval.
+    let t3 = EPOCH.plus(3 * MINUTE);
+    b.handle_timeout(t3);
+    let (_, s3) = polls(&mut b).remove(0);
+    answer(
+        &mut b,
+        t3.plus(10),
+        &device,
+        s3,
+        Ok(reading(700, t3.plus(5))),
     );
-    b.handle_timeout(EPOCH.plus(3 * MINUTE + 30 * SECOND));
+    b.handle_timeout(EPOCH.plus(4 * MINUTE + 30 * SECOND));
     let closed = summaries(&mut b);
-    assert!(closed.contains(&(t2, 1, Watts(700))), "{closed:?}");
+    assert!(closed.contains(&(t3, 1, Watts(700))), "{closed:?}");
     let rejected = &b.counters().rejected;
     assert_eq!(rejected.get("no_power_field"), 1, "{rejected:?}");
-    assert_eq!(b.counters().accepted, 1);
+    assert_eq!(rejected.get("late"), 1, "{rejected:?}");
     assert_eq!(rejected.total(), 2, "{rejected:?}");
+    assert_eq!(b.counters().accepted, 1);
 }
 
 #[test]
