@@ -468,3 +468,22 @@ impl MeterWire {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readout_is_on_where_every_occupant_sees_the_readings_anyway_unless_told() {
+        let account = ConnectConfig::private_tls("h@grid.test", "pw", "127.0.0.1:5222", "");
+        let mut cfg = MeterConfig::new(account, "hood@rooms.grid.test");
+        assert!(!cfg.core().readout, "direct mode: off by default");
+        cfg.mode = Mode::Broadcast;
+        assert!(cfg.core().readout, "broadcast mode: on by default");
+        cfg.readout = Some(false);
+        assert!(!cfg.core().readout);
+        cfg.mode = Mode::Direct;
+        cfg.readout = Some(true);
+        assert!(cfg.core().readout, "direct mode when asked");
+    }
+}
