@@ -1058,6 +1058,26 @@ mod tests {
     }
 
     #[test]
+    fn the_report_names_the_intervals_the_source_skipped() {
+        let report = MeterReport {
+            sent: 7,
+            source: SourceFaults {
+                dead_intervals: 2,
+                garbled_intervals: 1,
+                garbled_frames: 5,
+            },
+            ..MeterReport::default()
+        };
+        let line = report.to_string();
+        assert!(
+            line.ends_with(
+                "source faults: 2 dead and 1 garbled intervals skipped (5 garbled frames)"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn events_move_to_another_clock() {
         let nick = RoomNick::new("amber-otter-1234").expect("valid");
         let reading = Reading {
