@@ -11,6 +11,7 @@
 //! (a bot resumed after a pause would otherwise close intervals empty): the driver reads
 //! pending input first, and the harness delivers what is due before firing timers.
 
+use crate::readout::{PollAnswer, PollCounts, Poller};
 use crate::room::{Agent, RoomInput, RoomTransmit};
 pub use crate::room::{PrivacyRefusal, SelfPresence};
 use crate::seat::{Seat, SeatTransmit};
@@ -38,6 +39,10 @@ pub struct BotCoreConfig {
     /// (half the account timeout, at least 2 s), never the interval, so a server busy with a
     /// thousand logins does not get the bot's session replaced on a 1-s interval.
     pub ping_timeout: Millis,
+    /// XEP-0323 readout polling of third-party devices: how often (0: never, the default).
+    pub poll: Millis,
+    /// …and which nicknames: devices that answer requests but never push (see [`crate::readout`]).
+    pub poll_devices: Vec<RoomNick>,
 }
 
 impl BotCoreConfig {
@@ -49,6 +54,8 @@ impl BotCoreConfig {
             aggregator: AggregatorConfig::default(),
             post_summaries: true,
             ping_timeout: 7_500,
+            poll: 0,
+            poll_devices: Vec::new(),
         }
     }
 }
@@ -88,6 +95,15 @@ pub enum Input {
     },
     /// Stop: close the open intervals, publish them and leave.
     Shutdown,
+    /// A polled device's answer to our readout request `seqnr` (see [`BotCore::awaits_readout`]).
+    Polled {
+        /// The device's nickname.
+        from: RoomNick,
+        /// The request's seqnr, as the answer gave it.
+        seqnr: u64,
+        /// What it said.
+        answer: PollAnswer,
+    },
 }
 
 /// Who a post goes to.
@@ -144,6 +160,13 @@ pub enum Transmit {
     Ping,
     /// Replace the session with a fresh one, then report [`Input::SessionReset`].
     RenewSession,
+    /// Ask a device for a momentary XEP-0323 readout, through the room.
+    Poll {
+        /// The device's nickname.
+        to: RoomNick,
+        /// The request's seqnr, which its answers carry.
+        seqnr: u64,
+    },
 }
 
 /// Things the bot tells its caller (demo view, tests, metrics).
@@ -215,13 +238,15 @@ pub struct BotCore<R> {
     rate_answered: HashSet<RoomNick>,
     /// Refusals already logged, so each interval's line names only the new ones.
     refusals_logged: RejectionCounts,
+    /// Readout requests to configured devices, and their answers.
+    poller: Poller,
     transmits: VecDeque<Transmit>,
     events: VecDeque<BotEvent>,
 }
 
 impl<R: Rng> BotCore<R> {
     /// A bot about to join: its first transmit is the [`Transmit::Join`] of its nickname.
-    pub fn new(cfg: BotCoreConfig, rng: R, now: Timestamp) -> BotCore<R> {
+    pub fn new(cfg: BotCoreConfig, mut rng: R, now: Timestamp) -> BotCore<R> {
         let mut transmits = VecDeque::new();
         let seat = Seat::new(
             cfg.nick.clone(),
@@ -231,7 +256,15 @@ impl<R: Rng> BotCore<R> {
             now,
             &mut transmits,
         );
+        // A random seqnr start, so a device cannot tell restarts (or two bots) apart by it.
+        let poller = Poller::new(
+            cfg.poll_devices.clone(),
+            cfg.poll,
+            cfg.ping_timeout.max(cfg.aggregator.interval / 2),
+            rng.random_range(0..u64::from(u32::MAX)),
+        );
         BotCore {
+            poller,
             agg: Aggregator::new(cfg.aggregator.clone()),
             seat,
             cfg,
@@ -252,6 +285,17 @@ impl<R: Rng> BotCore<R> {
     /// The aggregator's running totals.
     pub fn counters(&self) -> &Counters {
         self.agg.counters()
+    }
+
+    /// Whether a readout request to `nick` awaits its answer: the driver reads that
+    /// nickname's `<fields/>` messages as [`Input::Polled`].
+    pub fn awaits_readout(&self, nick: &RoomNick) -> bool {
+        self.poller.awaits(nick)
+    }
+
+    /// What readout polling has done so far.
+    pub fn poll_counts(&self) -> PollCounts {
+        self.poller.counts
     }
 
     /// The aggregator (read-only), for callers that show more than the counters.
@@ -547,6 +591,18 @@ impl<R: Rng> Agent for BotCore<R> {
                 self.on_reading(now, from, id, reading, wants_verdict);
                 return;
             }
+            Input::Polled {
+                from,
+                seqnr,
+                answer,
+            } => {
+                self.seat.heard(now);
+                // The same path as a pushed reading: codec limits, rate limit, detectors.
+                if let Some(reading) = self.poller.answer(&from, seqnr, answer) {
+                    self.on_reading(now, from, None, reading, false);
+                }
+                return;
+            }
             Input::Command { from, text } => {
                 // A command proves the session delivers, like anything else.
                 self.seat.heard(now);
@@ -567,6 +623,7 @@ impl<R: Rng> Agent for BotCore<R> {
             .seat
             .on_room(now, room, &mut self.rng, &mut self.transmits)
         {
+            self.poller.start(now);
             self.events
                 .push_back(BotEvent::Joined(self.cfg.nick.clone()));
         }
@@ -579,6 +636,13 @@ impl<R: Rng> Agent for BotCore<R> {
             return;
         }
         self.seat.handle_timeout(now, &mut self.transmits);
+        if self.seat.in_room() {
+            for (to, seqnr) in self.poller.poll(now) {
+                self.transmits.push_back(Transmit::Poll { to, seqnr });
+            }
+        } else {
+            self.poller.stop();
+        }
         self.agg.handle_timeout(now);
         self.publish(now);
     }
@@ -598,10 +662,14 @@ impl<R: Rng> Agent for BotCore<R> {
         if self.seat.outcome().is_some() {
             return None;
         }
-        [self.seat.poll_timeout(), self.agg.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.seat.poll_timeout(),
+            self.agg.poll_timeout(),
+            self.poller.deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// `Some` once stopped: `Ok` after a shutdown, the privacy refusal otherwise.

@@ -41,6 +41,7 @@ pub fn meter_config(mode: Mode) -> MeterCoreConfig {
         not_before: None,
         answer_timeout: 15_000,
         drain: 2_000,
+        readout: true,
     }
 }
 
@@ -760,7 +761,8 @@ impl World {
                 }
             }
             bot::Transmit::Ping => self.schedule(hop, reply(bot::Input::Alive)),
-            bot::Transmit::RenewSession => {}
+            // Readout polls of third-party devices are tested on the cores (tests/readout.rs).
+            bot::Transmit::RenewSession | bot::Transmit::Poll { .. } => {}
             bot::Transmit::Post {
                 to: To::Operator(op),
                 body,
@@ -1052,7 +1054,8 @@ impl World {
                     }
                 }
             }
-            Transmit::Measure { .. } | Transmit::RenewSession => {}
+            // Readout answers stay in the house's transmits, where tests read them.
+            Transmit::Measure { .. } | Transmit::RenewSession | Transmit::Answer(_) => {}
         }
     }
 

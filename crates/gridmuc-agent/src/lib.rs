@@ -15,6 +15,7 @@ pub mod harness;
 pub mod liveness;
 pub mod meter;
 pub mod private;
+pub mod readout;
 pub mod room;
 mod seat;
 

@@ -15,6 +15,7 @@
 //! after the rejoin: the outbox keeps them until they are too old for the bot.
 
 use crate::liveness::Liveness;
+use crate::readout::{self, Responder};
 use crate::room::{Agent, PrivacyRefusal, RoomTransmit, SelfPresence};
 use gridmuc_core::{
     Alert, Millis, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick,
@@ -72,6 +73,8 @@ pub struct MeterCoreConfig {
     pub answer_timeout: Millis,
     /// Longest wait for outstanding answers before leaving (rotation or shutdown).
     pub drain: Millis,
+    /// Answer XEP-0323 readout requests from occupants (see [`crate::readout`]).
+    pub readout: bool,
 }
 
 /// Things a meter tells its caller (demo view, tests); never includes its own JID.
@@ -164,6 +167,20 @@ pub struct MeterReport {
     pub refused: BTreeMap<String, u64>,
     /// Answers from the bot's nickname not signed by the pinned bot key (an impostor's).
     pub unverified: u64,
+    /// What the reading source skipped (the driver fills this in; the core never sees the source).
+    pub source: SourceFaults,
+}
+
+/// Intervals a meter's source had no reading for, so a dead or garbled meter shows in the
+/// report instead of hiding behind fewer readings sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceFaults {
+    /// Intervals skipped because nothing arrived from the meter.
+    pub dead_intervals: u64,
+    /// Intervals skipped because only unusable frames arrived.
+    pub garbled_intervals: u64,
+    /// Frames refused (bad checksum, undecodable, without the expected field).
+    pub garbled_frames: u64,
 }
 
 impl MeterReport {
@@ -179,7 +196,8 @@ impl fmt::Display for MeterReport {
             f,
             "readings sent: {} (acknowledged {}, refused {}{}, resent {}, unacknowledged at stop {}, \
              dropped {}, expired {}), bounced: {}, unverified answers: {}, nicknames used: {}, \
-             nickname conflicts: {}",
+             nickname conflicts: {}, source faults: {} dead and {} garbled intervals skipped \
+             ({} garbled frames)",
             self.sent,
             self.acknowledged,
             self.refused_total(),
@@ -195,7 +213,10 @@ impl fmt::Display for MeterReport {
             self.bounced,
             self.unverified,
             self.nicks,
-            self.conflicts
+            self.conflicts,
+            self.source.dead_intervals,
+            self.source.garbled_intervals,
+            self.source.garbled_frames
         )
     }
 }
@@ -258,6 +279,8 @@ pub enum Input {
     },
     /// Stop: drain outstanding answers (bounded), leave, and finish.
     Shutdown,
+    /// An iq request (XEP-0323 readout, disco#info, anything else) to this session.
+    Request(readout::Request),
 }
 
 /// Where a reading goes.
@@ -294,6 +317,8 @@ pub enum Transmit {
         /// The interval.
         slot: Timestamp,
     },
+    /// Answer a request (an iq result or error, or a readout's `<fields/>` message).
+    Answer(readout::Answer),
 }
 
 crate::room::room_variants!(Input, Transmit);
@@ -447,6 +472,8 @@ pub struct MeterCore<R> {
     /// Every reading sent is answered (receipt, echo or bounce): one that is not gets the
     /// session probed and, if it is dead, replaced.
     liveness: Liveness,
+    /// XEP-0323 readout answers, from what was measured under the current nickname only.
+    readout: Responder,
     /// Nicknames found taken in a row.
     conflicts_in_row: usize,
     warned: Warned,
@@ -460,6 +487,7 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
         let mut core = MeterCore {
             outbox: Outbox::new(cfg.outbox.clone()),
             liveness: Liveness::new(cfg.answer_timeout),
+            readout: Responder::new(cfg.readout, cfg.interval),
             cfg,
             rng,
             phase: Phase::Renewing,
@@ -517,6 +545,7 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
             self.catch_up_until = Some(now.floor_to(p));
         }
         self.report.nicks += 1;
+        self.readout.reset();
         self.events.push_back(MeterEvent::Joined(nick.clone()));
         // A load test starts a whole neighbourhood together: no slot before `not_before`.
         let prev = match (self.last_slot, self.cfg.not_before) {
@@ -862,9 +891,20 @@ impl<R: Rng + CryptoRng> Agent for MeterCore<R> {
                         quality: Quality::AUTOMATIC_READOUT,
                     };
                     self.outbox.push(ReadingId::random(&mut self.rng), reading);
+                    let mut answers = Vec::new();
+                    self.readout.measured(now, reading, &mut answers);
+                    self.transmits
+                        .extend(answers.into_iter().map(Transmit::Answer));
                 }
             }
             Input::Shutdown => self.on_shutdown(now),
+            Input::Request(req) => {
+                let mut answers = Vec::new();
+                let in_room = self.nick().is_some();
+                self.readout.handle(now, in_room, req, &mut answers);
+                self.transmits
+                    .extend(answers.into_iter().map(Transmit::Answer));
+            }
         }
         self.settle(now);
     }
@@ -1014,6 +1054,26 @@ mod tests {
             Some(Transmit::Measure {
                 slot: T0.plus(6 * 60_000)
             })
+        );
+    }
+
+    #[test]
+    fn the_report_names_the_intervals_the_source_skipped() {
+        let report = MeterReport {
+            sent: 7,
+            source: SourceFaults {
+                dead_intervals: 2,
+                garbled_intervals: 1,
+                garbled_frames: 5,
+            },
+            ..MeterReport::default()
+        };
+        let line = report.to_string();
+        assert!(
+            line.ends_with(
+                "source faults: 2 dead and 1 garbled intervals skipped (5 garbled frames)"
+            ),
+            "{line}"
         );
     }
 

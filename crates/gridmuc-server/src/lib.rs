@@ -216,6 +216,17 @@ pub enum ServerError {
     Federation(String),
 }
 
+/// Writes a fresh test CA and a server certificate for `names` (SANs, `CA:FALSE`) into `dir`,
+/// for tests of other TLS servers on loopback (Mosquitto's TLS listener): the CA file, the
+/// certificate chain and the private key.
+pub fn test_certificates(
+    dir: &Path,
+    names: &[String],
+) -> Result<(PathBuf, PathBuf, PathBuf), ServerError> {
+    let c = certs::generate(dir, &certs::test_ca()?, names, false)?;
+    Ok((c.ca_path, c.cert_path, c.key_path))
+}
+
 /// Generates a random password (24 alphanumerics from the thread CSPRNG) for test accounts.
 pub fn generate_password() -> String {
     rand::rng()

@@ -21,6 +21,7 @@ pub mod dsmr;
 mod live;
 pub mod mqtt;
 pub mod replay;
+pub mod smarty;
 pub mod sml;
 
 pub use accumulate::{Fault, SourceCounts};
@@ -75,15 +76,41 @@ pub struct Link {
     pub baud: Option<u32>,
     /// Seconds the last value stands in for an interval without frames (default 30).
     pub hold: Option<f64>,
+    /// Luxembourg's encrypted P1 (DSMR only): the meter's GUEK, 32 hex digits.
+    pub key: Option<Secret>,
+    /// …and its authentication key, if not the specification's `00112233…EEFF`.
+    pub auth_key: Option<Secret>,
+}
+
+impl Link {
+    /// The decryption keys, if the link has any; refused for SML and when malformed.
+    fn keys(&self, dsmr: bool) -> Result<Option<smarty::SmartyKeys>, SourceError> {
+        match (&self.key, &self.auth_key) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(SourceError::Config("auth_key without key".into())),
+            (Some(_), _) if !dsmr => Err(SourceError::Config(
+                "key and auth_key are for Luxembourg's encrypted DSMR telegrams".into(),
+            )),
+            (Some(key), auth) => {
+                smarty::SmartyKeys::from_hex(&key.0, auth.as_ref().map(|a| a.0.as_str()))
+                    .map(Some)
+                    .map_err(SourceError::Config)
+            }
+        }
+    }
 }
 
 /// An MQTT device: a broker, a topic and the JSON fields, from a preset or spelled out.
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `host:port` or `mqtt://host:port` (plain MQTT; port 1883 when omitted).
+    /// `host:port` or `mqtt://host:port` (plain MQTT; port 1883 when omitted), or
+    /// `mqtts://host:port` (MQTT over TLS; port 8883 when omitted).
     #[serde(alias = "url")]
     pub broker: String,
+    /// For `mqtts://`: the PEM file of the CA that signed the broker's certificate (a
+    /// self-signed household broker); without it the system's roots are trusted.
+    pub ca_file: Option<PathBuf>,
     /// Topic and fields of a known device family.
     pub preset: Option<mqtt::Preset>,
     /// Topic filter; overrides the preset's (e.g. `shellyproem50/status/em1:1`).

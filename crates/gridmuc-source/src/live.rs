@@ -6,11 +6,13 @@
 use crate::accumulate::{Accumulator, Fault, Observation, SourceCounts};
 use crate::dsmr::P1Decoder;
 use crate::mqtt::{EnergyUnit, Fields, MqttReader};
+use crate::smarty::{SmartyDecoder, SmartyError, SmartyKeys};
 use crate::sml::SmlDecoder;
 use crate::{Link, MqttConfig, Sample, SourceError, hold_ms, now_ts};
 use gridmuc_core::Timestamp;
 use rand::Rng;
 use std::fmt::Display;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -43,14 +45,22 @@ impl Live {
     /// Closes the interval at `now`; a fault is counted, logged when it starts or ends, and
     /// reported as [`Sample::Skip`].
     pub fn sample(&mut self, now: Timestamp) -> Sample {
-        let taken = lock(&self.acc).take(now);
+        let (taken, c) = {
+            let mut acc = lock(&self.acc);
+            (acc.take(now), acc.counts())
+        };
         let fault = taken.err();
         if fault != self.fault {
+            let (dead, garbled) = (c.dead_intervals, c.garbled_intervals);
             match fault {
-                Some(f) => {
-                    tracing::warn!(source = %self.what, fault = ?f, "meter gives no reading; interval skipped and counted")
-                }
-                None => tracing::info!(source = %self.what, "meter readings are back"),
+                Some(f) => tracing::warn!(
+                    source = %self.what, fault = ?f, dead_intervals = dead, garbled_intervals = garbled,
+                    "meter gives no reading; interval skipped and counted"
+                ),
+                None => tracing::info!(
+                    source = %self.what, dead_intervals = dead, garbled_intervals = garbled,
+                    "meter readings are back"
+                ),
             }
             self.fault = fault;
         }
@@ -85,10 +95,13 @@ impl Protocol {
         }
     }
 
-    fn decoder(self) -> Decoder {
-        match self {
-            Protocol::Dsmr => Decoder::Dsmr(P1Decoder::default()),
-            Protocol::Sml => Decoder::Sml(Box::default()),
+    fn decoder(self, keys: Option<SmartyKeys>) -> Decoder {
+        match (self, keys) {
+            (Protocol::Dsmr, Some(keys)) => {
+                Decoder::Smarty(Box::new(SmartyDecoder::new(keys)), false)
+            }
+            (Protocol::Dsmr, None) => Decoder::Dsmr(P1Decoder::default()),
+            (Protocol::Sml, _) => Decoder::Sml(Box::default()),
         }
     }
 }
@@ -98,6 +111,8 @@ enum Decoder {
     Dsmr(P1Decoder),
     /// Boxed: its frame buffer is 8 KiB.
     Sml(Box<SmlDecoder>),
+    /// Luxembourg's encrypted telegrams, and whether a wrong key was already reported.
+    Smarty(Box<SmartyDecoder>, bool),
 }
 
 impl Decoder {
@@ -112,6 +127,16 @@ impl Decoder {
             Decoder::Sml(d) => {
                 let mut out = Vec::new();
                 d.push(bytes, &mut out);
+                file(out, acc, what);
+            }
+            Decoder::Smarty(d, warned) => {
+                let mut out = Vec::new();
+                d.push(bytes, &mut out);
+                // A wrong key fails every frame: say so once, clearly; each is still counted.
+                if !*warned && out.iter().any(|f| matches!(f, Err(SmartyError::Decrypt))) {
+                    *warned = true;
+                    tracing::error!(source = %what, "{}", SmartyError::Decrypt);
+                }
                 file(out, acc, what);
             }
         }
@@ -155,6 +180,7 @@ fn spawn(
 /// connecting to its TCP bridge.
 pub fn open_stream(protocol: Protocol, link: &Link) -> Result<Live, SourceError> {
     let hold = hold_ms(link.hold, SERIAL_HOLD);
+    let keys = link.keys(matches!(protocol, Protocol::Dsmr))?;
     match (&link.port, &link.tcp) {
         (Some(port), None) => {
             let builder = tokio_serial::new(port, link.baud.unwrap_or(protocol.default_baud()))
@@ -174,7 +200,7 @@ pub fn open_stream(protocol: Protocol, link: &Link) -> Result<Live, SourceError>
             let what = format!("{protocol:?} {port}");
             spawn(what, hold, |acc, what| {
                 tokio::spawn(async move {
-                    let mut decoder = protocol.decoder();
+                    let mut decoder = protocol.decoder(keys);
                     let mut stream = Some(stream);
                     let mut backoff = Backoff::default();
                     loop {
@@ -201,7 +227,7 @@ pub fn open_stream(protocol: Protocol, link: &Link) -> Result<Live, SourceError>
             let addr = addr.clone();
             spawn(format!("{protocol:?} tcp {addr}"), hold, |acc, what| {
                 tokio::spawn(async move {
-                    let mut decoder = protocol.decoder();
+                    let mut decoder = protocol.decoder(keys);
                     let mut backoff = Backoff::default();
                     loop {
                         match tokio::net::TcpStream::connect(&addr).await {
@@ -259,11 +285,44 @@ impl Backoff {
     }
 }
 
+/// TLS for an `mqtts://` broker: rustls on the ring provider (rumqttc's default provider would
+/// pull aws-lc-rs), trusting the CA file's certificates or, without one, the system's roots.
+fn mqtt_tls(ca_file: Option<&Path>) -> Result<rumqttc::TlsConfiguration, SourceError> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+    let certs = match ca_file {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| SourceError::Config(format!("ca_file {}: {e}", path.display())))?,
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    let mut roots = RootCertStore::empty();
+    if roots.add_parsable_certificates(certs).0 == 0 {
+        return Err(SourceError::Config(
+            "mqtts:// needs a CA to trust: no usable certificate in ca_file or the system's roots"
+                .into(),
+        ));
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SourceError::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
+}
+
 /// Starts the MQTT session; a broker that is down or refuses is logged and retried, and its
 /// silence is counted as dead intervals.
 pub fn open_mqtt(cfg: &MqttConfig, rng: &mut impl Rng) -> Result<Live, SourceError> {
     let fields = mqtt_fields(cfg)?;
-    let broker = cfg.broker.strip_prefix("mqtt://").unwrap_or(&cfg.broker);
+    let (broker, tls, default_port) = match cfg.broker.strip_prefix("mqtts://") {
+        Some(b) => (b, true, 8883),
+        None => (
+            cfg.broker.strip_prefix("mqtt://").unwrap_or(&cfg.broker),
+            false,
+            1883,
+        ),
+    };
     let (host, port) = match broker.rsplit_once(':') {
         Some((h, p)) => (
             h,
@@ -271,7 +330,7 @@ pub fn open_mqtt(cfg: &MqttConfig, rng: &mut impl Rng) -> Result<Live, SourceErr
                 SourceError::Config(format!("MQTT broker {:?}: bad port", cfg.broker))
             })?,
         ),
-        None => (broker, 1883),
+        None => (broker, default_port),
     };
     if host.is_empty() {
         return Err(SourceError::Config(
@@ -282,11 +341,23 @@ pub fn open_mqtt(cfg: &MqttConfig, rng: &mut impl Rng) -> Result<Live, SourceErr
     let mut opts =
         rumqttc::MqttOptions::new(format!("gridmuc-{:016x}", rng.random::<u64>()), host, port);
     opts.set_keep_alive(Duration::from_secs(30));
+    match (tls, &cfg.ca_file) {
+        (true, ca) => opts.set_transport(rumqttc::Transport::tls_with_config(mqtt_tls(
+            ca.as_deref(),
+        )?)),
+        (false, Some(_)) => {
+            return Err(SourceError::Config(
+                "ca_file is for an mqtts:// broker".into(),
+            ));
+        }
+        (false, None) => &mut opts,
+    };
     if let Some(user) = &cfg.username {
         let password = cfg.password.as_ref().map_or("", |p| p.0.as_str());
         opts.set_credentials(user, password);
     }
-    let what = format!("MQTT {}:{port} {}", host, fields.topic);
+    let scheme = if tls { "MQTTS" } else { "MQTT" };
+    let what = format!("{scheme} {host}:{port} {}", fields.topic);
     let mut reader = MqttReader::new(fields);
     spawn(what, hold_ms(cfg.hold, MQTT_HOLD), |acc, what| {
         tokio::spawn(async move {

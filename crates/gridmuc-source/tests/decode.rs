@@ -163,6 +163,18 @@ fn config_forms() {
     assert!(
         matches!(source(r#"source = { kind = "replay", path = "h.csv" }"#), Ok(SourceConfig::Replay { speed, .. }) if speed == 1.0)
     );
+    let lux = source(
+        r#"source = { kind = "dsmr", port = "/dev/ttyUSB0", key = "00 11", auth_key = "ff" }"#,
+    )
+    .unwrap();
+    let SourceConfig::Dsmr(lux) = lux else {
+        panic!()
+    };
+    assert_eq!(lux.key.map(|k| k.0).as_deref(), Some("00 11"));
+    assert!(
+        !format!("{:?}", lux.auth_key).contains("ff"),
+        "key in Debug"
+    );
     // Today's forms.
     assert_eq!(
         source(r#"source = { kind = "model" }"#),
@@ -195,5 +207,5 @@ fn the_example_configs_parse() {
         source(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
         seen += 1;
     }
-    assert_eq!(seen, 8, "example sources");
+    assert_eq!(seen, 10, "example sources");
 }

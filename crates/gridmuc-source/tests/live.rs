@@ -391,3 +391,145 @@ fn a_broker_that_refuses_gives_dead_intervals_not_zeros() {
         assert_eq!((c.frames, c.dead_intervals), (0, 2));
     });
 }
+
+/// A GUEK for the tests (made up; real ones come in the grid operator's letter).
+const GUEK: &str = "AE 43 0B 4E 1B 97 7A 39 4E 1F 4E 2D 6A 4C 50 63";
+
+fn smarty_link(addr: std::net::SocketAddr, key: &str) -> Link {
+    Link {
+        key: Some(gridmuc_source::Secret(key.to_owned())),
+        ..link_tcp(addr)
+    }
+}
+
+#[test]
+fn luxembourg_encrypted_telegrams_decrypt_and_a_wrong_key_is_a_counted_fault() {
+    use gridmuc_source::smarty::{SmartyKeys, seal};
+    let keys = SmartyKeys::from_hex(GUEK, None).unwrap();
+    // A real capture (Landis+Gyr E350, 741 W), encrypted as a Luxembourg meter would.
+    let capture = common::dsmr_capture("telegram.txt");
+    let title = *b"SAG\x10\x30\x00\x2a\x17";
+    let stream: Vec<u8> = (7..9u32)
+        .flat_map(|c| seal(&keys, title, c, &capture))
+        .collect();
+    runtime().block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut src = Source::open(
+            &SourceConfig::Dsmr(smarty_link(addr, GUEK)),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        let (mut bridge, _) = listener.accept().await.unwrap();
+        // Joined midway: a frame's tail first, then two whole frames.
+        bridge
+            .write_all(&stream[stream.len() / 2 + 3..])
+            .await
+            .unwrap();
+        bridge.write_all(&stream).await.unwrap();
+        frames(&src, 2).await;
+        assert_eq!(sample(&mut src), Sample::Value(Watts(741)));
+        assert_eq!(src.counts().garbled_frames, 0);
+
+        // The same frames under another key: every frame refused, the interval a garbled fault.
+        let wrong = "00112233445566778899AABBCCDDEEFF";
+        let mut bad = Source::open(
+            &SourceConfig::Dsmr(smarty_link(addr, wrong)),
+            &mut rand::rng(),
+        )
+        .unwrap();
+        let (mut bridge, _) = listener.accept().await.unwrap();
+        bridge.write_all(&stream).await.unwrap();
+        garbled(&bad, 2).await;
+        assert_eq!(sample(&mut bad), Sample::Skip);
+        let c = bad.counts();
+        assert_eq!((c.frames, c.garbled_frames, c.garbled_intervals), (0, 2, 1));
+    });
+    // Keys are checked when the source opens, and are for DSMR only.
+    let err = Source::open(
+        &SourceConfig::Dsmr(smarty_link("127.0.0.1:9".parse().unwrap(), "abc")),
+        &mut rand::rng(),
+    );
+    assert!(
+        matches!(&err, Err(SourceError::Config(m)) if m == "key: 3 hex digits, expected 32"),
+        "{err:?}"
+    );
+    let sml = Source::open(
+        &SourceConfig::Sml(smarty_link("127.0.0.1:9".parse().unwrap(), GUEK)),
+        &mut rand::rng(),
+    );
+    assert!(matches!(sml, Err(SourceError::Config(_))), "{sml:?}");
+}
+
+#[test]
+fn mqtt_over_tls_trusts_the_ca_file_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let (ca, cert, key) = gridmuc_server::test_certificates(dir.path(), &names).unwrap();
+    // Mosquitto started as root reads its files as user `mosquitto`: a test key may be readable.
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(dir.path(), 0o755), (key.as_path(), 0o644)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    // The TLS listener the meter reads, and a plain one for the device that publishes.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broker = Mosquitto::start(&format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous true\nlistener {plain} 127.0.0.1",
+        ca.display(),
+        cert.display(),
+        key.display()
+    ));
+    let tls = |ca_file: Option<std::path::PathBuf>| {
+        SourceConfig::Mqtt(gridmuc_source::MqttConfig {
+            broker: format!("mqtts://localhost:{}", broker.port),
+            ca_file,
+            ..broker.config(Preset::Tasmota, None)
+        })
+    };
+    let p = |w: u32| format!(r#"{{"ENERGY":{{"Power":{w}}}}}"#);
+    runtime().block_on(async {
+        let device = Mosquitto::device_at(plain);
+        let mut src = Source::open(&tls(Some(ca.clone())), &mut rand::rng()).unwrap();
+        let got = feed(
+            &mut src,
+            &device,
+            "tele/plug/SENSOR",
+            &p(10),
+            &[&p(300), &p(500)],
+        )
+        .await;
+        assert_eq!(got, Sample::Value(Watts(400)));
+        // Without the CA file only the system's roots are trusted: the handshake fails, every
+        // interval is dead, never a zero.
+        let mut untrusting = Source::open(&tls(None), &mut rand::rng()).unwrap();
+        for _ in 0..20 {
+            device
+                .publish(
+                    "tele/plug/SENSOR",
+                    rumqttc::QoS::AtMostOnce,
+                    false,
+                    p(700).into_bytes(),
+                )
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sample(&mut untrusting), Sample::Skip);
+        let c = untrusting.counts();
+        assert_eq!((c.frames, c.dead_intervals), (0, 1));
+    });
+    // A CA file on a plain broker is a mistake said at start.
+    let plain_with_ca = SourceConfig::Mqtt(gridmuc_source::MqttConfig {
+        ca_file: Some(ca),
+        ..broker.config(Preset::Tasmota, None)
+    });
+    let err = Source::open(&plain_with_ca, &mut rand::rng());
+    assert!(
+        matches!(&err, Err(SourceError::Config(m)) if m.contains("mqtts://")),
+        "{err:?}"
+    );
+}

@@ -18,6 +18,7 @@ use crate::guard::{self, GuardMark};
 use crate::metrics::{self, Metrics};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
 use crate::private::PrivateSettings;
+use crate::readout;
 use crate::session::Session;
 use crate::{millis, now_ts};
 use delivery::Verdict;
@@ -26,6 +27,7 @@ use gridmuc_agent::bot::{
     BotCore, BotCoreConfig, BotEvent as CoreEvent, Input, To, Transmit, Verdict as CoreVerdict,
     nick_retry,
 };
+use gridmuc_agent::readout::PollAnswer;
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
 use gridmuc_core::codec::{self, CodecLimits};
@@ -43,6 +45,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::{BareJid, Jid};
+use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::{Lang, Message, MessageType};
 
 pub use gridmuc_agent::bot::summary_line;
@@ -93,6 +96,23 @@ pub struct BotConfig {
     /// a house's reading (see `gridmuc_xmpp::private::run_leader`).
     #[serde(default)]
     pub private: Option<PrivateSettings>,
+    /// `[readout]`: XEP-0323 devices in the room that answer readout requests but never push.
+    #[serde(default)]
+    pub readout: Option<ReadoutPoll>,
+}
+
+/// Which third-party XEP-0323 devices the bot polls, and how often. Devices are named, not
+/// discovered: in a provisioned room presence goes to moderators only, so the bot cannot see who
+/// is there, and probing every occupant would also poll gridmuc meters that already push.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadoutPoll {
+    /// How often each device is asked for a momentary readout; set it to the aggregator's
+    /// interval so each device is counted once per interval.
+    #[serde(with = "gridmuc_core::time::span::secs")]
+    pub poll: Duration,
+    /// The devices' nicknames in the room (they must not rotate).
+    pub devices: Vec<String>,
 }
 
 fn default_nick() -> String {
@@ -123,6 +143,7 @@ impl BotConfig {
             key_file: None,
             key: None,
             private: None,
+            readout: None,
         }
     }
 }
@@ -235,12 +256,27 @@ pub async fn run_bot(
         );
     }
     let interval = Duration::from_millis(cfg.aggregator.interval.max(1).unsigned_abs());
+    let (poll, poll_devices) = match &cfg.readout {
+        Some(r) => (
+            millis(r.poll),
+            r.devices
+                .iter()
+                .map(|d| {
+                    RoomNick::new(d.as_str())
+                        .map_err(|e| BotError::BadSetting("readout.devices", format!("{d:?}: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => (0, Vec::new()),
+    };
     let core_cfg = BotCoreConfig {
         nick: nick.clone(),
         operators: operators.iter().map(BareJid::to_string).collect(),
         aggregator: cfg.aggregator,
         post_summaries: cfg.post_summaries,
         ping_timeout: millis(connect::ping_bound(cfg.account.timeout)),
+        poll,
+        poll_devices,
     };
     let mut core = BotCore::new(core_cfg, OsRng.unwrap_err(), now_ts());
     let mut wire = BotWire {
@@ -285,11 +321,23 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
 
     /// What a message means to the core: a reading from an occupant (decoded here), an
     /// operator's command, or only a sign of life (our own post's echo included).
-    fn message_input(&mut self, _core: &BotCore<R>, m: &Message) -> Input {
+    fn message_input(&mut self, core: &BotCore<R>, m: &Message) -> Input {
         if self.uplink.as_mut().is_some_and(|up| up.on_message(m)) {
             return Input::Alive;
         }
         if let Some(nick) = muc::nick_in_room(m.from.as_ref(), &self.room) {
+            // A polled device's answer: any type but groupchat, decoded like a pushed reading.
+            if core.awaits_readout(&nick)
+                && m.type_ != MessageType::Groupchat
+                && let Some((seqnr, done)) = readout::fields_header(m)
+                && let Some(reading) = decode_reading(m, None, None, &self.limits)
+            {
+                return Input::Polled {
+                    from: nick,
+                    seqnr,
+                    answer: PollAnswer::Fields { reading, done },
+                };
+            }
             let live = matches!(m.type_, MessageType::Groupchat | MessageType::Chat);
             let delayed = m
                 .payloads
@@ -316,6 +364,17 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
             Some((from, text)) => Input::Command {
                 from: from.to_string(),
                 text,
+            },
+            None => Input::Alive,
+        }
+    }
+
+    fn iq_input(&mut self, _core: &BotCore<R>, iq: &Iq) -> Input {
+        match readout::poll_iq_answer(iq, &self.room) {
+            Some((from, seqnr, answer)) => Input::Polled {
+                from,
+                seqnr,
+                answer,
             },
             None => Input::Alive,
         }
@@ -365,6 +424,11 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
                     .or_else(|| summary.as_deref().map(codec::encode_summary));
                 let key = if signed { key.as_deref() } else { None };
                 send_chat(client, bound, to, type_, body, payload, key).await?;
+            }
+            Transmit::Poll { to, seqnr } => {
+                if let Some(iq) = readout::poll_request(&self.room, &to, seqnr) {
+                    muc::send(client, iq.into(), bound).await?;
+                }
             }
             // The room's own transmits never reach the wire.
             Transmit::Join(_) | Transmit::Leave(_) | Transmit::Ping | Transmit::RenewSession => {}

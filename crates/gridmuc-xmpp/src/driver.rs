@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::{BareJid, FullJid};
+use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::Message;
 use xmpp_parsers::muc::user::MucUser;
 use xmpp_parsers::presence::Presence;
@@ -34,6 +35,11 @@ pub(crate) trait Wire<A: Agent> {
 
     /// What a message (not a presence, not an iq) means to the core.
     fn message_input(&mut self, core: &A, m: &Message) -> A::Input;
+
+    /// What an iq means to the core: by default only that the session delivers.
+    fn iq_input(&mut self, _core: &A, _iq: &Iq) -> A::Input {
+        RoomInput::Alive.into()
+    }
 
     /// Carries out one of the agent's own transmits (a reading, a verdict, a post, a
     /// measurement); an input to hand the core straight back, if the transmit produces one.
@@ -330,7 +336,7 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
         let input = match stanza {
             Stanza::Message(m) => self.wire.message_input(self.core, &m),
             Stanza::Presence(p) => room_presence(&p, self.room, self.core.nick(), own).into(),
-            Stanza::Iq(_) => RoomInput::Alive.into(),
+            Stanza::Iq(iq) => self.wire.iq_input(self.core, &iq),
         };
         self.core.handle(now_ts(), input);
     }

@@ -14,6 +14,7 @@ pub mod meter;
 pub mod metrics;
 pub mod muc;
 pub mod private;
+pub mod readout;
 pub mod session;
 pub mod source;
 

@@ -12,11 +12,13 @@ use crate::delivery::{self, Answer, Verdict};
 use crate::driver::{self, RoomRefusal, Stall, Wire};
 use crate::muc::{self, MucError};
 use crate::private::PrivateSettings;
+use crate::readout::Replies;
 use crate::session::Session;
 use crate::source::{Injection, Sample, Source, SourceConfig, SourceError};
 use crate::{instant_at, millis, now_ts};
 use gridmuc_agent::meter::{
-    self as agent, Input, MeterCore, MeterCoreConfig, MeterCoreError, Recipient, Transmit,
+    self as agent, Input, MeterCore, MeterCoreConfig, MeterCoreError, Recipient, SourceFaults,
+    Transmit,
 };
 use gridmuc_botkey::BotPublicKey;
 use gridmuc_core::codec;
@@ -29,6 +31,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_xmpp::jid::{BareJid, FullJid};
+use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::{Message, MessageType};
 
 pub use gridmuc_agent::meter::{MeterReport, Mode};
@@ -91,6 +94,12 @@ pub struct MeterConfig {
     /// reproduce the unpaced flood in `gridmuc loadtest --unpaced`.
     #[serde(skip, default = "yes")]
     pub pace_broadcast: bool,
+    /// Answer XEP-0323 readout requests that occupants send to this meter's nickname (the last
+    /// interval's power and the energy measured under the nickname). Default: only in broadcast
+    /// mode, where every occupant sees the readings anyway; in direct mode an answer would show
+    /// any occupant what is otherwise sealed to the bot.
+    #[serde(default)]
+    pub readout: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -136,6 +145,7 @@ impl MeterConfig {
             outbox: gridmuc_core::OutboxConfig::default(),
             not_before: None,
             pace_broadcast: true,
+            readout: None,
         }
     }
 
@@ -154,6 +164,7 @@ impl MeterConfig {
             not_before: self.not_before.map(timestamp_of),
             answer_timeout: millis(self.account.timeout),
             drain: millis(SHUTDOWN_DRAIN.min(self.account.timeout)),
+            readout: self.readout.unwrap_or(self.mode == Mode::Broadcast),
         }
     }
 }
@@ -250,9 +261,13 @@ pub async fn run_meter(
         events,
         reader,
         rng,
+        replies: Replies::default(),
     };
     driver::run(&mut core, &mut wire, &room, &account, true, shutdown).await?;
-    Ok(core.report())
+    Ok(MeterReport {
+        source: wire.reader.faults(),
+        ..core.report()
+    })
 }
 
 /// The meter's XMPP side: readings on the wire, the bot's answers and the room's echoes off it,
@@ -265,6 +280,8 @@ struct MeterWire {
     reader: Reader,
     /// For sealing.
     rng: UnwrapErr<OsRng>,
+    /// Where readout and disco#info answers go.
+    replies: Replies,
 }
 
 /// A house's readings: the source, plus the staged injections of demos and tests.
@@ -281,6 +298,16 @@ impl Reader {
             source,
             injections,
             started: Instant::now(),
+        }
+    }
+
+    /// What the source skipped so far, for the meter's report.
+    pub(crate) fn faults(&self) -> SourceFaults {
+        let c = self.source.counts();
+        SourceFaults {
+            dead_intervals: c.dead_intervals,
+            garbled_intervals: c.garbled_intervals,
+            garbled_frames: c.garbled_frames,
         }
     }
 
@@ -304,6 +331,12 @@ impl<R: Rng + CryptoRng> Wire<MeterCore<R>> for MeterWire {
         self.message_meaning(m)
     }
 
+    fn iq_input(&mut self, _core: &MeterCore<R>, iq: &Iq) -> Input {
+        self.replies
+            .request(iq, &self.room)
+            .map_or(Input::Alive, Input::Request)
+    }
+
     async fn transmit(
         &mut self,
         client: &mut Session,
@@ -313,6 +346,12 @@ impl<R: Rng + CryptoRng> Wire<MeterCore<R>> for MeterWire {
             Transmit::Send { id, reading, to } => {
                 let stanza = self.message(id, &reading, to);
                 muc::send(client, stanza.into(), self.cfg.account.timeout).await?;
+                Ok(None)
+            }
+            Transmit::Answer(answer) => {
+                if let Some(stanza) = self.replies.stanza(answer, &self.room) {
+                    muc::send(client, stanza, self.cfg.account.timeout).await?;
+                }
                 Ok(None)
             }
             Transmit::Measure { slot } => Ok(Some(match self.reader.measure(slot) {
@@ -427,5 +466,24 @@ impl MeterWire {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readout_is_on_where_every_occupant_sees_the_readings_anyway_unless_told() {
+        let account = ConnectConfig::private_tls("h@grid.test", "pw", "127.0.0.1:5222", "");
+        let mut cfg = MeterConfig::new(account, "hood@rooms.grid.test");
+        assert!(!cfg.core().readout, "direct mode: off by default");
+        cfg.mode = Mode::Broadcast;
+        assert!(cfg.core().readout, "broadcast mode: on by default");
+        cfg.readout = Some(false);
+        assert!(!cfg.core().readout);
+        cfg.mode = Mode::Direct;
+        cfg.readout = Some(true);
+        assert!(cfg.core().readout, "direct mode when asked");
     }
 }

@@ -115,10 +115,15 @@ impl Mosquitto {
 
     /// A device publishing on `topic`.
     pub fn device(&self) -> rumqttc::AsyncClient {
+        Mosquitto::device_at(self.port)
+    }
+
+    /// A device publishing through the plain listener on `port` (the broker's second one).
+    pub fn device_at(port: u16) -> rumqttc::AsyncClient {
         let opts = rumqttc::MqttOptions::new(
             format!("device-{}", rand::random::<u32>()),
             "127.0.0.1",
-            self.port,
+            port,
         );
         let (client, mut events) = rumqttc::AsyncClient::new(opts, 16);
         tokio::spawn(async move { while events.poll().await.is_ok() {} });
