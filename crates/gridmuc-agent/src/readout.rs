@@ -444,10 +444,10 @@ impl Poller {
         answer: PollAnswer,
     ) -> Option<Result<Reading, Rejection>> {
         let key = (from.clone(), seqnr);
-        if !self.outstanding.contains_key(&key) {
+        let Some(&expires) = self.outstanding.get(&key) else {
             self.counts.unsolicited += 1;
             return None;
-        }
+        };
         match answer {
             PollAnswer::Accepted => None,
             PollAnswer::Refused(why) => {
@@ -464,7 +464,11 @@ impl Poller {
                 }
                 self.outstanding.remove(&key);
                 self.counts.readings += 1;
-                Some(reading)
+                // A momentary readout is the moment we asked. The device's own stamp is not
+                // trusted: its clock may be off, and slixmpp's devices write local time
+                // without a zone.
+                let asked = expires.plus(-self.timeout);
+                Some(reading.map(|r| Reading { at: asked, ..r }))
             }
         }
     }

@@ -11,7 +11,6 @@ prints `ready` once in the room and answers until stdin closes.
 """
 
 import asyncio
-import datetime
 import json
 import sys
 
@@ -66,7 +65,8 @@ async def ask(peer, target):
 
 
 class Meter(Device):
-    """A plug that knows only its momentary power, stamped in UTC."""
+    """A plug that knows only its momentary power, stamped as slixmpp stamps it (local time,
+    no zone)."""
 
     def __init__(self, watts):
         super().__init__("plug")
@@ -74,8 +74,6 @@ class Meter(Device):
         self.watts = watts
 
     def refresh(self, fields):
-        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-        self._set_momentary_timestamp(now.strftime("%Y-%m-%dT%H:%M:%SZ"))
         self._add_field_momentary_data("Power", str(self.watts), flags={"automaticReadout": "true"})
 
 
