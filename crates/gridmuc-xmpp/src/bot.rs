@@ -20,11 +20,9 @@ use crate::muc::{self, JoinOutcome, MucError, PrivacyError};
 use crate::private::PrivateSettings;
 use crate::session::Session;
 use crate::{millis, now_ts};
-use delivery::Verdict;
 use gridmuc_agent::PrivacyRefusal;
 use gridmuc_agent::bot::{
-    BotCore, BotCoreConfig, BotEvent as CoreEvent, Input, To, Transmit, Verdict as CoreVerdict,
-    nick_retry,
+    AckBatch, BotCore, BotCoreConfig, BotEvent as CoreEvent, Input, To, Transmit, nick_retry,
 };
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
@@ -93,6 +91,10 @@ pub struct BotConfig {
     /// a house's reading (see `gridmuc_xmpp::private::run_leader`).
     #[serde(default)]
     pub private: Option<PrivateSettings>,
+    /// How direct readings are acknowledged (`[acks]`: `max_readings`, `max_wait_ms`): one
+    /// signed ack per nickname for up to 16 readings or 5 s by default.
+    #[serde(default)]
+    pub acks: AckBatch,
 }
 
 fn default_nick() -> String {
@@ -123,6 +125,7 @@ impl BotConfig {
             key_file: None,
             key: None,
             private: None,
+            acks: AckBatch::default(),
         }
     }
 }
@@ -206,6 +209,17 @@ pub async fn run_bot(
             format!("{} (must be a positive number of kW)", cfg.max_power_kw),
         ));
     }
+    if cfg.acks.max_readings == 0 || !(0..=AckBatch::MAX_WAIT).contains(&cfg.acks.max_wait) {
+        return Err(BotError::BadSetting(
+            "acks",
+            format!(
+                "{:?} (max_readings at least 1, max_wait_ms from 0 to {}: meters probe or \
+                 resend when an answer takes longer)",
+                cfg.acks,
+                AckBatch::MAX_WAIT
+            ),
+        ));
+    }
     let uplink = cfg.district.map(Uplink::new).transpose()?;
     let limits = CodecLimits {
         max_house_power: Watts::from_kw(cfg.max_power_kw),
@@ -241,6 +255,7 @@ pub async fn run_bot(
         aggregator: cfg.aggregator,
         post_summaries: cfg.post_summaries,
         ping_timeout: millis(connect::ping_bound(cfg.account.timeout)),
+        acks: cfg.acks,
     };
     let mut core = BotCore::new(core_cfg, OsRng.unwrap_err(), now_ts());
     let mut wire = BotWire {
@@ -298,6 +313,9 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
             if nick == self.nick || !live || delayed {
                 return Input::Alive;
             }
+            if m.type_ == MessageType::Chat && delivery::is_flush(&m.payloads) {
+                return Input::FlushAcks { from: nick };
+            }
             let id = delivery::reading_id(m);
             let Some(reading) = decode_reading(m, id, self.key.as_deref(), &self.limits) else {
                 return Input::Alive;
@@ -329,13 +347,9 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
         let bound = self.account.timeout;
         let key = self.key.clone();
         match t {
-            Transmit::Verdict { to, id, verdict } => {
-                let verdict = match verdict {
-                    CoreVerdict::Accepted => Verdict::Accepted,
-                    CoreVerdict::Refused(reason) => Verdict::Refused(reason),
-                };
+            Transmit::Acks { to, verdicts } => {
                 let to = muc::occupant(&self.room, &to)?;
-                let answer = delivery::verdict_message(to, id, &verdict, key.as_deref());
+                let answer = delivery::ack_stanza(to, &verdicts, key.as_deref());
                 muc::send(client, answer.into(), bound).await?;
             }
             Transmit::Post {
