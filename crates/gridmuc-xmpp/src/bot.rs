@@ -22,7 +22,7 @@ use crate::session::Session;
 use crate::{millis, now_ts};
 use gridmuc_agent::PrivacyRefusal;
 use gridmuc_agent::bot::{
-    AckBatch, BotCore, BotCoreConfig, BotEvent as CoreEvent, Input, To, Transmit, nick_retry,
+    BotCore, BotCoreConfig, BotEvent as CoreEvent, Input, To, Transmit, nick_retry,
 };
 use gridmuc_botkey::BotSecretKey;
 use gridmuc_core::aggregator::Counters;
@@ -43,7 +43,7 @@ use tokio_xmpp::Stanza;
 use tokio_xmpp::jid::{BareJid, Jid};
 use xmpp_parsers::message::{Lang, Message, MessageType};
 
-pub use gridmuc_agent::bot::summary_line;
+pub use gridmuc_agent::bot::{AckBatch, summary_line};
 
 /// The bot's settings; the TOML file of `gridmuc substation` maps onto it.
 #[derive(Clone, Debug, serde::Deserialize)]
