@@ -22,7 +22,7 @@ use gridmuc_core::{
     RejectionCounts, RoomNick, Timestamp,
 };
 use rand::Rng;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// A bot's rules in numbers.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +43,49 @@ pub struct BotCoreConfig {
     pub poll: Millis,
     /// …and which nicknames: devices that answer requests but never push (see [`crate::readout`]).
     pub poll_devices: Vec<RoomNick>,
+    /// How verdicts on direct readings are batched into cumulative acks.
+    pub acks: AckBatch,
+}
+
+/// How the bot batches its verdicts: one signed ack per nickname covers up to `max_readings`
+/// readings, and none waits longer than `max_wait`, so Prosody routes a fraction of a stanza
+/// per reading instead of one, and the bot signs and sends a fraction as often.
+///
+/// `max_wait` must stay well inside what meters allow an answer: their first resend comes
+/// 30 s after a send (`[outbox] resend_after`) and their session is probed after the account
+/// timeout (15 s by default), so the default 5 s leaves room for a slow server. A meter about
+/// to rotate or stop asks for its pending ack at once (wire: `<flush/>`), so a batch never
+/// holds a reading across a nickname's end, which would make it resend under the next one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AckBatch {
+    /// Verdicts for one nickname sent together at most; a full batch goes at once. The
+    /// default, 16, equals a meter's default `max_in_flight`, so a meter catching up after a
+    /// fault is answered as soon as its window is full.
+    pub max_readings: usize,
+    /// Longest a verdict waits for others (default `"5s"`; at most [`AckBatch::MAX_WAIT`]),
+    /// written with its unit like every duration; a bare number counts milliseconds.
+    #[serde(with = "gridmuc_core::time::span::ms")]
+    pub max_wait: Millis,
+}
+
+impl AckBatch {
+    /// The longest `max_wait` a bot accepts: half a meter's default answer timeout.
+    pub const MAX_WAIT: Millis = 7_500;
+    /// One verdict per ack, sent at once: wire format v1's rhythm.
+    pub const EACH: AckBatch = AckBatch {
+        max_readings: 1,
+        max_wait: 0,
+    };
+}
+
+impl Default for AckBatch {
+    fn default() -> AckBatch {
+        AckBatch {
+            max_readings: 16,
+            max_wait: 5_000,
+        }
+    }
 }
 
 impl BotCoreConfig {
@@ -56,6 +99,7 @@ impl BotCoreConfig {
             ping_timeout: 7_500,
             poll: 0,
             poll_devices: Vec::new(),
+            acks: AckBatch::default(),
         }
     }
 }
@@ -85,6 +129,12 @@ pub enum Input {
         reading: Result<Reading, Rejection>,
         /// A direct reading that asks for a verdict (a groupchat one is answered by the room).
         wants_verdict: bool,
+    },
+    /// An occupant about to leave (rotation, shutdown) asks for the verdicts the bot still
+    /// holds for its nickname, so none is left to arrive after it has gone.
+    FlushAcks {
+        /// The occupant's nickname.
+        from: RoomNick,
     },
     /// A direct message from an operator (the driver checked the sender's bare JID).
     Command {
@@ -133,14 +183,13 @@ pub enum Transmit {
     Join(RoomNick),
     /// Leave the room.
     Leave(RoomNick),
-    /// Answer a direct reading, signed when the driver holds the bot key.
-    Verdict {
-        /// The sender.
+    /// One cumulative ack to a nickname: the verdict on each of its direct readings it covers,
+    /// signed as a whole when the driver holds the bot key.
+    Acks {
+        /// The sender of the readings.
         to: RoomNick,
-        /// The reading.
-        id: ReadingId,
-        /// Counted or not.
-        verdict: Verdict,
+        /// Each reading's verdict, in the order they were decided.
+        verdicts: Vec<(ReadingId, Verdict)>,
     },
     /// A message for people, with an alert payload for programs.
     Post {
@@ -224,6 +273,14 @@ pub fn silence_bound(interval: Millis) -> Millis {
     (interval.max(1) * 3 / 2).max(2_000)
 }
 
+/// Verdicts held for one nickname until its ack is due.
+#[derive(Debug)]
+struct PendingAck {
+    verdicts: Vec<(ReadingId, Verdict)>,
+    /// When the ack goes out at the latest: `max_wait` after its first verdict.
+    due: Timestamp,
+}
+
 /// The substation bot's rules, driven from outside (see the module docs).
 #[derive(Debug)]
 pub struct BotCore<R> {
@@ -240,6 +297,11 @@ pub struct BotCore<R> {
     refusals_logged: RejectionCounts,
     /// Readout requests to configured devices, and their answers.
     poller: Poller,
+    /// Verdicts not yet sent, by nickname.
+    pending_acks: HashMap<RoomNick, PendingAck>,
+    /// When each pending ack falls due, oldest first (entries of acks sent early are stale
+    /// and skipped), so the next deadline is found without scanning every nickname.
+    ack_deadlines: VecDeque<(Timestamp, RoomNick)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<BotEvent>,
 }
@@ -272,6 +334,8 @@ impl<R: Rng> BotCore<R> {
             rate_warned: HashSet::new(),
             rate_answered: HashSet::new(),
             refusals_logged: RejectionCounts::default(),
+            pending_acks: HashMap::new(),
+            ack_deadlines: VecDeque::new(),
             transmits,
             events: VecDeque::new(),
         }
@@ -348,11 +412,57 @@ impl<R: Rng> BotCore<R> {
         let flood = verdict == Verdict::Refused(Rejection::RateLimited.kind().to_owned())
             && !self.rate_answered.insert(from.clone());
         if let (Some(id), true, false) = (id, wants_verdict, flood) {
-            self.room(Transmit::Verdict {
-                to: from,
-                id,
-                verdict,
+            self.hold_verdict(now, from, id, verdict);
+        }
+    }
+
+    /// Adds a verdict to its nickname's pending ack, which goes at once when full.
+    fn hold_verdict(&mut self, now: Timestamp, to: RoomNick, id: ReadingId, verdict: Verdict) {
+        let batch = self.cfg.acks;
+        if batch.max_wait <= 0 || batch.max_readings <= 1 {
+            self.room(Transmit::Acks {
+                to,
+                verdicts: vec![(id, verdict)],
             });
+            return;
+        }
+        let pending = self.pending_acks.entry(to.clone()).or_insert_with(|| {
+            let due = now.plus(batch.max_wait);
+            self.ack_deadlines.push_back((due, to.clone()));
+            PendingAck {
+                verdicts: Vec::new(),
+                due,
+            }
+        });
+        pending.verdicts.push((id, verdict));
+        if pending.verdicts.len() >= batch.max_readings {
+            self.send_ack(&to);
+        }
+    }
+
+    /// Sends the verdicts held for `nick` as one ack, if any are held.
+    fn send_ack(&mut self, nick: &RoomNick) {
+        if let Some(p) = self.pending_acks.remove(nick) {
+            self.room(Transmit::Acks {
+                to: nick.clone(),
+                verdicts: p.verdicts,
+            });
+        }
+    }
+
+    /// Sends every ack due at `now` (all of them for `None`: the bot is stopping).
+    fn send_due_acks(&mut self, now: Option<Timestamp>) {
+        while let Some((due, _)) = self.ack_deadlines.front() {
+            if now.is_some_and(|t| *due > t) {
+                break;
+            }
+            let Some((due, nick)) = self.ack_deadlines.pop_front() else {
+                break;
+            };
+            // Stale if that batch went early (full, or flushed) and a newer one started.
+            if self.pending_acks.get(&nick).is_some_and(|p| p.due == due) {
+                self.send_ack(&nick);
+            }
         }
     }
 
@@ -501,7 +611,7 @@ impl SeatTransmit for Transmit {
     fn through_room(&self) -> bool {
         matches!(
             self,
-            Transmit::Verdict { .. }
+            Transmit::Acks { .. }
                 | Transmit::Post {
                     to: To::Room | To::Occupant(_),
                     ..
@@ -576,7 +686,9 @@ impl<R: Rng> Agent for BotCore<R> {
             Input::SessionReset => RoomInput::SessionReset,
             Input::Alive => RoomInput::Alive,
             Input::Shutdown => {
-                // Close and publish the open intervals while still in the room, then leave.
+                // Answer every reading held, close and publish the open intervals while still
+                // in the room, then leave.
+                self.send_due_acks(None);
                 self.agg.flush();
                 self.publish(now);
                 RoomInput::Shutdown
@@ -601,6 +713,11 @@ impl<R: Rng> Agent for BotCore<R> {
                 if let Some(reading) = self.poller.answer(&from, seqnr, answer) {
                     self.on_reading(now, from, None, reading, false);
                 }
+                return;
+            }
+            Input::FlushAcks { from } => {
+                self.seat.heard(now);
+                self.send_ack(&from);
                 return;
             }
             Input::Command { from, text } => {
@@ -643,6 +760,7 @@ impl<R: Rng> Agent for BotCore<R> {
         } else {
             self.poller.stop();
         }
+        self.send_due_acks(Some(now));
         self.agg.handle_timeout(now);
         self.publish(now);
     }
@@ -662,10 +780,12 @@ impl<R: Rng> Agent for BotCore<R> {
         if self.seat.outcome().is_some() {
             return None;
         }
+        let ack = self.ack_deadlines.front().map(|(due, _)| *due);
         [
             self.seat.poll_timeout(),
             self.agg.poll_timeout(),
             self.poller.deadline(),
+            ack,
         ]
         .into_iter()
         .flatten()
@@ -692,9 +812,15 @@ mod tests {
 
     const T0: Timestamp = Timestamp(1_795_996_800_000);
 
+    /// A bot answering each reading at once, as v1 did; batching has its own test.
     fn core() -> BotCore<StdRng> {
+        core_with(AckBatch::EACH)
+    }
+
+    fn core_with(acks: AckBatch) -> BotCore<StdRng> {
         let mut cfg = BotCoreConfig::new(RoomNick::new("substation").expect("a nickname"));
         cfg.operators = vec!["op@grid.test".to_owned()];
+        cfg.acks = acks;
         BotCore::new(cfg, StdRng::seed_from_u64(1), T0)
     }
 
@@ -837,8 +963,8 @@ mod tests {
         c.handle(T0, reading("amber-otter-2", 7, at));
         let verdicts: Vec<Verdict> = drain(&mut c)
             .into_iter()
-            .map(|t| match t {
-                Transmit::Verdict { verdict, .. } => verdict,
+            .flat_map(|t| match t {
+                Transmit::Acks { verdicts, .. } => verdicts.into_iter().map(|(_, v)| v),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -864,7 +990,68 @@ mod tests {
         c.handle(T0, reading("amber-otter-1", 1, at));
         assert!(drain(&mut c).is_empty());
         c.handle(T0, Input::Joined(SelfPresence::default()));
-        assert!(matches!(&drain(&mut c)[..], [Transmit::Verdict { .. }]));
+        assert!(matches!(&drain(&mut c)[..], [Transmit::Acks { .. }]));
+    }
+
+    #[test]
+    fn verdicts_are_batched_per_nickname_by_count_by_time_and_on_request() {
+        let mut c = core_with(AckBatch {
+            max_readings: 3,
+            max_wait: 5_000,
+        });
+        c.handle(T0, Input::Joined(SelfPresence::default()));
+        drain(&mut c);
+        let at = T0.floor_to(60_000);
+        let acks = |ts: Vec<Transmit>| -> Vec<(RoomNick, Vec<u128>)> {
+            ts.into_iter()
+                .filter_map(|t| match t {
+                    Transmit::Acks { to, verdicts } => {
+                        Some((to, verdicts.into_iter().map(|(id, _)| id.0).collect()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        // Three readings of one nickname fill a batch: one ack at once, covering all three.
+        for id in 1..=3 {
+            c.handle(T0.plus(id as i64), reading("amber-otter-1", id, at));
+        }
+        assert_eq!(
+            acks(drain(&mut c)),
+            [(nick("amber-otter-1"), vec![1, 2, 3])]
+        );
+        // Two of another nickname wait for `max_wait` after the first.
+        c.handle(T0.plus(100), reading("amber-otter-2", 4, at));
+        c.handle(T0.plus(900), reading("amber-otter-2", 5, at));
+        assert!(drain(&mut c).is_empty());
+        // The first nickname's deadline is stale (its batch went when full) and fires nothing.
+        c.handle_timeout(T0.plus(5_099));
+        assert!(acks(drain(&mut c)).is_empty());
+        assert_eq!(c.poll_timeout(), Some(T0.plus(5_100)));
+        c.handle_timeout(T0.plus(5_100));
+        assert_eq!(acks(drain(&mut c)), [(nick("amber-otter-2"), vec![4, 5])]);
+        // A meter about to leave asks: it gets what is held at once; an empty ask costs nothing.
+        c.handle(T0.plus(6_000), reading("amber-otter-3", 6, at));
+        c.handle(
+            T0.plus(6_010),
+            Input::FlushAcks {
+                from: nick("amber-otter-3"),
+            },
+        );
+        assert_eq!(acks(drain(&mut c)), [(nick("amber-otter-3"), vec![6])]);
+        c.handle(
+            T0.plus(6_020),
+            Input::FlushAcks {
+                from: nick("amber-otter-3"),
+            },
+        );
+        assert!(drain(&mut c).is_empty());
+        // The stale deadline of the flushed batch fires nothing; a stop answers everything held.
+        c.handle(T0.plus(7_000), reading("amber-otter-4", 7, at));
+        c.handle_timeout(T0.plus(11_010));
+        assert!(acks(drain(&mut c)).is_empty());
+        c.handle(T0.plus(11_020), Input::Shutdown);
+        assert_eq!(acks(drain(&mut c)), [(nick("amber-otter-4"), vec![7])]);
     }
 
     #[test]
@@ -952,7 +1139,7 @@ mod tests {
         c.handle(T0, Input::SessionReset);
         assert_eq!(drain(&mut c), [Transmit::Join(nick("substation"))]);
         c.handle(T0, Input::Joined(SelfPresence::default()));
-        assert!(matches!(&drain(&mut c)[..], [Transmit::Verdict { .. }]));
+        assert!(matches!(&drain(&mut c)[..], [Transmit::Acks { .. }]));
     }
 
     #[test]

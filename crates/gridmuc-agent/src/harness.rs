@@ -10,7 +10,7 @@
 //! and a seed fixes every draw, so a day of a neighbourhood runs in milliseconds, identically
 //! every time.
 
-use crate::bot::{self, BotCore, BotCoreConfig, BotEvent, SelfPresence, To};
+use crate::bot::{self, BotCore, BotCoreConfig, BotEvent, SelfPresence, To, Verdict};
 use crate::meter::{Input, MeterCore, MeterCoreConfig, MeterEvent, Mode, Recipient, Transmit};
 use crate::room::Agent;
 use gridmuc_core::aggregator::{Counters, Ingest};
@@ -85,10 +85,10 @@ impl Bot {
         match &self.policy {
             Policy::Refuse(reason) if !self.counted.contains_key(&id) => {
                 self.received += 1;
-                Some(Input::Refused {
+                Some(Input::Verdicts(vec![(
                     id,
-                    reason: reason.clone(),
-                })
+                    Verdict::Refused(reason.clone()),
+                )]))
             }
             Policy::Silent => {
                 self.hear(from, id, reading);
@@ -96,7 +96,7 @@ impl Bot {
             }
             Policy::Accept | Policy::Refuse(_) => {
                 self.hear(from, id, reading);
-                Some(Input::Accepted(id))
+                Some(Input::Verdicts(vec![(id, Verdict::Accepted)]))
             }
         }
     }
@@ -203,19 +203,37 @@ impl Substation {
             .count()
     }
 
-    /// Refusals it sent to `nick` for `reason`.
+    /// Refusals it sent to `nick` for `reason`, one time per refusal (acks may carry several).
     pub fn refusals_to(&self, nick: &RoomNick, reason: &str) -> Vec<Timestamp> {
+        let refused = Verdict::Refused(reason.to_owned());
+        self.verdicts_to(nick)
+            .filter(|(_, _, v)| **v == refused)
+            .map(|(t, _, _)| t)
+            .collect()
+    }
+
+    /// Every verdict it sent to `nick`, with the time its ack went out, in order.
+    pub fn verdicts_to<'a>(
+        &'a self,
+        nick: &'a RoomNick,
+    ) -> impl Iterator<Item = (Timestamp, ReadingId, &'a Verdict)> + 'a {
+        self.transmits.iter().flat_map(move |(t, tx)| match tx {
+            bot::Transmit::Acks { to, verdicts } if to == nick => {
+                verdicts.iter().map(|(id, v)| (*t, *id, v)).collect()
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// The number of acks it sent, and the number of verdicts they carried.
+    pub fn acks_sent(&self) -> (usize, usize) {
         self.transmits
             .iter()
-            .filter_map(|(t, tx)| match tx {
-                bot::Transmit::Verdict {
-                    to,
-                    verdict: bot::Verdict::Refused(r),
-                    ..
-                } if to == nick && r == reason => Some(*t),
+            .filter_map(|(_, tx)| match tx {
+                bot::Transmit::Acks { verdicts, .. } => Some(verdicts.len()),
                 _ => None,
             })
-            .collect()
+            .fold((0, 0), |(a, v), n| (a + 1, v + n))
     }
 
     /// How many transmits `pick` selects.
@@ -326,6 +344,8 @@ pub struct World {
     pub renew_delay: Millis,
     /// Message faults.
     pub faults: Faults,
+    /// The real bot's next this many acks are lost on their way to the room.
+    pub lose_acks: usize,
     /// What the room says of a house when it joins (privacy tests).
     pub house_presence: SelfPresence,
     now: Timestamp,
@@ -355,6 +375,7 @@ impl World {
             room_delay: 0,
             renew_delay: 1_000,
             faults: Faults::default(),
+            lose_acks: 0,
             house_presence: SelfPresence::default(),
             now: EPOCH,
             occupants: BTreeMap::new(),
@@ -623,6 +644,21 @@ impl World {
         self.schedule(up, Delivery::ServerUp);
     }
 
+    /// `input` reaches the current session of `house` after one hop, as if through the room
+    /// from the bot's nickname: a forged ack (`Unverified`), a replayed one.
+    pub fn tell(&mut self, house: usize, input: Input) {
+        let session = self.houses[house].session;
+        let at = self.now.plus(self.latency);
+        self.schedule(
+            at,
+            Delivery::ToHouse {
+                house,
+                session,
+                input,
+            },
+        );
+    }
+
     /// Whoever holds the bot's nickname sends `house` a private message through the room.
     pub fn whisper(&mut self, house: usize, body: &str) {
         let Some(nick) = self.nicks_of(house).into_iter().next() else {
@@ -726,7 +762,7 @@ impl World {
                 }
             }
             _ if self.down_until.is_some() => {}
-            what @ (bot::Transmit::Verdict { .. } | bot::Transmit::Post { .. }) => {
+            what @ (bot::Transmit::Acks { .. } | bot::Transmit::Post { .. }) => {
                 self.message(at, Delivery::FromSubstation { session, what });
             }
             what => self.schedule(at, Delivery::FromSubstation { session, what }),
@@ -773,11 +809,9 @@ impl World {
             }
             // Not an occupant: the room refuses it.
             _ if !in_room => {}
-            bot::Transmit::Verdict { to, id, verdict } => {
-                let input = match verdict {
-                    bot::Verdict::Accepted => Input::Accepted(id),
-                    bot::Verdict::Refused(reason) => Input::Refused { id, reason },
-                };
+            bot::Transmit::Acks { .. } if self.lose_acks > 0 => self.lose_acks -= 1,
+            bot::Transmit::Acks { to, verdicts } => {
+                let input = Input::Verdicts(verdicts);
                 self.message(hop, Delivery::ToNick { nick: to, input });
             }
             bot::Transmit::Post {
@@ -833,7 +867,7 @@ impl World {
             _ if self.down_until.is_some() => {}
             what => {
                 let session = self.houses[house].session;
-                let send = matches!(what, Transmit::Send { .. });
+                let send = matches!(what, Transmit::Send { .. } | Transmit::FlushAcks);
                 let d = Delivery::FromHouse {
                     house,
                     session,
@@ -1022,6 +1056,13 @@ impl World {
                 }
             }
             Transmit::Ping => self.schedule(hop, reply(Input::Alive)),
+            // Only the real bot holds verdicts back; the stand-in answers each reading at once.
+            Transmit::FlushAcks => {
+                if let (Some(from), true) = (sender, self.substation.is_some()) {
+                    let input = bot::Input::FlushAcks { from };
+                    self.message(hop, Delivery::AtBotNick { input });
+                }
+            }
             Transmit::Send { id, reading, to } => {
                 let Some(from) = sender else {
                     // Not an occupant: the room refuses the message.

@@ -14,6 +14,7 @@
 //! Intervals a fault made it miss (a removal, a dead session) are not skipped but measured
 //! after the rejoin: the outbox keeps them until they are too old for the bot.
 
+use crate::bot::Verdict;
 use crate::liveness::Liveness;
 use crate::readout::{self, Responder};
 use crate::room::{Agent, PrivacyRefusal, RoomTransmit, SelfPresence};
@@ -147,6 +148,8 @@ pub struct MeterReport {
     pub resent: u64,
     /// Readings the bot (direct) or the room (broadcast) acknowledged.
     pub acknowledged: u64,
+    /// Acks from the bot acted on (each may cover several readings; broadcast echoes not included).
+    pub acks: u64,
     /// Readings still unacknowledged when the meter stopped.
     pub unacknowledged: u64,
     /// Readings dropped because the outbox was full.
@@ -194,12 +197,13 @@ impl fmt::Display for MeterReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "readings sent: {} (acknowledged {}, refused {}{}, resent {}, unacknowledged at stop {}, \
-             dropped {}, expired {}), bounced: {}, unverified answers: {}, nicknames used: {}, \
-             nickname conflicts: {}, source faults: {} dead and {} garbled intervals skipped \
-             ({} garbled frames)",
+            "readings sent: {} (acknowledged {} in {} acks, refused {}{}, resent {}, unacknowledged \
+             at stop {}, dropped {}, expired {}), bounced: {}, unverified answers: {}, nicknames \
+             used: {}, nickname conflicts: {}, source faults: {} dead and {} garbled intervals \
+             skipped ({} garbled frames)",
             self.sent,
             self.acknowledged,
+            self.acks,
             self.refused_total(),
             if self.refused.is_empty() {
                 String::new()
@@ -238,16 +242,12 @@ pub enum Input {
     SessionReset,
     /// The session delivered something that matters to nobody here (a ping's answer, say).
     Alive,
-    /// The bot counted the reading (or had counted it already).
-    Accepted(ReadingId),
-    /// The bot will not count the reading, for a reason resending cannot change.
-    Refused {
-        /// The reading.
-        id: ReadingId,
-        /// A `gridmuc_core::Rejection` kind, e.g. `late`.
-        reason: String,
-    },
-    /// A receipt or verdict from the bot's nickname that the pinned bot key did not sign.
+    /// A signed (or, without a pinned key, believed) ack from the bot: for each reading it
+    /// covers, counted (or counted already), or refused for a reason resending cannot change
+    /// (a `gridmuc_core::Rejection` kind, e.g. `late`).
+    Verdicts(Vec<(ReadingId, Verdict)>),
+    /// An ack from the bot's nickname that the pinned bot key did not sign, naming (one of)
+    /// the readings it claims to cover.
     Unverified(ReadingId),
     /// The room reflected a groupchat reading: the acknowledgement of a broadcast.
     Echo(ReadingId),
@@ -308,6 +308,8 @@ pub enum Transmit {
         /// Bot or room.
         to: Recipient,
     },
+    /// Ask the bot for the verdicts it still holds for this nickname (before leaving).
+    FlushAcks,
     /// Probe the session with a ping (its answer arrives as any input).
     Ping,
     /// Replace the session with a fresh one, then report [`Input::SessionReset`].
@@ -629,8 +631,19 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
         }
     }
 
-    /// Reading `id` was answered: the pacing window opens if it was the one in flight.
-    fn answered(&mut self, id: ReadingId) {
+    /// Reading `id` was answered: forgotten if we still held it (an ack for an id we do not
+    /// hold, a replayed one say, changes nothing), and the pacing window opens if it was the
+    /// one in flight.
+    fn on_verdict(&mut self, id: ReadingId, verdict: Verdict) {
+        if self.outbox.acknowledge(id) {
+            match verdict {
+                Verdict::Accepted => self.report.acknowledged += 1,
+                Verdict::Refused(reason) => {
+                    *self.report.refused.entry(reason.clone()).or_default() += 1;
+                    self.warn_refused(&reason);
+                }
+            }
+        }
         if self.in_flight.is_some_and(|(f, _)| f == id) {
             self.in_flight = None;
         }
@@ -665,11 +678,17 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
             next_slot(now, p, self.cfg.jitter, &mut self.rng, Some(slot), catch_up);
     }
 
-    /// Stops sending and waits (bounded) for outstanding answers before leaving.
+    /// Stops sending and waits (bounded) for outstanding answers before leaving. A direct
+    /// meter asks the bot for the verdicts it holds back for batching: left to arrive after
+    /// the nickname has gone, they would be lost, and the readings resent under the next
+    /// nickname would link the two.
     fn drain(&mut self, now: Timestamp, then: AfterDrain) {
         let Phase::InRoom(r) = &self.phase else {
             return;
         };
+        if self.cfg.mode == Mode::Direct && !self.outbox.is_empty() {
+            self.transmits.push_back(Transmit::FlushAcks);
+        }
         self.phase = Phase::Draining {
             nick: r.nick.clone(),
             until: now.plus(self.cfg.drain),
@@ -844,18 +863,12 @@ impl<R: Rng + CryptoRng> Agent for MeterCore<R> {
             Input::RoomShowsJids => self.refuse(PrivacyRefusal::NonAnonymous),
             Input::SessionReset => self.on_reset(now),
             Input::Alive => {}
-            Input::Accepted(id) | Input::Echo(id) => {
-                if self.outbox.acknowledge(id) {
-                    self.report.acknowledged += 1;
+            Input::Echo(id) => self.on_verdict(id, Verdict::Accepted),
+            Input::Verdicts(verdicts) => {
+                self.report.acks += 1;
+                for (id, verdict) in verdicts {
+                    self.on_verdict(id, verdict);
                 }
-                self.answered(id);
-            }
-            Input::Refused { id, reason } => {
-                if self.outbox.acknowledge(id) {
-                    *self.report.refused.entry(reason.clone()).or_default() += 1;
-                    self.warn_refused(&reason);
-                }
-                self.answered(id);
             }
             Input::Unverified(_) => {
                 // Kept: the real bot has not seen it. Resent on the usual schedule.

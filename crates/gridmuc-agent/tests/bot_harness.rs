@@ -149,16 +149,16 @@ fn refusals_are_answered_with_their_reason_and_not_counted() {
         assert_eq!(sub.refusals_to(&mallory, reason).len(), 1, "{reason}");
         assert_eq!(sub.core.counters().rejected.get(reason), 1, "{reason}");
     }
-    assert_eq!(
-        sub.count(|t| matches!(t, Transmit::Verdict { to, .. } if *to == mallory)),
-        3
-    );
+    assert_eq!(sub.verdicts_to(&mallory).count(), 3);
 }
 
 #[test]
 fn a_flood_from_one_nickname_gets_one_rate_limited_answer_per_interval() {
     let cfg = meter_config(Mode::Direct);
-    let mut world = World::with_bot(13, 3, &cfg, bot_config());
+    // Each verdict goes at once, so a refusal's time says which interval it answered.
+    let mut bot = bot_config();
+    bot.acks = bot::AckBatch::EACH;
+    let mut world = World::with_bot(13, 3, &cfg, bot);
     world.run_for(2 * MINUTE);
     let flood = RoomNick::new("flood-7").expect("a nickname");
     // 100 readings in each of three intervals, all stamped with the current one.
@@ -190,9 +190,10 @@ fn a_flood_from_one_nickname_gets_one_rate_limited_answer_per_interval() {
     assert!((3..=5).contains(&per_interval.len()), "{per_interval:?}");
     assert!(per_interval.values().all(|&k| k == 1), "{per_interval:?}");
     let cap = bot_config().aggregator.max_readings_per_interval as u64;
-    let accepted = sub.count(|t| {
-        matches!(t, Transmit::Verdict { to, verdict: bot::Verdict::Accepted, .. } if *to == flood)
-    }) as u64;
+    let accepted = sub
+        .verdicts_to(&flood)
+        .filter(|(_, _, v)| **v == bot::Verdict::Accepted)
+        .count() as u64;
     assert!(accepted <= 4 * cap, "{accepted}");
     assert!(sub.core.counters().rejected.get("rate_limited") >= 300 - 4 * cap);
 }
@@ -355,7 +356,7 @@ fn broadcast_readings_are_counted_once_and_answered_by_the_room_alone() {
 
     assert_counted_once(&world);
     let sub = world.substation.as_ref().expect("the real bot");
-    assert_eq!(sub.count(|t| matches!(t, Transmit::Verdict { .. })), 0);
+    assert_eq!(sub.acks_sent(), (0, 0));
     assert!(sub.summaries_posted() >= 9);
 }
 
@@ -404,4 +405,206 @@ fn a_lossy_duplicating_network_loses_nothing_and_counts_nothing_twice() {
     let reports = assert_counted_once(&world);
     assert!(reports.iter().map(|r| r.resent).sum::<u64>() >= 1);
     assert!(world.bot.duplicates >= 1);
+}
+
+/// Meters and bot on one-second intervals, as in `gridmuc loadtest`, the bot batching its
+/// verdicts by its defaults (16 readings or 5 s per nickname).
+fn fast_world(seed: u64, houses: usize) -> (World, meter::MeterCoreConfig) {
+    let mut cfg = meter_config(Mode::Direct);
+    cfg.interval = SECOND;
+    let mut bot = bot_config();
+    bot.aggregator.interval = SECOND;
+    bot.aggregator.grace = 500;
+    (World::with_bot(seed, houses, &cfg, bot), cfg)
+}
+
+fn stop(world: &mut World) {
+    world.shutdown(5 * SECOND);
+    world.stop_bot(SECOND);
+}
+
+#[test]
+fn direct_readings_are_acknowledged_cumulatively_with_a_fifth_of_the_stanzas() {
+    let (mut world, _) = fast_world(21, 5);
+    world.run_for(2 * MINUTE);
+    stop(&mut world);
+
+    let reports = assert_counted_once(&world);
+    let sent: u64 = reports.iter().map(|r| r.sent).sum();
+    assert!(sent >= 5 * 115, "{sent}");
+    let sub = world.substation.as_ref().expect("the real bot");
+    let (acks, verdicts) = sub.acks_sent();
+    // One verdict per reading, carried by one ack per nickname every 5 s (4–6 readings).
+    assert_eq!(verdicts as u64, sent);
+    assert!(acks * 4 <= verdicts, "{acks} acks for {verdicts} verdicts");
+    assert!(reports.iter().all(|r| r.resent == 0), "{reports:?}");
+}
+
+#[test]
+fn a_lost_ack_leads_to_resends_that_the_bot_counts_once_and_acknowledges_again() {
+    let (mut world, _) = fast_world(22, 3);
+    world.run_for(20 * SECOND);
+    world.lose_acks = 2;
+    world.run_for(2 * MINUTE);
+    stop(&mut world);
+
+    let reports = assert_counted_once(&world);
+    // The readings of two lost acks (4–6 each) came back after `resend_after` as duplicates.
+    let resent: u64 = reports.iter().map(|r| r.resent).sum();
+    assert!((8..=12).contains(&resent), "{reports:?}");
+    assert_eq!(world.bot.duplicates, resent);
+    let sub = world.substation.as_ref().expect("the real bot");
+    assert_eq!(sub.core.counters().rejected.get("duplicate"), resent);
+}
+
+#[test]
+fn a_forged_or_replayed_ack_clears_nothing() {
+    let (mut world, _) = fast_world(23, 1);
+    world.run_for(10 * SECOND);
+    world.run_until_in_flight();
+    let forged = world.houses[0]
+        .transmits
+        .iter()
+        .rev()
+        .find_map(|(_, t)| match t {
+            meter::Transmit::Send { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("a reading in flight");
+    // An ack the pinned key did not sign (the driver says `Unverified`) clears nothing.
+    let held = world.houses[0].core.report().unacknowledged;
+    world.tell(0, meter::Input::Unverified(forged));
+    world.run_for(30);
+    let r = world.houses[0].core.report();
+    assert_eq!((r.unverified, r.unacknowledged), (1, held), "{r:?}");
+    world.run_for(30 * SECOND);
+    let before = world.houses[0].core.report();
+    assert_eq!(before.acknowledged, before.sent - before.unacknowledged);
+    // A replay of a real ack (and a refusal for a reading already acknowledged) changes no count.
+    let old = world
+        .substation
+        .as_ref()
+        .expect("the real bot")
+        .verdicts_to(&world.nicks_of(0)[0])
+        .map(|(_, id, _)| id)
+        .take(3)
+        .collect::<Vec<_>>();
+    let replay = old
+        .iter()
+        .map(|id| (*id, bot::Verdict::Accepted))
+        .chain([(old[0], bot::Verdict::Refused("late".into()))])
+        .collect();
+    world.tell(0, meter::Input::Verdicts(replay));
+    world.run_for(100);
+    let after = world.houses[0].core.report();
+    assert_eq!(
+        (after.acknowledged, after.refused_total(), after.unverified),
+        (before.acknowledged, 0, 1),
+        "{after:?}"
+    );
+    stop(&mut world);
+    assert_counted_once(&world);
+}
+
+#[test]
+fn a_bot_restart_answers_every_reading_it_held_before_leaving() {
+    let (mut world, _) = fast_world(24, 4);
+    world.run_for(32 * SECOND);
+    // Verdicts of the last few seconds are held in the bot's batches when it stops.
+    let stopped = world.now();
+    world.restart_bot(10 * SECOND);
+    world.run_for(MINUTE);
+    stop(&mut world);
+
+    let sub = world.substation.as_ref().expect("the real bot");
+    let held: usize = sub
+        .transmits
+        .iter()
+        .filter(|(t, _)| *t == stopped)
+        .map(|(_, tx)| match tx {
+            Transmit::Acks { verdicts, .. } => verdicts.len(),
+            _ => 0,
+        })
+        .sum();
+    assert!(held >= 4, "{held}");
+    // Nothing the first incarnation counted was resent to the second (which would count it
+    // again): every reading was answered once, counted once or refused. Those that reached
+    // neither (bounced while the bot was away) were resent; the new bot refuses those of
+    // intervals it never opened as late.
+    assert_eq!(world.bot.duplicates, 0);
+    let reports: Vec<MeterReport> = world.houses.iter().map(|h| h.core.report()).collect();
+    let acknowledged: u64 = reports.iter().map(|r| r.acknowledged).sum();
+    for r in &reports {
+        assert_eq!(r.acknowledged + r.refused_total(), r.sent, "{r:?}");
+        assert!(r.bounced >= 1 && r.unacknowledged == 0, "{r:?}");
+    }
+    assert_eq!(world.bot_accepted(), acknowledged);
+    assert_eq!(sub.past.len(), 1);
+    assert!(sub.past[0].accepted >= 4 * 30, "{:?}", sub.past[0]);
+}
+
+#[test]
+fn refusals_travel_in_a_batch_beside_acceptances_and_are_never_resent() {
+    let mut cfg = meter_config(Mode::Direct);
+    cfg.interval = SECOND;
+    let mut bot = bot_config();
+    bot.aggregator.interval = SECOND;
+    bot.aggregator.grace = 300;
+    bot.aggregator.backfill = 0;
+    let mut world = World::with_bot(25, 3, &cfg, bot);
+    // Up to 1.5 s on the way: some readings arrive after their interval has closed.
+    world.faults.delay = 1_500;
+    world.run_for(MINUTE);
+    world.faults.delay = 0;
+    world.run_for(10 * SECOND);
+    stop(&mut world);
+
+    let sub = world.substation.as_ref().expect("the real bot");
+    let mixed = sub
+        .transmits
+        .iter()
+        .filter(|(_, t)| {
+            matches!(t, Transmit::Acks { verdicts, .. }
+                if verdicts.iter().any(|(_, v)| *v == bot::Verdict::Accepted)
+                    && verdicts.iter().any(|(_, v)| *v == bot::Verdict::Refused("late".into())))
+        })
+        .count();
+    assert!(mixed >= 3, "{mixed}");
+    let reports: Vec<MeterReport> = world.houses.iter().map(|h| h.core.report()).collect();
+    let late: u64 = reports
+        .iter()
+        .map(|r| r.refused.get("late").copied().unwrap_or(0))
+        .sum();
+    let acknowledged: u64 = reports.iter().map(|r| r.acknowledged).sum();
+    assert!(late >= 10, "{reports:?}");
+    for r in &reports {
+        assert_eq!(r.acknowledged + r.refused_total(), r.sent, "{r:?}");
+        assert_eq!((r.resent, r.unacknowledged), (0, 0), "{r:?}");
+    }
+    assert_eq!(sub.core.counters().rejected.get("late"), late);
+    assert_eq!(sub.core.counters().accepted, acknowledged);
+}
+
+#[test]
+fn a_rotating_meter_collects_its_pending_ack_before_leaving_so_no_reading_links_two_nicknames() {
+    let mut cfg = meter_config(Mode::Direct);
+    cfg.interval = SECOND;
+    cfg.rotate = [20 * SECOND, 40 * SECOND];
+    cfg.rejoin_gap = [SECOND, 3 * SECOND];
+    let mut bot = bot_config();
+    bot.aggregator.interval = SECOND;
+    bot.aggregator.grace = 500;
+    let mut world = World::with_bot(26, 4, &cfg, bot);
+    world.run_for(3 * MINUTE);
+    stop(&mut world);
+
+    let reports = assert_counted_once(&world);
+    for (h, r) in world.houses.iter().zip(&reports) {
+        assert!(r.nicks >= 5, "{r:?}");
+        // Each rotation asked for the held verdicts, and nothing was resent under a new nickname.
+        let flushes = h.count(|t| *t == meter::Transmit::FlushAcks) as u64;
+        assert!(flushes >= r.nicks - 1, "{flushes} flushes, {r:?}");
+        assert_eq!(r.resent, 0, "{r:?}");
+    }
+    assert_eq!(world.bot.duplicates, 0);
 }

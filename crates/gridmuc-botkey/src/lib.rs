@@ -16,10 +16,11 @@
 //!   meter, [`BotSecretKey::open`] on the bot. The sealed bytes are the 32-byte encapsulated
 //!   key then the ciphertext; [`SEAL_OVERHEAD`] is 48 bytes. Put what travels in clear and
 //!   must not be swapped (the reading id) in the `aad`.
-//! - **Signed receipts and refusals.** The bot signs [`ack_message`] bytes (reading id,
-//!   verdict, reason) under [`SignContext::Ack`]; a meter clears a reading from its outbox
-//!   only when [`BotPublicKey::verify`] accepts the receipt, and never on an unsigned or
-//!   wrongly signed one.
+//! - **Signed acks and refusals.** The bot signs [`acks_message`] bytes (every reading id
+//!   it covers with its verdict and reason) under [`SignContext::Acks`], one cumulative ack per
+//!   nickname (wire format v2; v1's single-reading [`ack_message`] under [`SignContext::Ack`]
+//!   is still verified); a meter clears a reading from its outbox only when
+//!   [`BotPublicKey::verify`] accepts the ack, and never on an unsigned or wrongly signed one.
 //! - **Signed posts.** Summaries and alerts, to the room or to a nickname, are signed under
 //!   [`SignContext::Post`]. Ed25519 [`Signature`]s are 64 bytes, 86 characters of base64url.
 //!
@@ -77,4 +78,4 @@ mod sign;
 
 pub use error::{ParseError, SealError, SignatureError};
 pub use keys::{BotPublicKey, BotSecretKey, SEAL_INFO, SEAL_OVERHEAD};
-pub use sign::{SignContext, Signature, ack_message};
+pub use sign::{SignContext, Signature, ack_message, acks_message};

@@ -16,8 +16,11 @@ const SIG_DOMAIN: &[u8] = b"gridmuc-sig-v1\0";
 /// pair encodes to the same bytes as another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SignContext {
-    /// A receipt or refusal of one reading: sign [`ack_message`] bytes.
+    /// A receipt or refusal of one reading (wire format v1): sign [`ack_message`] bytes.
     Ack,
+    /// A cumulative ack of several readings of one nickname (wire format v2): sign
+    /// [`acks_message`] bytes.
+    Acks,
     /// A summary or alert posted to the room or to a nickname: sign the body sent.
     Post,
     /// A private-mode message between bots, or from the leader to meters (helper requests
@@ -33,6 +36,7 @@ impl SignContext {
     fn tag(self) -> &'static [u8] {
         match self {
             SignContext::Ack => b"ack",
+            SignContext::Acks => b"acks",
             SignContext::Post => b"post",
             SignContext::Private => b"private",
         }
@@ -65,6 +69,23 @@ pub fn ack_message(reading_id: u128, verdict: &str, reason: &str) -> Vec<u8> {
         out.extend_from_slice(&(field.len() as u64).to_be_bytes());
         out.extend_from_slice(field.as_bytes());
     }
+    out
+}
+
+/// Canonical bytes of a cumulative ack: the number of entries as 8 bytes big-endian, then
+/// each entry `(reading_id, verdict, reason)` as [`ack_message`] lays it out, in the order the
+/// ack lists them, so one signature covers exactly which readings were counted or refused why.
+///
+/// Every entry is self-delimiting (a fixed-size id, length-prefixed fields), so no two entry
+/// lists encode to the same bytes.
+pub fn acks_message<'a>(entries: impl IntoIterator<Item = (u128, &'a str, &'a str)>) -> Vec<u8> {
+    let mut out = vec![0; 8];
+    let mut n: u64 = 0;
+    for (id, verdict, reason) in entries {
+        out.extend_from_slice(&ack_message(id, verdict, reason));
+        n += 1;
+    }
+    out[..8].copy_from_slice(&n.to_be_bytes());
     out
 }
 
@@ -153,6 +174,21 @@ mod tests {
         want.extend_from_slice(&4u64.to_be_bytes());
         want.extend_from_slice(b"late");
         assert_eq!(m, want);
+    }
+
+    #[test]
+    fn acks_message_counts_then_lists_each_entry() {
+        let m = acks_message([(1, "accepted", ""), (2, "refused", "late")]);
+        let mut want = 2u64.to_be_bytes().to_vec();
+        want.extend_from_slice(&ack_message(1, "accepted", ""));
+        want.extend_from_slice(&ack_message(2, "refused", "late"));
+        assert_eq!(m, want);
+        assert_eq!(acks_message([]), 0u64.to_be_bytes().to_vec());
+        // Order matters: an ack is signed as listed.
+        assert_ne!(
+            acks_message([(1, "accepted", ""), (2, "accepted", "")]),
+            acks_message([(2, "accepted", ""), (1, "accepted", "")])
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `gridmuc loadtest`: the real bot and N real meter agents against the private Prosody on
 //! loopback, measuring what the issue asks: readings/s ingested, stanzas/s the server
-//! delivered, reading→bot latency, CPU of Prosody and of this process, and losses.
+//! delivered, reading→bot latency, CPU of Prosody, of our bot alone (its thread) per ingested
+//! reading and of the meters, and losses.
 //!
 //! Latency is measured in-process on one clock: the meter's `Sent` event carries the instant
 //! the stanza was handed to its session, the bot's metric tap the instant it decoded it.
@@ -246,6 +247,8 @@ struct Figures {
     delivered: Option<(u64, u64)>,
     prosody_cpu: f64,
     own_cpu: f64,
+    /// The bot thread's share of `own_cpu` (TLS, XML, tokio-xmpp and our work, all on it).
+    bot_cpu: f64,
     latencies_us: Vec<u64>,
     sent_total: u64,
     ingested_total: u64,
@@ -264,6 +267,7 @@ struct Snapshot {
     at: Instant,
     prosody_ticks: u64,
     own_ticks: u64,
+    bot_ticks: u64,
     /// Messages and presences delivered so far; `None` if Prosody was too busy to answer.
     deliveries: Option<(u64, u64)>,
     sent: u64,
@@ -284,7 +288,7 @@ async fn drive(
     bot.registry = Some(registry.clone());
     let (stop_bot, stop_bot_rx) = watch::channel(false);
     let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
-    let bot_task = spawn_bot_thread(bot, bot_tx, stop_bot_rx)?;
+    let (bot_task, bot_stat) = spawn_bot_thread(bot, bot_tx, stop_bot_rx)?;
     match bot_rx.recv().await {
         Some(BotEvent::Joined(_)) => eprintln!("bot joined"),
         _ => {
@@ -362,7 +366,7 @@ async fn drive(
     )
     .await;
 
-    let before = snapshot(server, prosody_pid, &lat, &registry)?;
+    let before = snapshot(server, prosody_pid, &bot_stat, &lat, &registry)?;
     lat.recording = true;
     let window_bar = crate::progress::bar(
         plan.window.as_secs(),
@@ -389,7 +393,7 @@ async fn drive(
         }
     }
     window_bar.finish_and_clear();
-    let after = snapshot(server, prosody_pid, &lat, &registry)?;
+    let after = snapshot(server, prosody_pid, &bot_stat, &lat, &registry)?;
     lat.recording = false;
 
     stop.send(true)?;
@@ -444,6 +448,7 @@ async fn drive(
             .map(|((m1, p1), (m0, p0))| (m1 - m0, p1 - p0)),
         prosody_cpu: cpu(after.prosody_ticks - before.prosody_ticks),
         own_cpu: cpu(after.own_ticks - before.own_ticks),
+        bot_cpu: cpu(after.bot_ticks - before.bot_ticks),
         latencies_us,
         sent_total: lat.sent,
         ingested_total: report.counters.accepted,
@@ -465,6 +470,8 @@ struct OutboxTotals {
     unacknowledged: u64,
     dropped: u64,
     expired: u64,
+    acknowledged: u64,
+    acks: u64,
 }
 
 impl OutboxTotals {
@@ -473,6 +480,8 @@ impl OutboxTotals {
         self.unacknowledged += r.unacknowledged;
         self.dropped += r.dropped;
         self.expired += r.expired;
+        self.acknowledged += r.acknowledged;
+        self.acks += r.acks;
     }
 }
 
@@ -497,6 +506,7 @@ async fn settle(
 fn snapshot(
     server: &PrivateServer,
     prosody_pid: u32,
+    bot_stat: &str,
     lat: &Latency,
     registry: &Metrics,
 ) -> anyhow::Result<Snapshot> {
@@ -521,13 +531,15 @@ fn snapshot(
         at: Instant::now(),
         prosody_ticks: cpu_ticks(&format!("/proc/{prosody_pid}/stat"))?,
         own_ticks: cpu_ticks("/proc/self/stat")?,
+        bot_ticks: cpu_ticks(bot_stat)?,
         deliveries,
         sent: lat.sent,
         ingested: registry.accepted(),
     })
 }
 
-/// utime + stime of a process, in clock ticks, from `/proc/<pid>/stat`.
+/// utime + stime of a process or thread, in clock ticks, from `/proc/<pid>/stat` or
+/// `/proc/<pid>/task/<tid>/stat`.
 fn cpu_ticks(path: &str) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     // Fields after the parenthesised command name: state is the 3rd field, utime the 14th.
@@ -608,6 +620,12 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
 }
 
 impl Figures {
+    /// The bot thread's CPU time over the window per reading it ingested, in µs.
+    fn bot_us_per_reading(&self) -> f64 {
+        let cpu_secs = self.bot_cpu / 100.0 * self.window.as_secs_f64();
+        cpu_secs * 1e6 / (self.ingested_in_window.max(1) as f64)
+    }
+
     /// Readings sent but never accepted over the whole run (refused and late ones included).
     fn lost(&self) -> u64 {
         self.sent_total.saturating_sub(self.ingested_total)
@@ -649,8 +667,14 @@ impl Figures {
             ms(1.0)
         );
         println!(
-            "CPU (% of one core): prosody {:.0} %, gridmuc process (bot + {} meters) {:.0} %",
-            self.prosody_cpu, self.joined, self.own_cpu
+            "CPU (% of one core): prosody {:.0} %, gridmuc process (bot + {} meters) {:.0} %: \
+             bot {:.1} % ({:.1} µs per ingested reading), meters {:.0} %",
+            self.prosody_cpu,
+            self.joined,
+            self.own_cpu,
+            self.bot_cpu,
+            self.bot_us_per_reading(),
+            self.own_cpu - self.bot_cpu
         );
         println!(
             "whole run: sent {}, ingested {}, lost {} (sent but not accepted, late ones included: {}), rejected: {}, bounced {}",
@@ -663,8 +687,9 @@ impl Figures {
         );
         let o = &self.outbox;
         println!(
-            "meters' outboxes: resent {}, unacknowledged at stop {}, dropped {}, expired {}",
-            o.resent, o.unacknowledged, o.dropped, o.expired
+            "meters' outboxes: resent {}, unacknowledged at stop {}, dropped {}, expired {}; \
+             {} readings acknowledged by {} acks",
+            o.resent, o.unacknowledged, o.dropped, o.expired, o.acknowledged, o.acks
         );
         if args.mode == Mode::Broadcast {
             println!(
@@ -681,7 +706,7 @@ impl Figures {
         }
         let p99 = ms(0.99);
         println!(
-            "RESULT houses={} rate={} mode={:?} ingested_per_s={:.0} delivered_per_s={:.0} p50_ms={:.1} p99_ms={:.1} prosody_cpu={:.0} own_cpu={:.0} sent={} ingested={} lost={}",
+            "RESULT houses={} rate={} mode={:?} ingested_per_s={:.0} delivered_per_s={:.0} p50_ms={:.1} p99_ms={:.1} prosody_cpu={:.0} own_cpu={:.0} bot_cpu={:.1} bot_us_per_reading={:.1} sent={} ingested={} lost={} acks={}",
             args.houses,
             args.rate,
             args.mode,
@@ -692,31 +717,50 @@ impl Figures {
             p99,
             self.prosody_cpu,
             self.own_cpu,
+            self.bot_cpu,
+            self.bot_us_per_reading(),
             self.sent_total,
             self.ingested_total,
-            self.lost()
+            self.lost(),
+            self.outbox.acks
         );
     }
 }
 
+/// The bot's outcome, from its own thread.
+type BotOutcome = oneshot::Receiver<Result<BotReport, BotError>>;
+
 /// Runs the bot on its own thread and runtime, as it would run in its own process, so the
-/// meters' tasks cannot starve it; the answer arrives on the returned channel.
+/// meters' tasks cannot starve it; the answer arrives on the returned channel. Everything the
+/// bot does (TLS, XML, tokio-xmpp, our decoding and acks) runs on that one thread, so its CPU
+/// time, read from the returned `/proc/self/task/<tid>/stat` path, is the bot's alone.
 fn spawn_bot_thread(
     bot: BotConfig,
     events: mpsc::UnboundedSender<BotEvent>,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<oneshot::Receiver<Result<BotReport, BotError>>> {
+) -> anyhow::Result<(BotOutcome, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (tx, rx) = oneshot::channel();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("bot".to_owned())
         .spawn(move || {
+            // `/proc/thread-self` links to `<pid>/task/<tid>`.
+            let _ = tid_tx.send(std::fs::read_link("/proc/thread-self"));
             let report = rt.block_on(run_bot(bot, Some(events), stopped(stop)));
             let _ = tx.send(report);
         })?;
-    Ok(rx)
+    let task = tid_rx
+        .recv()
+        .context("the bot thread did not start")?
+        .context("reading /proc/thread-self")?;
+    let tid = task
+        .file_name()
+        .and_then(|t| t.to_str())
+        .context("no thread id in /proc/thread-self")?;
+    Ok((rx, format!("/proc/self/task/{tid}/stat")))
 }
 
 /// Distinct warning and error lines of Prosody's log (a few lines into a run are normal).

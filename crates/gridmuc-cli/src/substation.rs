@@ -266,6 +266,13 @@ mod tests {
             include_str!("../../../examples/substation.toml").replace("# metrics = ", "metrics = ");
         let cfg: BotConfig = toml::from_str(&on).unwrap();
         assert_eq!(cfg.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        // The commented [acks] table states the defaults.
+        let acks = include_str!("../../../examples/substation.toml")
+            .replace("# [acks]", "[acks]")
+            .replace("# max_readings = 16", "max_readings = 16")
+            .replace("# max_wait = \"5s\"", "max_wait = \"5s\"");
+        let cfg: BotConfig = toml::from_str(&acks).unwrap();
+        assert_eq!(cfg.acks, gridmuc_xmpp::bot::AckBatch::default());
     }
 
     fn json(e: &Event<'_>) -> serde_json::Value {

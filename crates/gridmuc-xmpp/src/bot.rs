@@ -21,11 +21,9 @@ use crate::private::PrivateSettings;
 use crate::readout;
 use crate::session::Session;
 use crate::{millis, now_ts};
-use delivery::Verdict;
 use gridmuc_agent::PrivacyRefusal;
 use gridmuc_agent::bot::{
-    BotCore, BotCoreConfig, BotEvent as CoreEvent, Input, To, Transmit, Verdict as CoreVerdict,
-    nick_retry,
+    BotCore, BotCoreConfig, BotEvent as CoreEvent, Input, To, Transmit, nick_retry,
 };
 use gridmuc_agent::readout::PollAnswer;
 use gridmuc_botkey::BotSecretKey;
@@ -48,7 +46,7 @@ use tokio_xmpp::jid::{BareJid, Jid};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::{Lang, Message, MessageType};
 
-pub use gridmuc_agent::bot::summary_line;
+pub use gridmuc_agent::bot::{AckBatch, summary_line};
 
 /// The bot's settings; the TOML file of `gridmuc substation` maps onto it.
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -99,6 +97,10 @@ pub struct BotConfig {
     /// `[readout]`: XEP-0323 devices in the room that answer readout requests but never push.
     #[serde(default)]
     pub readout: Option<ReadoutPoll>,
+    /// How direct readings are acknowledged (`[acks]`: `max_readings`, `max_wait`): one
+    /// signed ack per nickname for up to 16 readings or 5 s by default.
+    #[serde(default)]
+    pub acks: AckBatch,
 }
 
 /// Which third-party XEP-0323 devices the bot polls, and how often. Devices are named, not
@@ -144,6 +146,7 @@ impl BotConfig {
             key: None,
             private: None,
             readout: None,
+            acks: AckBatch::default(),
         }
     }
 }
@@ -227,6 +230,17 @@ pub async fn run_bot(
             format!("{} (must be a positive number of kW)", cfg.max_power_kw),
         ));
     }
+    if cfg.acks.max_readings == 0 || !(0..=AckBatch::MAX_WAIT).contains(&cfg.acks.max_wait) {
+        return Err(BotError::BadSetting(
+            "acks",
+            format!(
+                "{:?} (max_readings at least 1, max_wait from 0 to {} ms: meters probe or \
+                 resend when an answer takes longer)",
+                cfg.acks,
+                AckBatch::MAX_WAIT
+            ),
+        ));
+    }
     let uplink = cfg.district.map(Uplink::new).transpose()?;
     let limits = CodecLimits {
         max_house_power: Watts::from_kw(cfg.max_power_kw),
@@ -277,6 +291,7 @@ pub async fn run_bot(
         ping_timeout: millis(connect::ping_bound(cfg.account.timeout)),
         poll,
         poll_devices,
+        acks: cfg.acks,
     };
     let mut core = BotCore::new(core_cfg, OsRng.unwrap_err(), now_ts());
     let mut wire = BotWire {
@@ -346,6 +361,9 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
             if nick == self.nick || !live || delayed {
                 return Input::Alive;
             }
+            if m.type_ == MessageType::Chat && delivery::is_flush(&m.payloads) {
+                return Input::FlushAcks { from: nick };
+            }
             let id = delivery::reading_id(m);
             let Some(reading) = decode_reading(m, id, self.key.as_deref(), &self.limits) else {
                 return Input::Alive;
@@ -388,13 +406,9 @@ impl<R: Rng> Wire<BotCore<R>> for BotWire {
         let bound = self.account.timeout;
         let key = self.key.clone();
         match t {
-            Transmit::Verdict { to, id, verdict } => {
-                let verdict = match verdict {
-                    CoreVerdict::Accepted => Verdict::Accepted,
-                    CoreVerdict::Refused(reason) => Verdict::Refused(reason),
-                };
+            Transmit::Acks { to, verdicts } => {
                 let to = muc::occupant(&self.room, &to)?;
-                let answer = delivery::verdict_message(to, id, &verdict, key.as_deref());
+                let answer = delivery::ack_stanza(to, &verdicts, key.as_deref());
                 muc::send(client, answer.into(), bound).await?;
             }
             Transmit::Post {

@@ -120,11 +120,13 @@ impl Uplink {
     /// True if `m` was the district bot's receipt for one of our totals (or its bounce).
     pub(crate) fn on_message(&mut self, m: &Message) -> bool {
         if let Some(answer) = delivery::answer_from(m, &self.bot, None) {
-            if let delivery::Answer::Verdict(id, verdict) = answer {
-                if let delivery::Verdict::Refused(reason) = verdict {
-                    tracing::warn!(%reason, "the district bot refused a neighbourhood total");
+            if let delivery::Answer::Verdicts(verdicts) = answer {
+                for (id, verdict) in verdicts {
+                    if let delivery::Verdict::Refused(reason) = verdict {
+                        tracing::warn!(%reason, "the district bot refused a neighbourhood total");
+                    }
+                    self.outbox.acknowledge(id);
                 }
-                self.outbox.acknowledge(id);
             }
             return true;
         }

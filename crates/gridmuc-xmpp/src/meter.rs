@@ -8,7 +8,7 @@
 //! answers [`Transmit::Measure`].
 
 use crate::connect::{ConnectConfig, ConnectError};
-use crate::delivery::{self, Answer, Verdict};
+use crate::delivery::{self, Answer};
 use crate::driver::{self, RoomRefusal, Stall, Wire};
 use crate::muc::{self, MucError};
 use crate::private::PrivateSettings;
@@ -354,6 +354,11 @@ impl<R: Rng + CryptoRng> Wire<MeterCore<R>> for MeterWire {
                 }
                 Ok(None)
             }
+            Transmit::FlushAcks => {
+                let stanza = delivery::flush_message(self.bot.clone());
+                muc::send(client, stanza.into(), self.cfg.account.timeout).await?;
+                Ok(None)
+            }
             Transmit::Measure { slot } => Ok(Some(match self.reader.measure(slot) {
                 None => Input::Shutdown,
                 Some(value) => Input::Measured { slot, value },
@@ -443,10 +448,7 @@ impl MeterWire {
             _ => {
                 let pinned = self.cfg.bot_key.as_ref();
                 match delivery::answer_from(m, &self.bot, pinned) {
-                    Some(Answer::Verdict(id, Verdict::Accepted)) => return Input::Accepted(id),
-                    Some(Answer::Verdict(id, Verdict::Refused(reason))) => {
-                        return Input::Refused { id, reason };
-                    }
+                    Some(Answer::Verdicts(verdicts)) => return Input::Verdicts(verdicts),
                     Some(Answer::Unverified(id)) => return Input::Unverified(id),
                     None => {}
                 }

@@ -215,6 +215,42 @@ fn broadcast_flood_of_50_meters_is_paced_and_the_bot_ingests_every_reading() {
 }
 
 /// A free loopback port for the metrics listener.
+/// Direct readings are acknowledged cumulatively (wire format v2): 20 meters sending one
+/// reading a second get one signed ack per nickname every 5 s or so instead of one per reading,
+/// so Prosody routes about 1.2 stanzas per reading instead of 2, and nothing is lost.
+#[test]
+fn direct_readings_are_acknowledged_with_far_fewer_acks_than_readings() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hood = Hood::new(20);
+    let meters: Vec<MeterConfig> = (0..20)
+        .map(|i| hood.meter(i, Mode::Direct, Duration::from_secs(1)))
+        .collect();
+    let rt = runtime();
+    let mut bot = hood.bot();
+    bot.post_summaries = false;
+    let (report, meters) = rt.block_on(async {
+        let (stop_bot, bot) = start_bot(bot).await;
+        let until = tokio::time::Instant::now() + Duration::from_secs(20);
+        let (meters, _, _) = run_meters(meters, until).await;
+        stop_bot.send(true).unwrap();
+        (bot.await.unwrap().unwrap(), meters)
+    });
+    let sent: u64 = meters.iter().map(|r| r.sent).sum();
+    let acks: u64 = meters.iter().map(|r| r.acks).sum();
+    eprintln!("direct: {sent} readings, {acks} acks");
+    assert!(sent >= 20 * 10, "{sent}");
+    for m in &meters {
+        assert_eq!(
+            (m.acknowledged, m.resent, m.unacknowledged),
+            (m.sent, 0, 0),
+            "{m:?}"
+        );
+    }
+    assert_eq!(report.counters.accepted, sent);
+    // One ack per 5 s and nickname, plus the one each meter asks for when it stops.
+    assert!(acks * 3 <= sent, "{acks} acks for {sent} readings");
+}
+
 fn free_port() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
