@@ -1,13 +1,15 @@
-//! `gridmuc loadtest`: the real bot and N real meter agents against the private Prosody on
-//! loopback, measuring what the issue asks: readings/s ingested, stanzas/s the server
-//! delivered, reading→bot latency, CPU of Prosody and of this process, and losses.
+//! `gridmuc loadtest`: the real bot and N real meter agents against a private Prosody,
+//! ejabberd or two-node ejabberd cluster on loopback (`--server`), measuring what the issue
+//! asks: readings/s ingested, stanzas/s the server delivered (Prosody only), reading→bot
+//! latency, CPU of the server (every node) and of this process, and losses.
 //!
 //! Latency is measured in-process on one clock: the meter's `Sent` event carries the instant
 //! the stanza was handed to its session, the bot's metric tap the instant it decoded it.
 
+use crate::target::{Running, Target};
 use anyhow::Context;
 use gridmuc_core::{AggregatorConfig, RoomNick, Watts};
-use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password};
+use gridmuc_server::{RoomPolicy, generate_password};
 use gridmuc_xmpp::bot::{BotConfig, BotError, BotEvent, BotReport, run_bot};
 use gridmuc_xmpp::connect::ConnectConfig;
 use gridmuc_xmpp::meter::{MeterConfig, MeterError, MeterEvent, MeterReport, Mode, run_meter};
@@ -21,6 +23,10 @@ use tokio::time::Instant;
 /// Arguments of this subcommand.
 #[derive(clap::Args)]
 pub struct Args {
+    /// The server: `prosody`, `ejabberd`, or `ejabberd-cluster` (meters on node 0, the bot
+    /// and the room on node 1).
+    #[arg(long, value_enum, default_value = "prosody")]
+    pub server: Target,
     /// Number of houses (meter agents, one XMPP session each).
     #[arg(long, default_value_t = 100)]
     pub houses: usize,
@@ -40,7 +46,7 @@ pub struct Args {
     /// SCRAM exchanges; too many at once time out on a busy server).
     #[arg(long, default_value_t = 16)]
     pub max_logins: usize,
-    /// Run Prosody with XEP-0198 stream management (off by default, as in the demo).
+    /// Run the server with XEP-0198 stream management (off by default, as in the demo).
     #[arg(long)]
     pub smacks: bool,
     /// Let the bot post its per-interval summary to the room (one groupchat to every house).
@@ -80,23 +86,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "--max-p99-ms must be a non-negative number"
     );
 
-    eprintln!("starting a private Prosody on loopback …");
-    let server = PrivateServer::start(ServerConfig {
-        smacks: args.smacks,
-        ..ServerConfig::default()
-    })?;
-    let prosody_pid = server.pid().context("prosody is not running")?;
+    eprintln!("starting a private {} on loopback …", args.server.name());
+    let server = Running::start(args.server, args.smacks)?;
+    anyhow::ensure!(!server.pids().is_empty(), "the server is not running");
     let mut accounts = vec![("substation".to_owned(), generate_password())];
     accounts.extend((0..args.houses).map(|i| (format!("house{i}"), generate_password())));
     server.register_many(&accounts)?;
     let room = server.provision_room("neighbourhood", &RoomPolicy::default())?;
-    server.admin_lua(&count_deliveries_lua(server.domain()))?;
+    if let Some(prosody) = server.prosody() {
+        prosody.admin_lua(&count_deliveries_lua(server.domain()))?;
+    }
+    // Account 0 is the bot's; a cluster serves it on another node than the meters.
     let account = |i: usize| {
         let (user, password) = &accounts[i];
+        let addr = if i == 0 {
+            server.bot_addr()
+        } else {
+            server.meter_addr()
+        };
         let mut cfg = ConnectConfig::private_tls(
             &format!("{user}@{}", server.domain()),
             password,
-            &server.c2s_addr().to_string(),
+            &addr.to_string(),
             server.ca_cert_pem(),
         );
         cfg.timeout = Duration::from_secs(30);
@@ -154,7 +165,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         start: not_before,
         max_logins: args.max_logins.max(1),
     };
-    let result = rt.block_on(drive(&server, prosody_pid, bot, meters, &plan));
+    let result = rt.block_on(drive(&server, bot, meters, &plan));
     drop(rt);
     server.stop()?;
     let figures = result?;
@@ -244,7 +255,7 @@ struct Figures {
     ingested_in_window: u64,
     /// Messages and presences delivered to clients, if the admin shell answered both times.
     delivered: Option<(u64, u64)>,
-    prosody_cpu: f64,
+    server_cpu: f64,
     own_cpu: f64,
     latencies_us: Vec<u64>,
     sent_total: u64,
@@ -253,7 +264,7 @@ struct Figures {
     bounced: u64,
     paced: u64,
     echo_timeouts: u64,
-    prosody_warnings: Vec<String>,
+    server_warnings: Vec<String>,
     unmatched: usize,
     outbox: OutboxTotals,
     meter_errors: usize,
@@ -262,7 +273,7 @@ struct Figures {
 /// One moment's readings of the counters the window is measured between.
 struct Snapshot {
     at: Instant,
-    prosody_ticks: u64,
+    server_ticks: u64,
     own_ticks: u64,
     /// Messages and presences delivered so far; `None` if Prosody was too busy to answer.
     deliveries: Option<(u64, u64)>,
@@ -271,8 +282,7 @@ struct Snapshot {
 }
 
 async fn drive(
-    server: &PrivateServer,
-    prosody_pid: u32,
+    server: &Running,
     bot: BotConfig,
     meters: Vec<MeterConfig>,
     plan: &Plan,
@@ -362,7 +372,7 @@ async fn drive(
     )
     .await;
 
-    let before = snapshot(server, prosody_pid, &lat, &registry)?;
+    let before = snapshot(server, &lat, &registry)?;
     lat.recording = true;
     let window_bar = crate::progress::bar(
         plan.window.as_secs(),
@@ -389,7 +399,7 @@ async fn drive(
         }
     }
     window_bar.finish_and_clear();
-    let after = snapshot(server, prosody_pid, &lat, &registry)?;
+    let after = snapshot(server, &lat, &registry)?;
     lat.recording = false;
 
     stop.send(true)?;
@@ -442,7 +452,7 @@ async fn drive(
             .deliveries
             .zip(before.deliveries)
             .map(|((m1, p1), (m0, p0))| (m1 - m0, p1 - p0)),
-        prosody_cpu: cpu(after.prosody_ticks - before.prosody_ticks),
+        server_cpu: cpu(after.server_ticks - before.server_ticks),
         own_cpu: cpu(after.own_ticks - before.own_ticks),
         latencies_us,
         sent_total: lat.sent,
@@ -451,7 +461,11 @@ async fn drive(
         bounced,
         paced,
         echo_timeouts,
-        prosody_warnings: log_warnings(server.log_path()),
+        server_warnings: server
+            .log_paths()
+            .iter()
+            .flat_map(|p| log_warnings(p))
+            .collect(),
         unmatched: lat.sent_at.len(),
         meter_errors,
         outbox,
@@ -494,13 +508,18 @@ async fn settle(
     }
 }
 
-fn snapshot(
-    server: &PrivateServer,
-    prosody_pid: u32,
-    lat: &Latency,
-    registry: &Metrics,
-) -> anyhow::Result<Snapshot> {
-    let deliveries = match tokio::task::block_in_place(|| server.admin_lua(READ_DELIVERIES_LUA)) {
+fn snapshot(server: &Running, lat: &Latency, registry: &Metrics) -> anyhow::Result<Snapshot> {
+    let Some(prosody) = server.prosody() else {
+        return Ok(Snapshot {
+            at: Instant::now(),
+            server_ticks: server_cpu_ticks(server)?,
+            own_ticks: cpu_ticks("/proc/self/stat")?,
+            deliveries: None,
+            sent: lat.sent,
+            ingested: registry.accepted(),
+        });
+    };
+    let deliveries = match tokio::task::block_in_place(|| prosody.admin_lua(READ_DELIVERIES_LUA)) {
         Ok(text) => {
             let mut counts = text
                 .split_whitespace()
@@ -519,12 +538,21 @@ fn snapshot(
     };
     Ok(Snapshot {
         at: Instant::now(),
-        prosody_ticks: cpu_ticks(&format!("/proc/{prosody_pid}/stat"))?,
+        server_ticks: server_cpu_ticks(server)?,
         own_ticks: cpu_ticks("/proc/self/stat")?,
         deliveries,
         sent: lat.sent,
         ingested: registry.accepted(),
     })
+}
+
+/// CPU ticks of every server process (each node of a cluster).
+fn server_cpu_ticks(server: &Running) -> anyhow::Result<u64> {
+    server
+        .pids()
+        .iter()
+        .map(|pid| cpu_ticks(&format!("/proc/{pid}/stat")))
+        .sum()
 }
 
 /// utime + stime of a process, in clock ticks, from `/proc/<pid>/stat`.
@@ -639,7 +667,9 @@ impl Figures {
                 m as f64 / secs,
                 p as f64 / secs
             ),
-            None => println!("server delivered to clients: unknown (admin shell did not answer)"),
+            None => println!(
+                "server delivered to clients: unknown (counted by Prosody's admin shell only)"
+            ),
         }
         println!(
             "reading→bot latency over {} readings: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -649,8 +679,11 @@ impl Figures {
             ms(1.0)
         );
         println!(
-            "CPU (% of one core): prosody {:.0} %, gridmuc process (bot + {} meters) {:.0} %",
-            self.prosody_cpu, self.joined, self.own_cpu
+            "CPU (% of one core): {} {:.0} %, gridmuc process (bot + {} meters) {:.0} %",
+            args.server.name(),
+            self.server_cpu,
+            self.joined,
+            self.own_cpu
         );
         println!(
             "whole run: sent {}, ingested {}, lost {} (sent but not accepted, late ones included: {}), rejected: {}, bounced {}",
@@ -673,15 +706,17 @@ impl Figures {
             );
         }
         println!(
-            "prosody warnings/errors in its log: {}",
-            self.prosody_warnings.len()
+            "{} warnings/errors in its log: {}",
+            args.server.name(),
+            self.server_warnings.len()
         );
-        for w in self.prosody_warnings.iter().take(5) {
+        for w in self.server_warnings.iter().take(5) {
             println!("  {w}");
         }
         let p99 = ms(0.99);
         println!(
-            "RESULT houses={} rate={} mode={:?} ingested_per_s={:.0} delivered_per_s={:.0} p50_ms={:.1} p99_ms={:.1} prosody_cpu={:.0} own_cpu={:.0} sent={} ingested={} lost={}",
+            "RESULT server={} houses={} rate={} mode={:?} ingested_per_s={:.0} delivered_per_s={:.0} p50_ms={:.1} p99_ms={:.1} server_cpu={:.0} own_cpu={:.0} sent={} ingested={} lost={}",
+            args.server.name(),
             args.houses,
             args.rate,
             args.mode,
@@ -690,7 +725,7 @@ impl Figures {
                 .map_or(f64::NAN, |(m, p)| (m + p) as f64 / secs),
             ms(0.5),
             p99,
-            self.prosody_cpu,
+            self.server_cpu,
             self.own_cpu,
             self.sent_total,
             self.ingested_total,
@@ -719,17 +754,26 @@ fn spawn_bot_thread(
     Ok(rx)
 }
 
-/// Distinct warning and error lines of Prosody's log (a few lines into a run are normal).
+/// Distinct warning and error lines of a Prosody or ejabberd log (a few lines into a run
+/// are normal).
 fn log_warnings(path: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut seen = Vec::new();
     for line in text.lines() {
-        if line.contains("\twarn\t") || line.contains("\terror\t") {
+        // Prosody: "time\tsession\twarn\tmessage"; ejabberd: "time [warning] <pid>@where message".
+        let msg = if line.contains("\twarn\t") || line.contains("\terror\t") {
             // Drop the timestamp and session id so repeats collapse.
-            let msg = line.split('\t').skip(2).collect::<Vec<_>>().join(" ");
-            if !seen.contains(&msg) {
-                seen.push(msg);
-            }
+            line.split('\t').skip(2).collect::<Vec<_>>().join(" ")
+        } else if let Some((_, rest)) = line
+            .split_once(" [warning] ")
+            .or_else(|| line.split_once(" [error] "))
+        {
+            rest.to_owned()
+        } else {
+            continue;
+        };
+        if !seen.contains(&msg) {
+            seen.push(msg);
         }
     }
     seen

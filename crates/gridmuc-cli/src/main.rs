@@ -19,6 +19,7 @@ mod server;
 #[cfg(feature = "offline")]
 mod simulate;
 mod substation;
+mod target;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
