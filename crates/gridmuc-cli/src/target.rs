@@ -34,10 +34,10 @@ impl Target {
 
 /// A running target; stopped (and its files removed) when dropped.
 pub enum Running {
-    /// Prosody or a single ejabberd node.
-    Single(PrivateServer),
+    /// Prosody or a single ejabberd node (boxed, as the cluster: both are large).
+    Single(Box<PrivateServer>),
     /// The two-node ejabberd cluster.
-    Cluster(EjabberdCluster),
+    Cluster(Box<EjabberdCluster>),
 }
 
 /// The cluster node the meters log in to.
@@ -53,15 +53,15 @@ impl Running {
             smacks,
             ..ServerConfig::default()
         };
+        let single =
+            |kind| PrivateServer::start(config(kind)).map(|s| Running::Single(Box::new(s)));
         Ok(match target {
-            Target::Prosody => Running::Single(PrivateServer::start(config(ServerKind::Prosody))?),
-            Target::Ejabberd => {
-                Running::Single(PrivateServer::start(config(ServerKind::Ejabberd))?)
-            }
-            Target::EjabberdCluster => Running::Cluster(EjabberdCluster::start(
+            Target::Prosody => single(ServerKind::Prosody)?,
+            Target::Ejabberd => single(ServerKind::Ejabberd)?,
+            Target::EjabberdCluster => Running::Cluster(Box::new(EjabberdCluster::start(
                 config(ServerKind::Ejabberd),
                 BOT_NODE + 1,
-            )?),
+            )?)),
         })
     }
 
@@ -140,7 +140,7 @@ impl Running {
     /// The Prosody behind this target, for what only its admin shell can do.
     pub fn prosody(&self) -> Option<&PrivateServer> {
         match self {
-            Running::Single(s) if s.kind() == ServerKind::Prosody => Some(s),
+            Running::Single(s) if s.kind() == ServerKind::Prosody => Some(&**s),
             _ => None,
         }
     }
