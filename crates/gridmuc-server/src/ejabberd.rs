@@ -308,6 +308,9 @@ impl Node {
             Command::new(ERL)
         };
         cmd.args(["-name", name, "+K", "true", "+P", "250000"])
+            // No scheduler busy-waiting: on a shared 2-core machine the spinning schedulers
+            // took CPU from everything else and inflated the node's own CPU figure.
+            .args(["+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"])
             .args(["-erl_epmd_port", &self.dist_port.to_string()])
             .args(["-start_epmd", "false"])
             .args(["-kernel", "inet_dist_use_interface", &ip_tuple(self.ip())?])
