@@ -1,5 +1,6 @@
-//! What every live test needs: a tokio runtime, a private Prosody with a provisioned room and
-//! accounts, account configs for it, and a stop signal. Shared by the root tests and, through
+//! What every live test needs: a tokio runtime, a private Prosody or ejabberd with a
+//! provisioned room and accounts, account configs for it, a stop signal, and
+//! [`on_each_server!`] to run one test body against both servers. Shared by the root tests and, through
 //! `#[path]`, by `gridmuc-xmpp`'s own live tests.
 
 #![allow(dead_code, clippy::unwrap_used)]
@@ -8,6 +9,24 @@ use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig};
 use gridmuc_xmpp::connect::ConnectConfig;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Defines `mod $name { fn prosody(); fn ejabberd(); }`, two tests that run `$body(kind)`
+/// against each server, so one live test holds on both (`cargo test $name::ejabberd`).
+#[macro_export]
+macro_rules! on_each_server {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[test]
+            fn prosody() {
+                super::$body(gridmuc_server::ServerKind::Prosody)
+            }
+            #[test]
+            fn ejabberd() {
+                super::$body(gridmuc_server::ServerKind::Ejabberd)
+            }
+        }
+    };
+}
 
 /// Password of every test account.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -67,12 +86,17 @@ pub fn account(server: &PrivateServer, user: &str, timeout: Duration) -> Connect
     } else {
         format!("{user}@{}", server.domain())
     };
-    let mut cfg = ConnectConfig::private_tls(
-        &jid,
-        PASSWORD,
+    account_at(
         &server.c2s_addr().to_string(),
+        &jid,
         server.ca_cert_pem(),
-    );
+        timeout,
+    )
+}
+
+/// STARTTLS to `addr` (e.g. one node of a cluster) with the CA `ca_pem` for `jid`.
+pub fn account_at(addr: &str, jid: &str, ca_pem: &str, timeout: Duration) -> ConnectConfig {
+    let mut cfg = ConnectConfig::private_tls(jid, PASSWORD, addr, ca_pem);
     cfg.timeout = timeout;
     cfg
 }

@@ -3,7 +3,7 @@
 //! into the same aggregation path as pushed readings. Virtual clock, no I/O.
 
 use gridmuc_agent::Agent;
-use gridmuc_agent::bot::{self, BotCore, BotEvent};
+use gridmuc_agent::bot::{self, BotCore, BotEvent, Verdict};
 use gridmuc_agent::harness::{EPOCH, bot_config, meter_config};
 use gridmuc_agent::meter::{Input, MeterCore, Mode, Transmit};
 use gridmuc_agent::readout::{
@@ -63,12 +63,15 @@ impl Meter {
                     slot,
                     value: Some(Watts(self.watts)),
                 }),
-                Transmit::Send { id, .. } => Some(Input::Accepted(id)),
+                Transmit::Send { id, .. } => Some(Input::Verdicts(vec![(id, Verdict::Accepted)])),
                 Transmit::Answer(a) => {
                     self.answers.push(a);
                     None
                 }
-                Transmit::Leave(_) | Transmit::Ping | Transmit::RenewSession => None,
+                Transmit::Leave(_)
+                | Transmit::Ping
+                | Transmit::RenewSession
+                | Transmit::FlushAcks => None,
             };
             if let Some(i) = input {
                 self.core.handle(self.now, i);

@@ -6,9 +6,10 @@
 
 mod private;
 
+use crate::target::{Running, Target};
 use anyhow::Context;
 use gridmuc_core::{AggregatorConfig, Alert, AlertKind, Watts};
-use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password};
+use gridmuc_server::{RoomPolicy, generate_password};
 use gridmuc_xmpp::bot::{BotConfig, BotEvent, run_bot, summary_line};
 use gridmuc_xmpp::connect::ConnectConfig;
 use gridmuc_xmpp::listen::{Heard, ListenPlan, listen};
@@ -35,6 +36,10 @@ pub struct Args {
     /// Reporting interval in seconds (short, so a two-minute demo shows many intervals).
     #[arg(long, default_value_t = 5.0)]
     pub interval: f64,
+    /// The server: `prosody`, `ejabberd`, or `ejabberd-cluster` (houses on node 0; the
+    /// bots, the operator and the room on node 1).
+    #[arg(long, value_enum, default_value = "prosody")]
+    pub server: Target,
 }
 
 /// How the demo's meters report.
@@ -81,17 +86,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let run_for = Duration::try_from_secs_f64(args.minutes * 60.0).context("--minutes")?;
     anyhow::ensure!(run_for >= interval * 6, "run at least six intervals");
 
-    eprintln!("starting a private Prosody on loopback …");
+    eprintln!("starting a private {} on loopback …", args.server.name());
     // XEP-0198 off: with it, tokio-xmpp 6 sessions under groupchat fan-out (broadcast mode,
     // 50 houses) delivered stanzas in bursts seconds late (420 of 944 readings arrived after
     // their interval closed); without it every reading arrived on time. DESIGN.md also
     // measured fan-out ~6x slower with smacks. The demo never needs session resumption.
-    let server = PrivateServer::start(ServerConfig {
-        smacks: false,
-        // The live page: served by this Prosody, joining the room anonymously over its websocket.
-        web: Some(crate::web::page()),
-        ..ServerConfig::default()
-    })?;
+    // The live page is served by Prosody, joining the room anonymously over its websocket.
+    let server = Running::start(args.server, false, Some(crate::web::page()))?;
     let mut accounts: Vec<(String, String)> = ["substation", "operator", "watcher"]
         .iter()
         .map(|u| ((*u).to_owned(), generate_password()))
@@ -108,18 +109,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let room = server.provision_room("neighbourhood", &policy)?;
     // The bot signs its verdicts and posts; meters pin its public key and seal readings to it.
     let key = std::sync::Arc::new(gridmuc_botkey::BotSecretKey::generate(&mut rand::rng()));
+    // Accounts 3 … 3+houses-1 are the houses'; the rest are the bots' and people's.
     let account = |i: usize| {
         let (user, password) = &accounts[i];
+        let addr = if (3..3 + args.houses).contains(&i) {
+            server.meter_addr()
+        } else {
+            server.bot_addr()
+        };
         ConnectConfig::private_tls(
             &format!("{user}@{}", server.domain()),
             password,
-            &server.c2s_addr().to_string(),
+            &addr.to_string(),
             server.ca_cert_pem(),
         )
     };
     println!(
         "room {room} on {} (CA {}); watch with any XMPP client as watcher@{} / {}",
-        server.c2s_addr(),
+        server.bot_addr(),
         server.ca_cert_path().display(),
         server.domain(),
         accounts[2].1

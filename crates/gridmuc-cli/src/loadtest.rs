@@ -1,14 +1,16 @@
-//! `gridmuc loadtest`: the real bot and N real meter agents against the private Prosody on
-//! loopback, measuring what the issue asks: readings/s ingested, stanzas/s the server
-//! delivered, reading→bot latency, CPU of Prosody, of our bot alone (its thread) per ingested
-//! reading and of the meters, and losses.
+//! `gridmuc loadtest`: the real bot and N real meter agents against a private Prosody,
+//! ejabberd or two-node ejabberd cluster on loopback (`--server`), measuring what the issue
+//! asks: readings/s ingested, stanzas/s the server delivered (Prosody only), reading→bot
+//! latency, CPU of the server (every node), of our bot alone (its thread) per ingested reading
+//! and of the meters, and losses.
 //!
 //! Latency is measured in-process on one clock: the meter's `Sent` event carries the instant
 //! the stanza was handed to its session, the bot's metric tap the instant it decoded it.
 
+use crate::target::{Running, Target};
 use anyhow::Context;
 use gridmuc_core::{AggregatorConfig, RoomNick, Watts};
-use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password};
+use gridmuc_server::{PrivateServer, RoomPolicy, generate_password};
 use gridmuc_xmpp::bot::{BotConfig, BotError, BotEvent, BotReport, run_bot};
 use gridmuc_xmpp::connect::ConnectConfig;
 use gridmuc_xmpp::meter::{MeterConfig, MeterError, MeterEvent, MeterReport, Mode, run_meter};
@@ -22,6 +24,10 @@ use tokio::time::Instant;
 /// Arguments of this subcommand.
 #[derive(clap::Args)]
 pub struct Args {
+    /// The server: `prosody`, `ejabberd`, or `ejabberd-cluster` (meters on node 0, the bot
+    /// and the room on node 1).
+    #[arg(long, value_enum, default_value = "prosody")]
+    pub server: Target,
     /// Number of houses (meter agents, one XMPP session each).
     #[arg(long, default_value_t = 100)]
     pub houses: usize,
@@ -41,7 +47,7 @@ pub struct Args {
     /// SCRAM exchanges; too many at once time out on a busy server).
     #[arg(long, default_value_t = 16)]
     pub max_logins: usize,
-    /// Run Prosody with XEP-0198 stream management (off by default, as in the demo).
+    /// Run the server with XEP-0198 stream management (off by default, as in the demo).
     #[arg(long)]
     pub smacks: bool,
     /// Let the bot post its per-interval summary to the room (one groupchat to every house).
@@ -81,23 +87,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "--max-p99-ms must be a non-negative number"
     );
 
-    eprintln!("starting a private Prosody on loopback …");
-    let server = PrivateServer::start(ServerConfig {
-        smacks: args.smacks,
-        ..ServerConfig::default()
-    })?;
-    let prosody_pid = server.pid().context("prosody is not running")?;
+    eprintln!("starting a private {} on loopback …", args.server.name());
+    let server = Running::start(args.server, args.smacks, None)?;
+    anyhow::ensure!(!server.pids().is_empty(), "the server is not running");
     let mut accounts = vec![("substation".to_owned(), generate_password())];
     accounts.extend((0..args.houses).map(|i| (format!("house{i}"), generate_password())));
     server.register_many(&accounts)?;
     let room = server.provision_room("neighbourhood", &RoomPolicy::default())?;
-    server.admin_lua(&count_deliveries_lua(server.domain()))?;
+    if let Some(prosody) = server.prosody() {
+        prosody.admin_lua(&count_deliveries_lua(server.domain()))?;
+    }
+    // Account 0 is the bot's; a cluster serves it on another node than the meters.
     let account = |i: usize| {
         let (user, password) = &accounts[i];
+        let addr = if i == 0 {
+            server.bot_addr()
+        } else {
+            server.meter_addr()
+        };
         let mut cfg = ConnectConfig::private_tls(
             &format!("{user}@{}", server.domain()),
             password,
-            &server.c2s_addr().to_string(),
+            &addr.to_string(),
             server.ca_cert_pem(),
         );
         cfg.timeout = Duration::from_secs(30);
@@ -155,7 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         start: not_before,
         max_logins: args.max_logins.max(1),
     };
-    let result = rt.block_on(drive(&server, prosody_pid, bot, meters, &plan));
+    let result = rt.block_on(drive(&server, bot, meters, &plan));
     drop(rt);
     server.stop()?;
     let figures = result?;
@@ -245,7 +256,7 @@ struct Figures {
     ingested_in_window: u64,
     /// Messages and presences delivered to clients, if the admin shell answered both times.
     delivered: Option<(u64, u64)>,
-    prosody_cpu: f64,
+    server_cpu: f64,
     own_cpu: f64,
     /// The bot thread's share of `own_cpu` (TLS, XML, tokio-xmpp and our work, all on it).
     bot_cpu: f64,
@@ -256,7 +267,7 @@ struct Figures {
     bounced: u64,
     paced: u64,
     echo_timeouts: u64,
-    prosody_warnings: Vec<String>,
+    server_warnings: Vec<String>,
     unmatched: usize,
     outbox: OutboxTotals,
     meter_errors: usize,
@@ -265,7 +276,7 @@ struct Figures {
 /// One moment's readings of the counters the window is measured between.
 struct Snapshot {
     at: Instant,
-    prosody_ticks: u64,
+    server_ticks: u64,
     own_ticks: u64,
     bot_ticks: u64,
     /// Messages and presences delivered so far; `None` if Prosody was too busy to answer.
@@ -275,8 +286,7 @@ struct Snapshot {
 }
 
 async fn drive(
-    server: &PrivateServer,
-    prosody_pid: u32,
+    server: &Running,
     bot: BotConfig,
     meters: Vec<MeterConfig>,
     plan: &Plan,
@@ -366,7 +376,7 @@ async fn drive(
     )
     .await;
 
-    let before = snapshot(server, prosody_pid, &bot_stat, &lat, &registry)?;
+    let before = snapshot(server, &bot_stat, &lat, &registry)?;
     lat.recording = true;
     let window_bar = crate::progress::bar(
         plan.window.as_secs(),
@@ -393,7 +403,7 @@ async fn drive(
         }
     }
     window_bar.finish_and_clear();
-    let after = snapshot(server, prosody_pid, &bot_stat, &lat, &registry)?;
+    let after = snapshot(server, &bot_stat, &lat, &registry)?;
     lat.recording = false;
 
     stop.send(true)?;
@@ -446,7 +456,7 @@ async fn drive(
             .deliveries
             .zip(before.deliveries)
             .map(|((m1, p1), (m0, p0))| (m1 - m0, p1 - p0)),
-        prosody_cpu: cpu(after.prosody_ticks - before.prosody_ticks),
+        server_cpu: cpu(after.server_ticks - before.server_ticks),
         own_cpu: cpu(after.own_ticks - before.own_ticks),
         bot_cpu: cpu(after.bot_ticks - before.bot_ticks),
         latencies_us,
@@ -456,7 +466,11 @@ async fn drive(
         bounced,
         paced,
         echo_timeouts,
-        prosody_warnings: log_warnings(server.log_path()),
+        server_warnings: server
+            .log_paths()
+            .iter()
+            .flat_map(|p| log_warnings(p))
+            .collect(),
         unmatched: lat.sent_at.len(),
         meter_errors,
         outbox,
@@ -504,13 +518,29 @@ async fn settle(
 }
 
 fn snapshot(
-    server: &PrivateServer,
-    prosody_pid: u32,
+    server: &Running,
     bot_stat: &str,
     lat: &Latency,
     registry: &Metrics,
 ) -> anyhow::Result<Snapshot> {
-    let deliveries = match tokio::task::block_in_place(|| server.admin_lua(READ_DELIVERIES_LUA)) {
+    let deliveries = match server.prosody() {
+        None => None,
+        Some(prosody) => read_deliveries(prosody)?,
+    };
+    Ok(Snapshot {
+        at: Instant::now(),
+        server_ticks: server_cpu_ticks(server)?,
+        own_ticks: cpu_ticks("/proc/self/stat")?,
+        bot_ticks: cpu_ticks(bot_stat)?,
+        deliveries,
+        sent: lat.sent,
+        ingested: registry.accepted(),
+    })
+}
+
+/// Messages and presences Prosody delivered so far; `None` if its admin shell is too busy.
+fn read_deliveries(prosody: &PrivateServer) -> anyhow::Result<Option<(u64, u64)>> {
+    let deliveries = match tokio::task::block_in_place(|| prosody.admin_lua(READ_DELIVERIES_LUA)) {
         Ok(text) => {
             let mut counts = text
                 .split_whitespace()
@@ -527,15 +557,16 @@ fn snapshot(
             None
         }
     };
-    Ok(Snapshot {
-        at: Instant::now(),
-        prosody_ticks: cpu_ticks(&format!("/proc/{prosody_pid}/stat"))?,
-        own_ticks: cpu_ticks("/proc/self/stat")?,
-        bot_ticks: cpu_ticks(bot_stat)?,
-        deliveries,
-        sent: lat.sent,
-        ingested: registry.accepted(),
-    })
+    Ok(deliveries)
+}
+
+/// CPU ticks of every server process (each node of a cluster).
+fn server_cpu_ticks(server: &Running) -> anyhow::Result<u64> {
+    server
+        .pids()
+        .iter()
+        .map(|pid| cpu_ticks(&format!("/proc/{pid}/stat")))
+        .sum()
 }
 
 /// utime + stime of a process or thread, in clock ticks, from `/proc/<pid>/stat` or
@@ -657,7 +688,9 @@ impl Figures {
                 m as f64 / secs,
                 p as f64 / secs
             ),
-            None => println!("server delivered to clients: unknown (admin shell did not answer)"),
+            None => println!(
+                "server delivered to clients: unknown (counted by Prosody's admin shell only)"
+            ),
         }
         println!(
             "reading→bot latency over {} readings: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -667,9 +700,10 @@ impl Figures {
             ms(1.0)
         );
         println!(
-            "CPU (% of one core): prosody {:.0} %, gridmuc process (bot + {} meters) {:.0} %: \
+            "CPU (% of one core): {} {:.0} %, gridmuc process (bot + {} meters) {:.0} %: \
              bot {:.1} % ({:.1} µs per ingested reading), meters {:.0} %",
-            self.prosody_cpu,
+            args.server.name(),
+            self.server_cpu,
             self.joined,
             self.own_cpu,
             self.bot_cpu,
@@ -698,15 +732,17 @@ impl Figures {
             );
         }
         println!(
-            "prosody warnings/errors in its log: {}",
-            self.prosody_warnings.len()
+            "{} warnings/errors in its log: {}",
+            args.server.name(),
+            self.server_warnings.len()
         );
-        for w in self.prosody_warnings.iter().take(5) {
+        for w in self.server_warnings.iter().take(5) {
             println!("  {w}");
         }
         let p99 = ms(0.99);
         println!(
-            "RESULT houses={} rate={} mode={:?} ingested_per_s={:.0} delivered_per_s={:.0} p50_ms={:.1} p99_ms={:.1} prosody_cpu={:.0} own_cpu={:.0} bot_cpu={:.1} bot_us_per_reading={:.1} sent={} ingested={} lost={} acks={}",
+            "RESULT server={} houses={} rate={} mode={:?} ingested_per_s={:.0} delivered_per_s={:.0} p50_ms={:.1} p99_ms={:.1} server_cpu={:.0} own_cpu={:.0} bot_cpu={:.1} bot_us_per_reading={:.1} sent={} ingested={} lost={} acks={}",
+            args.server.name(),
             args.houses,
             args.rate,
             args.mode,
@@ -715,7 +751,7 @@ impl Figures {
                 .map_or(f64::NAN, |(m, p)| (m + p) as f64 / secs),
             ms(0.5),
             p99,
-            self.prosody_cpu,
+            self.server_cpu,
             self.own_cpu,
             self.bot_cpu,
             self.bot_us_per_reading(),
@@ -763,17 +799,26 @@ fn spawn_bot_thread(
     Ok((rx, format!("/proc/self/task/{tid}/stat")))
 }
 
-/// Distinct warning and error lines of Prosody's log (a few lines into a run are normal).
+/// Distinct warning and error lines of a Prosody or ejabberd log (a few lines into a run
+/// are normal).
 fn log_warnings(path: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut seen = Vec::new();
     for line in text.lines() {
-        if line.contains("\twarn\t") || line.contains("\terror\t") {
+        // Prosody: "time\tsession\twarn\tmessage"; ejabberd: "time [warning] <pid>@where message".
+        let msg = if line.contains("\twarn\t") || line.contains("\terror\t") {
             // Drop the timestamp and session id so repeats collapse.
-            let msg = line.split('\t').skip(2).collect::<Vec<_>>().join(" ");
-            if !seen.contains(&msg) {
-                seen.push(msg);
-            }
+            line.split('\t').skip(2).collect::<Vec<_>>().join(" ")
+        } else if let Some((_, rest)) = line
+            .split_once(" [warning] ")
+            .or_else(|| line.split_once(" [error] "))
+        {
+            rest.to_owned()
+        } else {
+            continue;
+        };
+        if !seen.contains(&msg) {
+            seen.push(msg);
         }
     }
     seen

@@ -19,6 +19,7 @@ mod server;
 #[cfg(feature = "offline")]
 mod simulate;
 mod substation;
+mod target;
 mod web;
 
 use clap::{Parser, Subcommand};

@@ -1,10 +1,10 @@
-//! `gridmuc server`: a private Prosody with house, bot and operator accounts and a
+//! `gridmuc server`: a private Prosody or ejabberd with house, bot and operator accounts and a
 //! provisioned neighbourhood room, so meters and the bot can be run by hand against it.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, generate_password};
+use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, ServerKind, generate_password};
 use serde::Serialize;
 
 /// Arguments of this subcommand.
@@ -19,6 +19,9 @@ pub struct Args {
     /// Where to write the account passwords (default: inside the server's temporary directory).
     #[arg(long)]
     accounts_file: Option<PathBuf>,
+    /// `prosody` or `ejabberd`.
+    #[arg(long, default_value = "prosody")]
+    server: ServerKind,
 }
 
 /// One account in the passwords file.
@@ -42,7 +45,9 @@ struct AccountsFile {
 /// Starts the server, creates the accounts and the room, prints how to connect, waits for Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let server = PrivateServer::start(ServerConfig {
-        web: Some(crate::web::page()),
+        // The live page is served by Prosody; web/README.md says how to serve it elsewhere.
+        web: (args.server == ServerKind::Prosody).then(crate::web::page),
+        kind: args.server,
         ..ServerConfig::default()
     })?;
     let mut accounts: Vec<(&'static str, String, String)> = (1..=args.houses)
@@ -94,7 +99,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::write(&path, toml::to_string(&file)?)
         .with_context(|| format!("writing {}", path.display()))?;
 
-    println!("private Prosody running (Ctrl-C stops it and deletes its files)");
+    println!(
+        "private {} running (Ctrl-C stops it and deletes its files)",
+        args.server
+    );
     println!("  address   {}  (STARTTLS required)", file.server);
     println!("  domain    {}", file.domain);
     println!("  room      {room}");

@@ -33,7 +33,7 @@ pub(crate) fn check_localpart(name: &str) -> Result<(), ServerError> {
 }
 
 /// Rejects passwords that SASLprep could change, which clients and server may treat differently.
-fn check_password(user: &str, password: &str) -> Result<(), ServerError> {
+pub(crate) fn check_password(user: &str, password: &str) -> Result<(), ServerError> {
     if !password.is_empty() && password.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         Ok(())
     } else {

@@ -34,8 +34,17 @@ pub(crate) fn test_ca() -> Result<Ca, ServerError> {
     new_ca("gridmuc test CA")
 }
 
+/// Test certificates live 30 days: rcgen's default end (year 4096) makes ejabberd 23.01's
+/// expiry timer (`erlang:start_timer`) fail with badarg, which crashes its rooms.
+fn validity(params: &mut CertificateParams) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(30);
+}
+
 fn new_ca(common_name: &str) -> Result<Ca, ServerError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
+    validity(&mut params);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let mut dn = DistinguishedName::new();
@@ -63,6 +72,7 @@ pub(crate) fn generate(
     };
 
     let mut params = CertificateParams::new(names.to_vec())?;
+    validity(&mut params);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,

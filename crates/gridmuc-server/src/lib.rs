@@ -1,9 +1,10 @@
-//! A private Prosody 0.12 for the gridmuc demo and tests.
+//! A private Prosody 0.12 or ejabberd 23.01 for the gridmuc demo and tests.
 //!
-//! Everything is real: the Debian `prosody` binary runs from a generated configuration in
-//! a temporary directory, listens on a free loopback port, serves a certificate from our
-//! own test CA and hosts rooms provisioned with the privacy settings of DESIGN.md. The
-//! process dies with the [`PrivateServer`] value (and with the process that started it).
+//! Everything is real: the Debian `prosody` (or `ejabberd`) package runs from a generated
+//! configuration in a temporary directory, listens on a free loopback port, serves a
+//! certificate from our own test CA and hosts rooms provisioned with the privacy settings
+//! of DESIGN.md. The process dies with the [`PrivateServer`] value (and with the process
+//! that started it). [`EjabberdCluster`] runs several ejabberd nodes as one cluster.
 //! [`Federation`] runs two of them on their own loopback addresses, federated over s2s
 //! with TLS and certificates from one test CA (see `docs/federation.md`).
 //! [`raw::RawXmpp`] is a raw client for live tests that must send what no XMPP library would.
@@ -11,10 +12,13 @@
 mod accounts;
 mod admin;
 mod certs;
+mod cluster;
 mod config;
+mod ejabberd;
 mod federation;
 pub mod raw;
 
+pub use cluster::EjabberdCluster;
 pub use config::C2S_STANZA_SIZE_LIMIT;
 pub use federation::Federation;
 
@@ -33,7 +37,7 @@ use tempfile::TempDir;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The account that owns provisioned rooms: never one a meter or the bot uses.
-const ROOM_ADMIN: &str = "gridmuc-room-admin";
+pub(crate) const ROOM_ADMIN: &str = "gridmuc-room-admin";
 
 /// Our Prosody plugins, written into each instance's plugin directory.
 const PLUGINS: [(&str, &str); 3] = [
@@ -105,9 +109,53 @@ fn reserve_lua() -> String {
 /// Where we look for the Prosody binary when it is not on `PATH`.
 const PROSODY_FALLBACKS: [&str; 2] = ["/usr/bin/prosody", "/usr/sbin/prosody"];
 
+/// Which XMPP server software runs the private instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerKind {
+    /// Prosody 0.12 (Debian's `prosody`), one Lua thread: the default.
+    #[default]
+    Prosody,
+    /// ejabberd 23.01 (Debian's `ejabberd`), Erlang: the engine that clusters.
+    Ejabberd,
+}
+
+impl ServerKind {
+    /// Both servers, for tests that must hold on each.
+    pub const ALL: [ServerKind; 2] = [ServerKind::Prosody, ServerKind::Ejabberd];
+
+    /// The package name, as users type it (`--server ejabberd`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Prosody => "prosody",
+            ServerKind::Ejabberd => "ejabberd",
+        }
+    }
+}
+
+impl std::str::FromStr for ServerKind {
+    type Err = ServerError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ServerKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                ServerError::Unsupported(format!("unknown server {s:?} (prosody or ejabberd)"))
+            })
+    }
+}
+
+impl std::fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What kind of private server to run; the defaults are the privacy-preserving demo setup.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Prosody or ejabberd.
+    pub kind: ServerKind,
     /// The XMPP domain accounts live on.
     pub domain: String,
     /// The MUC service hosting the neighbourhood rooms.
@@ -121,7 +169,8 @@ pub struct ServerConfig {
     pub smacks: bool,
     /// Serve a certificate not issued by the test CA, to test that clients refuse it.
     pub untrusted_cert: bool,
-    /// Raw Lua appended to the global section, for test-specific tuning.
+    /// Raw text appended to the configuration (Lua for Prosody's global section, YAML for
+    /// ejabberd's top level), for test-specific tuning.
     pub extra_config: String,
     /// Serve a web page (the live neighbourhood page) over HTTP with a websocket and an
     /// anonymous login host; `None` (the default) serves no HTTP at all.
@@ -140,6 +189,7 @@ pub struct WebPage {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
+            kind: ServerKind::default(),
             domain: "grid.test".to_owned(),
             muc_domain: "rooms.grid.test".to_owned(),
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -175,10 +225,8 @@ pub struct RoomPolicy {
 /// Everything that can go wrong while running the private server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The Prosody binary is missing; the message says how to install it.
-    #[error(
-        "prosody is not installed (not on PATH nor at {0}); install it with: apt-get install -y prosody"
-    )]
+    /// The server software is missing; the message says how to install it.
+    #[error("not installed: {0}")]
     NotInstalled(String),
     /// A non-loopback address was asked for; test servers never leave this machine.
     #[error("refusing to listen on {0}: only loopback addresses are allowed")]
@@ -214,6 +262,12 @@ pub enum ServerError {
     /// Two servers asked to federate would clash (same address or domain).
     #[error("invalid federation: {0}")]
     Federation(String),
+    /// A call to ejabberd's admin API (or its control client) failed.
+    #[error("ejabberd admin: {0}")]
+    Api(String),
+    /// What was asked has no equivalent on this server software.
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 /// Writes a fresh test CA and a server certificate for `names` (SANs, `CA:FALSE`) into `dir`,
@@ -236,33 +290,43 @@ pub fn generate_password() -> String {
         .collect()
 }
 
-/// A running private Prosody; killed and its files removed when dropped.
+/// A running private Prosody or ejabberd; killed and its files removed when dropped.
 pub struct PrivateServer {
     config: ServerConfig,
-    prosody: PathBuf,
     dir: Option<TempDir>,
     work_dir: PathBuf,
     config_path: PathBuf,
     data_path: PathBuf,
     log_path: PathBuf,
-    stderr_path: PathBuf,
-    admin_socket: PathBuf,
     c2s: SocketAddr,
     s2s: Option<SocketAddr>,
     /// Where the web page and the websocket are served, when [`ServerConfig::web`] is set.
     http: Option<SocketAddr>,
     certs: certs::Certificates,
     room_admin: (String, String),
-    child: Option<Child>,
+    engine: Engine,
 }
 
-fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+/// What runs behind a [`PrivateServer`].
+enum Engine {
+    /// The `prosody` process, driven through its admin socket.
+    Prosody {
+        binary: PathBuf,
+        admin_socket: PathBuf,
+        stderr_path: PathBuf,
+        child: Option<Child>,
+    },
+    /// One ejabberd node, driven through its loopback admin API.
+    Ejabberd(ejabberd::Node),
+}
+
+pub(crate) fn io_error(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
     let context = context.into();
     move |source| ServerError::Io { context, source }
 }
 
 /// A port on `ip` that nothing listens on right now, for Prosody to take.
-fn free_port(ip: IpAddr) -> Result<SocketAddr, ServerError> {
+pub(crate) fn free_port(ip: IpAddr) -> Result<SocketAddr, ServerError> {
     TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .map_err(io_error(format!("finding a free port on {ip}")))
@@ -276,7 +340,12 @@ fn find_prosody() -> Result<PathBuf, ServerError> {
     on_path
         .chain(PROSODY_FALLBACKS.iter().map(PathBuf::from))
         .find(|p| p.is_file())
-        .ok_or_else(|| ServerError::NotInstalled(PROSODY_FALLBACKS.join(" or ")))
+        .ok_or_else(|| {
+            ServerError::NotInstalled(format!(
+                "prosody (not on PATH nor at {}); install it with: apt-get install -y prosody",
+                PROSODY_FALLBACKS.join(" or ")
+            ))
+        })
 }
 
 /// Writes the web page's files under `www`, refusing paths that would leave it.
@@ -305,7 +374,7 @@ fn write_web_files(www: &Path, web: &WebPage) -> Result<(), ServerError> {
 }
 
 /// The last `lines` lines of a file, or a note that it could not be read.
-fn tail(path: &Path, lines: usize) -> String {
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let mut text = String::new();
     match File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
         Ok(_) => {
@@ -319,7 +388,60 @@ fn tail(path: &Path, lines: usize) -> String {
 impl PrivateServer {
     /// Generates config and certificates, starts Prosody and waits until c2s accepts connections.
     pub fn start(config: ServerConfig) -> Result<PrivateServer, ServerError> {
-        Self::start_instance(config, &certs::test_ca()?, None)
+        match config.kind {
+            ServerKind::Prosody => Self::start_instance(config, &certs::test_ca()?, None),
+            ServerKind::Ejabberd => Self::start_ejabberd(config),
+        }
+    }
+
+    /// One ejabberd node with its own spool, cookie and Erlang distribution port.
+    fn start_ejabberd(config: ServerConfig) -> Result<PrivateServer, ServerError> {
+        if !config.bind.is_loopback() {
+            return Err(ServerError::NotLoopback(config.bind));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("gridmuc-ejabberd-")
+            .tempdir()
+            .map_err(io_error("creating the server's temporary directory"))?;
+        let root = dir.path().to_owned();
+        let certs = certs::generate(
+            &root,
+            &certs::test_ca()?,
+            &config::served_names(&config),
+            config.untrusted_cert,
+        )?;
+        let node = ejabberd::Node::start(
+            &config,
+            &ejabberd::Shared {
+                root: &root,
+                certfiles: [&certs.cert_path, &certs.key_path],
+                ca: &certs.ca_path,
+                dist_port: free_port(config.bind)?.port(),
+            },
+            0,
+            config.bind,
+            &generate_password(),
+        )?;
+        let server = PrivateServer {
+            room_admin: (
+                format!("{ROOM_ADMIN}@{}", config.domain),
+                generate_password(),
+            ),
+            work_dir: root,
+            config_path: node.config_path().to_owned(),
+            data_path: node.spool(),
+            log_path: node.log_path().to_owned(),
+            c2s: node.c2s,
+            s2s: None,
+            // The live page is Prosody's (mod_http_files, mod_websocket); see web/README.md.
+            http: None,
+            certs,
+            dir: Some(dir),
+            config,
+            engine: Engine::Ejabberd(node),
+        };
+        server.register(ROOM_ADMIN, &server.room_admin.1)?;
+        Ok(server)
     }
 
     /// Starts one instance with a certificate from `ca`, federated when `s2s` is given.
@@ -406,33 +528,44 @@ impl PrivateServer {
                 generate_password(),
             ),
             config,
-            prosody,
             dir: Some(dir),
             work_dir: root.clone(),
             config_path,
             data_path,
             log_path,
-            stderr_path: root.join("prosody.stderr"),
-            admin_socket,
             c2s,
             s2s: s2s.map(|s| s.listen),
             http,
             certs,
-            child: None,
+            engine: Engine::Prosody {
+                binary: prosody,
+                admin_socket,
+                stderr_path: root.join("prosody.stderr"),
+                child: None,
+            },
         };
         server.launch()?;
         server.register(ROOM_ADMIN, &server.room_admin.1)?;
         Ok(server)
     }
 
-    /// Spawns Prosody and waits until both c2s and the admin socket answer.
+    /// Spawns the server and waits until c2s and the admin socket (or API) answer.
     fn launch(&mut self) -> Result<(), ServerError> {
-        let stderr = File::create(&self.stderr_path)
-            .map_err(io_error(format!("creating {}", self.stderr_path.display())))?;
+        let (binary, stderr_path, child) = match &mut self.engine {
+            Engine::Ejabberd(node) => return node.launch(),
+            Engine::Prosody {
+                binary,
+                stderr_path,
+                child,
+                ..
+            } => (binary, stderr_path, child),
+        };
+        let stderr = File::create(&*stderr_path)
+            .map_err(io_error(format!("creating {}", stderr_path.display())))?;
         let stdout = stderr
             .try_clone()
             .map_err(io_error("duplicating the stderr file"))?;
-        let child = Command::new(&self.prosody)
+        let spawned = Command::new(&*binary)
             .arg("--config")
             .arg(&self.config_path)
             .arg("-F")
@@ -445,29 +578,31 @@ impl PrivateServer {
             // Its own process group, so a terminal's Ctrl-C reaches only us and we stop it.
             .process_group(0)
             .spawn()
-            .map_err(io_error(format!("starting {}", self.prosody.display())))?;
-        tracing::info!(pid = child.id(), addr = %self.c2s, "prosody started");
-        self.child = Some(child);
+            .map_err(io_error(format!("starting {}", binary.display())))?;
+        tracing::info!(pid = spawned.id(), addr = %self.c2s, "prosody started");
+        *child = Some(spawned);
         self.wait_ready()
     }
 
     fn not_ready(&self, reason: String) -> ServerError {
+        let stderr = match &self.engine {
+            Engine::Prosody { stderr_path, .. } => tail(stderr_path, 10),
+            Engine::Ejabberd(_) => String::new(),
+        };
         ServerError::NotReady {
             reason,
             log: self.log_path.clone(),
-            tail: format!(
-                "{}\n--- stderr ---\n{}",
-                tail(&self.log_path, 30),
-                tail(&self.stderr_path, 10)
-            ),
+            tail: format!("{}\n--- stderr ---\n{stderr}", tail(&self.log_path, 30)),
         }
     }
 
     fn wait_ready(&mut self) -> Result<(), ServerError> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                self.child = None;
+            if let Engine::Prosody { child, .. } = &mut self.engine
+                && let Some(Ok(Some(status))) = child.as_mut().map(Child::try_wait)
+            {
+                *child = None;
                 return Err(self.not_ready(format!("prosody exited with {status}")));
             }
             if fs::read_to_string(&self.log_path)
@@ -481,7 +616,7 @@ impl PrivateServer {
             let c2s_up = up(&self.c2s)
                 && self.s2s.as_ref().is_none_or(up)
                 && self.http.as_ref().is_none_or(up);
-            if c2s_up && admin::run_lua(&self.admin_socket, "return 'ready'").is_ok() {
+            if c2s_up && self.admin_lua("return 'ready'").is_ok() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -574,11 +709,19 @@ impl PrivateServer {
     }
 
     /// Creates (or resets) many accounts quickly: batches of Prosody's own `create_user`
-    /// over the admin socket, ~1 ms per account instead of a `prosodyctl` run each.
+    /// over the admin socket, ~1 ms per account instead of a `prosodyctl` run each; on
+    /// ejabberd, `register` calls to its loopback admin API, a few at once.
     pub fn register_many(&self, accounts: &[(String, String)]) -> Result<(), ServerError> {
         let started = Instant::now();
-        for batch in accounts.chunks(accounts::BATCH) {
-            self.admin_lua(&accounts::create_lua(&self.config.domain, batch)?)?;
+        match &self.engine {
+            Engine::Prosody { .. } => {
+                for batch in accounts.chunks(accounts::BATCH) {
+                    self.admin_lua(&accounts::create_lua(&self.config.domain, batch)?)?;
+                }
+            }
+            Engine::Ejabberd(node) => {
+                ejabberd::register_many(node.api, &self.config.domain, accounts)?;
+            }
         }
         tracing::debug!(count = accounts.len(), elapsed = ?started.elapsed(), "accounts written");
         Ok(())
@@ -587,7 +730,28 @@ impl PrivateServer {
     /// Runs a Lua chunk inside the running Prosody (as `prosodyctl shell` would with `>`)
     /// and returns the result text; for tests that inspect live server state.
     pub fn admin_lua(&self, lua: &str) -> Result<String, ServerError> {
-        admin::run_lua(&self.admin_socket, lua)
+        match &self.engine {
+            Engine::Prosody { admin_socket, .. } => admin::run_lua(admin_socket, lua),
+            Engine::Ejabberd(_) => Err(ServerError::Unsupported(
+                "Lua runs in Prosody only; use admin_api on ejabberd".to_owned(),
+            )),
+        }
+    }
+
+    /// Calls one command of ejabberd's admin API (`mod_http_api`) with a JSON object and
+    /// returns the JSON answer; for tests that inspect live ejabberd state.
+    pub fn admin_api(&self, command: &str, json: &str) -> Result<String, ServerError> {
+        match &self.engine {
+            Engine::Ejabberd(node) => node.call(command, json),
+            Engine::Prosody { .. } => Err(ServerError::Unsupported(
+                "the HTTP admin API is ejabberd's; use admin_lua on Prosody".to_owned(),
+            )),
+        }
+    }
+
+    /// Which server software this is.
+    pub fn kind(&self) -> ServerKind {
+        self.config.kind
     }
 
     /// Creates or re-configures a persistent room owned by the room admin account and
@@ -599,6 +763,19 @@ impl PrivateServer {
         policy: &RoomPolicy,
     ) -> Result<String, ServerError> {
         accounts::check_localpart(room_local)?;
+        if let Engine::Ejabberd(node) = &self.engine {
+            let service = &self.config.muc_domain;
+            ejabberd::provision_room(
+                node.api,
+                &self.config.domain,
+                room_local,
+                service,
+                &self.room_admin.0,
+                policy,
+            )?;
+            tracing::info!(room = %room_local, "room provisioned");
+            return Ok(format!("{room_local}@{service}"));
+        }
         let service = if policy.occupant_id {
             config::occupant_id_service(&self.config.muc_domain)
         } else {
@@ -670,7 +847,16 @@ return "provisioned"
     /// plain participant in our rooms and sees no real JIDs. If another account's occupant
     /// holds `nick` at this moment it is removed from the room (status 307); returns
     /// whether that happened.
+    ///
+    /// On ejabberd the reservation is per MUC service, not per room (one nickname per
+    /// account on the service), and a squatter is removed by a ban and un-ban (status 301).
     pub fn reserve_nick(&self, room_jid: &str, jid: &str, nick: &str) -> Result<bool, ServerError> {
+        if let Engine::Ejabberd(node) = &self.engine {
+            let (name, service) = room_jid.split_once('@').ok_or_else(|| {
+                ServerError::InvalidAccount(format!("not a room JID: {room_jid}"))
+            })?;
+            return ejabberd::reserve_nick(node.api, name, service, jid, nick, &[]);
+        }
         let lua = format!(
             r#"local jid_util = require "util.jid"
 local room_jid = {room}
@@ -692,21 +878,30 @@ return "removed=" .. reserve(room, {jid}, {nick})
         Ok(removed)
     }
 
-    /// The process id of the running Prosody, if any (for tests that check it is gone).
+    /// The process id of the running server, if any (for tests that check it is gone, and
+    /// for CPU accounting: ejabberd's Erlang VM, not its wrapper).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        match &self.engine {
+            Engine::Prosody { child, .. } => child.as_ref().map(Child::id),
+            Engine::Ejabberd(node) => node.beam_pid(),
+        }
     }
 
     fn kill(&mut self) -> Result<(), ServerError> {
-        if let Some(mut child) = self.child.take() {
-            child.kill().map_err(io_error("killing prosody"))?;
-            child.wait().map_err(io_error("waiting for prosody"))?;
-            tracing::info!(pid = child.id(), "prosody stopped");
+        match &mut self.engine {
+            Engine::Prosody { child, .. } => {
+                if let Some(mut child) = child.take() {
+                    child.kill().map_err(io_error("killing prosody"))?;
+                    child.wait().map_err(io_error("waiting for prosody"))?;
+                    tracing::info!(pid = child.id(), "prosody stopped");
+                }
+                Ok(())
+            }
+            Engine::Ejabberd(node) => node.kill(),
         }
-        Ok(())
     }
 
-    /// Kills Prosody (SIGKILL, like a crash) and starts it again on the same port and data.
+    /// Kills the server (SIGKILL, like a crash) and starts it again on the same port and data.
     pub fn restart(&mut self) -> Result<(), ServerError> {
         self.kill()?;
         self.launch()
@@ -727,7 +922,7 @@ return "removed=" .. reserve(room, {jid}, {nick})
 impl Drop for PrivateServer {
     fn drop(&mut self) {
         if let Err(e) = self.kill() {
-            tracing::warn!("stopping the private prosody: {e}");
+            tracing::warn!("stopping the private server: {e}");
         }
     }
 }
