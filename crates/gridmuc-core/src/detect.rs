@@ -227,7 +227,7 @@ impl OverloadDetector {
         let mut slopes = Data::new(slopes);
         let lower = slopes.order_statistic(rank);
         let median = slopes.median();
-        let mut offsets = Data::new(
+        let offsets = Data::new(
             points
                 .iter()
                 .map(|(t, x)| x - median * (t - last))
