@@ -57,7 +57,8 @@ pub struct OverloadConfig {
     /// How far ahead a trend is believed to go on; beyond it the excess is held.
     pub extrapolate: Millis,
     /// Slowest rise (load factor per hour) that counts as a trend: the lower confidence bound
-    /// of the Theil–Sen slope must reach it.
+    /// of the Theil–Sen slope must reach it, and the excess must already be what it adds over
+    /// the trend window.
     pub min_trend: f64,
     /// One-sided confidence of that lower bound (Sen's rank interval from Kendall's S).
     pub trend_confidence: f64,
@@ -76,7 +77,7 @@ impl Default for OverloadConfig {
             trend_window: HOUR,
             trend_block: 5 * MINUTE,
             extrapolate: 2 * HOUR,
-            min_trend: 0.1,
+            min_trend: 0.15,
             trend_confidence: 0.99,
         }
     }
@@ -233,10 +234,11 @@ impl OverloadDetector {
                 .map(|(t, x)| x - median * (t - last))
                 .collect::<Vec<_>>(),
         );
-        (lower * 60.0 >= c.min_trend).then(|| Trend {
-            now: offsets.median(),
-            slope: median,
-        })
+        // The load must also already stand above its usual level by what `min_trend` adds over
+        // the window: a chance rise out of a dip is not yet a trend worth projecting.
+        let now = offsets.median();
+        (lower * 60.0 >= c.min_trend && now >= c.min_trend * window / 60.0)
+            .then_some(Trend { now, slope: median })
     }
 
     /// Minutes until the hot spot reaches `hot_spot_warn_c` if the usual profile holds and the
