@@ -5,7 +5,8 @@
 //!
 //! Trace layouts (decided from the header): long CSV `timestamp,house,watts|kwh`, the London
 //! smart-meter CSV `LCLid,stdorToU,DateTime,KWH/hh (per half hour)` and SimBench's
-//! `LoadProfile.csv` (see `gridmuc_sim::traces`).
+//! `LoadProfile.csv` (see `gridmuc_sim::traces`); a `.parquet` file holds the long format's
+//! columns (see `gridmuc_report::traces`).
 
 use anyhow::Context as _;
 use gridmuc_report::realism::{RealismReport, write_realism};
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 /// Arguments of this subcommand.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Trace file: long CSV, London smart-meter CSV or SimBench's LoadProfile.csv.
+    /// Trace file: long CSV or Parquet, London smart-meter CSV or SimBench's LoadProfile.csv.
     pub traces: PathBuf,
     /// Faults to inject and detector settings (e.g. simulations/replay-faults.toml); none by default.
     #[arg(long)]
@@ -46,8 +47,16 @@ pub struct Args {
 /// Street sizes of the ADMD table.
 const ADMD_SIZES: [usize; 4] = [10, 50, 100, 200];
 
-/// Reads a trace file line by line, with a progress bar over bytes on stderr.
+/// Reads a trace file: Parquet (long format) through polars, text line by line with a progress
+/// bar over bytes on stderr.
 fn read_traces(path: &Path, houses: usize, annual_kwh: f64) -> anyhow::Result<(Traces, Layout)> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+    {
+        let traces = gridmuc_report::traces::read_long_parquet(path, houses)?;
+        return Ok((traces, Layout::Long));
+    }
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = crate::progress::bar(

@@ -5,6 +5,7 @@
 
 use crate::frames::{Frames, f64_column, str_column};
 use crate::{ReportError, Result};
+use gridmuc_sim::eval::proportion_ci;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
@@ -511,7 +512,18 @@ pub fn score_rows(f: &Frames) -> Result<Vec<Vec<String>>> {
     let detectors = str_column(s, "detector")?;
     let num = |name| f64_column(s, name);
     let (windows, detected, alerts) = (num("windows")?, num("detected")?, num("alerts")?);
+    let true_alerts = num("true_alerts")?;
     let (precision, recall, f1) = (num("precision")?, num("recall")?, num("f1")?);
+    // A proportion with its exact 95 % interval, so a score from 4 windows reads as such.
+    let with_ci = |v: f64, k: f64, n: f64| {
+        if !v.is_finite() {
+            return "–".to_owned();
+        }
+        match proportion_ci(k as usize, n as usize) {
+            Some((lo, hi)) => format!("{v:.2} ({lo:.2}–{hi:.2})"),
+            None => format!("{v:.2}"),
+        }
+    };
     let (delay, nab, chance) = (num("median_delay_s")?, num("nab")?, num("chance_f1")?);
     Ok((0..detectors.len())
         .map(|i| {
@@ -522,8 +534,8 @@ pub fn score_rows(f: &Frames) -> Result<Vec<Vec<String>>> {
                 detectors[i].clone(),
                 format!("{} ({} hit)", windows[i], detected[i]),
                 format!("{}", alerts[i]),
-                or_dash(precision[i], &|v| format!("{v:.2}")),
-                or_dash(recall[i], &|v| format!("{v:.2}")),
+                with_ci(precision[i], true_alerts[i], alerts[i]),
+                with_ci(recall[i], detected[i], windows[i]),
                 format!("{:.2} (chance {:.3})", f1[i], chance[i]),
                 or_dash(delay[i], &|v| format!("{v:.0} s")),
                 or_dash(nab[i], &|v| format!("{v:.1}")),

@@ -1,13 +1,14 @@
 //! Reports for gridmuc simulations: polars frames written as Parquet and CSV, plotters charts as
 //! PNG and SVG (text rendered with a bundled DejaVu Sans, so no system fontconfig is needed), and a
 //! `report.md` that embeds the charts. The only crate that links plotters, and with `gridmuc-sim`
-//! the only one that links polars. `privacy` writes the linkage experiment's report, `realism` the simulator-vs-real-data one.
+//! the only one that links polars. `privacy` writes the linkage experiment's report, `realism` the simulator-vs-real-data one, `traces` reads long-format Parquet traces for replay.
 
 pub mod charts;
 pub mod frames;
 pub mod markdown;
 pub mod privacy;
 pub mod realism;
+pub mod traces;
 
 pub use frames::Frames;
 

@@ -78,7 +78,7 @@ pub fn render(f: &Frames) -> Result<String> {
     let _ = writeln!(s, "## Detector scores\n\n![scores](scores.png)\n");
     let _ = writeln!(
         s,
-        "| detector | windows | alerts | precision | recall | F1 | median delay | NAB |"
+        "| detector | windows | alerts | precision (95 % CI) | recall (95 % CI) | F1 | median delay | NAB |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for row in score_rows(f)? {
@@ -86,7 +86,7 @@ pub fn render(f: &Frames) -> Result<String> {
     }
     let _ = writeln!(
         s,
-        "\nWindows: overload = runs where the physical load is above the warning line; aggregate-spike = injected neighbourhood overloads and EV surges; house-spike = injected single-house spikes (matched to the right house through the simulator's private nick map). Delay = alert emission (interval end + grace) − event start. NAB: standard profile (FP 0.11, FN 1.0), normalised so 0 is a detector that never alerts and 100 is perfect. Chance F1: the same number of alerts at random times (and houses).\n"
+        "\nWindows: overload = runs where the physical load, through the same IEC 60076-7 model, heats the hot spot to its warning temperature, opened an hour early for the forecast; aggregate-spike = injected neighbourhood overloads and EV surges; house-spike = injected single-house spikes (matched to the right house through the simulator's private nick map). Delay = alert emission (interval end + grace) − event start. NAB: standard profile (FP 0.11, FN 1.0), normalised so 0 is a detector that never alerts and 100 is perfect. Chance F1: the same number of alerts at random times (and houses). Intervals: exact (Clopper–Pearson) 95 % on precision (true alerts of alerts) and recall (windows hit of windows).\n"
     );
     let _ = writeln!(s, "## Injected anomalies and rejections\n");
     let kinds = str_column(&f.labels, "kind")?;
@@ -111,7 +111,7 @@ pub fn render(f: &Frames) -> Result<String> {
         .collect();
     let _ = writeln!(
         s,
-        "\nRejections counted by the aggregator: {}. Stuck meters are not flagged by any live detector yet (they look like a quiet house); dead meters show as a drop in reporting meters.\n",
+        "\nRejections counted by the aggregator: {}. Dead (silent) meters show only as a drop in reporting meters; stuck and zero meters are scored above.\n",
         if rejected.is_empty() {
             "none".to_owned()
         } else {

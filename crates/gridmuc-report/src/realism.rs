@@ -232,6 +232,17 @@ pub fn render(r: &RealismReport) -> String {
         &|x| x.summer_evening_peak_over_mean,
         2,
     );
+    row(
+        "one house's reading (10 W steps) equal to its previous one (%)",
+        &|x| 100.0 * x.repeat_share,
+        1,
+    );
+    row(
+        "longest run of one reading of any house (min)",
+        &|x| x.longest_repeat.0,
+        0,
+    );
+    row("…at the reading (W)", &|x| x.longest_repeat.1, 0);
     for (i, p) in LDC_POINTS.iter().enumerate() {
         row(
             &format!("street load-duration curve at {p} % of the time (÷ mean)"),

@@ -3,9 +3,13 @@
 //! false alerts per day on the same neighbourhood without faults, and the ramp warning's lead.
 //!
 //! `cargo run --release -p gridmuc-sim --example score_detectors -- simulations/detectors-street.toml [seed…]`
+//! `… -- --replay <traces.csv> <plan.toml> <houses> <days> [seed…]` scores replayed real traces
+//! (long CSV, London or SimBench's LoadProfile.csv) with the plan's injected faults instead.
 
 use gridmuc_sim::eval::proportion_ci;
-use gridmuc_sim::{Scenario, SimOutput, run};
+use gridmuc_sim::scenario::ReplayPlan;
+use gridmuc_sim::traces::{SimBenchHouses, TraceBuilder, Traces};
+use gridmuc_sim::{Scenario, SimOutput, replay, run};
 use std::collections::BTreeMap;
 
 /// Per detector over all seeds: windows, detected, alerts, true alerts, clean alerts, least lead (s).
@@ -24,13 +28,56 @@ fn admd(out: &SimOutput, window: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Reads `houses` houses of a trace file and the replay scenario of `plan` over `days` days.
+fn replayed(
+    path: &str,
+    plan: &str,
+    houses: usize,
+    days: u32,
+) -> Result<(Traces, Scenario), Box<dyn std::error::Error>> {
+    let mut builder = TraceBuilder::new(
+        SimBenchHouses {
+            houses,
+            ..SimBenchHouses::default()
+        },
+        houses,
+    );
+    for (i, line) in std::fs::read_to_string(path)?.lines().enumerate() {
+        builder.push_line(i + 1, line)?;
+    }
+    let traces = builder.finish()?;
+    let first = traces.start.0.div_euclid(gridmuc_core::time::DAY)
+        + i64::from(traces.start.0.rem_euclid(gridmuc_core::time::DAY) != 0);
+    let (y, m, d) = gridmuc_sim::calendar::civil_from_days(first);
+    let scenario = ReplayPlan::from_toml_str(&std::fs::read_to_string(plan)?)?.scenario_for(
+        traces.houses.len(),
+        days.min(traces.whole_days()),
+        format!("{y:04}-{m:02}-{d:02}"),
+        u32::try_from(traces.step / gridmuc_core::time::MINUTE)?,
+        100.0,
+    )?;
+    Ok((traces, scenario))
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .ok_or("usage: score_detectors <scenario.toml> [seed…]")?;
-    let text = std::fs::read_to_string(&path)?;
-    let base = Scenario::from_toml_str(&text)?;
+    let mut args = std::env::args().skip(1).peekable();
+    let usage = "usage: score_detectors <scenario.toml> [seed…] | --replay <traces> <plan.toml> <houses> <days> [seed…]";
+    let path = args.next().ok_or(usage)?;
+    let (traces, base) = if path == "--replay" {
+        let mut next = || args.next().ok_or(usage);
+        let (t, p, h, d) = (next()?, next()?, next()?.parse()?, next()?.parse()?);
+        let (traces, scenario) = replayed(&t, &p, h, d)?;
+        (Some(traces), scenario)
+    } else {
+        (
+            None,
+            Scenario::from_toml_str(&std::fs::read_to_string(&path)?)?,
+        )
+    };
+    let run = |s: &Scenario| match &traces {
+        Some(t) => replay(s, t, |_| {}),
+        None => run(s, |_| {}),
+    };
     let seeds: Vec<u64> = args.map(|s| s.parse()).collect::<Result<_, _>>()?;
     let seeds = if seeds.is_empty() {
         vec![base.seed]
@@ -43,17 +90,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut clean = base.clone();
         clean.seed = seed;
         clean.anomalies.clear();
-        let clean_out = run(&clean, |_| {});
+        let clean_out = run(&clean);
         let per_30 = (30 * 60_000 / clean.detectors.interval).max(1) as usize;
         let rating_kw = admd(&clean_out, per_30) / 1000.0;
         clean.transformer_kw = rating_kw;
         clean.detectors.overload.rating = gridmuc_core::Watts::from_kw(rating_kw);
-        let clean_out = run(&clean, |_| {});
+        let clean_out = run(&clean);
         let mut faulty = base.clone();
         faulty.seed = seed;
         faulty.transformer_kw = rating_kw;
         faulty.detectors.overload.rating = clean.detectors.overload.rating;
-        let out = run(&faulty, |_| {});
+        let out = run(&faulty);
         println!(
             "seed {seed}: {} houses × {} days, rated at the clean 30-min ADMD {rating_kw:.1} kW",
             out.houses, out.days

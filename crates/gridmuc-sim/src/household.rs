@@ -381,6 +381,8 @@ pub struct DayContext<'a> {
 #[derive(Clone, Debug)]
 pub struct House {
     rng: ChaCha8Rng,
+    /// The meter's minute-to-minute noise, a stream of its own so behaviour does not depend on it.
+    noise: ChaCha8Rng,
     residents: Vec<Resident>,
     appliances: Vec<Owned>,
     standby_w: f32,
@@ -407,6 +409,20 @@ pub struct House {
     /// Every cycle started: (owned appliance, first minute, end minute), absolute minutes.
     #[cfg(test)]
     cycles: Vec<(usize, i64, i64)>,
+}
+
+/// Half-width of the triangular noise on a house's small loads (router, chargers, standby,
+/// compressor start-up, dimmed lights), whose one-minute mean wanders by about 8 W (sd).
+const STANDBY_NOISE_W: f32 = 20.0;
+/// Half-width of the triangular relative noise of resistive loads following the supply voltage,
+/// whose one-minute mean moves by about 0.6 % (sd), so power by 1.2 %.
+const VOLTAGE_NOISE: f32 = 0.03;
+
+/// The noise stream of the house or day seeded by `seed`: ChaCha's stream 1, beside the behaviour's 0.
+fn noise_rng(seed: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(1);
+    rng
 }
 
 fn normal<R: Rng>(rng: &mut R, mean: f64, sd: f64) -> f64 {
@@ -494,6 +510,7 @@ impl House {
             0.0
         };
         House {
+            noise: noise_rng(seed),
             standby_w: 60.0 + (normal(&mut rng, 3.85, 0.4).exp() as f32).min(250.0),
             light_w: rng.random_range(40.0f32..200.0) * size_factor.sqrt(),
             light_threshold: normal(&mut rng, 60.0, 10.0).max(20.0) as f32,
@@ -523,6 +540,7 @@ impl House {
     /// seed alone.
     pub(crate) fn reseed(&mut self, seed: u64) {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.noise = noise_rng(seed);
     }
 
     /// Static features, for reports.
@@ -772,7 +790,12 @@ impl House {
                 if pv_w_per_ghi > 0.0 {
                     w -= (ghi[m] * pv_w_per_ghi).min(pv_cap);
                 }
-                out[m] = w;
+                // No meter reads one exact value for long: four 16-bit uniforms of one draw
+                // make the two zero-mean triangular noises.
+                let r: u64 = self.noise.random();
+                let u = |shift: u32| ((r >> shift) & 0xFFFF) as f32 / 65_535.0;
+                out[m] = w * (1.0 + VOLTAGE_NOISE * (u(0) + u(16) - 1.0))
+                    + STANDBY_NOISE_W * (u(32) + u(48) - 1.0);
             }
         }
     }
@@ -785,11 +808,16 @@ mod tests {
     use crate::weather::{WeatherConfig, WeatherGen};
 
     /// Simulates `days` days of `houses` houses from mid-winter and hands each house to `check`.
-    fn simulate(houses: u64, days: i64, mut check: impl FnMut(&House, &[f32])) {
+    fn simulate(
+        config: &HouseholdConfig,
+        houses: u64,
+        days: i64,
+        mut check: impl FnMut(&House, &[f32]),
+    ) {
         let activity = ActivityModel::default();
         let start = days_from_civil(2026, 1, 5);
         for seed in 0..houses {
-            let mut house = House::new(&HouseholdConfig::default(), seed);
+            let mut house = House::new(config, seed);
             let mut weather = WeatherGen::new(WeatherConfig::default());
             let mut rng = ChaCha8Rng::seed_from_u64(1000 + seed);
             let mut loads = Vec::with_capacity(days as usize * MINUTES_PER_DAY);
@@ -812,7 +840,7 @@ mod tests {
     #[test]
     fn no_appliance_starts_a_cycle_while_its_previous_one_runs() {
         let mut cycles = 0;
-        simulate(40, 28, |house, _| {
+        simulate(&HouseholdConfig::default(), 40, 28, |house, _| {
             let mut by_appliance: Vec<Vec<(i64, i64)>> = vec![Vec::new(); house.appliances.len()];
             for &(i, start, end) in &house.cycles {
                 by_appliance[i].push((start, end));
@@ -837,10 +865,45 @@ mod tests {
 
     #[test]
     fn a_gas_heated_house_stays_under_a_100_a_fuse_and_well_below_12_kw() {
-        simulate(40, 28, |_, loads| {
+        simulate(&HouseholdConfig::default(), 40, 28, |_, loads| {
             let peak = loads.iter().copied().fold(f32::MIN, f32::max);
             assert!(peak < 11_500.0, "peak {peak} W");
             assert!(peak > 2_000.0, "peak {peak} W: no appliance ever ran");
         });
+    }
+
+    #[test]
+    fn no_clean_meter_holds_one_reading_as_long_as_the_stuck_meter_detector_waits() {
+        // The stuck-meter detector's defaults: 20 minutes of one 10 W-quantised value from 400 W,
+        // 90 minutes below, any run of exactly 0 W. EVs, heat pumps and PV hold steady loads.
+        let config = HouseholdConfig {
+            ev_share: 0.3,
+            heat_pump_share: 0.3,
+            pv_share: 0.3,
+            ..HouseholdConfig::default()
+        };
+        let mut longest = (0usize, 0usize);
+        simulate(&config, 40, 28, |_, loads| {
+            let q: Vec<i64> = loads
+                .iter()
+                .map(|w| (w / 10.0).round() as i64 * 10)
+                .collect();
+            let mut run = 1;
+            for (i, pair) in q.windows(2).enumerate() {
+                run = if pair[1] == pair[0] { run + 1 } else { 1 };
+                let v = q[i + 1];
+                assert!(v != 0 || run < 20, "{run} minutes at 0 W");
+                let slot = if v.abs() >= 400 {
+                    &mut longest.0
+                } else {
+                    &mut longest.1
+                };
+                *slot = (*slot).max(run);
+            }
+        });
+        assert!(
+            longest.0 < 20 && longest.1 < 90,
+            "longest runs {longest:?} min"
+        );
     }
 }

@@ -57,6 +57,38 @@ pub struct Realism {
     pub shapes: [[f64; HALF_HOURS]; 4],
     /// The street's (mean over houses) load-duration curve ÷ its mean, at [`LDC_POINTS`].
     pub ldc: Vec<f64>,
+    /// Share of one house's periods whose reading, quantised to the codec's 10 W, repeats the
+    /// previous one: what a stuck-meter detector must not mistake for a fault.
+    pub repeat_share: f64,
+    /// Longest run of one quantised reading of any house (minutes), and that reading (W).
+    pub longest_repeat: (f64, f64),
+}
+
+/// Repeats of the previous 10 W-quantised reading, and the longest run (periods, reading) of one row.
+fn repeats(row: &[f32]) -> (usize, (usize, f64)) {
+    let q: Vec<i64> = row
+        .iter()
+        .map(|w| {
+            if w.is_nan() {
+                i64::MIN
+            } else {
+                (w / 10.0).round() as i64 * 10
+            }
+        })
+        .collect();
+    let (mut same, mut run, mut longest) = (0, 1, (1, f64::NAN));
+    for pair in q.windows(2) {
+        run = if pair[1] == pair[0] && pair[0] != i64::MIN {
+            same += 1;
+            run + 1
+        } else {
+            1
+        };
+        if run > longest.0 {
+            longest = (run, pair[1] as f64);
+        }
+    }
+    (same, longest)
 }
 
 fn percentile(sorted: &[f32], p: f64) -> f64 {
@@ -84,7 +116,13 @@ pub fn measure(t: &Traces) -> Realism {
     let mut pooled: Vec<f32> = Vec::with_capacity(t.houses.len() * periods);
     let (mut baseloads, mut peaks, mut annual) = (Vec::new(), Vec::new(), Vec::new());
     let mut max_house = f64::MIN;
+    let (mut same, mut longest) = (0usize, (0usize, f64::NAN));
     for row in &t.watts {
+        let (s, l) = repeats(row);
+        same += s;
+        if l.0 > longest.0 {
+            longest = l;
+        }
         let mut v: Vec<f32> = row.iter().copied().filter(|w| !w.is_nan()).collect();
         if v.is_empty() {
             continue;
@@ -163,6 +201,8 @@ pub fn measure(t: &Traces) -> Realism {
         summer_evening_peak_over_mean: evening_peak / season_mean(2),
         shapes,
         ldc,
+        repeat_share: same as f64 / (t.houses.len() * periods.saturating_sub(1)).max(1) as f64,
+        longest_repeat: (longest.0 as f64 * t.step as f64 / MINUTE as f64, longest.1),
     }
 }
 

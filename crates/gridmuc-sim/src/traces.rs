@@ -153,10 +153,12 @@ pub enum TraceError {
     BadStep(i64),
 }
 
-/// Which value a column holds.
-#[derive(Clone, Copy, Debug)]
-enum Unit {
+/// Which value a long trace's value column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Mean power of the period (W).
     Watts,
+    /// Energy of the period (kWh).
     KwhPerPeriod,
 }
 
@@ -169,6 +171,8 @@ enum Columns {
         unit: Unit,
         names: Vec<String>,
     },
+    /// Long-format rows handed over already split ([`TraceBuilder::push_row`]).
+    Rows { unit: Unit },
     SimBench {
         time: usize,
         /// Column of each requested profile.
@@ -211,6 +215,31 @@ impl TraceBuilder {
         }
     }
 
+    /// A builder for long-format rows whose columns a caller has already split (a Parquet
+    /// file's), through [`TraceBuilder::push_row`].
+    pub fn rows(unit: Unit, max_houses: usize) -> TraceBuilder {
+        TraceBuilder {
+            layout: Some(Layout::Long),
+            columns: Some(Columns::Rows { unit }),
+            ..TraceBuilder::new(SimBenchHouses::default(), max_houses)
+        }
+    }
+
+    /// Takes one long-format row (`row` is its 1-based number, for errors); `NaN` is a missing
+    /// period. Houses past `max_houses` are skipped.
+    pub fn push_row(&mut self, row: usize, house: &str, at: Timestamp, value: f32) {
+        let h = match self.house_ids.get(house) {
+            Some(h) => *h,
+            None if self.names.len() >= self.max_houses => return,
+            None => {
+                self.house_ids.insert(house.to_owned(), self.names.len());
+                self.names.push(house.to_owned());
+                self.names.len() - 1
+            }
+        };
+        self.rows.push((h as u32, at.0, value, row));
+    }
+
     /// The layout detected from the header, once the first line was pushed.
     pub fn layout(&self) -> Option<Layout> {
         self.layout
@@ -233,7 +262,7 @@ impl TraceBuilder {
                 expected: self.fields,
             });
         }
-        match &self.columns {
+        let (at, v, id) = match &self.columns {
             Some(Columns::Long {
                 timestamp,
                 house,
@@ -251,17 +280,7 @@ impl TraceBuilder {
                     "Null" | "null" | "NA" | "" => f32::NAN,
                     s => parse_number(s, line, &names[*value])?,
                 };
-                let id = fields[*house];
-                let h = match self.house_ids.get(id) {
-                    Some(h) => *h,
-                    None if self.names.len() >= self.max_houses => return Ok(()),
-                    None => {
-                        self.house_ids.insert(id.to_owned(), self.names.len());
-                        self.names.push(id.to_owned());
-                        self.names.len() - 1
-                    }
-                };
-                self.rows.push((h as u32, at.0, v, line));
+                (at, v, fields[*house])
             }
             Some(Columns::SimBench { time, profiles }) => {
                 let at =
@@ -275,9 +294,15 @@ impl TraceBuilder {
                     .map(|(c, name)| parse_number(fields[*c], line, name))
                     .collect::<Result<Vec<f32>, _>>()?;
                 self.profile_rows.push((at.0, values));
+                return Ok(());
             }
-            None => unreachable!("the header was read above"),
-        }
+            None | Some(Columns::Rows { .. }) => {
+                return Err(TraceError::UnknownLayout(
+                    "a text line for a builder of split rows".into(),
+                ));
+            }
+        };
+        self.push_row(line, id, at, v);
         Ok(())
     }
 
@@ -349,7 +374,9 @@ impl TraceBuilder {
         match self.columns {
             None => Err(TraceError::Empty("no header line")),
             Some(Columns::SimBench { .. }) => finish_simbench(self.profile_rows, &self.simbench),
-            Some(Columns::Long { unit, .. }) => finish_long(self.rows, self.names, unit),
+            Some(Columns::Long { unit, .. } | Columns::Rows { unit }) => {
+                finish_long(self.rows, self.names, unit)
+            }
         }
     }
 }

@@ -92,8 +92,9 @@ fn pseudonymous_nicknames_are_linked_far_above_chance() {
     assert!(daily.assigned_top1.unwrap() >= 0.85, "{daily:?}");
     let shape = row("daily", FeatureSet::Shape);
     assert!(shape.top1 >= 6.0 * chance, "{shape:?}"); // 39 % with the calibrated model
+    // 26 % since simulated meters carry minute-to-minute noise as real ones do.
     let short = row("30 min–2 h", FeatureSet::Full);
-    assert!(short.top1 >= 6.0 * chance, "{short:?}");
+    assert!(short.top1 >= 5.0 * chance, "{short:?}");
     assert!(
         short.top1 < daily.top1,
         "shorter lives give the attacker less"
@@ -159,13 +160,13 @@ fn meters_that_fail_differently_make_participation_a_fingerprint() {
 fn histogram_differences_leak_more_than_total_differences() {
     let d = aggregate(AggregateAttack::Dropout, "none");
     assert_eq!(d.trials, 400);
-    // Seed 11, 20 houses of the calibrated model: the total's difference is within ±50 W in
-    // 20 % of the trials; the histogram's names the house's bucket in 41 %, certainly so in 5 %,
-    // and cuts the median error from 140 W to 70 W.
+    // Seed 11, 20 houses of the calibrated model with noisy meters: the total's difference is
+    // within ±50 W in 22 % of the trials; the histogram's names the house's bucket in 31 %,
+    // certainly so in 0.75 %, and cuts the median error from 150 W to 80 W.
     let bucket = d.bucket_hit.unwrap();
-    assert!(bucket >= 0.35, "{d:?}");
-    assert!(bucket > d.within_50_w + 0.15, "{d:?}");
-    assert!(d.bucket_certain.unwrap() > 0.02, "{d:?}");
+    assert!(bucket >= 0.28, "{d:?}");
+    assert!(bucket > d.within_50_w + 0.05, "{d:?}");
+    assert!(d.bucket_certain.unwrap() > 0.0, "{d:?}");
     assert!(d.bucket_certain.unwrap() <= bucket);
     assert!(
         d.hist_median_abs_err_w.unwrap() <= d.median_abs_err_w,
