@@ -612,6 +612,10 @@ fn crash_loses_nothing(
         m.outbox.resend_after = 2_000;
     }
     bot.account.timeout = stall;
+    // Acks scaled alike: a batch held 5 s (the default, for 30-s resends) outlived the 2-s
+    // resend, so resends backed off past the run's end and one lost in the crash was never sent
+    // again before the stop.
+    bot.acks.max_wait = 1_000;
     let houses = meters.len();
     runtime().block_on(async {
         let (stop, stop_rx) = watch::channel(false);
