@@ -606,19 +606,10 @@ impl World {
 
     /// The room removes `house` (a kick, say) and tells it so.
     pub fn kick(&mut self, house: usize) {
-        let session = self.houses[house].session;
         for nick in self.nicks_of(house) {
             self.occupants.remove(&nick);
         }
-        let at = self.now.plus(self.latency);
-        self.schedule(
-            at,
-            Delivery::ToHouse {
-                house,
-                session,
-                input: Input::Removed,
-            },
-        );
+        self.tell(house, Input::Removed);
     }
 
     /// The session of `house` stops delivering (its sends still go out) until it is replaced.
@@ -644,8 +635,8 @@ impl World {
         self.schedule(up, Delivery::ServerUp);
     }
 
-    /// `input` reaches the current session of `house` after one hop, as if through the room
-    /// from the bot's nickname: a forged ack (`Unverified`), a replayed one.
+    /// `input` reaches the current session of `house` after one hop, as if through the room:
+    /// from the bot's nickname (a forged ack, a replayed one) or from the room itself.
     pub fn tell(&mut self, house: usize, input: Input) {
         let session = self.houses[house].session;
         let at = self.now.plus(self.latency);

@@ -674,18 +674,7 @@ pub(crate) fn provision_room(
         }
         Err(e) => return Err(e),
     }
-    let affiliate = |jid: &str, affiliation: &str| {
-        api_call(
-            api,
-            "set_room_affiliation",
-            &format!(
-                r#"{{{room},"jid":{},"affiliation":{}}}"#,
-                json_string(jid),
-                json_string(affiliation)
-            ),
-        )
-        .map(|_| ())
-    };
+    let affiliate = |jid: &str, affiliation: &str| set_affiliation(api, &room, jid, affiliation);
     affiliate(owner, "owner")?;
     for jid in &policy.admins {
         affiliate(jid, "admin")?;
@@ -697,6 +686,25 @@ pub(crate) fn provision_room(
         reserve_nick(api, name, service, jid, nick, &policy.admins)?;
     }
     Ok(())
+}
+
+/// Gives `jid` `affiliation` in the room that `room` names (`"name":…,"service":…`).
+fn set_affiliation(
+    api: SocketAddr,
+    room: &str,
+    jid: &str,
+    affiliation: &str,
+) -> Result<(), ServerError> {
+    api_call(
+        api,
+        "set_room_affiliation",
+        &format!(
+            r#"{{{room},"jid":{},"affiliation":{}}}"#,
+            json_string(jid),
+            json_string(affiliation)
+        ),
+    )
+    .map(|_| ())
 }
 
 /// Registers `nick` for `jid` on the whole MUC service (ejabberd has no per-room
@@ -726,18 +734,7 @@ pub(crate) fn reserve_nick(
             json_string(service)
         ),
     )?;
-    let affiliate = |who: &str, affiliation: &str| {
-        api_call(
-            api,
-            "set_room_affiliation",
-            &format!(
-                r#"{{{room},"jid":{},"affiliation":{}}}"#,
-                json_string(who),
-                json_string(affiliation)
-            ),
-        )
-        .map(|_| ())
-    };
+    let affiliate = |jid: &str, affiliation: &str| set_affiliation(api, &room, jid, affiliation);
     if !admins.iter().any(|a| a == jid) {
         affiliate(jid, "member")?;
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{joined, login, read_until, refused};
+use common::{disco_info, joined, login, read_until, refused};
 use gridmuc_server::{EjabberdCluster, PrivateServer, RoomPolicy, ServerConfig, ServerKind};
 
 /// A plaintext ejabberd on loopback, so the raw client (SASL PLAIN) can log in.
@@ -101,18 +101,6 @@ fn ejabberd_creates_a_thousand_accounts_and_they_log_in() {
         server.register("Bob", "x").is_err(),
         "nodeprep would change it"
     );
-}
-
-fn disco_info(client: &mut common::RawXmpp, jid: &str) -> String {
-    client
-        .iq(
-            "disco",
-            &format!(
-                "<iq type='get' id='disco' to='{jid}'>\
-                 <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
-            ),
-        )
-        .unwrap()
 }
 
 #[test]

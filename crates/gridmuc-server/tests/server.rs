@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{RawError, RawXmpp, joined, login, read_until, refused};
+use common::{RawError, RawXmpp, disco_info, joined, login, read_until, refused};
 use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, WebPage};
 
 /// A plaintext server on loopback (SASL PLAIN allowed in the clear), so the raw client can log in.
@@ -165,18 +165,6 @@ fn a_thousand_accounts_are_created_in_seconds_and_log_in() {
         server.register("bob", "pässword").is_err(),
         "SASLprep could change it"
     );
-}
-
-fn disco_info(client: &mut RawXmpp, jid: &str) -> String {
-    client
-        .iq(
-            "disco",
-            &format!(
-                "<iq type='get' id='disco' to='{jid}'>\
-                 <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
-            ),
-        )
-        .unwrap()
 }
 
 #[test]

@@ -38,3 +38,16 @@ pub fn read_until(client: &mut RawXmpp, needle: &str) -> String {
         .read_until(needle, DEFAULT_TIMEOUT)
         .unwrap_or_else(|e| panic!("waiting for {needle:?}: {e}"))
 }
+
+/// The disco#info answer of `jid`, whole: what a room tells any client about itself.
+pub fn disco_info(client: &mut RawXmpp, jid: &str) -> String {
+    client
+        .iq(
+            "disco",
+            &format!(
+                "<iq type='get' id='disco' to='{jid}'>\
+                 <query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+            ),
+        )
+        .unwrap()
+}
