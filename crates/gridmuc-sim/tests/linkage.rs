@@ -85,11 +85,12 @@ fn pseudonymous_nicknames_are_linked_far_above_chance() {
         HOUSES * 7,
         "6 days at a random phase: 7 lives each"
     );
-    // Seed 11 gives 73 % (chance 5 %) since the household model was calibrated against measured
-    // homes (issue #13; 94 % before, when appliances stacked on themselves and houses differed more).
-    assert!(daily.top1 >= 0.65, "{daily:?}");
+    // Seed 11 gives 64 % (chance 5 %) with the calibrated model and its meters' noise (73 %
+    // without the noise; 94 % when appliances stacked on themselves). The bound is 10× chance:
+    // what the test claims, not one noise generator's exact draw.
+    assert!(daily.top1 >= 10.0 * chance, "{daily:?}");
     assert!(daily.top5 >= daily.top1);
-    assert!(daily.assigned_top1.unwrap() >= 0.85, "{daily:?}");
+    assert!(daily.assigned_top1.unwrap() >= 0.75, "{daily:?}");
     let shape = row("daily", FeatureSet::Shape);
     assert!(shape.top1 >= 6.0 * chance, "{shape:?}"); // 39 % with the calibrated model
     // 26 % since simulated meters carry minute-to-minute noise as real ones do.
