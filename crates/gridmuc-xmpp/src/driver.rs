@@ -314,6 +314,12 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
                 tracing::warn!("no answer to the join; retrying on a fresh session");
                 return self.renew(client).await;
             }
+            Err(MucError::StillJoined(_)) => {
+                // A replaced session that ejabberd has not yet seen go: it lets the oldest of
+                // an account's sessions stay, so wait (renew backs off) and ask again.
+                tracing::warn!("the room still holds our previous session; retrying");
+                return self.renew(client).await;
+            }
             Err(e) => return Err(e.into()),
         }
         while let Some(e) = self.core.poll_event() {

@@ -97,6 +97,10 @@ pub enum MucError {
     /// No free nickname after several tries.
     #[error("no free nickname after {0} attempts")]
     NoFreeNick(usize),
+    /// `resource-constraint`: the server still counts our previous session as in the room
+    /// (ejabberd's one-room-per-account rule keeps the oldest until it sees it gone).
+    #[error("room {0} still holds this account's previous session")]
+    StillJoined(String),
 }
 
 /// What our own presence in the room told us.
@@ -298,6 +302,9 @@ pub async fn join(
                         }
                         Some(e) if e.defined_condition == DefinedCondition::ItemNotFound => {
                             Err(PrivacyError::NoSuchRoom(room.to_string()).into())
+                        }
+                        Some(e) if e.defined_condition == DefinedCondition::ResourceConstraint => {
+                            Err(MucError::StillJoined(room.to_string()))
                         }
                         Some(e) => Err(MucError::Refused {
                             room: room.to_string(),
