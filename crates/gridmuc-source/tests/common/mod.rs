@@ -126,7 +126,16 @@ impl Mosquitto {
             port,
         );
         let (client, mut events) = rumqttc::AsyncClient::new(opts, 16);
-        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        // A listener not ready yet refuses the first connect; rumqttc reconnects on the next
+        // poll. Ending the loop on that error closed the client's channel: every later publish
+        // failed (seen once in CI).
+        tokio::spawn(async move {
+            loop {
+                if events.poll().await.is_err() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        });
         client
     }
 }
