@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{disco_info, joined, login, read_until, refused};
+use common::{a_client_sees_an_anonymous_room, joined, login, read_until, refused};
 use gridmuc_server::{EjabberdCluster, PrivateServer, RoomPolicy, ServerConfig, ServerKind};
 
 /// A plaintext ejabberd on loopback, so the raw client (SASL PLAIN) can log in.
@@ -162,32 +162,7 @@ fn ejabberd_rooms_keep_occupants_anonymous() {
         .provision_room("neighbourhood", &RoomPolicy::default())
         .unwrap();
 
-    let (addr, domain) = (server.c2s_addr(), server.domain());
-    let mut a = login(addr, domain, "house-a", "pw-a");
-    let mut b = login(addr, domain, "house-b", "pw-b");
-    let info = disco_info(&mut a, &room);
-    for feature in ["muc_semianonymous", "muc_persistent", "muc_hidden"] {
-        assert!(info.contains(feature), "{feature} missing: {info}");
-    }
-    for absent in ["occupant-id", "muc_nonanonymous", "urn:xmpp:mam"] {
-        assert!(!info.contains(absent), "{absent}: {info}");
-    }
-    let self_b = joined(&mut b, &room, "nick-b");
-    assert!(self_b.contains("role='participant'"), "{self_b}");
-    let self_a = joined(&mut a, &room, "nick-a");
-    assert!(self_a.contains("role='participant'"), "{self_a}");
-    a.send(&format!(
-        "<message type='groupchat' to='{room}'><body>1.84 kW</body></message>"
-    ))
-    .unwrap();
-    let mut got = String::new();
-    while !got.contains("1.84 kW") {
-        got.push_str(&read_until(&mut b, "</message>"));
-    }
-    assert!(got.contains(&format!("from='{room}/nick-a'")), "{got}");
-    assert!(!got.contains("house-a"), "real JID leaked: {got}");
-    // Presence of others goes to moderators only.
-    assert!(!got.contains("<presence"), "{got}");
+    let (mut a, mut b) = a_client_sees_an_anonymous_room(server.c2s_addr(), server.domain(), &room);
     // No history: a later joiner gets no earlier message.
     b.leave(&room, "nick-b").unwrap();
     joined(&mut b, &room, "nick-b2");

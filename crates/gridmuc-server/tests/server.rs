@@ -6,7 +6,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{RawError, RawXmpp, disco_info, joined, login, read_until, refused};
+use common::{
+    RawError, RawXmpp, a_client_sees_an_anonymous_room, disco_info, joined, login, read_until,
+    refused,
+};
 use gridmuc_server::{PrivateServer, RoomPolicy, ServerConfig, WebPage};
 
 /// A plaintext server on loopback (SASL PLAIN allowed in the clear), so the raw client can log in.
@@ -210,36 +213,7 @@ fn provisioned_rooms_keep_occupants_anonymous() {
     assert_eq!(live, "Result: moderators,0,false,true,nil");
 
     // What a client sees.
-    let (addr, domain) = (server.c2s_addr(), server.domain());
-    let mut a = login(addr, domain, "house-a", "pw-a");
-    let mut b = login(addr, domain, "house-b", "pw-b");
-    let info = disco_info(&mut a, &room);
-    for feature in ["muc_semianonymous", "muc_persistent", "muc_hidden"] {
-        assert!(info.contains(feature), "{feature} missing: {info}");
-    }
-    assert!(!info.contains("occupant-id"), "{info}");
-    assert!(!info.contains("muc_nonanonymous"), "{info}");
-
-    let self_b = joined(&mut b, &room, "nick-b");
-    assert!(self_b.contains("role='participant'"), "{self_b}");
-    assert!(!self_b.contains("occupant-id"), "{self_b}");
-    let self_a = joined(&mut a, &room, "nick-a");
-    assert!(self_a.contains("role='participant'"), "{self_a}");
-    assert!(!self_a.contains("occupant-id"), "{self_a}");
-    a.send(&format!(
-        "<message type='groupchat' to='{room}'><body>1.84 kW</body></message>"
-    ))
-    .unwrap();
-    // Everything B receives after its join, up to A's reading.
-    let mut got = String::new();
-    while !got.contains("1.84 kW") {
-        got.push_str(&read_until(&mut b, "</message>"));
-    }
-    assert!(got.contains(&format!("from='{room}/nick-a'")), "{got}");
-    assert!(!got.contains("occupant-id"), "{got}");
-    assert!(!got.contains("house-a"), "real JID leaked: {got}");
-    // Presence of others goes to moderators only: B never learns that A joined.
-    assert!(!got.contains("<presence"), "{got}");
+    a_client_sees_an_anonymous_room(server.c2s_addr(), server.domain(), &room);
 }
 
 #[test]

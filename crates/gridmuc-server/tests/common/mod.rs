@@ -51,3 +51,43 @@ pub fn disco_info(client: &mut RawXmpp, jid: &str) -> String {
         )
         .unwrap()
 }
+
+/// What any client sees of a provisioned room, on either server: a semi-anonymous, persistent,
+/// hidden room without occupant-id or archive, where house-a and house-b (passwords pw-a and
+/// pw-b) join as plain participants, a groupchat shows only the sender's nickname, and nobody
+/// hears the other join. Returns both clients, in the room as nick-a and nick-b.
+pub fn a_client_sees_an_anonymous_room(
+    addr: SocketAddr,
+    domain: &str,
+    room: &str,
+) -> (RawXmpp, RawXmpp) {
+    let mut a = login(addr, domain, "house-a", "pw-a");
+    let mut b = login(addr, domain, "house-b", "pw-b");
+    let info = disco_info(&mut a, room);
+    for feature in ["muc_semianonymous", "muc_persistent", "muc_hidden"] {
+        assert!(info.contains(feature), "{feature} missing: {info}");
+    }
+    for absent in ["occupant-id", "muc_nonanonymous", "urn:xmpp:mam"] {
+        assert!(!info.contains(absent), "{absent}: {info}");
+    }
+    for (client, nick) in [(&mut b, "nick-b"), (&mut a, "nick-a")] {
+        let me = joined(client, room, nick);
+        assert!(me.contains("role='participant'"), "{me}");
+        assert!(!me.contains("occupant-id"), "{me}");
+    }
+    a.send(&format!(
+        "<message type='groupchat' to='{room}'><body>1.84 kW</body></message>"
+    ))
+    .unwrap();
+    // Everything B receives after its join, up to A's reading.
+    let mut got = String::new();
+    while !got.contains("1.84 kW") {
+        got.push_str(&read_until(&mut b, "</message>"));
+    }
+    assert!(got.contains(&format!("from='{room}/nick-a'")), "{got}");
+    assert!(!got.contains("occupant-id"), "{got}");
+    assert!(!got.contains("house-a"), "real JID leaked: {got}");
+    // Presence of others goes to moderators only: B never learns that A joined.
+    assert!(!got.contains("<presence"), "{got}");
+    (a, b)
+}
