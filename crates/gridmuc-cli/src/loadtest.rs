@@ -43,6 +43,12 @@ pub struct Args {
     /// New logins per second while the neighbourhood ramps up.
     #[arg(long, default_value_t = 50.0)]
     pub logins_per_second: f64,
+    /// Seconds from the first login until the first reading (default: the ramp's planned
+    /// length × 1.5 + 5 s). Raise it when logins are slower than planned: readings that start
+    /// while hundreds of houses still log in measure a login storm, not the steady state (a
+    /// busy Prosody then answers acks and pings late, and meters resend and reconnect).
+    #[arg(long)]
+    pub start_after: Option<f64>,
     /// Houses logging in at the same time, at most (each login is two TLS handshakes and
     /// SCRAM exchanges; too many at once time out on a busy server).
     #[arg(long, default_value_t = 16)]
@@ -129,9 +135,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     bot.aggregator.overload.rating = Watts(25_000 * i64::try_from(args.houses)?);
     // Readings start together once the ramp should be over: a broadcast flood that starts
     // while houses still log in starves their TLS and SASL round trips (docs/flood.md).
-    let ramp_estimate = args.houses as f64 / args.logins_per_second.max(0.1) * 1.5 + 5.0;
+    let ramp_estimate = args
+        .start_after
+        .unwrap_or(args.houses as f64 / args.logins_per_second.max(0.1) * 1.5 + 5.0);
     let not_before = std::time::SystemTime::now()
-        + Duration::try_from_secs_f64(ramp_estimate).context("--logins-per-second")?;
+        + Duration::try_from_secs_f64(ramp_estimate)
+            .context("--start-after or --logins-per-second")?;
     let meters: Vec<MeterConfig> = (1..=args.houses)
         .map(|i| {
             let mut m = MeterConfig::new(account(i), &room);
@@ -358,6 +367,13 @@ async fn drive(
     }
     ramp_bar.finish_and_clear();
     let ramp = ramp_started.elapsed();
+    if std::time::SystemTime::now() > plan.start {
+        eprintln!(
+            "ramp: readings started before every house had joined, so the figures include \
+             logins under load; raise --start-after above {:.0} s to measure the steady state",
+            ramp.as_secs_f64()
+        );
+    }
     eprintln!(
         "ramp: {joined}/{houses} joined in {:.1} s; measuring {:.0} s",
         ramp.as_secs_f64(),
