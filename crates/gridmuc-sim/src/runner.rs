@@ -256,6 +256,7 @@ fn labels_for(scenario: &Scenario) -> Vec<Label> {
         &scenario.anomalies,
         scenario.houses,
         scenario.days,
+        scenario.resolution_min,
         &mut rng,
     )
 }
