@@ -784,6 +784,19 @@ impl House {
                 }
             };
             let base = self.standby_w + light_w;
+            // Each heater keeps its duty on its own phase, spread over the slot; worked out once
+            // a slot so a minute costs one addition.
+            let mut heat_at = [0f32; 10];
+            if heat_minutes > 0 {
+                for u in 0..self.heat_units {
+                    let phase = self.heat_phase + u * 10 / self.heat_units;
+                    for (k, h) in (0u32..).zip(heat_at.iter_mut()) {
+                        if (k + phase) % 10 < heat_minutes {
+                            *h += heat_on_w;
+                        }
+                    }
+                }
+            }
             for k in 0..10u32 {
                 let m = slot * 10 + k as usize;
                 let mut w = base + self.ring[m];
@@ -801,12 +814,7 @@ impl House {
                     let dark = (1.0 - ghi[m] * inv_thr).clamp(0.0, 1.0);
                     w += light_w * (dark - 1.0);
                 }
-                // Each heater keeps its duty on its own phase, spread over the slot.
-                for u in 0..self.heat_units {
-                    if (k + self.heat_phase + u * 10 / self.heat_units) % 10 < heat_minutes {
-                        w += heat_on_w;
-                    }
-                }
+                w += heat_at[k as usize];
                 if pv_w_per_ghi > 0.0 {
                     w -= (ghi[m] * pv_w_per_ghi).min(pv_cap);
                 }
