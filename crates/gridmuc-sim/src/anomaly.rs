@@ -104,6 +104,11 @@ pub struct AnomalySpec {
     /// Share of houses affected, for neighbourhood events.
     #[serde(default = "default_share")]
     pub share: f64,
+    /// Load ramps only: the multiple of the transformer rating the street's total reaches at
+    /// the ramp's end (issue #13's "3-hour ramp to 1.3 × rating"), so the ramp is as steep as
+    /// the street needs rather than a fixed kW a house; `magnitude_kw` is then unused. Such a
+    /// ramp ends on the day it starts.
+    pub to_rating: Option<f64>,
 }
 
 fn one() -> u32 {
@@ -141,6 +146,9 @@ pub struct Label {
     pub houses: Vec<usize>,
     /// Extra watts per affected house for physical anomalies.
     pub extra_w: f32,
+    /// A ramp's target street total (W) at its end, still to be turned into `extra_w` from the
+    /// clean loads of its day (see [`AnomalySpec::to_rating`]); `None` once resolved.
+    pub to_total_w: Option<f32>,
 }
 
 impl Label {
@@ -168,12 +176,18 @@ impl Label {
 }
 
 /// Turns scenario specs into concrete labelled events; `rng` is the scenario's anomaly stream.
+/// Events start on a boundary of the `resolution_min`-minute reading periods, so a 20-minute
+/// fault fills a whole 15-minute reading at full size instead of being spread thin over two:
+/// what a meter at that resolution would send of it.
 pub fn schedule<R: Rng>(
     specs: &[AnomalySpec],
     houses: usize,
     days: u32,
+    resolution_min: u32,
+    rating_w: f64,
     rng: &mut R,
 ) -> Vec<Label> {
+    let resolution = resolution_min.max(1);
     let mut labels = Vec::new();
     let total_min = days * MINUTES_PER_DAY as u32;
     for spec in specs {
@@ -184,7 +198,17 @@ pub fn schedule<R: Rng>(
                 None => rng.random_range(0..days.max(1)),
             };
             let tod = fixed_time.unwrap_or_else(|| rng.random_range(8 * 60..22 * 60));
-            let start_min = (day * MINUTES_PER_DAY as u32 + tod).min(total_min.saturating_sub(1));
+            let to_total = spec
+                .to_rating
+                .filter(|_| spec.kind == AnomalyKind::LoadRamp)
+                .map(|r| (r * rating_w) as f32);
+            let mut start_min =
+                (day * MINUTES_PER_DAY as u32 + tod).min(total_min.saturating_sub(1));
+            if to_total.is_some() {
+                let latest = (day + 1) * MINUTES_PER_DAY as u32;
+                start_min = start_min.min(latest.saturating_sub(spec.duration_min.max(1)));
+            }
+            let start_min = start_min / resolution * resolution;
             let duration_min = spec.duration_min.max(1).min(total_min - start_min);
             let chosen = if spec.kind.single_house() {
                 vec![rng.random_range(0..houses.max(1))]
@@ -198,7 +222,12 @@ pub fn schedule<R: Rng>(
                 start_min,
                 duration_min,
                 houses: chosen,
-                extra_w: (spec.magnitude_kw * 1000.0) as f32,
+                extra_w: if to_total.is_some() {
+                    0.0
+                } else {
+                    (spec.magnitude_kw * 1000.0) as f32
+                },
+                to_total_w: to_total,
             });
         }
     }
@@ -207,4 +236,48 @@ pub fn schedule<R: Rng>(
         l.id = i as u32;
     }
     labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn spec(kind: AnomalyKind, count: u32, duration_min: u32) -> AnomalySpec {
+        AnomalySpec {
+            kind,
+            count,
+            day: None,
+            time: None,
+            duration_min,
+            magnitude_kw: 12.0,
+            share: 1.0,
+            to_rating: None,
+        }
+    }
+
+    #[test]
+    fn faults_start_on_a_reading_period_so_a_15_minute_meter_sees_them_whole() {
+        let specs = [
+            spec(AnomalyKind::HouseSpike, 40, 20),
+            spec(AnomalyKind::NeighbourhoodOverload, 40, 30),
+        ];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let labels = schedule(&specs, 100, 28, 15, 1e5, &mut rng);
+        assert_eq!(labels.len(), 80);
+        assert!(labels.iter().all(|l| l.start_min % 15 == 0));
+        // A 20-minute spike covers its first 15-minute reading entirely.
+        assert!(
+            labels
+                .iter()
+                .all(|l| (l.start_min..l.start_min + 15).all(|m| l.covers(m)))
+        );
+        // At one minute nothing moves: the same stream gives the same minutes as before.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let fine = schedule(&specs, 100, 28, 1, 1e5, &mut rng);
+        assert!(fine.iter().any(|l| l.start_min % 15 != 0));
+        for (a, b) in fine.iter().zip(&labels) {
+            assert_eq!(a.start_min / 15 * 15, b.start_min);
+        }
+    }
 }

@@ -216,6 +216,10 @@ const APPLIANCES: &[ApplianceType] = &[
 /// exceeded 11.1 kW in total (issue #13). A start that would cross it is skipped.
 const APPLIANCE_CAP_W: f32 = 10_000.0;
 
+/// Largest room heater (W) of a resistively heated home: panel and storage heaters are 1–3 kW
+/// each, so a home's heating is several of them, not one block.
+const ROOM_HEATER_W: f32 = 2_500.0;
+
 /// Heat demand (W) at which a gas boiler's pump runs all the time.
 const BOILER_FULL_W: f32 = 2_500.0;
 
@@ -396,6 +400,10 @@ pub struct House {
     setpoint_c: f32,
     heater_w: f32,
     heat_phase: u32,
+    /// Separately switched heaters the heat comes from: room heaters each on its own
+    /// thermostat for resistive heating (one switching 9 kW in a minute is no real home), one
+    /// boiler pump or heat pump otherwise.
+    heat_units: u32,
     ev: Option<Ev>,
     /// Today's or a still running EV charge (minutes relative to today's midnight); kept out of
     /// the appliance ring so the house's appliance cap does not count the car.
@@ -519,6 +527,11 @@ impl House {
             setpoint_c: normal(&mut rng, 20.0, 1.0) as f32,
             heater_w: (ua * 26.0).clamp(3000.0, 10_000.0),
             heat_phase: rng.random_range(0..10),
+            heat_units: if heating == Heating::Resistive {
+                ((ua * 26.0).clamp(3000.0, 10_000.0) / ROOM_HEATER_W).ceil() as u32
+            } else {
+                1
+            },
             pv_factor: rng.random_range(0.65f32..0.85),
             rng,
             residents,
@@ -752,7 +765,10 @@ impl House {
                 ),
                 Heating::Resistive => {
                     let duty = (heat / self.heater_w).min(1.0);
-                    (self.heater_w, (duty * 10.0).round() as u32)
+                    (
+                        self.heater_w / self.heat_units as f32,
+                        (duty * 10.0).round() as u32,
+                    )
                 }
                 Heating::HeatPump => {
                     let t = ctx.weather.temp_c[slot];
@@ -768,6 +784,19 @@ impl House {
                 }
             };
             let base = self.standby_w + light_w;
+            // Each heater keeps its duty on its own phase, spread over the slot; worked out once
+            // a slot so a minute costs one addition.
+            let mut heat_at = [0f32; 10];
+            if heat_minutes > 0 {
+                for u in 0..self.heat_units {
+                    let phase = self.heat_phase + u * 10 / self.heat_units;
+                    for (k, h) in (0u32..).zip(heat_at.iter_mut()) {
+                        if (k + phase) % 10 < heat_minutes {
+                            *h += heat_on_w;
+                        }
+                    }
+                }
+            }
             for k in 0..10u32 {
                 let m = slot * 10 + k as usize;
                 let mut w = base + self.ring[m];
@@ -785,9 +814,7 @@ impl House {
                     let dark = (1.0 - ghi[m] * inv_thr).clamp(0.0, 1.0);
                     w += light_w * (dark - 1.0);
                 }
-                if (k + self.heat_phase) % 10 < heat_minutes {
-                    w += heat_on_w;
-                }
+                w += heat_at[k as usize];
                 if pv_w_per_ghi > 0.0 {
                     w -= (ghi[m] * pv_w_per_ghi).min(pv_cap);
                 }
@@ -871,6 +898,29 @@ mod tests {
             assert!(peak < 11_500.0, "peak {peak} W");
             assert!(peak > 2_000.0, "peak {peak} W: no appliance ever ran");
         });
+    }
+
+    #[test]
+    fn electric_heating_switches_room_by_room_not_as_one_block() {
+        // Up to 9 kW of heaters, each on its own thermostat: within two minutes a house rises by
+        // at most the largest shower (9.8 kW) and one 2.5 kW room heater, 12.2 kW in 40 houses
+        // × 28 days; with the heating as one 9 kW block it rose 18.4 kW.
+        let config = HouseholdConfig {
+            electric_heating_share: 1.0,
+            ev_share: 0.0,
+            ..HouseholdConfig::default()
+        };
+        let mut largest = 0f32;
+        simulate(&config, 40, 28, |house, loads| {
+            assert!(house.heat_units >= 2, "{} heaters", house.heat_units);
+            for pair in loads.windows(3) {
+                largest = largest.max(pair[2] - pair[0].min(pair[1]));
+            }
+        });
+        assert!(
+            largest > 8_000.0 && largest < 13_000.0,
+            "largest rise {largest} W"
+        );
     }
 
     #[test]

@@ -19,13 +19,35 @@ pub use crate::seed::{Stream, derive_seed};
 /// Adds the physical anomalies of day `day_index` to `loads` (house-major, one day per house);
 /// `surge_w` is the charger power a house adds in a coordinated EV surge.
 pub(crate) fn apply_physical(
-    labels: &[Label],
+    labels: &mut [Label],
     day_index: u32,
     loads: &mut [f32],
     surge_w: impl Fn(usize) -> f32,
 ) {
     let day_start = day_index * MINUTES_PER_DAY as u32;
     let day_end = day_start + MINUTES_PER_DAY as u32;
+    // A ramp to a multiple of the rating: its houses share what the clean street lacks of the
+    // target over the ramp's last 15 minutes (silent meters' houses count as nothing).
+    for label in labels.iter_mut() {
+        let Some(target) = label.to_total_w else {
+            continue;
+        };
+        if !(day_start..day_end).contains(&label.start_min) {
+            continue;
+        }
+        let last = label.end_min().min(day_end) - day_start;
+        let first = last.saturating_sub(15).max(label.start_min - day_start);
+        let sum: f64 = loads
+            .chunks_exact(MINUTES_PER_DAY)
+            .flat_map(|row| &row[first as usize..last as usize])
+            .filter(|w| !w.is_nan())
+            .map(|w| f64::from(*w))
+            .sum();
+        let clean = sum / f64::from((last - first).max(1));
+        label.extra_w =
+            ((f64::from(target) - clean).max(0.0) / label.houses.len().max(1) as f64) as f32;
+        label.to_total_w = None;
+    }
     for label in labels.iter().filter(|l| l.kind.is_physical()) {
         if label.end_min() <= day_start || label.start_min >= day_end {
             continue;
@@ -119,6 +141,11 @@ impl Neighbourhood {
         }
     }
 
+    /// The physical anomalies as applied so far (a ramp's `extra_w` is known from its day on).
+    pub fn physical_labels(&self) -> &[Label] {
+        &self.physical
+    }
+
     /// Number of houses.
     pub fn len(&self) -> usize {
         self.houses.len()
@@ -166,7 +193,7 @@ impl Neighbourhood {
 
     fn apply_physical(&mut self) {
         let houses = &self.houses;
-        apply_physical(&self.physical, self.day_index, &mut self.loads, |h| {
+        apply_physical(&mut self.physical, self.day_index, &mut self.loads, |h| {
             houses[h].surge_charger_w()
         });
     }

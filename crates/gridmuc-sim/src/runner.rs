@@ -191,6 +191,8 @@ pub trait LoadSource {
     fn next_loads(&mut self) -> (SimDay, &[f32]);
     /// What is known about each house (nothing, for measured traces).
     fn house_info(&self) -> Vec<Option<HouseInfo>>;
+    /// The physical anomalies as applied, ramps' `extra_w` resolved once their day was seen.
+    fn physical_labels(&self) -> &[Label];
 }
 
 impl LoadSource for Neighbourhood {
@@ -204,6 +206,10 @@ impl LoadSource for Neighbourhood {
             .into_iter()
             .map(Some)
             .collect()
+    }
+
+    fn physical_labels(&self) -> &[Label] {
+        Neighbourhood::physical_labels(self)
     }
 }
 
@@ -237,7 +243,7 @@ impl LoadSource for TraceSource<'_> {
                 minutes.fill(row.get(base + p).copied().unwrap_or(f32::NAN));
             }
         }
-        apply_physical(&self.labels, self.day_index, &mut self.loads, |_| {
+        apply_physical(&mut self.labels, self.day_index, &mut self.loads, |_| {
             REPLAY_SURGE_W
         });
         let day = SimDay::new(self.day + i64::from(self.day_index));
@@ -248,6 +254,10 @@ impl LoadSource for TraceSource<'_> {
     fn house_info(&self) -> Vec<Option<HouseInfo>> {
         vec![None; self.traces.houses.len()]
     }
+
+    fn physical_labels(&self) -> &[Label] {
+        &self.labels
+    }
 }
 
 fn labels_for(scenario: &Scenario) -> Vec<Label> {
@@ -256,6 +266,8 @@ fn labels_for(scenario: &Scenario) -> Vec<Label> {
         &scenario.anomalies,
         scenario.houses,
         scenario.days,
+        scenario.resolution_min,
+        scenario.transformer_kw * 1000.0,
         &mut rng,
     )
 }
@@ -299,6 +311,7 @@ fn drive(
     labels: Vec<Label>,
     mut progress: impl FnMut(Progress),
 ) -> SimOutput {
+    let mut labels = labels;
     let seed = scenario.seed;
     let houses = scenario.houses;
     let days = scenario.days;
@@ -477,6 +490,12 @@ fn drive(
         &mut alerts,
     );
 
+    for applied in source.physical_labels() {
+        if let Some(l) = labels.iter_mut().find(|l| l.id == applied.id) {
+            l.extra_w = applied.extra_w;
+            l.to_total_w = applied.to_total_w;
+        }
+    }
     let houses_summary = source
         .house_info()
         .into_iter()
