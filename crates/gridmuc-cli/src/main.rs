@@ -25,6 +25,10 @@ mod web;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: see the workspace's Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Anonymous smart-grid aggregation over XMPP multi-user chat.
 #[derive(Parser)]
 #[command(name = "gridmuc", version, about)]
