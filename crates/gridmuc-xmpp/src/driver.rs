@@ -201,6 +201,7 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
                     self.handle(RoomInput::Shutdown);
                 } else {
                     self.tick(client).await?;
+                    armed = None;
                 }
                 continue;
             }
@@ -221,7 +222,12 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
                         }
                     }
                 }
-                () = &mut timer => self.tick(client).await?,
+                () = &mut timer => {
+                    self.tick(client).await?;
+                    // Set again from the wall clock even if the core still wants the same
+                    // time (it runs on wall-clock time, which may have been stepped).
+                    armed = None;
+                }
             }
         }
     }
