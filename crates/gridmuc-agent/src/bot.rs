@@ -409,7 +409,7 @@ impl<R: Rng> BotCore<R> {
         };
         // A flood is not answered reading for reading: one rate_limited refusal per nickname
         // and interval tells an honest sender to slow down.
-        let flood = verdict == Verdict::Refused(Rejection::RateLimited.kind().to_owned())
+        let flood = matches!(&verdict, Verdict::Refused(r) if r == Rejection::RateLimited.kind())
             && !self.rate_answered.insert(from.clone());
         if let (Some(id), true, false) = (id, wants_verdict, flood) {
             self.hold_verdict(now, from, id, verdict);
@@ -426,16 +426,19 @@ impl<R: Rng> BotCore<R> {
             });
             return;
         }
-        let pending = self.pending_acks.entry(to.clone()).or_insert_with(|| {
+        // Looked up before inserting: `entry` would take a copy of the nickname every reading.
+        if !self.pending_acks.contains_key(&to) {
             let due = now.plus(batch.max_wait);
             self.ack_deadlines.push_back((due, to.clone()));
-            PendingAck {
-                verdicts: Vec::new(),
-                due,
-            }
-        });
-        pending.verdicts.push((id, verdict));
-        if pending.verdicts.len() >= batch.max_readings {
+            let verdicts = Vec::with_capacity(batch.max_readings.min(64));
+            self.pending_acks
+                .insert(to.clone(), PendingAck { verdicts, due });
+        }
+        let Some(held) = self.pending_acks.get_mut(&to) else {
+            return;
+        };
+        held.verdicts.push((id, verdict));
+        if held.verdicts.len() >= batch.max_readings {
             self.send_ack(&to);
         }
     }

@@ -14,7 +14,7 @@ use gridmuc_server::{PrivateServer, RoomPolicy, generate_password};
 use gridmuc_xmpp::bot::{BotConfig, BotError, BotEvent, BotReport, run_bot};
 use gridmuc_xmpp::connect::ConnectConfig;
 use gridmuc_xmpp::meter::{MeterConfig, MeterError, MeterEvent, MeterReport, Mode, run_meter};
-use gridmuc_xmpp::metrics::{Metrics, TappedReading};
+use gridmuc_xmpp::metrics::{Metrics, ReadingTap};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,8 @@ pub struct Args {
 
 /// The bot's room nickname.
 const BOT_NICK: &str = "substation";
+/// How often the bot's tapped readings are collected (latency is stamped when tapped).
+const TAP_EVERY: Duration = Duration::from_millis(50);
 /// Clock ticks per second of `/proc/<pid>/stat` (USER_HZ; 100 on every Linux we run on).
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -301,8 +303,10 @@ async fn drive(
     plan: &Plan,
 ) -> anyhow::Result<Figures> {
     let houses = meters.len();
-    let (tap_tx, mut tap_rx) = mpsc::unbounded_channel();
-    let registry = Arc::new(Metrics::with_tap(tap_tx));
+    let tap = Arc::new(ReadingTap::default());
+    let registry = Arc::new(Metrics::with_tap(tap.clone()));
+    // The bot's tapped readings are collected at this pace, not one wake-up per reading.
+    let mut tap_tick = tokio::time::interval(TAP_EVERY);
     let mut bot = bot;
     bot.registry = Some(registry.clone());
     let (stop_bot, stop_bot_rx) = watch::channel(false);
@@ -358,7 +362,7 @@ async fn drive(
                 }
                 lat.meter(e);
             }
-            Some(t) = tap_rx.recv() => lat.bot(t),
+            _ = tap_tick.tick() => lat.bot_all(&tap),
             () = tokio::time::sleep_until(ramp_deadline) => {
                 ramp_bar.suspend(|| eprintln!("ramp: only {joined}/{houses} joined; measuring anyway"));
                 break;
@@ -384,13 +388,7 @@ async fn drive(
         .start
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
-    settle(
-        to_start + plan.interval,
-        &mut meter_rx,
-        &mut tap_rx,
-        &mut lat,
-    )
-    .await;
+    settle(to_start + plan.interval, &mut meter_rx, &tap, &mut lat).await;
 
     let before = snapshot(server, &bot_stat, &lat, &registry)?;
     lat.recording = true;
@@ -404,7 +402,7 @@ async fn drive(
         tokio::select! {
             () = &mut end => break,
             Some(e) = meter_rx.recv() => lat.meter(e),
-            Some(t) = tap_rx.recv() => lat.bot(t),
+            _ = tap_tick.tick() => lat.bot_all(&tap),
             _ = progress.tick() => {
                 let t = before.at.elapsed().as_secs_f64();
                 window_bar.set_position(before.at.elapsed().as_secs());
@@ -445,7 +443,7 @@ async fn drive(
     settle(
         plan.interval.max(Duration::from_secs(2)),
         &mut meter_rx,
-        &mut tap_rx,
+        &tap,
         &mut lat,
     )
     .await;
@@ -454,9 +452,7 @@ async fn drive(
     while let Ok(e) = meter_rx.try_recv() {
         lat.meter(e);
     }
-    while let Ok(t) = tap_rx.try_recv() {
-        lat.bot(t);
-    }
+    lat.bot_all(&tap);
 
     let secs = (after.at - before.at).as_secs_f64();
     let cpu = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / secs * 100.0;
@@ -519,16 +515,17 @@ impl OutboxTotals {
 async fn settle(
     d: Duration,
     meter_rx: &mut mpsc::UnboundedReceiver<MeterEvent>,
-    tap_rx: &mut mpsc::UnboundedReceiver<TappedReading>,
+    tap: &ReadingTap,
     lat: &mut Latency,
 ) {
     let end = tokio::time::sleep(d);
     tokio::pin!(end);
+    let mut tap_tick = tokio::time::interval(TAP_EVERY);
     loop {
         tokio::select! {
-            () = &mut end => return,
+            () = &mut end => return lat.bot_all(tap),
             Some(e) = meter_rx.recv() => lat.meter(e),
-            Some(t) = tap_rx.recv() => lat.bot(t),
+            _ = tap_tick.tick() => lat.bot_all(tap),
         }
     }
 }
@@ -632,7 +629,13 @@ impl Latency {
         }
     }
 
-    fn bot(&mut self, t: TappedReading) {
+    fn bot_all(&mut self, tap: &ReadingTap) {
+        for t in tap.drain() {
+            self.bot(t);
+        }
+    }
+
+    fn bot(&mut self, t: gridmuc_xmpp::metrics::TappedReading) {
         let key = (t.nick, t.seqnr);
         match self.sent_at.remove(&key) {
             Some((sent, in_window)) => self.record(sent, t.at, in_window),

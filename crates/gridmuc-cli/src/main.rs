@@ -1,5 +1,6 @@
 //! `gridmuc`: one binary for the live neighbourhood, the offline simulations and the benchmarks.
 
+mod bench_bot;
 mod bench_ingest;
 mod bench_private;
 #[cfg(feature = "offline")]
@@ -24,6 +25,10 @@ mod web;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+
+/// mimalloc instead of glibc's malloc: see the workspace's Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Anonymous smart-grid aggregation over XMPP multi-user chat.
 #[derive(Parser)]
@@ -70,6 +75,8 @@ enum Command {
 enum BenchCommand {
     /// Parse pre-built reading stanzas and feed the aggregator on one core.
     Ingest(bench_ingest::Args),
+    /// The bot's CPU per reading over its whole live path, fed by a scripted server on loopback.
+    Bot(bench_bot::Args),
     /// Simulate household-years and report the rate per CPU-second.
     #[cfg(feature = "offline")]
     Sim(bench_sim::Args),
@@ -108,6 +115,7 @@ fn main() -> anyhow::Result<()> {
         Command::Loadtest(a) => loadtest::run(a),
         Command::Bench { which } => match which {
             BenchCommand::Ingest(a) => bench_ingest::run(a),
+            BenchCommand::Bot(a) => bench_bot::run(a),
             #[cfg(feature = "offline")]
             BenchCommand::Sim(a) => bench_sim::run(a),
             BenchCommand::Private(a) => bench_private::run(a),

@@ -14,7 +14,7 @@ use crate::connect::{self, ConnectConfig};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
 use crate::session::Session;
 use crate::{instant_at, now_ts};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use gridmuc_agent::{Agent, PrivacyRefusal, RoomInput, RoomTransmit, SelfPresence};
 use minidom::Element;
 use std::future::Future;
@@ -26,6 +26,10 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::Message;
 use xmpp_parsers::muc::user::MucUser;
 use xmpp_parsers::presence::Presence;
+
+/// Stanzas the session already holds that are read in one pass before the core's transmits
+/// go out and its timers are looked at again.
+const READY_BATCH: usize = 64;
 
 /// An agent's XMPP side: what its messages mean, how its own transmits go on the wire, and
 /// what its caller hears. Everything the agents share is in [`drive`].
@@ -170,6 +174,12 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
     ) -> Result<(), W::Error> {
         tokio::pin!(shutdown);
         let mut stopping = false;
+        // One timer for the whole run, moved only when the core's next timeout moves: a fresh
+        // timer per pass cost a timer-wheel insertion and removal for every stanza.
+        let far = || Instant::now() + Duration::from_secs(3600);
+        let timer = tokio::time::sleep_until(far());
+        tokio::pin!(timer);
+        let mut armed = None;
         loop {
             self.pump(client).await?;
             if let Some(outcome) = self.core.outcome() {
@@ -178,31 +188,65 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
                     Err(e) => Err(self.wire.gave_up(e)),
                 };
             }
-            let wake = self
-                .core
-                .poll_timeout()
-                .map_or_else(|| Instant::now() + Duration::from_secs(3600), instant_at);
+            let due = self.core.poll_timeout();
+            if due != armed {
+                armed = due;
+                timer.as_mut().reset(due.map_or_else(far, instant_at));
+            }
             // A timer running later than the wire allows goes before pending input, so a
             // flood cannot hold it back for long.
-            let overdue = Instant::now() > wake + self.wire.timer_lag();
+            if Instant::now() > timer.deadline() + self.wire.timer_lag() {
+                if !stopping && shutdown.as_mut().now_or_never().is_some() {
+                    stopping = true;
+                    self.handle(RoomInput::Shutdown);
+                } else {
+                    self.tick(client).await?;
+                    armed = None;
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
                 () = &mut shutdown, if !stopping => {
                     stopping = true;
                     self.handle(RoomInput::Shutdown);
                 }
-                () = tokio::time::sleep_until(wake), if overdue => self.tick(client).await?,
-                event = client.next() => match muc::session_event(event)? {
-                    SessionEvent::Restarted => {
-                        connect::announce(client).await.map_err(MucError::Send)?;
-                        self.handle(RoomInput::SessionReset);
+                event = client.next() => {
+                    self.on_event(client, event).await?;
+                    // Whatever else the session already holds is read now, in one pass,
+                    // rather than one trip through this loop (and a wake-up) per stanza.
+                    for _ in 0..READY_BATCH {
+                        match client.next().now_or_never() {
+                            Some(event) => self.on_event(client, event).await?,
+                            None => break,
+                        }
                     }
-                    SessionEvent::Resumed => self.handle(RoomInput::Alive),
-                    SessionEvent::Stanza(s) => self.on_stanza(client.bound_jid(), s),
-                },
-                () = tokio::time::sleep_until(wake) => self.tick(client).await?,
+                }
+                () = &mut timer => {
+                    self.tick(client).await?;
+                    // Set again from the wall clock even if the core still wants the same
+                    // time (it runs on wall-clock time, which may have been stepped).
+                    armed = None;
+                }
             }
         }
+    }
+
+    /// Hands one session event to the core.
+    async fn on_event(
+        &mut self,
+        client: &mut Session,
+        event: Option<tokio_xmpp::Event>,
+    ) -> Result<(), W::Error> {
+        match muc::session_event(event)? {
+            SessionEvent::Restarted => {
+                connect::announce(client).await.map_err(MucError::Send)?;
+                self.handle(RoomInput::SessionReset);
+            }
+            SessionEvent::Resumed => self.handle(RoomInput::Alive),
+            SessionEvent::Stanza(s) => self.on_stanza(client.bound_jid(), s),
+        }
+        Ok(())
     }
 
     fn handle(&mut self, input: impl Into<A::Input>) {

@@ -3,7 +3,7 @@
 //!
 //! Nothing here ever holds a house's JID or nickname: labels are rejection reasons, alert
 //! kinds and states, and the build's version only. The optional in-process [`ReadingTap`]
-//! (load tests) carries nicknames over a channel inside the process and never into the
+//! (load tests) keeps nicknames in a buffer inside the process and never puts them into the
 //! exposition.
 //!
 //! Exposed series (`contrib/` has a Grafana dashboard and alert rules over them):
@@ -46,7 +46,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Upper bounds (seconds) of the reading-age histogram: sub-second transport up to late minutes.
@@ -68,8 +67,23 @@ pub struct TappedReading {
     pub at: Instant,
 }
 
-/// Where accepted readings are copied for in-process latency measurement.
-pub type ReadingTap = mpsc::UnboundedSender<TappedReading>;
+/// Where accepted readings are copied for in-process latency measurement: a buffer the
+/// caller drains at its own pace. A channel would wake the caller's thread once per reading,
+/// and that wake-up (a system call on the bot's thread) was a measurable part of the bot's
+/// CPU per reading that `loadtest` reports.
+#[derive(Debug, Default)]
+pub struct ReadingTap(std::sync::Mutex<Vec<TappedReading>>);
+
+impl ReadingTap {
+    /// Takes every reading tapped since the last call.
+    pub fn drain(&self) -> Vec<TappedReading> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, t: TappedReading) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+    }
+}
 
 /// `reason` label of the rejection counter: a [`REJECTION_KINDS`] entry, never a sender.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -109,7 +123,7 @@ pub struct Metrics {
     rating: Gauge,
     replacements: Counter,
     age: Histogram,
-    tap: Option<ReadingTap>,
+    tap: Option<Arc<ReadingTap>>,
 }
 
 impl Default for Metrics {
@@ -146,7 +160,7 @@ impl Metrics {
     }
 
     /// An empty registry that also copies every accepted reading to `tap` (load tests).
-    pub fn with_tap(tap: ReadingTap) -> Metrics {
+    pub fn with_tap(tap: Arc<ReadingTap>) -> Metrics {
         Metrics {
             tap: Some(tap),
             ..Metrics::new()
@@ -216,7 +230,7 @@ impl Metrics {
                 self.accepted.inc();
                 self.age.observe(age_ms.max(0) as f64 / 1000.0);
                 if let Some(tap) = &self.tap {
-                    let _ = tap.send(TappedReading {
+                    tap.push(TappedReading {
                         nick: nick.clone(),
                         seqnr,
                         at: Instant::now(),

@@ -186,7 +186,8 @@ pub fn occupant(room: &BareJid, nick: &RoomNick) -> Result<FullJid, MucError> {
 /// The sender's room nickname if `from` is an occupant of `room`: the only identity we keep.
 pub fn nick_in_room(from: Option<&Jid>, room: &BareJid) -> Option<RoomNick> {
     let from = from?;
-    if from.to_bare() != *room {
+    // Compared part by part: `to_bare()` would build a JID for every stanza.
+    if from.node() != room.node() || from.domain() != room.domain() {
         return None;
     }
     RoomNick::new(from.resource()?.as_str()).ok()
