@@ -207,7 +207,7 @@ impl Bounds {
         let mut missed = Vec::new();
         if lost > self.max_lost {
             missed.push(format!(
-                "{lost} readings lost (sent but not accepted), more than --max-lost {}",
+                "{lost} readings lost (sent but not accepted, or never sent), more than --max-lost {}",
                 self.max_lost
             ));
         }
@@ -498,10 +498,20 @@ struct OutboxTotals {
     expired: u64,
     acknowledged: u64,
     acks: u64,
+    /// Readings taken but never handed to the server by the stop (queued behind a full
+    /// in-flight window, or dropped or expired unsent): lost as surely as a dropped stanza.
+    never_sent: u64,
 }
 
 impl OutboxTotals {
     fn add(&mut self, r: &MeterReport) {
+        // Every reading taken ends acknowledged, refused, unacknowledged, dropped or expired.
+        let taken = r.acknowledged
+            + r.refused.values().sum::<u64>()
+            + r.unacknowledged
+            + r.dropped
+            + r.expired;
+        self.never_sent += taken.saturating_sub(r.sent);
         self.resent += r.resent;
         self.unacknowledged += r.unacknowledged;
         self.dropped += r.dropped;
@@ -676,9 +686,10 @@ impl Figures {
         cpu_secs * 1e6 / (self.ingested_in_window.max(1) as f64)
     }
 
-    /// Readings sent but never accepted over the whole run (refused and late ones included).
+    /// Readings sent but never accepted over the whole run (refused and late ones included),
+    /// and readings taken but never sent.
     fn lost(&self) -> u64 {
-        self.sent_total.saturating_sub(self.ingested_total)
+        self.sent_total.saturating_sub(self.ingested_total) + self.outbox.never_sent
     }
 
     fn print(&self, args: &Args) {
@@ -730,7 +741,7 @@ impl Figures {
             self.own_cpu - self.bot_cpu
         );
         println!(
-            "whole run: sent {}, ingested {}, lost {} (sent but not accepted, late ones included: {}), rejected: {}, bounced {}",
+            "whole run: sent {}, ingested {}, lost {} (sent but not accepted or never sent; late ones included: {}), rejected: {}, bounced {}",
             self.sent_total,
             self.ingested_total,
             self.lost(),
@@ -740,9 +751,10 @@ impl Figures {
         );
         let o = &self.outbox;
         println!(
-            "meters' outboxes: resent {}, unacknowledged at stop {}, dropped {}, expired {}; \
+            "meters' outboxes: resent {}, unacknowledged at stop {} ({} of them never sent), \
+             dropped {}, expired {}; \
              {} readings acknowledged by {} acks",
-            o.resent, o.unacknowledged, o.dropped, o.expired, o.acknowledged, o.acks
+            o.resent, o.unacknowledged, o.never_sent, o.dropped, o.expired, o.acknowledged, o.acks
         );
         if args.mode == Mode::Broadcast {
             println!(
@@ -872,6 +884,30 @@ mod tests {
             max_lost: 5,
         };
         assert!(tolerant.missed(5, 10, 900.0).is_empty());
+    }
+
+    #[test]
+    fn readings_queued_behind_a_full_window_count_as_never_sent() {
+        let mut totals = OutboxTotals::default();
+        // 40 taken: 20 sent and acknowledged, 4 sent and refused, 16 sent and unanswered,
+        // and 300 more queued that never left the outbox.
+        let report = MeterReport {
+            sent: 40,
+            acknowledged: 20,
+            refused: [("late".to_owned(), 4)].into_iter().collect(),
+            unacknowledged: 316,
+            ..MeterReport::default()
+        };
+        totals.add(&report);
+        assert_eq!(totals.never_sent, 300);
+        // A meter that sent everything adds nothing.
+        totals.add(&MeterReport {
+            sent: 10,
+            acknowledged: 9,
+            unacknowledged: 1,
+            ..MeterReport::default()
+        });
+        assert_eq!(totals.never_sent, 300);
     }
 
     #[test]

@@ -9,24 +9,11 @@
 use gridmuc_sim::eval::proportion_ci;
 use gridmuc_sim::scenario::ReplayPlan;
 use gridmuc_sim::traces::{SimBenchHouses, TraceBuilder, Traces};
-use gridmuc_sim::{Scenario, SimOutput, replay, run};
+use gridmuc_sim::{Scenario, replay, run};
 use std::collections::BTreeMap;
 
 /// Per detector over all seeds: windows, detected, alerts, true alerts, clean alerts, least lead (s).
 type Sums = (usize, usize, usize, usize, usize, Option<f64>);
-
-/// The highest mean of the physical total over `window` consecutive intervals (W).
-fn admd(out: &SimOutput, window: usize) -> f64 {
-    let totals: Vec<f64> = out
-        .intervals
-        .iter()
-        .map(|r| r.true_total_w as f64)
-        .collect();
-    totals
-        .windows(window.max(1))
-        .map(|w| w.iter().sum::<f64>() / w.len() as f64)
-        .fold(0.0, f64::max)
-}
 
 /// Reads `houses` houses of a trace file and the replay scenario of `plan` over `days` days.
 fn replayed(
@@ -94,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         clean.anomalies.clear();
         let clean_out = run(&clean);
         let per_30 = (30 * 60_000 / clean.detectors.interval).max(1) as usize;
-        let rating_kw = admd(&clean_out, per_30) / 1000.0;
+        let rating_kw = clean_out.peak_mean_w(per_30) / 1000.0;
         clean.transformer_kw = rating_kw;
         clean.detectors.overload.rating = gridmuc_core::Watts::from_kw(rating_kw);
         let clean_out = run(&clean);

@@ -9,20 +9,7 @@ use gridmuc_core::alert::AlertState;
 use gridmuc_core::baseline::WeeklyBaseline;
 use gridmuc_core::detect::OverloadDetector;
 use gridmuc_core::{AlertKind, Timestamp, Watts};
-use gridmuc_sim::{Scenario, SimOutput, run};
-
-/// The highest mean of the physical total over `window` consecutive intervals (W).
-fn admd(out: &SimOutput, window: usize) -> f64 {
-    let totals: Vec<f64> = out
-        .intervals
-        .iter()
-        .map(|r| r.true_total_w as f64)
-        .collect();
-    totals
-        .windows(window.max(1))
-        .map(|w| w.iter().sum::<f64>() / w.len() as f64)
-        .fold(0.0, f64::max)
-}
+use gridmuc_sim::{Scenario, run};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -34,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     clean.anomalies.clear();
     let first = run(&clean, |_| {});
     let per_30 = (30 * 60_000 / clean.detectors.interval).max(1) as usize;
-    let rating = admd(&first, per_30);
+    let rating = first.peak_mean_w(per_30);
     clean.transformer_kw = rating / 1000.0;
     clean.detectors.overload.rating = Watts(rating.round() as i64);
     let mut faulty = base.clone();

@@ -130,6 +130,17 @@ pub struct SimOutput {
     pub expected_daily_kwh: [f64; 2],
 }
 
+impl SimOutput {
+    /// The highest mean of the physical total over `window` consecutive intervals (W): with
+    /// 30 one-minute intervals, the street's ADMD that ratings and the scorers start from.
+    pub fn peak_mean_w(&self, window: usize) -> f64 {
+        self.intervals
+            .windows(window.max(1))
+            .map(|w| w.iter().map(|r| r.true_total_w as f64).sum::<f64>() / w.len() as f64)
+            .fold(0.0, f64::max)
+    }
+}
+
 /// What a meter puts on the wire before the codec sees it: a raw number and which field it uses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RawReading {

@@ -40,12 +40,7 @@ fn mean_daily_kwh(out: &SimOutput) -> f64 {
 
 /// Highest 30-minute mean of the physical total per house (kW): the ADMD measure of the planning literature.
 fn admd_30min(out: &SimOutput) -> f64 {
-    out.intervals
-        .windows(30)
-        .map(|w| w.iter().map(|r| r.true_total_w as f64).sum::<f64>() / 30.0)
-        .fold(0.0, f64::max)
-        / out.houses as f64
-        / 1000.0
+    out.peak_mean_w(30) / out.houses as f64 / 1000.0
 }
 
 #[test]
