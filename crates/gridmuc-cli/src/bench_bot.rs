@@ -11,7 +11,7 @@
 use anyhow::{Context, bail};
 use gridmuc_core::{AggregatorConfig, NickGenerator, Quality, Reading, ReadingId, RoomNick};
 use gridmuc_core::{Timestamp, Watts};
-use gridmuc_xmpp::bot::{BotConfig, run_bot};
+use gridmuc_xmpp::bot::BotConfig;
 use gridmuc_xmpp::connect::{ConnectConfig, Transport};
 use gridmuc_xmpp::delivery;
 use gridmuc_xmpp::metrics::Metrics;
@@ -83,22 +83,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let registry = Arc::new(Metrics::new());
     cfg.registry = Some(registry.clone());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (tid_tx, tid_rx) = std_mpsc::channel();
-    let bot = std::thread::Builder::new().name("bot".to_owned()).spawn(
-        move || -> anyhow::Result<()> {
-            let _ = tid_tx.send(std::fs::read_link("/proc/thread-self"));
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(run_bot(cfg, None, async {
-                let _ = stop_rx.await;
-            }))?;
-            Ok(())
-        },
-    )?;
-    // `/proc/thread-self` links to `<pid>/task/<tid>`.
-    let task = tid_rx.recv()?.context("reading /proc/thread-self")?;
-    let schedstat = std::path::Path::new("/proc").join(task).join("schedstat");
+    let (bot, task) = crate::loadtest::spawn_bot_thread(cfg, None, async {
+        let _ = stop_rx.await;
+    })?;
+    let schedstat = task.join("schedstat");
 
     let feed = joined_rx
         .recv_timeout(Duration::from_secs(20))
@@ -142,10 +130,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cpu = cpu_ns(&schedstat)? - cpu_before;
     let accepted = registry.accepted() - accepted_before;
     let _ = stop_tx.send(());
-    match bot.join() {
-        Ok(r) => r.context("the bot")?,
-        Err(_) => bail!("the bot thread panicked"),
-    }
+    bot.blocking_recv()
+        .context("the bot thread ended without a report")?
+        .context("the bot")?;
     if accepted == 0 {
         bail!(
             "the bot accepted no reading ({} refused)",

@@ -311,7 +311,8 @@ async fn drive(
     bot.registry = Some(registry.clone());
     let (stop_bot, stop_bot_rx) = watch::channel(false);
     let (bot_tx, mut bot_rx) = mpsc::unbounded_channel();
-    let (bot_task, bot_stat) = spawn_bot_thread(bot, bot_tx, stop_bot_rx)?;
+    let (bot_task, bot_task_dir) = spawn_bot_thread(bot, Some(bot_tx), stopped(stop_bot_rx))?;
+    let bot_stat = bot_task_dir.join("stat").display().to_string();
     match bot_rx.recv().await {
         Some(BotEvent::Joined(_)) => eprintln!("bot joined"),
         _ => {
@@ -795,17 +796,18 @@ impl Figures {
 }
 
 /// The bot's outcome, from its own thread.
-type BotOutcome = oneshot::Receiver<Result<BotReport, BotError>>;
+pub(crate) type BotOutcome = oneshot::Receiver<Result<BotReport, BotError>>;
 
 /// Runs the bot on its own thread and runtime, as it would run in its own process, so the
-/// meters' tasks cannot starve it; the answer arrives on the returned channel. Everything the
-/// bot does (TLS, XML, tokio-xmpp, our decoding and acks) runs on that one thread, so its CPU
-/// time, read from the returned `/proc/self/task/<tid>/stat` path, is the bot's alone.
-fn spawn_bot_thread(
+/// meters' tasks (or a benchmark's feeder) cannot starve it; the answer arrives on the returned
+/// channel. Everything the bot does (TLS, XML, tokio-xmpp, our decoding and acks) runs on that
+/// one thread, so its CPU time, read from the returned `/proc/self/task/<tid>` directory
+/// (`stat` in ticks, `schedstat` in nanoseconds), is the bot's alone.
+pub(crate) fn spawn_bot_thread(
     bot: BotConfig,
-    events: mpsc::UnboundedSender<BotEvent>,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<(BotOutcome, String)> {
+    events: Option<mpsc::UnboundedSender<BotEvent>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(BotOutcome, std::path::PathBuf)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -816,7 +818,7 @@ fn spawn_bot_thread(
         .spawn(move || {
             // `/proc/thread-self` links to `<pid>/task/<tid>`.
             let _ = tid_tx.send(std::fs::read_link("/proc/thread-self"));
-            let report = rt.block_on(run_bot(bot, Some(events), stopped(stop)));
+            let report = rt.block_on(run_bot(bot, events, stop));
             let _ = tx.send(report);
         })?;
     let task = tid_rx
@@ -825,9 +827,8 @@ fn spawn_bot_thread(
         .context("reading /proc/thread-self")?;
     let tid = task
         .file_name()
-        .and_then(|t| t.to_str())
         .context("no thread id in /proc/thread-self")?;
-    Ok((rx, format!("/proc/self/task/{tid}/stat")))
+    Ok((rx, std::path::Path::new("/proc/self/task").join(tid)))
 }
 
 /// Distinct warning and error lines of a Prosody or ejabberd log (a few lines into a run
