@@ -518,6 +518,7 @@ impl House {
         } else {
             0.0
         };
+        let heater_w = (ua * 26.0).clamp(3000.0, 10_000.0);
         House {
             noise: noise_rng(seed),
             standby_w: 60.0 + (normal(&mut rng, 3.85, 0.4).exp() as f32).min(250.0),
@@ -525,10 +526,10 @@ impl House {
             light_threshold: normal(&mut rng, 60.0, 10.0).max(20.0) as f32,
             away_light: if rng.random::<f32>() < 0.1 { 0.15 } else { 0.0 },
             setpoint_c: normal(&mut rng, 20.0, 1.0) as f32,
-            heater_w: (ua * 26.0).clamp(3000.0, 10_000.0),
+            heater_w,
             heat_phase: rng.random_range(0..10),
             heat_units: if heating == Heating::Resistive {
-                ((ua * 26.0).clamp(3000.0, 10_000.0) / ROOM_HEATER_W).ceil() as u32
+                (heater_w / ROOM_HEATER_W).ceil() as u32
             } else {
                 1
             },
