@@ -76,19 +76,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Ramps, warned ≥ 30 min before the first interval above the rating, before the 30-min mean.
     let mut ramps = (0usize, 0usize, 0usize);
     for seed in seeds {
-        let mut clean = base.clone();
-        clean.seed = seed;
-        clean.anomalies.clear();
+        let (faulty, clean) = base.rated_at_clean_admd(seed, run);
+        let rating_kw = faulty.transformer_kw;
+        let per_30 = faulty.intervals_per_30_min();
         let clean_out = run(&clean);
-        let per_30 = (30 * 60_000 / clean.detectors.interval).max(1) as usize;
-        let rating_kw = clean_out.peak_mean_w(per_30) / 1000.0;
-        clean.transformer_kw = rating_kw;
-        clean.detectors.overload.rating = gridmuc_core::Watts::from_kw(rating_kw);
-        let clean_out = run(&clean);
-        let mut faulty = base.clone();
-        faulty.seed = seed;
-        faulty.transformer_kw = rating_kw;
-        faulty.detectors.overload.rating = clean.detectors.overload.rating;
         let out = run(&faulty);
         println!(
             "seed {seed}: {} houses × {} days, rated at the clean 30-min ADMD {rating_kw:.1} kW",

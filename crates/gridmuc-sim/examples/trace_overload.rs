@@ -16,18 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: trace_overload <scenario.toml> <seed>";
     let base = Scenario::from_toml_str(&std::fs::read_to_string(args.next().ok_or(usage)?)?)?;
     let seed: u64 = args.next().ok_or(usage)?.parse()?;
-    let mut clean = base.clone();
-    clean.seed = seed;
-    clean.anomalies.clear();
-    let first = run(&clean, |_| {});
-    let per_30 = (30 * 60_000 / clean.detectors.interval).max(1) as usize;
-    let rating = first.peak_mean_w(per_30);
-    clean.transformer_kw = rating / 1000.0;
-    clean.detectors.overload.rating = Watts(rating.round() as i64);
-    let mut faulty = base.clone();
-    faulty.seed = seed;
-    faulty.transformer_kw = clean.transformer_kw;
-    faulty.detectors.overload.rating = clean.detectors.overload.rating;
+    let (faulty, clean) = base.rated_at_clean_admd(seed, |s| run(s, |_| {}));
+    let rating = clean.transformer_kw * 1000.0;
     for (name, s) in [("clean", &clean), ("faulty", &faulty)] {
         let out = run(s, |_| {});
         let cfg = &s.detectors;

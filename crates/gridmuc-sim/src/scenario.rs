@@ -4,6 +4,7 @@
 use crate::anomaly::AnomalySpec;
 use crate::calendar::parse_date;
 use crate::household::HouseholdConfig;
+use crate::runner::SimOutput;
 use crate::weather::WeatherConfig;
 use gridmuc_core::time::MINUTE;
 use gridmuc_core::{AggregatorConfig, Watts};
@@ -157,6 +158,32 @@ impl Scenario {
     /// Reporting intervals per day.
     pub fn intervals_per_day(&self) -> usize {
         (1440 / self.resolution_min) as usize
+    }
+
+    /// Reporting intervals in 30 minutes, the span of an ADMD.
+    pub fn intervals_per_30_min(&self) -> usize {
+        (30 * MINUTE / self.detectors.interval.max(1)).max(1) as usize
+    }
+
+    /// This scenario under `seed` and the same street without faults, both with the transformer
+    /// rated at the clean street's 30-minute ADMD: how issue #13's scores are taken. `run` runs
+    /// a scenario (simulated or replayed); the clean street is run once, unrated, to find it.
+    pub fn rated_at_clean_admd(
+        &self,
+        seed: u64,
+        run: impl Fn(&Scenario) -> SimOutput,
+    ) -> (Scenario, Scenario) {
+        let mut clean = self.clone();
+        clean.seed = seed;
+        clean.anomalies.clear();
+        let rating_kw = run(&clean).peak_mean_w(clean.intervals_per_30_min()) / 1000.0;
+        clean.transformer_kw = rating_kw;
+        clean.detectors.overload.rating = Watts::from_kw(rating_kw);
+        let mut faulty = self.clone();
+        faulty.seed = seed;
+        faulty.transformer_kw = rating_kw;
+        faulty.detectors.overload.rating = clean.detectors.overload.rating;
+        (faulty, clean)
     }
 }
 
