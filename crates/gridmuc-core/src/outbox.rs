@@ -54,7 +54,8 @@ pub struct OutboxConfig {
     /// before the per-reading jitter of ±25 %.
     pub max_backoff: Millis,
     /// Readings sent and awaiting an answer at most; more due readings wait for a free slot,
-    /// so a congested room sees a trickle rather than a meter's whole backlog at once.
+    /// so a congested room sees a trickle rather than a meter's whole backlog at once. The
+    /// newest reading's first send never waits for a slot (see [`Outbox::due`]).
     pub max_in_flight: usize,
     /// Readings older than this are given up (and counted): the bot would refuse them as late.
     pub max_age: Millis,
@@ -144,8 +145,8 @@ pub struct Outgoing {
 /// [`Outbox::due`] returns and passes every `now` in.
 ///
 /// Resends back off per reading (see [`OutboxConfig::resend_wait`]) and at most
-/// `max_in_flight` readings await an answer at once, so a congested room is not fed a resend
-/// storm: the room's slowness would otherwise turn into more traffic for it.
+/// `max_in_flight` readings (and the newest) await an answer at once, so a congested room is
+/// not fed a resend storm: the room's slowness would otherwise turn into more traffic for it.
 ///
 /// A reading is *in flight* from the moment [`Outbox::due`] hands it out until it falls due
 /// again (its wait ran out, [`Outbox::retry`], or [`Outbox::resend_all`]) or is acknowledged.
@@ -210,6 +211,13 @@ impl Outbox {
     /// At most `limit` (a paced sender passes its free window) and at most the free slots of
     /// `max_in_flight`; what is held back stays due, see [`Outbox::has_waiting`]. Readings
     /// past `max_age` are given up first and counted in [`Outbox::expired`].
+    ///
+    /// The newest reading, if it was never sent, goes even when the window is full (still
+    /// within `limit`): the window holds back resends and a backlog, the load a slow room
+    /// must not be fed, while one live reading per interval is the load it was built for.
+    /// Without that, a meter whose answers come late sends nothing fresh for as long as its
+    /// window of stale readings waits out their backoff (minutes, and past the bot's
+    /// backfill window: lost).
     pub fn due(&mut self, now: Timestamp, limit: usize) -> Vec<Outgoing> {
         let before = self.pending.len();
         let max_age = self.config.max_age;
@@ -219,13 +227,20 @@ impl Outbox {
             .config
             .max_in_flight
             .saturating_sub(self.in_flight(now));
+        let budget = limit.min(free);
+        let live = self
+            .pending
+            .back()
+            .filter(|p| p.sends == 0 && budget < limit)
+            .map(|p| p.id);
         let config = &self.config;
         let out: Vec<Outgoing> = self
             .pending
             .iter_mut()
             .filter(|p| p.is_due(now))
-            .take(limit.min(free))
-            .map(|p| {
+            .enumerate()
+            .filter(|(n, p)| *n < budget || Some(p.id) == live)
+            .map(|(_, p)| {
                 let resend = p.sends > 0;
                 p.sends = p.sends.saturating_add(1);
                 p.next_at = Some(now.plus(config.resend_wait(p.id, p.sends)));
@@ -585,36 +600,40 @@ mod tests {
     #[test]
     fn the_in_flight_cap_holds_back_and_an_acknowledgement_frees_a_slot() {
         let mut o = Outbox::new(config(1_000, 8_000, 2));
-        for i in 0..5 {
+        for i in 0..6 {
             o.push(ReadingId(i), reading(0, 100));
         }
         let t = Timestamp(0);
         let ids = |out: Vec<Outgoing>| out.iter().map(|g| g.id.0).collect::<Vec<_>>();
-        assert_eq!(ids(o.due(t, usize::MAX)), vec![0, 1]);
-        assert_eq!(o.in_flight(t), 2);
+        // The window takes the oldest two; the newest, never sent, passes it.
+        assert_eq!(ids(o.due(t, usize::MAX)), vec![0, 1, 5]);
+        assert_eq!(o.in_flight(t), 3);
         assert!(o.has_waiting(t));
         assert!(o.due(t, usize::MAX).is_empty());
-        // An answer frees one slot: the oldest waiting reading takes it.
+        // The newest holds a slot while in flight, like any other.
         assert!(o.acknowledge(ReadingId(0)));
-        assert_eq!(ids(o.due(t, usize::MAX)), vec![2]);
-        // The caller's limit binds too.
+        assert!(o.due(t, usize::MAX).is_empty());
+        // Answered, it frees its slot for the oldest waiting, and leaves its pass to the
+        // newest reading never sent.
+        assert!(o.acknowledge(ReadingId(5)));
+        assert_eq!(ids(o.due(t, usize::MAX)), vec![2, 4]);
+        // The caller's limit binds (a paced broadcast's window).
         assert!(o.acknowledge(ReadingId(1)));
+        assert!(o.acknowledge(ReadingId(2)));
         assert_eq!(ids(o.due(t, 0)), Vec::<u128>::new());
         assert!(o.has_waiting(t));
         assert_eq!(ids(o.due(t, 1)), vec![3]);
-        assert_eq!((o.in_flight(t), o.has_waiting(t)), (2, true));
+        assert_eq!((o.in_flight(t), o.has_waiting(t)), (2, false));
         // A reading whose wait ran out is due again and out of flight, so it frees its own
-        // slot; oldest first, readings 2 and 3 go again before never-sent reading 4.
+        // slot; oldest first, and resends never pass the window.
         let wait = |i| o.config.resend_wait(ReadingId(i), 1);
-        let (w2, w3) = (wait(2), wait(3));
-        assert_eq!(o.next_resend_at(t), Some(t.plus(w2.min(w3))));
-        let both = t.plus(w2.max(w3));
-        assert_eq!((o.in_flight(both), o.next_resend_at(both)), (0, None));
-        let out = o.due(both, usize::MAX);
-        assert_eq!(ids(out.clone()), vec![2, 3]);
+        let last = t.plus(wait(3).max(wait(4)));
+        assert_eq!((o.in_flight(last), o.next_resend_at(last)), (0, None));
+        let out = o.due(last, 1);
+        assert_eq!(ids(out.clone()), vec![3]);
         assert!(out.iter().all(|g| g.resend));
-        assert_eq!(o.resends(), 2);
-        assert!(o.has_waiting(both));
+        assert_eq!(o.resends(), 1);
+        assert!(o.has_waiting(last));
     }
 
     #[test]
@@ -680,9 +699,13 @@ mod tests {
             ..OutboxConfig::default()
         });
         o.push(ReadingId(1), reading(0, 100));
-        o.push(ReadingId(2), reading(5_000, 100));
         let sent = Timestamp(5_000);
         assert_eq!(o.due(sent, usize::MAX).len(), 1);
+        o.push(ReadingId(2), reading(5_000, 100));
+        o.push(ReadingId(3), reading(5_000, 100));
+        // The window is full; the newest passes it, the one before waits.
+        assert_eq!(o.due(sent, usize::MAX)[0].id, ReadingId(3));
+        assert!(o.acknowledge(ReadingId(3)));
         assert_eq!((o.in_flight(sent), o.has_waiting(sent)), (1, true));
         // Reading 1 is still awaiting an answer (its wait is at least 45 s) but too old at
         // 10.001 s: it no longer holds the window, and is given up and counted.
@@ -737,7 +760,7 @@ mod tests {
         }
 
         #[test]
-        fn in_flight_never_exceeds_the_cap_and_nothing_vanishes(
+        fn only_live_readings_pass_a_full_window_and_nothing_vanishes(
             max_in_flight in 1usize..6,
             capacity in 1usize..30,
             ops in proptest::collection::vec(op(), 0..200),
@@ -752,6 +775,8 @@ mod tests {
             let mut now = Timestamp(0);
             let mut pushed = 0u64;
             let mut acked = 0u64;
+            // Live readings sent beyond a full window.
+            let mut extra = 0usize;
             for op in ops {
                 match op {
                     Op::Push => {
@@ -760,14 +785,24 @@ mod tests {
                     }
                     Op::Due(limit) => {
                         let before = o.in_flight(now);
+                        let newest = o.pending.back().map(|p| (p.id, p.sends));
                         let out = o.due(now, limit);
-                        prop_assert!(out.len() <= limit.min(max_in_flight - before));
+                        let budget = limit.min(max_in_flight.saturating_sub(before));
+                        prop_assert!(out.len() <= limit);
+                        // Beyond the window only the newest reading, and only its first send.
+                        if out.len() > budget {
+                            prop_assert_eq!(out.len(), budget + 1);
+                            let last = out[budget];
+                            prop_assert_eq!(Some((last.id, 0)), newest);
+                            prop_assert!(!last.resend);
+                            extra += 1;
+                        }
                         // Oldest first: ids were pushed in increasing order.
                         prop_assert!(out.windows(2).all(|w| w[0].id.0 < w[1].id.0));
                         prop_assert_eq!(o.in_flight(now), before + out.len());
                         // Held back only by the cap or the limit.
                         if o.has_waiting(now) {
-                            prop_assert!(out.len() == limit || o.in_flight(now) == max_in_flight);
+                            prop_assert!(out.len() == limit || o.in_flight(now) >= max_in_flight);
                         }
                     }
                     Op::Ack(i) => {
@@ -781,7 +816,7 @@ mod tests {
                     Op::ResendAll => o.resend_all(),
                     Op::Wait(ms) => now = now.plus(ms),
                 }
-                prop_assert!(o.in_flight(now) <= max_in_flight);
+                prop_assert!(o.in_flight(now) <= max_in_flight + extra);
                 prop_assert!(o.len() <= capacity);
                 prop_assert_eq!(o.len() as u64 + acked + o.dropped() + o.expired(), pushed);
             }
