@@ -485,10 +485,10 @@ pub struct MeterCore<R> {
 
 impl<R: Rng + CryptoRng> MeterCore<R> {
     /// A meter about to join: its first transmit is the [`Transmit::Join`] of a fresh nickname.
-    pub fn new(cfg: MeterCoreConfig, rng: R, now: Timestamp) -> MeterCore<R> {
+    pub fn new(cfg: MeterCoreConfig, mut rng: R, now: Timestamp) -> MeterCore<R> {
         let mut core = MeterCore {
             outbox: Outbox::new(cfg.outbox.clone()),
-            liveness: Liveness::new(cfg.answer_timeout),
+            liveness: Liveness::new(cfg.answer_timeout).with_spread(rng.random()),
             readout: Responder::new(cfg.readout, cfg.interval),
             cfg,
             rng,
@@ -847,7 +847,7 @@ impl<R: Rng + CryptoRng> Agent for MeterCore<R> {
     fn handle(&mut self, now: Timestamp, input: Input) {
         self.now = now;
         if !matches!(input, Input::Measured { .. } | Input::Shutdown) {
-            self.liveness.heard();
+            self.liveness.heard(now);
         }
         match input {
             Input::Joined(me) => self.on_joined(now, &me),

@@ -155,7 +155,7 @@ impl<T: SeatTransmit> Seat<T> {
 
     /// Anything from the session proves it delivers.
     pub(crate) fn heard(&mut self, now: Timestamp) {
-        self.liveness.heard();
+        self.liveness.heard(now);
         self.last_heard = self.last_heard.max(now);
     }
 
@@ -193,7 +193,7 @@ impl<T: SeatTransmit> Seat<T> {
         }
         if let Some(t) = self.liveness.act(now) {
             if t == RoomTransmit::RenewSession {
-                self.liveness.heard();
+                self.liveness.heard(now);
                 self.phase = Phase::Renewing;
             }
             out.push_back(T::room(t));

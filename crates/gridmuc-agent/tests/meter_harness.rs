@@ -530,3 +530,65 @@ fn joins_sent(h: &gridmuc_agent::harness::House) -> gridmuc_core::RoomNick {
         })
         .expect("a join")
 }
+
+/// When each reading went out first, after the start of the interval it measures.
+fn first_send_delays(h: &gridmuc_agent::harness::House) -> Vec<i64> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            MeterEvent::Sent { reading, at, .. } => Some(at.since(reading.at)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_server_answering_late_gets_a_few_renewals_not_one_per_reading() {
+    // Every hop takes 6 s: a ping is answered in 12 s (its bound is 7.5 s) and a verdict in
+    // 24 s (it is due in 15 s), like a server at its limit. Before patience grew with each
+    // session declared dead, each house replaced its session after every reading.
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::new(21, 20, &cfg);
+    world.latency = 6_000;
+    world.run_for(2 * 60 * MINUTE);
+    world.shutdown(2 * MINUTE);
+    let reports = assert_nothing_lost(&world);
+    let renewals: Vec<usize> = world
+        .houses
+        .iter()
+        .map(|h| h.count(|t| *t == Transmit::RenewSession))
+        .collect();
+    // The first probe fails (12 s > 7.5 s); the second is patient enough.
+    assert!(renewals.iter().all(|&n| n <= 2), "{renewals:?}");
+    assert!(renewals.iter().any(|&n| n >= 1), "{renewals:?}");
+    // Two hours of readings, each counted once; a few resent, where a verdict's 24 s beat the
+    // first resend's wait (30 s ± 25 %), and were counted once (1,825 resends a house before).
+    assert!(
+        reports.iter().all(|r| r.sent >= 117 && r.resent <= 30),
+        "{reports:?}"
+    );
+}
+
+#[test]
+fn a_full_window_of_unanswered_readings_never_holds_back_the_live_one() {
+    // The bot counts but does not answer for 40 minutes: four readings fill the in-flight
+    // window (16 by default, as many as a 1-s load test sends in 16 s), and their resends
+    // keep it full. The reading of each new interval still goes out in its own interval, and
+    // everything is answered once the bot is.
+    let mut cfg = meter_config(Mode::Direct);
+    cfg.outbox.max_in_flight = 4;
+    let mut world = World::new(22, 3, &cfg);
+    world.bot.policy = Policy::Silent;
+    world.run_for(40 * MINUTE);
+    world.bot.policy = Policy::Accept;
+    world.run_for(30 * MINUTE);
+    world.shutdown(2 * MINUTE);
+    for h in &world.houses {
+        let delays = first_send_delays(h);
+        assert!(delays.len() >= 68, "{}", delays.len());
+        assert!(delays.iter().all(|&d| d < cfg.interval), "{delays:?}");
+    }
+    let counted = world.bot.counted.len() as u64;
+    let sent: u64 = world.houses.iter().map(|h| h.core.report().sent).sum();
+    assert_eq!(counted, sent);
+}

@@ -220,9 +220,9 @@ pub struct PrivateMeterCore<R> {
 
 impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
     /// A meter about to join under a fresh nickname.
-    pub fn new(cfg: PrivateMeterConfig, rng: R, now: Timestamp) -> PrivateMeterCore<R> {
+    pub fn new(cfg: PrivateMeterConfig, mut rng: R, now: Timestamp) -> PrivateMeterCore<R> {
         let mut core = PrivateMeterCore {
-            liveness: Liveness::new(cfg.answer_timeout),
+            liveness: Liveness::new(cfg.answer_timeout).with_spread(rng.random()),
             cfg,
             rng,
             phase: Phase::Renewing,
@@ -515,7 +515,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
             self.transmits
                 .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
             self.events.push_back(PrivateMeterEvent::Left(nick));
-            self.liveness.heard();
+            self.liveness.heard(now);
             // The new nickname starts afresh: catching up the gap would link it to the old one.
             self.last_slot = None;
             self.asked = None;
@@ -573,15 +573,15 @@ impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
         match input {
             Input::Room(r) => {
                 if r != RoomInput::Shutdown {
-                    self.liveness.heard();
+                    self.liveness.heard(now);
                 }
                 self.on_room(now, r);
             }
             Input::Payload { bytes, .. } => {
-                self.liveness.heard();
+                self.liveness.heard(now);
                 self.on_payload(now, &bytes);
             }
-            Input::Bounced { .. } => self.liveness.heard(),
+            Input::Bounced { .. } => self.liveness.heard(now),
             Input::Measured { slot, value } => self.on_measured(slot, value),
         }
         self.settle(now);
