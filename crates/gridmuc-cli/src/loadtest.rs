@@ -11,7 +11,7 @@ use crate::target::{Running, Target};
 use anyhow::Context;
 use gridmuc_core::{AggregatorConfig, RoomNick, Watts};
 use gridmuc_server::{PrivateServer, RoomPolicy, generate_password};
-use gridmuc_xmpp::bot::{BotConfig, BotError, BotEvent, BotReport, run_bot};
+use gridmuc_xmpp::bot::{AckBatch, BotConfig, BotError, BotEvent, BotReport, run_bot};
 use gridmuc_xmpp::connect::ConnectConfig;
 use gridmuc_xmpp::meter::{MeterConfig, MeterError, MeterEvent, MeterReport, Mode, run_meter};
 use gridmuc_xmpp::metrics::{Metrics, ReadingTap};
@@ -56,6 +56,11 @@ pub struct Args {
     /// Run the server with XEP-0198 stream management (off by default, as in the demo).
     #[arg(long)]
     pub smacks: bool,
+    /// How the bot answers direct readings: `batched` (one signed ack per meter covering up
+    /// to 16 readings or 5 s, the default) or `each` (one ack per reading, the rhythm before
+    /// cumulative acks), so what batching saves a server is measured with one binary.
+    #[arg(long, value_enum, default_value = "batched")]
+    pub acks: Acks,
     /// Let the bot post its per-interval summary to the room (one groupchat to every house).
     #[arg(long)]
     pub summaries: bool,
@@ -71,6 +76,15 @@ pub struct Args {
     /// whole run (sent but not accepted, the report's `lost`).
     #[arg(long, default_value_t = 0)]
     pub max_lost: u64,
+}
+
+/// How the bot answers direct readings (`--acks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Acks {
+    /// The bot's default [`AckBatch`].
+    Batched,
+    /// [`AckBatch::EACH`]: one ack per reading.
+    Each,
 }
 
 /// The bot's room nickname.
@@ -127,6 +141,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut bot = BotConfig::new(account(0), &room);
     bot.nick = BOT_NICK.to_owned();
     bot.post_summaries = args.summaries;
+    bot.acks = match args.acks {
+        Acks::Batched => AckBatch::default(),
+        Acks::Each => AckBatch::EACH,
+    };
     bot.aggregator = AggregatorConfig {
         interval: interval_ms.max(1),
         // Generous: late readings show up in the latency figures, not as rejections.
@@ -159,11 +177,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     println!(
-        "loadtest: {} houses × {} reading/s, {:?} mode{}, XEP-0198 {}, summaries {}, window {:.0} s",
+        "loadtest: {} houses × {} reading/s, {:?} mode{}, acks {:?}, XEP-0198 {}, summaries {}, window {:.0} s",
         args.houses,
         args.rate,
         args.mode,
         if args.unpaced { " (unpaced)" } else { "" },
+        args.acks,
         if args.smacks { "on" } else { "off" },
         if args.summaries { "on" } else { "off" },
         args.seconds
