@@ -6,7 +6,7 @@
 //! `… -- --replay <traces.csv> <plan.toml> <houses> <days> [seed…]` scores replayed real traces
 //! (long CSV, London or SimBench's LoadProfile.csv) with the plan's injected faults instead.
 
-use gridmuc_sim::eval::proportion_ci;
+use gridmuc_sim::eval::{proportion_ci, ramp_crossings};
 use gridmuc_sim::scenario::ReplayPlan;
 use gridmuc_sim::traces::{SimBenchHouses, TraceBuilder, Traces};
 use gridmuc_sim::{Scenario, replay, run};
@@ -98,33 +98,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (a, b) => a.or(b),
             };
         }
-        // The rating is a 30-minute ADMD, so a crossing is also read on the centred 30-minute
-        // mean of the physical total; the first single interval above it is the strict reading.
-        let totals: Vec<f64> = out
-            .intervals
-            .iter()
-            .map(|r| r.true_total_w as f64)
-            .collect();
-        let half = per_30 / 2;
-        let centred = |i: usize| {
-            let (a, b) = (
-                i.saturating_sub(half),
-                (i + per_30 - half).min(totals.len()),
-            );
-            totals[a..b].iter().sum::<f64>() / (b - a).max(1) as f64
-        };
-        for l in out.labels.iter().filter(|l| l.kind.as_str() == "load-ramp") {
-            let start = out.start.0 + i64::from(l.start_min) * 60_000;
-            let end = out.start.0 + i64::from(l.end_min()) * 60_000;
-            let inside = |i: &usize| (start..end).contains(&out.intervals[*i].start.0);
-            let crossing = (0..totals.len())
-                .filter(inside)
-                .find(|i| totals[*i] > out.rating_w as f64)
-                .map(|i| out.intervals[i].start.0);
-            let crossing_30 = (0..totals.len())
-                .filter(inside)
-                .find(|i| centred(*i) > out.rating_w as f64)
-                .map(|i| out.intervals[i].start.0);
+        for r in ramp_crossings(&out, per_30) {
+            let (start, end) = (r.start, r.end);
             let warned = out
                 .alerts
                 .iter()
@@ -133,20 +108,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         && (start..end + 3_600_000).contains(&a.emitted.0)
                 })
                 .map(|a| a.emitted.0);
-            let peak = out
-                .intervals
-                .iter()
-                .filter(|r| (start..end).contains(&r.start.0))
-                .map(|r| r.true_total_w)
-                .max()
-                .unwrap_or(0);
             let lead = |c: Option<i64>| match (warned, c) {
                 (Some(w), Some(c)) => Some((c - w) / 60_000),
                 _ => None,
             };
             ramps.0 += 1;
-            ramps.1 += usize::from(lead(crossing).is_some_and(|m| m >= 30));
-            ramps.2 += usize::from(lead(crossing_30).is_some_and(|m| m >= 30));
+            ramps.1 += usize::from(lead(r.first_interval).is_some_and(|m| m >= 30));
+            ramps.2 += usize::from(lead(r.centred_mean).is_some_and(|m| m >= 30));
             let minutes = |c: Option<i64>| {
                 c.map_or("never".into(), |c| {
                     format!("{} min in", (c - start) / 60_000)
@@ -155,11 +123,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "  ramp at {}: {:.2} kW a house at the end, peak {:.2} × rating, crosses the rating {} ({} on the 30-min mean), first overload alert {}",
                 gridmuc_core::Timestamp(start),
-                l.extra_w / 1000.0,
-                peak as f64 / out.rating_w as f64,
-                minutes(crossing),
-                minutes(crossing_30),
-                match (warned, lead(crossing), lead(crossing_30)) {
+                r.extra_w / 1000.0,
+                r.peak_w as f64 / out.rating_w as f64,
+                minutes(r.first_interval),
+                minutes(r.centred_mean),
+                match (warned, lead(r.first_interval), lead(r.centred_mean)) {
                     (Some(_), Some(a), Some(b)) =>
                         format!("{a} min before crossing ({b} on the 30-min mean)"),
                     (Some(w), _, _) => format!("{} min in", (w - start) / 60_000),

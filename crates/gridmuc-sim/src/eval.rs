@@ -207,7 +207,7 @@ pub fn score_detectors(
     policy: &PolicyConfig,
 ) -> Vec<DetectorScore> {
     let slack = 2 * out.interval;
-    let gap = (i64::from(policy.clear_after.max(1)) * out.interval).max(policy.cooldown);
+    let gap = policy_gap(policy, out.interval);
     let span = (out.intervals.len() as f64 * out.interval as f64).max(1.0);
     let houses = out.houses.max(1);
     let meters = [AnomalyKind::StuckMeter, AnomalyKind::ZeroMeter];
@@ -270,6 +270,82 @@ fn rating_crossings(out: &SimOutput) -> Vec<i64> {
         .filter(|w| w[0].true_total_w <= out.rating_w && w[1].true_total_w > out.rating_w)
         .map(|w| w[1].start.0)
         .collect()
+}
+
+/// Where issue #13's goal reads a ramp's crossing of the rating, so the scorer and the
+/// detectability analysis measure leads from the same instants.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RampCrossing {
+    /// Ramp start (virtual ms).
+    pub start: i64,
+    /// Ramp end (virtual ms, exclusive).
+    pub end: i64,
+    /// Extra watts per house at the ramp's end.
+    pub extra_w: f64,
+    /// Houses the ramp adds to, so its share of an excess can be told from the street's own swing.
+    pub houses: usize,
+    /// Highest one-interval physical total during the ramp (W).
+    pub peak_w: i64,
+    /// Start of the first interval in the ramp whose physical total is above the rating.
+    pub first_interval: Option<i64>,
+    /// Start of the first interval in the ramp whose centred 30-minute mean is above the rating:
+    /// the rating is a 30-minute ADMD, so this is the crossing the rating itself speaks of.
+    pub centred_mean: Option<i64>,
+}
+
+/// Every injected load ramp of a run with both readings of its crossing; `per_30` is the
+/// number of intervals in 30 minutes.
+pub fn ramp_crossings(out: &SimOutput, per_30: usize) -> Vec<RampCrossing> {
+    let totals: Vec<f64> = out
+        .intervals
+        .iter()
+        .map(|r| r.true_total_w as f64)
+        .collect();
+    let rating = out.rating_w as f64;
+    let half = per_30 / 2;
+    let centred = |i: usize| {
+        let (a, b) = (
+            i.saturating_sub(half),
+            (i + per_30 - half).min(totals.len()),
+        );
+        totals[a..b].iter().sum::<f64>() / (b - a).max(1) as f64
+    };
+    out.labels
+        .iter()
+        .filter(|l| l.kind == AnomalyKind::LoadRamp)
+        .map(|l| {
+            let start = out.start.0 + i64::from(l.start_min) * MINUTE;
+            let end = out.start.0 + i64::from(l.end_min()) * MINUTE;
+            let inside: Vec<usize> = (0..totals.len())
+                .filter(|i| (start..end).contains(&out.intervals[*i].start.0))
+                .collect();
+            let first = |above: &dyn Fn(usize) -> bool| {
+                inside
+                    .iter()
+                    .find(|i| above(**i))
+                    .map(|i| out.intervals[*i].start.0)
+            };
+            RampCrossing {
+                start,
+                end,
+                extra_w: f64::from(l.extra_w),
+                houses: l.houses.len(),
+                peak_w: inside
+                    .iter()
+                    .map(|i| out.intervals[*i].true_total_w)
+                    .max()
+                    .unwrap_or(0),
+                first_interval: first(&|i| totals[i] > rating),
+                centred_mean: first(&|i| centred(i) > rating),
+            }
+        })
+        .collect()
+}
+
+/// The quiet time after which the alert policy counts a recurrence as a new event: findings
+/// closer than this are one alert.
+pub fn policy_gap(policy: &PolicyConfig, interval: i64) -> i64 {
+    (i64::from(policy.clear_after.max(1)) * interval).max(policy.cooldown)
 }
 
 /// The least time from the first overload alert (within the lead before it) to each crossing.
