@@ -612,6 +612,14 @@ impl World {
         self.tell(house, Input::Removed);
     }
 
+    /// The room forgets `house` without telling it (its room restarted on another cluster
+    /// node, say): its session is fine, but the room no longer counts it as an occupant.
+    pub fn forget(&mut self, house: usize) {
+        for nick in self.nicks_of(house) {
+            self.occupants.remove(&nick);
+        }
+    }
+
     /// The session of `house` stops delivering (its sends still go out) until it is replaced.
     pub fn stall(&mut self, house: usize) {
         self.houses[house].stalled = true;

@@ -336,6 +336,12 @@ pub enum MeterCoreError {
     Privacy(#[from] PrivacyRefusal),
 }
 
+/// The error a room answers a non-occupant's message with (XEP-0045; XEP-0410's self-ping
+/// reads it the same way): the room has forgotten us while our session lived on, as when a
+/// clustered room restarts on another node. The driver passes on only errors from the room
+/// itself or the bot's occupant JID, which no other occupant can send.
+const NOT_AN_OCCUPANT: &str = "not-acceptable";
+
 /// Nicknames drawn in a row before a meter gives up on a room where every one is taken.
 pub const JOIN_ATTEMPTS: usize = 5;
 
@@ -615,7 +621,19 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
     /// Direct: the bot is not in the room, so the reading stays queued and goes out again on
     /// its backoff schedule (resending at once would only bounce again). Broadcast: the room
     /// refused the reading in flight; the next one may go.
-    fn on_bounce(&mut self, id: Option<ReadingId>, why: String) {
+    fn on_bounce(&mut self, now: Timestamp, id: Option<ReadingId>, why: String) {
+        if why == NOT_AN_OCCUPANT && matches!(self.phase, Phase::InRoom(_)) {
+            // Left and rejoined as in a rotation (leave, random gap, fresh nickname), so even
+            // a forged bounce for a nickname still in the room links nothing; the reading is
+            // resent under the new one with everything else unacknowledged.
+            self.report.bounced += 1;
+            tracing::warn!(
+                "the room no longer counts us as an occupant (restarted, or its node did); \
+                 rejoining under a new nickname"
+            );
+            self.drain(now, AfterDrain::Rotate);
+            return;
+        }
         match self.cfg.mode {
             Mode::Direct => {
                 self.report.bounced += 1;
@@ -875,7 +893,7 @@ impl<R: Rng + CryptoRng> Agent for MeterCore<R> {
                 self.report.unverified += 1;
                 self.warn_impostor();
             }
-            Input::Bounce { id, why } => self.on_bounce(id, why),
+            Input::Bounce { id, why } => self.on_bounce(now, id, why),
             Input::Private {
                 from,
                 body,

@@ -593,3 +593,30 @@ fn a_full_window_of_unanswered_readings_never_holds_back_the_live_one() {
     let sent: u64 = world.houses.iter().map(|h| h.core.report().sent).sum();
     assert_eq!(counted, sent);
 }
+
+#[test]
+fn a_meter_the_room_forgot_rejoins_under_a_new_nickname_losing_nothing() {
+    // The room restarts on another cluster node without the meter; its session is fine and
+    // its pings are answered, so only the room's "not an occupant" says so.
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::new(23, 2, &cfg);
+    world.run_for(5 * MINUTE);
+    let before = world.nicks_of(0);
+    world.forget(0);
+    assert!(world.nicks_of(0).is_empty());
+    world.run_for(5 * MINUTE);
+    world.shutdown(5 * SECOND);
+
+    let reports = assert_nothing_lost(&world);
+    let after = joins(&world.houses[0].events);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0], before[0]);
+    assert_ne!(after[1], before[0]);
+    assert_eq!(reports[0].bounced, 1);
+    // Rejoined as in a rotation: the old nickname left first, no session was replaced.
+    let h = &world.houses[0];
+    assert_eq!(h.count(|t| *t == Transmit::Leave(before[0].clone())), 1);
+    assert_eq!(h.count(|t| *t == Transmit::RenewSession), 0);
+    // The healthy neighbour kept its nickname.
+    assert_eq!(reports[1].nicks, 1);
+}

@@ -432,7 +432,12 @@ impl MeterWire {
                     _ => Input::Alive,
                 }
             }
-            MessageType::Error if *from == self.bot || from.to_bare() == self.room => {
+            // From the bot's occupant JID (a direct reading) or the room itself (a groupchat
+            // one): another occupant's error must not look like the room's.
+            MessageType::Error
+                if *from == self.bot
+                    || (from.resource().is_none() && from.to_bare() == self.room) =>
+            {
                 let why = m
                     .payloads
                     .iter()
