@@ -340,7 +340,7 @@ pub enum MeterCoreError {
 /// reads it the same way): the room has forgotten us while our session lived on, as when a
 /// clustered room restarts on another node. The driver passes on only errors from the room
 /// itself or the bot's occupant JID, which no other occupant can send.
-const NOT_AN_OCCUPANT: &str = "not-acceptable";
+pub(crate) const NOT_AN_OCCUPANT: &str = "not-acceptable";
 
 /// Nicknames drawn in a row before a meter gives up on a room where every one is taken.
 pub const JOIN_ATTEMPTS: usize = 5;

@@ -595,6 +595,35 @@ fn a_kicked_meter_rejoins_under_a_new_nickname_and_loses_nothing() {
     assert!(got.values().all(|r| r.reports == 6), "{got:?}");
 }
 
+#[test]
+fn a_meter_the_room_forgot_rejoins_under_a_new_nickname_and_loses_nothing() {
+    // The room restarts on another cluster node without the meter and tells it nothing; its
+    // next report comes back `not-acceptable`, and it rejoins as in a rotation.
+    let s = setup(15, 3);
+    let mut w = world(15, 6, &s, Box::new(load));
+    w.run_for(11_000);
+    let before = w.meters[2].node.core.nick().cloned().expect("in the room");
+    w.forget(Who::Meter(2));
+    w.run_for(30_000);
+    let after = w.meters[2]
+        .node
+        .core
+        .nick()
+        .cloned()
+        .expect("back in the room");
+    assert_ne!(before, after);
+    assert_eq!(w.meters[2].node.core.stats().nicks, 2);
+    let leaves = count_transmits(
+        &w.meters[2].node.transmits,
+        &RoomTransmit::Leave(before.clone()),
+    );
+    assert_eq!(leaves, 1);
+    assert_published_exactly(&w, &expected(&w, &s.cfg, load));
+    let got = published(&w);
+    assert!(got.len() >= 5, "{:?}", got.keys());
+    assert!(got.values().all(|r| r.reports == 6), "{got:?}");
+}
+
 /// A stalled meter's world: its session stalls at 9 s and takes 4.5 s to replace, so it is out
 /// of the room across an interval's end and back within the catch-up window.
 fn stalled_meter(catch_up: i64) -> (PrivateWorld, Setup) {

@@ -37,6 +37,16 @@ pub fn reading_id(m: &Message) -> Option<ReadingId> {
     m.id.as_ref().and_then(|id| ReadingId::parse(&id.0))
 }
 
+/// The condition of an error message (`item-not-found`, `not-acceptable`, …), empty if it
+/// names none: what the room says of a message it returned decides what the agent does next.
+pub fn error_condition(m: &Message) -> String {
+    m.payloads
+        .iter()
+        .find(|e| e.name() == "error")
+        .and_then(|e| e.children().next().map(|c| c.name().to_owned()))
+        .unwrap_or_default()
+}
+
 /// True if the sender of `m` asked for an XEP-0184 receipt.
 pub fn wants_receipt(payloads: &[Element]) -> bool {
     payloads.iter().any(|p| p.is("request", ns::RECEIPTS))

@@ -438,15 +438,9 @@ impl MeterWire {
                 if *from == self.bot
                     || (from.resource().is_none() && from.to_bare() == self.room) =>
             {
-                let why = m
-                    .payloads
-                    .iter()
-                    .find(|e| e.name() == "error")
-                    .and_then(|e| e.children().next().map(|c| c.name().to_owned()))
-                    .unwrap_or_default();
                 Input::Bounce {
                     id: delivery::reading_id(m),
-                    why,
+                    why: delivery::error_condition(m),
                 }
             }
             MessageType::Error => Input::Alive,

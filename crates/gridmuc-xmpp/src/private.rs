@@ -461,7 +461,10 @@ pub(crate) fn private_input(room: &BareJid, m: &Message) -> Input {
         return alive;
     };
     if m.type_ == MessageType::Error {
-        return Input::Bounced { to: from };
+        return Input::Bounced {
+            to: from,
+            why: crate::delivery::error_condition(m),
+        };
     }
     let delayed = m
         .payloads

@@ -245,6 +245,12 @@ impl PrivateWorld {
         self.tell(at, who, session, Input::Room(RoomInput::Removed));
     }
 
+    /// The room forgets `who` without telling it (its room restarted on another cluster
+    /// node, say): the session is fine, but the room no longer counts it as an occupant.
+    pub fn forget(&mut self, who: Who) {
+        self.occupants.retain(|_, o| o.0 != who);
+    }
+
     /// `who`'s session stops delivering (its sends still go out) until the core replaces it.
     pub fn stall(&mut self, who: Who) {
         if let Some(stalled) = self.stalled_mut(who) {
@@ -486,12 +492,28 @@ impl PrivateWorld {
             Transmit::Send {
                 to, body, payload, ..
             } => {
-                let Some(nick) = sender else { return };
+                let bounce = |to: &To, why: &str| match to {
+                    To::Nick(n) => Some(Input::Bounced {
+                        to: n.clone(),
+                        why: why.to_owned(),
+                    }),
+                    _ => None,
+                };
+                let Some(nick) = sender else {
+                    // Not an occupant: the room refuses the message.
+                    if let Some(input) = bounce(&to, "not-acceptable") {
+                        self.schedule(hop, reply(input));
+                    }
+                    return;
+                };
                 let targets: Vec<(Who, u64)> = match &to {
                     To::Nick(n) => match self.occupants.get(n) {
                         Some(o) => vec![*o],
                         None => {
-                            let input = Input::Bounced { to: n.clone() };
+                            let input = Input::Bounced {
+                                to: n.clone(),
+                                why: "item-not-found".to_owned(),
+                            };
                             self.schedule(hop, reply(input));
                             return;
                         }

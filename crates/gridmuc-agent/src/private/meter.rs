@@ -512,17 +512,42 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
             self.liveness.posted(now);
         }
         if now >= self.leave_at(rotate_at) {
-            self.transmits
-                .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
-            self.events.push_back(PrivateMeterEvent::Left(nick));
-            self.liveness.heard(now);
-            // The new nickname starts afresh: catching up the gap would link it to the old one.
-            self.last_slot = None;
-            self.asked = None;
-            self.phase = Phase::Away {
-                until: now.plus(self.rejoin_gap(now)),
-            };
+            self.leave_for_rejoin(now, nick);
         }
+    }
+
+    /// Leaves under `nick` and rejoins under a fresh one after a random gap.
+    fn leave_for_rejoin(&mut self, now: Timestamp, nick: RoomNick) {
+        self.transmits
+            .push_back(Transmit::Room(RoomTransmit::Leave(nick.clone())));
+        self.events.push_back(PrivateMeterEvent::Left(nick));
+        self.liveness.heard(now);
+        // The new nickname starts afresh: catching up the gap would link it to the old one.
+        self.last_slot = None;
+        self.asked = None;
+        self.phase = Phase::Away {
+            until: now.plus(self.rejoin_gap(now)),
+        };
+    }
+
+    /// The room answered a report to the leader with `not-acceptable`: it has forgotten us
+    /// (a clustered room restarted on another node, say) while our session lived on. Leave and
+    /// rejoin as in a rotation, so even a forged answer links nothing; reports without a
+    /// verdict go again under the new nickname. Only the leader's nickname counts: no other
+    /// occupant can answer in its name.
+    fn on_bounce(&mut self, now: Timestamp, to: &RoomNick, why: &str) {
+        let Phase::InRoom { nick, .. } = &self.phase else {
+            return;
+        };
+        if why != crate::meter::NOT_AN_OCCUPANT || *to != self.cfg.leader_nick {
+            return;
+        }
+        tracing::warn!(
+            "the room no longer counts us as an occupant (restarted, or its node did); \
+             rejoining under a new nickname"
+        );
+        let nick = nick.clone();
+        self.leave_for_rejoin(now, nick);
     }
 
     /// When a rotation due at `rotate_at` leaves: then if this interval's report is sent and
@@ -581,7 +606,10 @@ impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
                 self.liveness.heard(now);
                 self.on_payload(now, &bytes);
             }
-            Input::Bounced { .. } => self.liveness.heard(now),
+            Input::Bounced { to, why } => {
+                self.liveness.heard(now);
+                self.on_bounce(now, &to, &why);
+            }
             Input::Measured { slot, value } => self.on_measured(slot, value),
         }
         self.settle(now);

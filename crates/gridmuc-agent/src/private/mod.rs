@@ -44,10 +44,13 @@ pub enum Input {
         /// The decoded bytes.
         bytes: Vec<u8>,
     },
-    /// The room returned a message to `to` as an error (nobody holds that nickname).
+    /// The room returned a message to `to` as an error: nobody holds that nickname
+    /// (`item-not-found`), or the room no longer counts us as an occupant (`not-acceptable`).
     Bounced {
         /// The nickname it was for.
         to: RoomNick,
+        /// The error condition.
+        why: String,
     },
     /// The answer to [`Transmit::Measure`] (meters only): the load of the interval starting
     /// at `slot`, or `None` if the source has nothing for it.
