@@ -1065,7 +1065,7 @@ impl World {
             Transmit::Send { id, reading, to } => {
                 let Some(from) = sender else {
                     // Not an occupant: the room refuses the message.
-                    self.message(hop, reply(bounce(id, "not-acceptable")));
+                    self.message(hop, reply(bounce(id, crate::room::NOT_AN_OCCUPANT)));
                     return;
                 };
                 match to {

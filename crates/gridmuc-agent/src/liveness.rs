@@ -10,9 +10,9 @@
 //! A server too busy to answer in time is the other way to fail a probe, and replacing a live
 //! session costs that server a TLS login and a join on top. So each session declared dead
 //! doubles the next probe's patience (up to [`MAX_PATIENCE_DOUBLINGS`]), forgiven once a probe
-//! is answered within the plain bound, and each agent adds its own random share on top: a fleet whose
-//! server slowed down for all of them at once does not renew in step and keeps doing so (RFC
-//! 6120 §3.3 asks reconnecting clients for the same: random, increasing waits).
+//! is answered within the plain bound, and each agent adds its own random share on top: a
+//! fleet whose server slowed down for all of them at once does not renew in step and keeps
+//! doing so (RFC 6120 §3.3 asks reconnecting clients for the same: random, increasing waits).
 
 use crate::room::RoomTransmit;
 use gridmuc_core::{Millis, Timestamp};

@@ -17,6 +17,7 @@
 use crate::bot::Verdict;
 use crate::liveness::Liveness;
 use crate::readout::{self, Responder};
+use crate::room::NOT_AN_OCCUPANT;
 use crate::room::{Agent, PrivacyRefusal, RoomTransmit, SelfPresence};
 use gridmuc_core::{
     Alert, Millis, NickGenerator, Outbox, OutboxConfig, Quality, Reading, ReadingId, RoomNick,
@@ -335,12 +336,6 @@ pub enum MeterCoreError {
     #[error(transparent)]
     Privacy(#[from] PrivacyRefusal),
 }
-
-/// The error a room answers a non-occupant's message with (XEP-0045; XEP-0410's self-ping
-/// reads it the same way): the room has forgotten us while our session lived on, as when a
-/// clustered room restarts on another node. The driver passes on only errors from the room
-/// itself or the bot's occupant JID, which no other occupant can send.
-pub(crate) const NOT_AN_OCCUPANT: &str = "not-acceptable";
 
 /// Nicknames drawn in a row before a meter gives up on a room where every one is taken.
 pub const JOIN_ATTEMPTS: usize = 5;

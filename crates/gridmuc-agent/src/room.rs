@@ -63,6 +63,12 @@ pub enum PrivacyRefusal {
     NoSuchRoom,
 }
 
+/// The error a room answers a non-occupant's message with (XEP-0045; XEP-0410's self-ping
+/// reads it the same way): the room has forgotten us while our session lived on, as when a
+/// clustered room restarts on another node. Agents act on it only from the room itself or
+/// the nickname they wrote to (the bot's, the leader's), which no other occupant can send from.
+pub(crate) const NOT_AN_OCCUPANT: &str = "not-acceptable";
+
 /// What the session and the room tell any agent; the driver produces these the same way for all.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RoomInput {

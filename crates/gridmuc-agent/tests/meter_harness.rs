@@ -575,7 +575,7 @@ fn a_full_window_of_unanswered_readings_never_holds_back_the_live_one() {
     // The bot counts but does not answer for 40 minutes: four readings fill the in-flight
     // window (16 by default, as many as a 1-s load test sends in 16 s), and their resends
     // keep it full. The reading of each new interval still goes out in its own interval, and
-    // everything is answered once the bot is.
+    // the bot counts each reading sent once.
     let mut cfg = meter_config(Mode::Direct);
     cfg.outbox.max_in_flight = 4;
     let mut world = World::new(22, 3, &cfg);

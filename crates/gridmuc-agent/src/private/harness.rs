@@ -492,16 +492,14 @@ impl PrivateWorld {
             Transmit::Send {
                 to, body, payload, ..
             } => {
-                let bounce = |to: &To, why: &str| match to {
-                    To::Nick(n) => Some(Input::Bounced {
-                        to: n.clone(),
-                        why: why.to_owned(),
-                    }),
-                    _ => None,
+                let bounced = |n: &RoomNick, why: &str| Input::Bounced {
+                    to: n.clone(),
+                    why: why.to_owned(),
                 };
                 let Some(nick) = sender else {
                     // Not an occupant: the room refuses the message.
-                    if let Some(input) = bounce(&to, "not-acceptable") {
+                    if let To::Nick(n) = &to {
+                        let input = bounced(n, crate::room::NOT_AN_OCCUPANT);
                         self.schedule(hop, reply(input));
                     }
                     return;
@@ -510,10 +508,7 @@ impl PrivateWorld {
                     To::Nick(n) => match self.occupants.get(n) {
                         Some(o) => vec![*o],
                         None => {
-                            let input = Input::Bounced {
-                                to: n.clone(),
-                                why: "item-not-found".to_owned(),
-                            };
+                            let input = bounced(n, "item-not-found");
                             self.schedule(hop, reply(input));
                             return;
                         }

@@ -539,7 +539,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
         let Phase::InRoom { nick, .. } = &self.phase else {
             return;
         };
-        if why != crate::meter::NOT_AN_OCCUPANT || *to != self.cfg.leader_nick {
+        if why != crate::room::NOT_AN_OCCUPANT || *to != self.cfg.leader_nick {
             return;
         }
         tracing::warn!(
