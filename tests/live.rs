@@ -679,9 +679,24 @@ fn crash_loses_nothing(
 
 #[test]
 fn an_ejabberd_cluster_node_crash_loses_no_reading() {
-    // Meters on node 0; the bot on node 1, where the room runs. (Not the room on the
-    // meters' node: when that node dies, the bot on the surviving node is never told that
-    // its room is gone and stays out of the room the meters recreate; docs/ejabberd-cluster.md.)
+    // Meters on node 0; the bot on node 1, where the room runs. Node 0 dies with the meters'
+    // sessions; the bot's node and session live on: it joins once (twice if its watchdog
+    // replaced a session slowed by the crash).
+    cluster_node_crash(1, 1..=2);
+}
+
+#[test]
+fn a_room_that_dies_with_its_node_takes_the_bot_back_and_loses_no_reading() {
+    // Meters on node 0, where the room runs; the bot on node 1. The room dies with node 0 and
+    // restarts without the bot, whose session on node 1 is fine and is never told. Its
+    // self-ping (XEP-0410) finds out and it rejoins: at least twice in all.
+    cluster_node_crash(0, 2..=4);
+}
+
+/// Five real direct meters on node 0 and the real bot on node 1 of a two-node cluster, the
+/// room on `room_node`; node 0 is killed 3 s in and restarted a second later, comes back on its
+/// spool and rejoins the cluster by itself, and the meters reconnect to it.
+fn cluster_node_crash(room_node: usize, bot_joins: std::ops::RangeInclusive<usize>) {
     let mut cluster = EjabberdCluster::start(ServerConfig::default(), 2).unwrap();
     let accounts: Vec<(String, String)> = users(&["bot"], 5)
         .into_iter()
@@ -689,7 +704,7 @@ fn an_ejabberd_cluster_node_crash_loses_no_reading() {
         .collect();
     cluster.register_many(&accounts).unwrap();
     let room = cluster
-        .provision_room(1, "hood", &RoomPolicy::default())
+        .provision_room(room_node, "hood", &RoomPolicy::default())
         .unwrap();
     let account = |user: &str, node: usize| {
         common::account_at(
@@ -705,11 +720,8 @@ fn an_ejabberd_cluster_node_crash_loses_no_reading() {
         .map(|i| meter_config(account(&format!("house{i}"), 0), &room, Mode::Direct, &csv))
         .collect();
     let bot = bot_config(account("bot", 1), &room, vec![]);
-    // Node 0 dies with the meters' sessions; it comes back on its spool and rejoins the
-    // cluster by itself, and the meters reconnect to it.
-    // The bot's node and session live on: it joins once (twice if its watchdog replaced a
-    // session slowed by the crash).
-    crash_loses_nothing(bot, meters, 1..=2, "cluster node crash", || {
+    let what = format!("cluster node crash, room on node {room_node}");
+    crash_loses_nothing(bot, meters, bot_joins, &what, || {
         cluster.crash(0).unwrap();
         std::thread::sleep(Duration::from_secs(1));
         cluster.restart(0).unwrap();
@@ -916,6 +928,39 @@ fn bot_stall_on(kind: ServerKind) {
          {} resent",
         run.meters.iter().map(|r| r.resent).sum::<u64>(),
     );
+}
+
+on_each_server!(
+    a_quiet_bot_keeps_its_seat_through_its_self_pings,
+    quiet_bot_on
+);
+fn quiet_bot_on(kind: ServerKind) {
+    // Nobody reports: every 2 s of silence the bot asks the room whether it still counts it
+    // (XEP-0410), and the server answers (or forwards the ping to us, and we answer).
+    let hood = Hood::new(kind, 0, RoomPolicy::default());
+    let bot = hood.bot(&[]);
+    let (joins, answers) = runtime().block_on(async {
+        let (stop, stop_rx) = watch::channel(false);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run_bot(bot, Some(tx), stopped(stop_rx)));
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let (mut joins, mut answers) = (0, 0);
+        while let Ok(e) = rx.try_recv() {
+            match e {
+                BotEvent::Joined(_) => joins += 1,
+                BotEvent::Stanza(xml) if xml.starts_with("<iq") && xml.contains("id='self-") => {
+                    assert!(xml.contains("type='result'"), "{xml}");
+                    answers += 1;
+                }
+                _ => {}
+            }
+        }
+        (joins, answers)
+    });
+    assert_eq!(joins, 1, "a quiet room took the bot's seat");
+    assert!(answers >= 2, "{answers} self-pings answered");
 }
 
 fn now() -> gridmuc::core::Timestamp {

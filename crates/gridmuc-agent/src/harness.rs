@@ -620,6 +620,11 @@ impl World {
         }
     }
 
+    /// The room forgets the real bot without telling it, as [`World::forget`] does a house.
+    pub fn forget_bot(&mut self) {
+        self.occupants.retain(|_, o| *o != Occupant::Bot);
+    }
+
     /// The session of `house` stops delivering (its sends still go out) until it is replaced.
     pub fn stall(&mut self, house: usize) {
         self.houses[house].stalled = true;
@@ -795,7 +800,16 @@ impl World {
                     self.occupants.remove(&n);
                 }
             }
-            bot::Transmit::Ping => self.schedule(hop, reply(bot::Input::Alive)),
+            bot::Transmit::Ping => {
+                // The driver's probe is a self-ping while the core holds its nickname: a room
+                // that no longer counts it says so.
+                let forgotten = !in_room && self.sub().core.nick().is_some();
+                let input = match forgotten {
+                    true => bot::Input::Removed,
+                    false => bot::Input::Alive,
+                };
+                self.schedule(hop, reply(input));
+            }
             // Readout polls of third-party devices are tested on the cores (tests/readout.rs).
             bot::Transmit::RenewSession | bot::Transmit::Poll { .. } => {}
             bot::Transmit::Post {
@@ -1054,7 +1068,14 @@ impl World {
                     self.occupants.remove(&nick);
                 }
             }
-            Transmit::Ping => self.schedule(hop, reply(Input::Alive)),
+            Transmit::Ping => {
+                // A self-ping, as for the bot above.
+                let input = match sender.is_none() && self.houses[house].core.nick().is_some() {
+                    true => Input::Removed,
+                    false => Input::Alive,
+                };
+                self.schedule(hop, reply(input));
+            }
             // Only the real bot holds verdicts back; the stand-in answers each reading at once.
             Transmit::FlushAcks => {
                 if let (Some(from), true) = (sender, self.substation.is_some()) {

@@ -346,6 +346,42 @@ fn a_silent_room_gets_the_bot_session_probed_after_one_and_a_half_intervals() {
 }
 
 #[test]
+fn a_bot_the_room_forgot_finds_out_by_self_ping_and_rejoins_losing_nothing() {
+    // The room restarts on another cluster node without the bot, whose session lives on and
+    // is never told: it gets no reading, posts nothing, so nothing of its own bounces.
+    let cfg = meter_config(Mode::Direct);
+    let mut world = World::with_bot(23, 5, &cfg, bot_config());
+    world.run_for(3 * MINUTE);
+    let forgotten = world.now();
+    world.forget_bot();
+    world.run_for(10 * MINUTE);
+    world.shutdown(5 * SECOND);
+    world.stop_bot(SECOND);
+
+    let reports = assert_counted_once(&world);
+    // Readings sent meanwhile bounced off the empty nickname and were resent after the rejoin.
+    let bounced: u64 = reports.iter().map(|r| r.bounced).sum();
+    assert!(bounced >= 1, "{reports:?}");
+    assert_eq!(joined(&world), 2);
+    let sub = world.substation.as_ref().expect("the real bot");
+    // The session was fine: the self-ping's answer made the bot rejoin, no renewal.
+    assert_eq!(sub.count(|t| *t == Transmit::RenewSession), 0);
+    let after = |want: fn(&Transmit) -> bool| {
+        sub.transmits
+            .iter()
+            .find(|(at, t)| *at >= forgotten && want(t))
+            .map(|(at, _)| *at)
+            .expect("sent after the room forgot the bot")
+    };
+    let ping = after(|t| *t == Transmit::Ping);
+    let join = after(|t| matches!(t, Transmit::Join(_)));
+    // Within the silence bound of the last reading, and one round trip later back in.
+    let interval = bot_config().aggregator.interval;
+    assert!(ping.since(forgotten) <= bot::silence_bound(interval) + echo_bound(interval));
+    assert_eq!(join.since(ping), 2 * world.latency);
+}
+
+#[test]
 fn broadcast_readings_are_counted_once_and_answered_by_the_room_alone() {
     let cfg = meter_config(Mode::Broadcast);
     let mut world = World::with_bot(18, 4, &cfg, bot_config());

@@ -459,7 +459,7 @@ async fn start<C: ServerConnector>(
 /// True if the server answers an XEP-0199 ping within `bound` (other events meanwhile are dropped).
 async fn alive(client: &mut Session, bound: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + bound;
-    let Some(id) = send_ping(client, deadline).await else {
+    let Some(id) = send_ping(client, None, deadline).await else {
         return false;
     };
     loop {
@@ -478,13 +478,18 @@ pub(crate) fn ping_bound(timeout: Duration) -> Duration {
     Duration::from_millis(bound.unsigned_abs())
 }
 
-/// Sends an XEP-0199 ping unless that takes past `deadline`; the ping's id if it went out.
+/// Sends an XEP-0199 ping (`ping`, or one to our server) unless that takes past `deadline`;
+/// the ping's id if it went out.
 pub(crate) async fn send_ping(
     client: &mut Session,
+    ping: Option<xmpp_parsers::iq::Iq>,
     deadline: tokio::time::Instant,
 ) -> Option<String> {
-    let id = format!("alive-{}", rand::random::<u64>());
-    let ping = xmpp_parsers::iq::Iq::from_get(id.clone(), xmpp_parsers::ping::Ping);
+    let ping = ping.unwrap_or_else(|| {
+        let id = format!("alive-{}", rand::random::<u64>());
+        xmpp_parsers::iq::Iq::from_get(id, xmpp_parsers::ping::Ping)
+    });
+    let id = ping.id().to_owned();
     match tokio::time::timeout_at(deadline, client.send_stanza(ping.into())).await {
         Ok(Ok(_)) => Some(id),
         Ok(Err(_)) | Err(_) => None,

@@ -3,8 +3,9 @@
 //! A core (`gridmuc_agent::Agent`) holds an agent's rules; this loop does what all agents
 //! share, once: it `select!`s over shutdown, the session and the core's next timeout; turns
 //! session events and room presences into [`RoomInput`]s (removal, a room that starts showing
-//! JIDs, a session reset); carries out every [`RoomTransmit`] (join with the privacy checks of
-//! our own presence, leave, ping, a fresh session when one stalls). What differs between agents
+//! JIDs, a session reset, a self-ping's answer that the room forgot us); carries out every
+//! [`RoomTransmit`] (join with the privacy checks of our own presence, leave, ping, a fresh
+//! session when one stalls); answers the pings an agent must answer. What differs between agents
 //! (which messages mean what, how readings, verdicts and posts look on the wire, what the
 //! caller is told) is a [`Wire`]: the only agent-specific code that touches XMPP.
 //!
@@ -12,6 +13,7 @@
 
 use crate::connect::{self, ConnectConfig};
 use crate::muc::{self, JoinOutcome, MucError, PrivacyError, SessionEvent};
+use crate::selfping::{self, SelfPing};
 use crate::session::Session;
 use crate::{instant_at, now_ts};
 use futures::{FutureExt, StreamExt};
@@ -155,6 +157,8 @@ async fn drive<A: Agent, W: Wire<A>>(
         wire,
         room,
         account,
+        self_ping: None,
+        replies: Vec::new(),
     };
     d.run(client, shutdown).await
 }
@@ -164,6 +168,10 @@ struct Driver<'a, A, W> {
     wire: &'a mut W,
     room: &'a BareJid,
     account: &'a ConnectConfig,
+    /// The self-ping whose answer we wait for, if the last probe was one.
+    self_ping: Option<SelfPing>,
+    /// Answers to pings, sent with the core's next transmits.
+    replies: Vec<Iq>,
 }
 
 impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
@@ -264,6 +272,11 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
     /// Carries out everything the core asks for, then passes its events on (so a post is
     /// reported after it went out), until it has nothing more to say.
     async fn pump(&mut self, client: &mut Session) -> Result<(), W::Error> {
+        for reply in std::mem::take(&mut self.replies) {
+            let sent = muc::send(client, reply.into(), self.account.timeout).await;
+            self.unless_stalled(client, sent.map_err(W::Error::from))
+                .await?;
+        }
         loop {
             let mut busy = false;
             while let Some(t) = self.core.poll_transmit() {
@@ -292,8 +305,16 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
                 }
             }
             Ok(RoomTransmit::Ping) => {
+                // In the room, the probe is a self-ping (XEP-0410): its answer also says
+                // whether the room still counts us. Out of it, the server answers.
+                let probe = match self.core.nick() {
+                    Some(nick) => Some(SelfPing::new(muc::occupant(self.room, nick)?)),
+                    None => None,
+                };
+                let (probe, ping) = probe.unzip();
+                self.self_ping = probe;
                 let wait = connect::ping_bound(bound);
-                match connect::send_ping(client, Instant::now() + wait).await {
+                match connect::send_ping(client, ping, Instant::now() + wait).await {
                     Some(_) => Ok(()),
                     None => Err(MucError::Stalled(wait).into()),
                 }
@@ -386,7 +407,25 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
         let input = match stanza {
             Stanza::Message(m) => self.wire.message_input(self.core, &m),
             Stanza::Presence(p) => room_presence(&p, self.room, self.core.nick(), own).into(),
-            Stanza::Iq(iq) => self.wire.iq_input(self.core, &iq),
+            Stanza::Iq(iq) => match self.self_ping.as_ref().and_then(|p| p.answer(&iq)) {
+                Some(says) => {
+                    self.self_ping = None;
+                    says.into()
+                }
+                None => {
+                    let me = match self.core.nick() {
+                        Some(nick) => muc::occupant(self.room, nick).ok(),
+                        None => None,
+                    };
+                    match selfping::answer_ping(&iq, self.room, me.as_ref()) {
+                        Some(reply) => {
+                            self.replies.push(reply);
+                            RoomInput::Alive.into()
+                        }
+                        None => self.wire.iq_input(self.core, &iq),
+                    }
+                }
+            },
         };
         self.core.handle(now_ts(), input);
     }

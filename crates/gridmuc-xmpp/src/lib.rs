@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod muc;
 pub mod private;
 pub mod readout;
+mod selfping;
 pub mod session;
 pub mod source;
 
