@@ -700,6 +700,32 @@ fn a_stalled_leader_session_is_pinged_renewed_and_publishes_again() {
 }
 
 #[test]
+fn a_leader_the_room_forgot_finds_out_by_self_ping_and_publishes_again() {
+    // The room restarts on another cluster node without the leader and tells it nothing;
+    // reports to its nickname bounce, so it hears nothing, probes, and rejoins.
+    let s = setup(17, 3);
+    let mut w = world(17, 6, &s, Box::new(load));
+    w.run_for(9_000);
+    w.forget(Who::Leader);
+    w.run_for(40_000);
+    let l = &w.leader;
+    let ping = count_transmits(&l.transmits, &RoomTransmit::Ping);
+    let renew = count_transmits(&l.transmits, &RoomTransmit::RenewSession);
+    // Its session was fine: one self-ping, and no renewal.
+    assert_eq!((ping, renew), (1, 0));
+    let joins = w
+        .leader_events()
+        .iter()
+        .filter(|e| matches!(e, LeaderEvent::Joined { .. }))
+        .count();
+    assert_eq!(joins, 2);
+    assert_published_exactly(&w, &expected_less_refused(&w, &s.cfg, load));
+    let got = published(&w);
+    let last: Vec<u64> = got.values().rev().take(4).map(|r| r.reports).collect();
+    assert_eq!(last, [6, 6, 6, 6], "{got:?}");
+}
+
+#[test]
 fn a_flooding_nickname_is_told_rate_limited_once_per_interval() {
     let s = setup(16, 3);
     let mut w = world(16, 4, &s, Box::new(load));

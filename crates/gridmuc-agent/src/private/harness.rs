@@ -251,6 +251,16 @@ impl PrivateWorld {
         self.occupants.retain(|_, o| o.0 != who);
     }
 
+    /// Whether `who`'s core believes it holds a nickname.
+    fn holds_nick(&self, who: Who) -> bool {
+        match who {
+            Who::Meter(i) => self.meters[i].node.core.nick().is_some(),
+            Who::Leader => self.leader.core.nick().is_some(),
+            Who::Helper => self.helper.core.nick().is_some(),
+            Who::Hostile => false,
+        }
+    }
+
     /// `who`'s session stops delivering (its sends still go out) until the core replaces it.
     pub fn stall(&mut self, who: Who) {
         if let Some(stalled) = self.stalled_mut(who) {
@@ -479,7 +489,13 @@ impl PrivateWorld {
                 }
             }
             Transmit::Room(RoomTransmit::Ping) => {
-                self.schedule(hop, reply(Input::Room(RoomInput::Alive)));
+                // The driver's probe is a self-ping (XEP-0410) while the core holds a
+                // nickname: a room that no longer counts it says so.
+                let input = match sender.is_none() && self.holds_nick(from) {
+                    true => RoomInput::Removed,
+                    false => RoomInput::Alive,
+                };
+                self.schedule(hop, reply(Input::Room(input)));
             }
             Transmit::Room(RoomTransmit::RenewSession) | Transmit::Measure { .. } => {}
             Transmit::Send {
