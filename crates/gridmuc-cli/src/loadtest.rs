@@ -7,6 +7,7 @@
 //! Latency is measured in-process on one clock: the meter's `Sent` event carries the instant
 //! the stanza was handed to its session, the bot's metric tap the instant it decoded it.
 
+use crate::reference_bot::{Login, ReferenceBot};
 use crate::target::{Running, Target};
 use anyhow::Context;
 use gridmuc_core::{AggregatorConfig, RoomNick, Watts};
@@ -76,6 +77,18 @@ pub struct Args {
     /// whole run (sent but not accepted, the report's `lost`).
     #[arg(long, default_value_t = 0)]
     pub max_lost: u64,
+    /// Also run a reference bot in the room, taking the same broadcast readings, and report
+    /// its CPU per reading beside ours (needs `--mode broadcast`: only groupchat readings reach
+    /// both bots).
+    #[arg(long, value_enum)]
+    pub reference: Option<Reference>,
+}
+
+/// A reference bot for `--reference`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Reference {
+    /// A minimal bot on slixmpp (Python), which sums each reading's power by interval.
+    Slixmpp,
 }
 
 /// How the bot answers direct readings (`--acks`).
@@ -108,12 +121,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.max_p99_ms.is_finite() && args.max_p99_ms >= 0.0,
         "--max-p99-ms must be a non-negative number"
     );
+    anyhow::ensure!(
+        args.reference.is_none() || args.mode == Mode::Broadcast,
+        "--reference needs --mode broadcast: direct readings reach our bot only"
+    );
 
     eprintln!("starting a private {} on loopback …", args.server.name());
     let server = Running::start(args.server, args.smacks, None)?;
     anyhow::ensure!(!server.pids().is_empty(), "the server is not running");
     let mut accounts = vec![("substation".to_owned(), generate_password())];
     accounts.extend((0..args.houses).map(|i| (format!("house{i}"), generate_password())));
+    let reference_account = ("reference".to_owned(), generate_password());
+    if args.reference.is_some() {
+        accounts.push(reference_account.clone());
+    }
     server.register_many(&accounts)?;
     let room = server.provision_room("neighbourhood", &RoomPolicy::default())?;
     if let Some(prosody) = server.prosody() {
@@ -187,6 +208,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if args.summaries { "on" } else { "off" },
         args.seconds
     );
+    let mut reference = match args.reference {
+        Some(Reference::Slixmpp) => {
+            let jid = format!("{}@{}", reference_account.0, server.domain());
+            let bot = ReferenceBot::start(&Login {
+                jid: &jid,
+                password: &reference_account.1,
+                addr: server.bot_addr(),
+                ca_pem: server.ca_cert_pem(),
+                room: &room,
+                nick: "reference",
+            })?;
+            eprintln!("reference bot (slixmpp) joined");
+            Some(bot)
+        }
+        None => None,
+    };
     let rt = tokio::runtime::Runtime::new()?;
     let plan = Plan {
         window,
@@ -196,8 +233,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         start: not_before,
         max_logins: args.max_logins.max(1),
     };
-    let result = rt.block_on(drive(&server, bot, meters, &plan));
+    let result = rt.block_on(drive(&server, bot, meters, &plan, reference.as_mut()));
     drop(rt);
+    drop(reference);
     server.stop()?;
     let figures = result?;
     figures.print(&args);
@@ -301,6 +339,8 @@ struct Figures {
     unmatched: usize,
     outbox: OutboxTotals,
     meter_errors: usize,
+    /// The reference bot's CPU (% of one core) and readings taken over the window.
+    reference: Option<(f64, u64)>,
 }
 
 /// One moment's readings of the counters the window is measured between.
@@ -313,6 +353,8 @@ struct Snapshot {
     deliveries: Option<(u64, u64)>,
     sent: u64,
     ingested: u64,
+    /// The reference bot's CPU ticks and readings taken so far.
+    reference: Option<(u64, u64)>,
 }
 
 async fn drive(
@@ -320,6 +362,7 @@ async fn drive(
     bot: BotConfig,
     meters: Vec<MeterConfig>,
     plan: &Plan,
+    mut reference: Option<&mut ReferenceBot>,
 ) -> anyhow::Result<Figures> {
     let houses = meters.len();
     let tap = Arc::new(ReadingTap::default());
@@ -410,7 +453,7 @@ async fn drive(
         .unwrap_or_default();
     settle(to_start + plan.interval, &mut meter_rx, &tap, &mut lat).await;
 
-    let before = snapshot(server, &bot_stat, &lat, &registry)?;
+    let before = snapshot(server, &bot_stat, &lat, &registry, reference.as_deref_mut())?;
     lat.recording = true;
     let window_bar = crate::progress::bar(
         plan.window.as_secs(),
@@ -437,7 +480,7 @@ async fn drive(
         }
     }
     window_bar.finish_and_clear();
-    let after = snapshot(server, &bot_stat, &lat, &registry)?;
+    let after = snapshot(server, &bot_stat, &lat, &registry, reference.as_deref_mut())?;
     lat.recording = false;
 
     stop.send(true)?;
@@ -506,6 +549,10 @@ async fn drive(
         unmatched: lat.sent_at.len(),
         meter_errors,
         outbox,
+        reference: after
+            .reference
+            .zip(before.reference)
+            .map(|((t1, n1), (t0, n0))| (cpu(t1 - t0), n1 - n0)),
     })
 }
 
@@ -565,6 +612,7 @@ fn snapshot(
     bot_stat: &str,
     lat: &Latency,
     registry: &Metrics,
+    reference: Option<&mut ReferenceBot>,
 ) -> anyhow::Result<Snapshot> {
     let deliveries = match server.prosody() {
         None => None,
@@ -578,6 +626,10 @@ fn snapshot(
         deliveries,
         sent: lat.sent,
         ingested: registry.accepted(),
+        reference: match reference {
+            Some(r) => Some((cpu_ticks(&r.stat)?, r.readings()?)),
+            None => None,
+        },
     })
 }
 
@@ -702,8 +754,13 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
 impl Figures {
     /// The bot thread's CPU time over the window per reading it ingested, in µs.
     fn bot_us_per_reading(&self) -> f64 {
-        let cpu_secs = self.bot_cpu / 100.0 * self.window.as_secs_f64();
-        cpu_secs * 1e6 / (self.ingested_in_window.max(1) as f64)
+        self.us_per_reading(self.bot_cpu, self.ingested_in_window)
+    }
+
+    /// CPU time per reading, from a CPU share (% of one core) over the window.
+    fn us_per_reading(&self, cpu_percent: f64, readings: u64) -> f64 {
+        let cpu_secs = cpu_percent / 100.0 * self.window.as_secs_f64();
+        cpu_secs * 1e6 / (readings.max(1) as f64)
     }
 
     /// Readings sent but never accepted over the whole run (refused and late ones included),
@@ -760,6 +817,14 @@ impl Figures {
             self.bot_us_per_reading(),
             self.own_cpu - self.bot_cpu
         );
+        if let Some((cpu, readings)) = self.reference {
+            let theirs = self.us_per_reading(cpu, readings);
+            println!(
+                "reference bot (slixmpp, same room, same readings): {cpu:.1} % for {readings} \
+                 readings, {theirs:.1} µs per reading: ours uses {:.1}× less CPU per reading",
+                theirs / self.bot_us_per_reading().max(f64::MIN_POSITIVE)
+            );
+        }
         println!(
             "whole run: sent {}, ingested {}, lost {} (sent but not accepted or never sent; late ones included: {}), rejected: {}, bounced {}",
             self.sent_total,

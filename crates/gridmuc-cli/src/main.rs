@@ -12,6 +12,7 @@ mod meter;
 #[cfg(feature = "offline")]
 mod privacy;
 mod progress;
+mod reference_bot;
 #[cfg(feature = "offline")]
 mod replay;
 #[cfg(feature = "offline")]
