@@ -54,10 +54,11 @@ fn web_settings(config: &ServerConfig, http: Option<SocketAddr>, www: &Path) -> 
     );
     let host = format!(
         r#"-- The live page's visitors: anonymous logins (a fresh random account each), served the
--- page and the websocket. They join rooms as ordinary occupants and see no JIDs.
+-- page and the websocket. They join rooms as ordinary occupants and see no JIDs, and may
+-- not post anything (lua/mod_gridmuc_watch_only.lua): accounts here cost nothing.
 VirtualHost {watch}
 	authentication = "anonymous"
-	modules_enabled = {{ "websocket", "http_files" }}
+	modules_enabled = {{ "websocket", "http_files", "gridmuc_watch_only" }}
 	http_files_dir = {www}
 	http_paths = {{ files = "/"; websocket = "/xmpp-websocket" }}
 "#,

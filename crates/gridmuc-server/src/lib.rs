@@ -40,7 +40,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) const ROOM_ADMIN: &str = "gridmuc-room-admin";
 
 /// Our Prosody plugins, written into each instance's plugin directory.
-const PLUGINS: [(&str, &str); 3] = [
+const PLUGINS: [(&str, &str); 4] = [
     (
         "mod_gridmuc_parent_watch.lua",
         include_str!("../lua/mod_gridmuc_parent_watch.lua"),
@@ -52,6 +52,10 @@ const PLUGINS: [(&str, &str); 3] = [
     (
         "mod_gridmuc_one_occupant.lua",
         include_str!("../lua/mod_gridmuc_one_occupant.lua"),
+    ),
+    (
+        "mod_gridmuc_watch_only.lua",
+        include_str!("../lua/mod_gridmuc_watch_only.lua"),
     ),
 ];
 

@@ -80,9 +80,11 @@ pub enum RawError {
     },
     /// The stream offers no SASL PLAIN (TLS required, or plaintext PLAIN not allowed).
     #[error(
-        "no SASL PLAIN offered on this plaintext stream (start the server with require_tls = false): {features}"
+        "no SASL {mechanism} offered on this plaintext stream (start the server with require_tls = false; ANONYMOUS only on an anonymous host): {features}"
     )]
-    NoPlain {
+    NoMechanism {
+        /// The mechanism we wanted.
+        mechanism: &'static str,
         /// The stream features the server sent.
         features: String,
     },
@@ -374,14 +376,35 @@ impl RawXmpp {
         user: &str,
         password: &str,
     ) -> Result<Self, RawError> {
+        let token = base64(format!("\0{user}\0{password}").as_bytes());
+        Self::authenticate(addr, domain, "PLAIN", &token, user)
+    }
+
+    /// Logs in to an anonymous host with SASL ANONYMOUS (RFC 4505): a fresh random account
+    /// per login, as the live page's visitors get.
+    pub fn login_anonymous(addr: SocketAddr, domain: &str) -> Result<Self, RawError> {
+        // "=" is an empty trace token.
+        Self::authenticate(addr, domain, "ANONYMOUS", "=", "an anonymous visitor")
+    }
+
+    /// One SASL exchange with `mechanism` and its single `token`, then a bound resource.
+    fn authenticate(
+        addr: SocketAddr,
+        domain: &str,
+        mechanism: &'static str,
+        token: &str,
+        user: &str,
+    ) -> Result<Self, RawError> {
         let mut c = Self::connect(addr, domain)?;
         let features = c.read_until("</stream:features>", c.timeout)?;
-        if !features.contains("<mechanism>PLAIN</mechanism>") {
-            return Err(RawError::NoPlain { features });
+        if !features.contains(&format!("<mechanism>{mechanism}</mechanism>")) {
+            return Err(RawError::NoMechanism {
+                mechanism,
+                features,
+            });
         }
-        let token = base64(format!("\0{user}\0{password}").as_bytes());
         c.send(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mechanism}'>{token}</auth>"
         ))?;
         let answer = c.next_stanza(c.timeout)?;
         if !answer.trim_start().starts_with("<success") {

@@ -815,3 +815,74 @@ fn the_web_page_is_served_beside_a_websocket_and_only_when_asked_for() {
     });
     assert!(outside.is_err());
 }
+
+#[test]
+fn the_live_pages_anonymous_visitors_can_watch_the_room_but_not_post() {
+    // Accounts on the anonymous host cost nothing: one visitor could join under fifty
+    // nicknames and post readings the bot would count as fifty houses.
+    let server = plaintext_server_with(ServerConfig {
+        web: Some(WebPage {
+            files: vec![("index.html", b"<p>gridmuc</p>".as_slice())],
+        }),
+        ..ServerConfig::default()
+    });
+    server.register("house-a", "pw-a").unwrap();
+    server.register("house-b", "pw-b").unwrap();
+    let room = server
+        .provision_room("hood", &RoomPolicy::default())
+        .unwrap();
+    let mut house = login(server.c2s_addr(), server.domain(), "house-a", "pw-a");
+    joined(&mut house, &room, "nick-a");
+    let mut other = login(server.c2s_addr(), server.domain(), "house-b", "pw-b");
+    joined(&mut other, &room, "nick-b");
+    let mut visitor = RawXmpp::login_anonymous(server.c2s_addr(), &server.watch_domain())
+        .unwrap_or_else(|e| panic!("anonymous login failed: {e}"));
+    assert!(
+        visitor.jid().contains(&server.watch_domain()),
+        "{}",
+        visitor.jid()
+    );
+    // It may join and read what the room says.
+    joined(&mut visitor, &room, "watcher-1");
+    other
+        .send(&format!(
+            "<message to='{room}' type='groupchat' id='g0'><body>from a house</body></message>"
+        ))
+        .unwrap();
+    read_until(&mut visitor, "from a house");
+    house.drain(Duration::from_millis(500)).unwrap();
+    // A groupchat reading, a private message to an occupant, a readout asked of one:
+    // each is refused, and nothing reaches the house.
+    let attempts = [
+        format!("<message to='{room}' type='groupchat' id='v1'><body>1.84 kW</body></message>"),
+        format!("<message to='{room}/nick-a' type='chat' id='v2'><body>hello</body></message>"),
+        format!(
+            "<iq to='{room}/nick-a' type='get' id='v3'>\
+             <req xmlns='urn:xmpp:iot:sensordata' seqnr='1' momentary='true'/></iq>"
+        ),
+    ];
+    for (i, xml) in attempts.iter().enumerate() {
+        visitor.send(xml).unwrap();
+        let answer = read_until(&mut visitor, &format!("id='v{}'", i + 1));
+        assert_eq!(
+            gridmuc_server::raw::error_condition(&answer).as_deref(),
+            Some("forbidden"),
+            "{answer}"
+        );
+    }
+    let heard = house.drain(Duration::from_millis(1_000)).unwrap();
+    assert!(
+        !heard.contains("1.84 kW") && !heard.contains("hello"),
+        "{heard}"
+    );
+    assert!(!heard.contains("sensordata"), "{heard}");
+    // The room's own disco#info is still open to it, as to any client.
+    assert!(disco_info(&mut visitor, &room).contains("muc_semianonymous"));
+    // A house on the ordinary host is not affected.
+    house
+        .send(&format!(
+            "<message to='{room}/nick-b' type='chat' id='h1'><body>to b</body></message>"
+        ))
+        .unwrap();
+    read_until(&mut other, "to b");
+}
