@@ -480,7 +480,7 @@ async fn drive(
         }
     }
     window_bar.finish_and_clear();
-    let after = snapshot(server, &bot_stat, &lat, &registry, reference.as_deref_mut())?;
+    let after = snapshot(server, &bot_stat, &lat, &registry, reference)?;
     lat.recording = false;
 
     stop.send(true)?;
