@@ -111,7 +111,8 @@ impl Hood {
 }
 
 type Running = (
-    watch::Sender<bool>,
+    // The meters' stop, then the bot's.
+    [watch::Sender<bool>; 2],
     tokio::task::JoinHandle<Result<BotReport, gridmuc_xmpp::BotError>>,
     Vec<tokio::task::JoinHandle<Result<MeterReport, gridmuc_xmpp::MeterError>>>,
     mpsc::UnboundedReceiver<BotEvent>,
@@ -120,9 +121,10 @@ type Running = (
 /// Starts the bot (unless `bot` is false) and `meters`, and waits until the bot has joined.
 async fn start(hood: &Hood, bot: bool, meters: &[MeterConfig]) -> Running {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_bot_tx, stop_bot_rx) = watch::channel(false);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let bot_task = if bot {
-        let task = tokio::spawn(run_bot(hood.bot(), Some(tx), stopped(stop_rx.clone())));
+        let task = tokio::spawn(run_bot(hood.bot(), Some(tx), stopped(stop_bot_rx)));
         loop {
             match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
                 Ok(Some(BotEvent::Joined(_))) => break,
@@ -139,16 +141,20 @@ async fn start(hood: &Hood, bot: bool, meters: &[MeterConfig]) -> Running {
         .iter()
         .map(|cfg| tokio::spawn(run_meter(cfg.clone(), None, stopped(stop_rx.clone()))))
         .collect();
-    (stop_tx, bot_task, meters, rx)
+    ([stop_tx, stop_bot_tx], bot_task, meters, rx)
 }
 
+/// Stops the meters, then the bot: a meter's last reading, or its request for the verdicts
+/// the bot still holds, must not find the bot gone (it would bounce, unacknowledged).
 async fn stop(running: Running) -> (BotReport, Vec<MeterReport>, Vec<BotEvent>) {
-    let (stop_tx, bot, meters, mut rx) = running;
-    stop_tx.send(true).unwrap();
+    let ([stop_meters, stop_bot], bot, meters, mut rx) = running;
+    stop_meters.send(true).unwrap();
     let mut reports = Vec::new();
     for m in meters {
         reports.push(m.await.unwrap().unwrap());
     }
+    // A bot-less run has already finished and dropped its receiver.
+    let _ = stop_bot.send(true);
     let report = bot.await.unwrap().unwrap();
     let mut events = Vec::new();
     while let Ok(e) = rx.try_recv() {
@@ -338,8 +344,9 @@ fn a_bot_whose_nickname_is_squatted_tells_the_operator_and_joins_once_it_is_free
         let mut mallory = hood.mallory();
         assert!(mallory.join(&hood.room, BOT_NICK).unwrap().is_joined());
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_bot_tx, stop_bot_rx) = watch::channel(false);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let bot = tokio::spawn(run_bot(hood.bot(), Some(tx), stopped(stop_rx.clone())));
+        let bot = tokio::spawn(run_bot(hood.bot(), Some(tx), stopped(stop_bot_rx)));
         let notice = tokio::task::spawn_blocking(move || {
             let n = op.read_until("is taken", Duration::from_secs(20));
             (op, n)
@@ -375,6 +382,8 @@ fn a_bot_whose_nickname_is_squatted_tells_the_operator_and_joins_once_it_is_free
         for t in tasks {
             reports.push(t.await.unwrap().unwrap());
         }
+        // The bot stops last, so no meter's last reading finds it gone.
+        stop_bot_tx.send(true).unwrap();
         (bot.await.unwrap().unwrap(), reports)
     });
     let sent: u64 = meters.iter().map(|m| m.sent).sum();
@@ -392,7 +401,8 @@ fn a_refused_reading_is_answered_with_its_reason_counted_and_not_resent() {
         let mut cfg = hood.bot();
         cfg.max_power_kw = 0.5;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let bot = tokio::spawn(run_bot(cfg, None, stopped(stop_rx.clone())));
+        let (stop_bot_tx, stop_bot_rx) = watch::channel(false);
+        let bot = tokio::spawn(run_bot(cfg, None, stopped(stop_bot_rx)));
         tokio::time::sleep(Duration::from_secs(1)).await;
         let tasks: Vec<_> = meters
             .iter()
@@ -404,6 +414,8 @@ fn a_refused_reading_is_answered_with_its_reason_counted_and_not_resent() {
         for t in tasks {
             reports.push(t.await.unwrap().unwrap());
         }
+        // The bot stops last, so no meter's last reading finds it gone.
+        stop_bot_tx.send(true).unwrap();
         (bot.await.unwrap().unwrap(), reports)
     });
     let (ok, refused) = (&meters[0], &meters[1]);

@@ -76,8 +76,9 @@ fn a_dsmr_meter_and_an_mqtt_device_report_what_they_measured() {
         let mqtt_meter = meter(1, SourceConfig::Mqtt(broker.config(Preset::Tasmota, None)));
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_bot_tx, stop_bot_rx) = watch::channel(false);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let bot = tokio::spawn(run_bot(bot, Some(tx), stopped(stop_rx.clone())));
+        let bot = tokio::spawn(run_bot(bot, Some(tx), stopped(stop_bot_rx)));
         let meters: Vec<_> = [dsmr_meter, mqtt_meter]
             .into_iter()
             .map(|m| tokio::spawn(run_meter(m, None, stopped(stop_rx.clone()))))
@@ -96,6 +97,8 @@ fn a_dsmr_meter_and_an_mqtt_device_report_what_they_measured() {
         for m in meters {
             reports.push(m.await.unwrap().unwrap());
         }
+        // The bot stops last, so no meter's last reading finds it gone.
+        stop_bot_tx.send(true).unwrap();
         bot.await.unwrap().unwrap();
         p1.abort();
         plug.abort();
