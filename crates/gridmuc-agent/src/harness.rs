@@ -12,7 +12,7 @@
 
 use crate::bot::{self, BotCore, BotCoreConfig, BotEvent, SelfPresence, To, Verdict};
 use crate::meter::{Input, MeterCore, MeterCoreConfig, MeterEvent, Mode, Recipient, Transmit};
-use crate::room::Agent;
+use crate::room::{Agent, RoomInput};
 use gridmuc_core::aggregator::{Counters, Ingest};
 use gridmuc_core::{
     IntervalStats, Millis, OutboxConfig, Reading, ReadingId, Rejection, RoomNick, Timestamp, Watts,
@@ -50,6 +50,17 @@ pub fn meter_config(mode: Mode) -> MeterCoreConfig {
 pub fn load(house: usize, slot: Timestamp) -> Watts {
     let minute = slot.millis().div_euclid(60_000).rem_euclid(10);
     Watts(400 + 100 * house as i64 + 37 * minute)
+}
+
+/// How the room answers an agent's liveness probe, which the driver sends as an XEP-0410
+/// self-ping while the core holds a nickname: `Removed` if the room no longer counts an agent
+/// that believes it is in (`counted` false, `holds_nick` true), else `Alive`.
+pub(crate) fn probe_answer(counted: bool, holds_nick: bool) -> RoomInput {
+    if holds_nick && !counted {
+        RoomInput::Removed
+    } else {
+        RoomInput::Alive
+    }
 }
 
 /// How the bot stand-in answers a direct reading.
@@ -801,14 +812,8 @@ impl World {
                 }
             }
             bot::Transmit::Ping => {
-                // The driver's probe is a self-ping while the core holds its nickname: a room
-                // that no longer counts it says so.
-                let forgotten = !in_room && self.sub().core.nick().is_some();
-                let input = match forgotten {
-                    true => bot::Input::Removed,
-                    false => bot::Input::Alive,
-                };
-                self.schedule(hop, reply(input));
+                let holds_nick = self.sub().core.nick().is_some();
+                self.schedule(hop, reply(probe_answer(in_room, holds_nick).into()));
             }
             // Readout polls of third-party devices are tested on the cores (tests/readout.rs).
             bot::Transmit::RenewSession | bot::Transmit::Poll { .. } => {}
@@ -1069,12 +1074,9 @@ impl World {
                 }
             }
             Transmit::Ping => {
-                // A self-ping, as for the bot above.
-                let input = match sender.is_none() && self.houses[house].core.nick().is_some() {
-                    true => Input::Removed,
-                    false => Input::Alive,
-                };
-                self.schedule(hop, reply(input));
+                let holds_nick = self.houses[house].core.nick().is_some();
+                let answer = probe_answer(sender.is_some(), holds_nick);
+                self.schedule(hop, reply(answer.into()));
             }
             // Only the real bot holds verdicts back; the stand-in answers each reading at once.
             Transmit::FlushAcks => {

@@ -78,7 +78,8 @@ pub enum RawError {
         /// The limit.
         limit: usize,
     },
-    /// The stream offers no SASL PLAIN (TLS required, or plaintext PLAIN not allowed).
+    /// The stream does not offer the SASL mechanism asked for (PLAIN: TLS required, or
+    /// plaintext PLAIN not allowed; ANONYMOUS: not an anonymous host).
     #[error(
         "no SASL {mechanism} offered on this plaintext stream (start the server with require_tls = false; ANONYMOUS only on an anonymous host): {features}"
     )]

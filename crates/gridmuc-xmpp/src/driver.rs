@@ -412,19 +412,13 @@ impl<A: Agent, W: Wire<A>> Driver<'_, A, W> {
                     self.self_ping = None;
                     says.into()
                 }
-                None => {
-                    let me = match self.core.nick() {
-                        Some(nick) => muc::occupant(self.room, nick).ok(),
-                        None => None,
-                    };
-                    match selfping::answer_ping(&iq, self.room, me.as_ref()) {
-                        Some(reply) => {
-                            self.replies.push(reply);
-                            RoomInput::Alive.into()
-                        }
-                        None => self.wire.iq_input(self.core, &iq),
+                None => match selfping::answer_ping(&iq, self.room, self.core.nick()) {
+                    Some(reply) => {
+                        self.replies.push(reply);
+                        RoomInput::Alive.into()
                     }
-                }
+                    None => self.wire.iq_input(self.core, &iq),
+                },
             },
         };
         self.core.handle(now_ts(), input);

@@ -10,7 +10,9 @@
 //!
 //! [`RoomTransmit::Ping`]: gridmuc_agent::RoomTransmit::Ping
 
+use crate::muc;
 use gridmuc_agent::RoomInput;
+use gridmuc_core::RoomNick;
 use tokio_xmpp::jid::{BareJid, FullJid, Jid};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::stanza_error::DefinedCondition;
@@ -76,10 +78,10 @@ fn verdict(condition: &DefinedCondition) -> RoomInput {
 }
 
 /// The answer to an XEP-0199 ping we should answer: from our server (`from` absent, or a bare
-/// domain), or the room forwarding our own self-ping (from `own`, our occupant JID). Another
-/// occupant's ping through the room is not answered, so no occupant can make us send a stanza
-/// for each of theirs.
-pub(crate) fn answer_ping(iq: &Iq, room: &BareJid, own: Option<&FullJid>) -> Option<Iq> {
+/// domain), or the room forwarding our own self-ping (from our nickname `own` in `room`).
+/// Another occupant's ping through the room is not answered, so no occupant can make us send a
+/// stanza for each of theirs.
+pub(crate) fn answer_ping(iq: &Iq, room: &BareJid, own: Option<&RoomNick>) -> Option<Iq> {
     let Iq::Get {
         from, id, payload, ..
     } = iq
@@ -92,7 +94,7 @@ pub(crate) fn answer_ping(iq: &Iq, room: &BareJid, own: Option<&FullJid>) -> Opt
     let allowed = match from.as_ref().map(Jid::try_as_full) {
         None => true,
         Some(Err(bare)) => bare.node().is_none(),
-        Some(Ok(full)) => own.is_some_and(|o| o == full) && full.to_bare() == *room,
+        Some(Ok(_)) => own.is_some() && muc::nick_in_room(from.as_ref(), room).as_ref() == own,
     };
     if !allowed {
         return None;
@@ -181,7 +183,8 @@ mod tests {
             }
         };
         let server = Jid::from(BareJid::new("grid.test").expect("a JID"));
-        let reply = answer_ping(&ping(Some(server.clone())), &room(), Some(&me()));
+        let nick = RoomNick::new("substation").expect("a nickname");
+        let reply = answer_ping(&ping(Some(server.clone())), &room(), Some(&nick));
         assert_eq!(
             reply,
             Some(Iq::Result {
@@ -192,17 +195,17 @@ mod tests {
             })
         );
         assert!(answer_ping(&ping(None), &room(), None).is_some());
-        assert!(answer_ping(&ping(Some(me().into())), &room(), Some(&me())).is_some());
+        assert!(answer_ping(&ping(Some(me().into())), &room(), Some(&nick)).is_some());
         // Another occupant, our nickname after we lost it, another account: no answer.
         let mallory = FullJid::new("hood@muc.grid.test/mallory").expect("a JID");
-        assert!(answer_ping(&ping(Some(mallory.into())), &room(), Some(&me())).is_none());
+        assert!(answer_ping(&ping(Some(mallory.into())), &room(), Some(&nick)).is_none());
         assert!(answer_ping(&ping(Some(me().into())), &room(), None).is_none());
         let user = Jid::from(BareJid::new("house1@grid.test").expect("a JID"));
-        assert!(answer_ping(&ping(Some(user)), &room(), Some(&me())).is_none());
+        assert!(answer_ping(&ping(Some(user)), &room(), Some(&nick)).is_none());
         // Not a ping, or not a request.
         let version = Iq::from_get("v", xmpp_parsers::version::VersionQuery);
-        assert!(answer_ping(&version, &room(), Some(&me())).is_none());
+        assert!(answer_ping(&version, &room(), Some(&nick)).is_none());
         let result = Iq::empty_result(me().into(), "r");
-        assert!(answer_ping(&result, &room(), Some(&me())).is_none());
+        assert!(answer_ping(&result, &room(), Some(&nick)).is_none());
     }
 }

@@ -489,13 +489,8 @@ impl PrivateWorld {
                 }
             }
             Transmit::Room(RoomTransmit::Ping) => {
-                // The driver's probe is a self-ping (XEP-0410) while the core holds a
-                // nickname: a room that no longer counts it says so.
-                let input = match sender.is_none() && self.holds_nick(from) {
-                    true => RoomInput::Removed,
-                    false => RoomInput::Alive,
-                };
-                self.schedule(hop, reply(Input::Room(input)));
+                let answer = crate::harness::probe_answer(sender.is_some(), self.holds_nick(from));
+                self.schedule(hop, reply(Input::Room(answer)));
             }
             Transmit::Room(RoomTransmit::RenewSession) | Transmit::Measure { .. } => {}
             Transmit::Send {
