@@ -465,9 +465,17 @@ impl Agents {
 
         let end = tokio::time::sleep(self.run_for.saturating_sub(self.interval));
         tokio::pin!(end);
+        // Ctrl-C or SIGTERM ends the run early but cleanly: meters stop first, the summary is
+        // printed and the server's directory deleted, as at the planned end.
+        let signalled = crate::shutdown::requested();
+        tokio::pin!(signalled);
         loop {
             tokio::select! {
                 () = &mut end => break,
+                signal = &mut signalled => {
+                    println!("\n{signal:?}: stopping the neighbourhood early, cleanly");
+                    break;
+                }
                 Some(e) = bot_rx.recv() => view.bot(e, true),
                 Some(e) = meter_rx.recv() => view.meter(e),
                 Some(heard) = op_rx.recv() => view.operator(&heard),

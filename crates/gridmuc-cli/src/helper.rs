@@ -13,17 +13,17 @@ pub struct Args {
     pub config: PathBuf,
 }
 
-/// Runs the helper until Ctrl-C, then prints what it refused.
+/// Runs the helper until Ctrl-C or SIGTERM, then prints what it refused.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
     let cfg: HelperBotConfig =
         toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
     let rt = tokio::runtime::Runtime::new()?;
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let stop = async {
+        crate::shutdown::requested().await;
     };
-    let refusals = rt.block_on(run_helper(cfg, None, ctrl_c))?;
+    let refusals = rt.block_on(run_helper(cfg, None, stop))?;
     println!("reports refused: {}", refusals.total());
     Ok(())
 }

@@ -18,6 +18,7 @@ mod replay;
 #[cfg(feature = "offline")]
 mod report;
 mod server;
+mod shutdown;
 #[cfg(feature = "offline")]
 mod simulate;
 mod substation;

@@ -31,18 +31,18 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
     Ok(table.try_into()?)
 }
 
-/// Runs the meter until Ctrl-C or until its source is exhausted.
+/// Runs the meter until Ctrl-C, SIGTERM or until its source is exhausted.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg: MeterConfig = read_config(&args.config)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let stop = async {
+        crate::shutdown::requested().await;
     };
     if cfg.private.is_some() {
-        let stats = rt.block_on(run_private_meter(cfg, None, ctrl_c))?;
+        let stats = rt.block_on(run_private_meter(cfg, None, stop))?;
         println!("{stats:?}");
     } else {
-        println!("{}", rt.block_on(run_meter(cfg, None, ctrl_c))?);
+        println!("{}", rt.block_on(run_meter(cfg, None, stop))?);
     }
     Ok(())
 }

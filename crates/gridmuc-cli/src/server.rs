@@ -42,7 +42,7 @@ struct AccountsFile {
     account: Vec<Account>,
 }
 
-/// Starts the server, creates the accounts and the room, prints how to connect, waits for Ctrl-C.
+/// Starts the server, creates the accounts and the room, prints how to connect, waits for Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let server = PrivateServer::start(ServerConfig {
         // The live page is served by Prosody; web/README.md says how to serve it elsewhere.
@@ -100,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
 
     println!(
-        "private {} running (Ctrl-C stops it and deletes its files)",
+        "private {} running (Ctrl-C or SIGTERM stops it and deletes its files)",
         args.server
     );
     println!("  address   {}  (STARTTLS required)", file.server);
@@ -137,8 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(tokio::signal::ctrl_c())
-        .context("waiting for Ctrl-C")?;
+        .block_on(crate::shutdown::requested());
     println!("stopping");
     server.stop()?;
     Ok(())

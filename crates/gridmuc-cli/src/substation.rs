@@ -190,18 +190,18 @@ impl Args {
     }
 }
 
-/// Runs the bot until Ctrl-C, printing its events, then the final counters.
+/// Runs the bot until Ctrl-C or SIGTERM, printing its events, then the final counters.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let style = args.style();
     let cfg: BotConfig = read_config(&args.config)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let stop = async {
+        crate::shutdown::requested().await;
     };
     if cfg.private.is_some() {
         let length = cfg.aggregator.interval;
         let refusals = rt.block_on(with_printer(
-            |tx| run_leader(cfg, Some(tx), ctrl_c),
+            |tx| run_leader(cfg, Some(tx), stop),
             move |e| {
                 if let Some(shown) = leader_event(&e, length) {
                     show(&shown, style);
@@ -217,7 +217,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let report = rt.block_on(with_printer(
-        |tx| run_bot(cfg, Some(tx), ctrl_c),
+        |tx| run_bot(cfg, Some(tx), stop),
         move |e| {
             if let Some(shown) = console_event(&e) {
                 show(&shown, style);
