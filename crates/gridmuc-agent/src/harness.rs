@@ -11,7 +11,9 @@
 //! every time.
 
 use crate::bot::{self, BotCore, BotCoreConfig, BotEvent, SelfPresence, To, Verdict};
-use crate::meter::{Input, MeterCore, MeterCoreConfig, MeterEvent, Mode, Recipient, Transmit};
+use crate::meter::{
+    Input, MeterCore, MeterCoreConfig, MeterEvent, MeterReport, Mode, Recipient, Transmit,
+};
 use crate::room::{Agent, RoomInput};
 use gridmuc_core::aggregator::{Counters, Ingest};
 use gridmuc_core::{
@@ -42,6 +44,7 @@ pub fn meter_config(mode: Mode) -> MeterCoreConfig {
         answer_timeout: 15_000,
         drain: 2_000,
         readout: true,
+        save_outbox: false,
     }
 }
 
@@ -271,6 +274,11 @@ pub struct House {
     pub events: Vec<MeterEvent>,
     /// Everything it transmitted, with the time.
     pub transmits: Vec<(Timestamp, Transmit)>,
+    /// What the meter last saved of its unacknowledged readings: survives a restart.
+    pub saved: Vec<(ReadingId, Reading)>,
+    /// Reports of the processes [`World::restart_house`] killed, oldest first.
+    pub killed: Vec<MeterReport>,
+    cfg: MeterCoreConfig,
     session: u64,
     stalled: bool,
     conflicts_ahead: usize,
@@ -405,6 +413,9 @@ impl World {
                 measured: Vec::new(),
                 events: Vec::new(),
                 transmits: Vec::new(),
+                saved: Vec::new(),
+                killed: Vec::new(),
+                cfg: cfg.clone(),
                 session: 0,
                 stalled: false,
                 conflicts_ahead: 0,
@@ -634,6 +645,24 @@ impl World {
     /// The room forgets the real bot without telling it, as [`World::forget`] does a house.
     pub fn forget_bot(&mut self) {
         self.occupants.retain(|_, o| *o != Occupant::Bot);
+    }
+
+    /// The meter process of `house` is killed outright (a crash, a power cut) and started
+    /// again at once: its session and nickname are gone with it, and the new process has only
+    /// what the old one saved ([`Transmit::SaveOutbox`]), if its config saves anything.
+    pub fn restart_house(&mut self, house: usize) {
+        for nick in self.nicks_of(house) {
+            self.occupants.remove(&nick);
+        }
+        let rng = StdRng::seed_from_u64(self.rng.random());
+        let h = &mut self.houses[house];
+        h.session += 1;
+        h.stalled = false;
+        let mut core = MeterCore::new(h.cfg.clone(), rng, self.now);
+        core.restore(h.saved.clone());
+        let killed = std::mem::replace(&mut h.core, core);
+        h.killed.push(killed.report());
+        self.pump();
     }
 
     /// The session of `house` stops delivering (its sends still go out) until it is replaced.
@@ -881,6 +910,8 @@ impl World {
                 h.core.handle(now, Input::Measured { slot, value });
             }
             Transmit::RenewSession => self.renew(house),
+            // The meter's own disk, whatever the server does.
+            Transmit::SaveOutbox(readings) => self.houses[house].saved = readings,
             // Lost while the server is down (the XMPP client reports nothing either).
             _ if self.down_until.is_some() => {}
             what => {
@@ -1118,7 +1149,10 @@ impl World {
                 }
             }
             // Readout answers stay in the house's transmits, where tests read them.
-            Transmit::Measure { .. } | Transmit::RenewSession | Transmit::Answer(_) => {}
+            Transmit::Measure { .. }
+            | Transmit::RenewSession
+            | Transmit::Answer(_)
+            | Transmit::SaveOutbox(_) => {}
         }
     }
 

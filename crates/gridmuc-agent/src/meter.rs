@@ -77,6 +77,9 @@ pub struct MeterCoreConfig {
     pub drain: Millis,
     /// Answer XEP-0323 readout requests from occupants (see [`crate::readout`]).
     pub readout: bool,
+    /// Hand the unacknowledged readings out ([`Transmit::SaveOutbox`]) whenever they change,
+    /// so the driver can keep them where a crash or a power cut does not lose them.
+    pub save_outbox: bool,
 }
 
 /// Things a meter tells its caller (demo view, tests); never includes its own JID.
@@ -322,6 +325,10 @@ pub enum Transmit {
     },
     /// Answer a request (an iq result or error, or a readout's `<fields/>` message).
     Answer(readout::Answer),
+    /// Keep these readings, all the unacknowledged ones and oldest first, in place of what
+    /// was kept before (only with [`MeterCoreConfig::save_outbox`]; see [`MeterCore::restore`]).
+    /// It comes before the transmits that send a new reading: written ahead.
+    SaveOutbox(Vec<(ReadingId, Reading)>),
 }
 
 crate::room::room_variants!(Input, Transmit);
@@ -480,6 +487,8 @@ pub struct MeterCore<R> {
     /// Nicknames found taken in a row.
     conflicts_in_row: usize,
     warned: Warned,
+    /// The outbox generation last handed out to be saved.
+    saved: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<MeterEvent>,
 }
@@ -501,11 +510,22 @@ impl<R: Rng + CryptoRng> MeterCore<R> {
             in_flight: None,
             conflicts_in_row: 0,
             warned: Warned::default(),
+            saved: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
         core.join(now);
         core
+    }
+
+    /// Takes back the readings an earlier run saved unacknowledged (see
+    /// [`Transmit::SaveOutbox`]), before this one joins: they go out first, as resends with
+    /// their original ids and timestamps, so the bot counts each once even if that run had
+    /// delivered it. Those too old for the bot are given up and counted as expired.
+    pub fn restore(&mut self, readings: impl IntoIterator<Item = (ReadingId, Reading)>) {
+        for (id, reading) in readings {
+            self.outbox.restore(id, reading);
+        }
     }
 
     /// The totals so far (final once [`MeterCore::outcome`] is `Some`).
@@ -962,6 +982,11 @@ impl<R: Rng + CryptoRng> Agent for MeterCore<R> {
 
     /// The next thing to do, if any.
     fn poll_transmit(&mut self) -> Option<Transmit> {
+        let generation = self.outbox.generation();
+        if self.cfg.save_outbox && generation != self.saved {
+            self.saved = generation;
+            return Some(Transmit::SaveOutbox(self.outbox.unacknowledged().collect()));
+        }
         self.transmits.pop_front()
     }
 

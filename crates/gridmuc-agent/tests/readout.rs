@@ -71,7 +71,8 @@ impl Meter {
                 Transmit::Leave(_)
                 | Transmit::Ping
                 | Transmit::RenewSession
-                | Transmit::FlushAcks => None,
+                | Transmit::FlushAcks
+                | Transmit::SaveOutbox(_) => None,
             };
             if let Some(i) = input {
                 self.core.handle(self.now, i);

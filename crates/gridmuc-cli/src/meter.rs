@@ -70,6 +70,14 @@ mod tests {
         let cfg: MeterConfig =
             toml::from_str(include_str!("../../../examples/meter.toml")).unwrap();
         assert_eq!(cfg.room, "neighbourhood@rooms.grid.example");
+        assert_eq!(cfg.outbox_file, None);
+        let kept = include_str!("../../../examples/meter.toml")
+            .replace("# outbox_file = ", "outbox_file = ");
+        let cfg: MeterConfig = toml::from_str(&kept).unwrap();
+        assert_eq!(
+            cfg.outbox_file.as_deref(),
+            Some(std::path::Path::new("/var/lib/gridmuc/house.outbox"))
+        );
     }
 
     #[test]

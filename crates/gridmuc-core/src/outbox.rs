@@ -157,6 +157,8 @@ pub struct Outbox {
     dropped: u64,
     expired: u64,
     resends: u64,
+    /// Bumped whenever the set of unacknowledged readings changes (see [`Outbox::generation`]).
+    generation: u64,
 }
 
 impl Outbox {
@@ -172,6 +174,7 @@ impl Outbox {
             dropped: 0,
             expired: 0,
             resends: 0,
+            generation: 0,
         }
     }
 
@@ -188,6 +191,32 @@ impl Outbox {
             sends: 0,
             seqnr: None,
         });
+        self.generation += 1;
+    }
+
+    /// Takes back a reading an earlier run of this meter saved unacknowledged (see
+    /// [`Outbox::unacknowledged`]): due at once and sent as a resend, since that run may have
+    /// delivered it (the bot counts it once by its id). An id already held is ignored.
+    pub fn restore(&mut self, id: ReadingId, reading: Reading) {
+        if self.pending.iter().any(|p| p.id == id) {
+            return;
+        }
+        self.push(id, reading);
+        if let Some(p) = self.pending.back_mut() {
+            p.sends = 1;
+        }
+    }
+
+    /// Every unacknowledged reading, oldest first: what a meter saves so that a crash or a
+    /// power cut loses none of them.
+    pub fn unacknowledged(&self) -> impl Iterator<Item = (ReadingId, Reading)> + '_ {
+        self.pending.iter().map(|p| (p.id, p.reading))
+    }
+
+    /// A number that changes whenever [`Outbox::unacknowledged`] does (a reading kept,
+    /// acknowledged, dropped or given up), so the caller saves them only then.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Forgets a reading the bot (or the room) confirmed; false for an unknown or repeated id.
@@ -198,6 +227,7 @@ impl Outbox {
         match self.pending.iter().position(|p| p.id == id) {
             Some(i) => {
                 self.pending.remove(i);
+                self.generation += 1;
                 true
             }
             None => false,
@@ -222,7 +252,9 @@ impl Outbox {
         let before = self.pending.len();
         let max_age = self.config.max_age;
         self.pending.retain(|p| now.since(p.reading.at) <= max_age);
-        self.expired += (before - self.pending.len()) as u64;
+        let expired = (before - self.pending.len()) as u64;
+        self.expired += expired;
+        self.generation += expired;
         let free = self
             .config
             .max_in_flight
@@ -410,6 +442,37 @@ mod tests {
             seqnr: 0,
             quality: Quality::AUTOMATIC_READOUT,
         }
+    }
+
+    #[test]
+    fn restored_readings_go_out_first_as_resends_and_every_change_is_seen() {
+        let mut outbox = Outbox::new(OutboxConfig::default());
+        let g0 = outbox.generation();
+        outbox.restore(ReadingId(1), reading(0, 100));
+        outbox.restore(ReadingId(1), reading(0, 100));
+        outbox.push(ReadingId(2), reading(60_000, 200));
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(
+            outbox.unacknowledged().map(|(id, _)| id).collect::<Vec<_>>(),
+            [ReadingId(1), ReadingId(2)]
+        );
+        let g1 = outbox.generation();
+        assert_ne!(g1, g0);
+        let out = outbox.due(Timestamp(61_000), usize::MAX);
+        assert_eq!(
+            out.iter().map(|o| (o.id, o.resend)).collect::<Vec<_>>(),
+            [(ReadingId(1), true), (ReadingId(2), false)]
+        );
+        // Sending changes nothing that must be kept; an ack, an unknown id, an expiry do or don't.
+        assert_eq!(outbox.generation(), g1);
+        assert!(!outbox.acknowledge(ReadingId(9)));
+        assert_eq!(outbox.generation(), g1);
+        assert!(outbox.acknowledge(ReadingId(2)));
+        let g2 = outbox.generation();
+        assert_ne!(g2, g1);
+        outbox.due(Timestamp(10 * 60_000 + 1), usize::MAX);
+        assert_eq!((outbox.len(), outbox.expired()), (0, 1));
+        assert_ne!(outbox.generation(), g2);
     }
 
     #[test]

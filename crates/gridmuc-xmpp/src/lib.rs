@@ -13,6 +13,7 @@ pub mod listen;
 pub mod meter;
 pub mod metrics;
 pub mod muc;
+pub mod outbox_file;
 pub mod private;
 pub mod readout;
 mod selfping;

@@ -11,6 +11,7 @@ use crate::connect::{ConnectConfig, ConnectError};
 use crate::delivery::{self, Answer};
 use crate::driver::{self, RoomRefusal, Stall, Wire};
 use crate::muc::{self, MucError};
+use crate::outbox_file::{self, OutboxFileError};
 use crate::private::PrivateSettings;
 use crate::readout::Replies;
 use crate::session::Session;
@@ -87,6 +88,11 @@ pub struct MeterConfig {
     /// What is kept until the bot acknowledges it, and for how long.
     #[serde(default)]
     pub outbox: gridmuc_core::OutboxConfig,
+    /// Where the readings the bot has not acknowledged yet are kept on disk, so a crash, a
+    /// power cut or `kill -9` loses none: the next start resends them (see
+    /// [`crate::outbox_file`]). Off unless set; not in private mode.
+    #[serde(default)]
+    pub outbox_file: Option<std::path::PathBuf>,
     /// No reading before this wall-clock time, so a load test starts a whole neighbourhood together.
     #[serde(skip)]
     pub not_before: Option<SystemTime>,
@@ -143,6 +149,7 @@ impl MeterConfig {
             private: None,
             injections: Vec::new(),
             outbox: gridmuc_core::OutboxConfig::default(),
+            outbox_file: None,
             not_before: None,
             pace_broadcast: true,
             readout: None,
@@ -165,6 +172,7 @@ impl MeterConfig {
             answer_timeout: millis(self.account.timeout),
             drain: millis(SHUTDOWN_DRAIN.min(self.account.timeout)),
             readout: self.readout.unwrap_or(self.mode == Mode::Broadcast),
+            save_outbox: self.outbox_file.is_some(),
         }
     }
 }
@@ -181,6 +189,9 @@ pub enum MeterError {
     /// The reading source failed.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The outbox file could not be read (or a damaged one set aside) at start.
+    #[error(transparent)]
+    OutboxFile(#[from] OutboxFileError),
     /// The room is invalid.
     #[error("invalid room JID {0:?}: {1}")]
     BadRoom(String, String),
@@ -253,6 +264,16 @@ pub async fn run_meter(
         );
     }
     let mut core = MeterCore::new(cfg.core(), OsRng.unwrap_err(), now_ts());
+    if let Some(path) = &cfg.outbox_file {
+        let saved = outbox_file::load_or_set_aside(path)?;
+        if !saved.is_empty() {
+            tracing::info!(
+                readings = saved.len(),
+                "resending what the last run left unacknowledged"
+            );
+        }
+        core.restore(saved);
+    }
     let account = cfg.account.clone();
     let mut wire = MeterWire {
         cfg,
@@ -357,6 +378,21 @@ impl<R: Rng + CryptoRng> Wire<MeterCore<R>> for MeterWire {
             Transmit::FlushAcks => {
                 let stanza = delivery::flush_message(self.bot.clone());
                 muc::send(client, stanza.into(), self.cfg.account.timeout).await?;
+                Ok(None)
+            }
+            Transmit::SaveOutbox(readings) => {
+                if let Some(path) = self.cfg.outbox_file.clone() {
+                    // A sync to disk: off the runtime's thread. A failure (disk full, say)
+                    // costs the crash safety, not the readings, which are still held.
+                    let saved =
+                        tokio::task::spawn_blocking(move || outbox_file::save(&path, &readings))
+                            .await;
+                    match saved {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!("{e}; the readings are kept in memory"),
+                        Err(e) => tracing::warn!("saving the outbox: {e}"),
+                    }
+                }
                 Ok(None)
             }
             Transmit::Measure { slot } => Ok(Some(match self.reader.measure(slot) {

@@ -246,6 +246,12 @@ pub async fn run_private_meter(
             "private mode needs the leader's key pinned".into(),
         )
     })?;
+    if cfg.outbox_file.is_some() {
+        return Err(PrivateError::Setting(
+            "outbox_file",
+            "private mode does not keep its reports on disk; remove outbox_file".into(),
+        ));
+    }
     let room = room_of(&cfg.room)?;
     let interval = millis(cfg.interval);
     let task = settings.task(&cfg.room, interval, leader)?;

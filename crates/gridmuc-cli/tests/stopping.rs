@@ -1,0 +1,376 @@
+//! How the binaries stop. `gridmuc server`, `substation`, `meter` and `demo` stop cleanly on
+//! SIGTERM as on Ctrl-C: systemd, `docker stop` and `kill` send SIGTERM, which used to kill a
+//! meter before it asked the bot for the verdicts it held (its last readings lost), and
+//! `gridmuc server` before it deleted its temporary directory (the bot's secret key and every
+//! account's password left in /tmp). And a meter killed outright (`kill -9`, a power cut)
+//! loses nothing when it keeps an `outbox_file`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A `gridmuc` subcommand, its output captured, killed if the test fails before it stops.
+struct Running(Option<Child>);
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let child = Command::new(env!("CARGO_BIN_EXE_gridmuc"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Running(Some(child))
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the process to end, returning what it printed.
+    fn terminate(mut self) -> Output {
+        let pid = self.child().id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The server's stdout lines, read on a thread so the pipe never fills.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// `what` in `text`, or a panic showing both outputs.
+fn assert_printed(out: &Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.contains(what),
+        "{what:?} not printed;\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+}
+
+/// The number right after `prefix` in `out`'s stdout.
+fn count_after(out: &Output, prefix: &str) -> u64 {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let at = stdout
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in {stdout}"));
+    stdout[at + prefix.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// One account's `[account]` table for a config.
+fn account_table(accounts: &toml::Table, user: &str) -> String {
+    let domain = accounts["domain"].as_str().unwrap();
+    let jid = format!("{user}@{domain}");
+    let password = accounts["account"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["jid"].as_str() == Some(&jid))
+        .unwrap()["password"]
+        .as_str()
+        .unwrap();
+    format!(
+        "[account]\njid = {jid:?}\npassword = {password:?}\nserver = {:?}\nca_file = {:?}\ntimeout = \"10s\"\n",
+        accounts["server"].as_str().unwrap(),
+        accounts["ca_cert"].as_str().unwrap(),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `gridmuc server` with one house, and the substation's and the meter's config files for it
+/// (1-s intervals, direct mode, the bot's key pinned).
+struct Street {
+    server: Running,
+    /// The server's stdout lines after the ones read at start.
+    lines: mpsc::Receiver<String>,
+    /// The bot's secret key file, inside the server's directory.
+    key_file: String,
+    c2s: String,
+    substation: PathBuf,
+    meter: PathBuf,
+}
+
+impl Street {
+    /// Starts the server; `meter_extra` goes at the top of the meter's config.
+    fn start(dir: &Path, meter_extra: &str) -> Street {
+        let accounts_path = dir.join("accounts.toml");
+        let mut server = Running::start(&[
+            "server",
+            "--houses",
+            "1",
+            "--accounts-file",
+            accounts_path.to_str().unwrap(),
+        ]);
+        let lines = lines_of(server.child());
+        let (mut key_file, mut bot_key) = (None, None);
+        while bot_key.is_none() {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("gridmuc server printed no bot key");
+            if let Some(rest) = line.trim().strip_prefix("bot key") {
+                key_file = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if let Some(rest) = line.trim().strip_prefix("bot_key = \"") {
+                bot_key = rest.split('"').next().map(str::to_owned);
+            }
+        }
+        let key_file = key_file.expect("gridmuc server printed no key file");
+        let accounts: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&accounts_path).unwrap()).unwrap();
+        let room = accounts["room"].as_str().unwrap();
+        let substation = write(
+            dir,
+            "substation.toml",
+            &format!(
+                "room = {room:?}\nnick = \"substation\"\nkey_file = {key_file:?}\n\
+                 post_summaries = false\n[aggregator]\ninterval = \"1s\"\ngrace = \"500ms\"\n{}",
+                account_table(&accounts, "substation"),
+            ),
+        );
+        let meter = write(
+            dir,
+            "meter.toml",
+            &format!(
+                "{meter_extra}\nroom = {room:?}\nmode = \"direct\"\nbot_nick = \"substation\"\n\
+                 bot_key = {:?}\ninterval = \"1s\"\nsource = {{ kind = \"model\" }}\n{}",
+                bot_key.unwrap(),
+                account_table(&accounts, "house-001"),
+            ),
+        );
+        Street {
+            server,
+            lines,
+            key_file,
+            c2s: accounts["server"].as_str().unwrap().to_owned(),
+            substation,
+            meter,
+        }
+    }
+
+    fn bot(&self) -> Running {
+        Running::start(&["substation", "-c", self.substation.to_str().unwrap()])
+    }
+
+    fn meter(&self) -> Running {
+        Running::start(&["meter", "-c", self.meter.to_str().unwrap()])
+    }
+}
+
+/// Stops `bot` with SIGTERM and returns the readings it accepted, from its last line.
+fn accepted_by(mut bot: Running) -> u64 {
+    let lines = lines_of(bot.child());
+    let out = bot.terminate();
+    assert!(out.status.success(), "substation: {:?}", out.status);
+    let last = lines.iter().last().unwrap_or_default();
+    last.strip_prefix("readings accepted: ")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counters on the bot's last line: {last:?}"))
+}
+
+#[test]
+fn sigterm_stops_meter_bot_and_server_cleanly_losing_no_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let street = Street::start(tmp.path(), "");
+    let bot = street.bot();
+    let meter = street.meter();
+    // Readings for a few intervals; the bot batches its acks (16 readings or 5 s), so some are
+    // still unacknowledged when the meter is told to stop.
+    std::thread::sleep(Duration::from_secs(6));
+
+    let meter_out = meter.terminate();
+    assert!(meter_out.status.success(), "meter: {:?}", meter_out.status);
+    println!("meter: {}", String::from_utf8_lossy(&meter_out.stdout));
+    let sent = count_after(&meter_out, "readings sent: ");
+    assert!(sent >= 3, "{}", String::from_utf8_lossy(&meter_out.stdout));
+    assert_eq!(count_after(&meter_out, "acknowledged "), sent);
+    assert_printed(&meter_out, "unacknowledged at stop 0,");
+    assert_eq!(accepted_by(bot), sent);
+
+    let Street {
+        server,
+        lines,
+        key_file,
+        c2s,
+        ..
+    } = street;
+    let server_out = server.terminate();
+    assert!(
+        server_out.status.success(),
+        "server: {:?}",
+        server_out.status
+    );
+    assert!(
+        lines.iter().any(|l| l == "stopping"),
+        "gridmuc server did not stop cleanly"
+    );
+    assert!(
+        !Path::new(&key_file).exists(),
+        "{key_file} (the bot's secret key) left behind"
+    );
+    // Its Prosody went with it: nothing listens on the c2s port any more.
+    assert!(
+        TcpStream::connect(&c2s).is_err(),
+        "something still listens on {c2s} after gridmuc server stopped"
+    );
+}
+
+/// The ids of the readings in a meter's outbox file.
+fn saved_in(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let Ok(saved) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let readings = saved["readings"].as_array().cloned().unwrap_or_default();
+    readings
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Polls until `cond` holds, for at most `secs`.
+fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..secs * 10 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not happen within {secs} s");
+}
+
+#[test]
+fn a_meter_killed_outright_resends_what_its_outbox_file_held_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outbox = tmp.path().join("house.outbox");
+    let street = Street::start(tmp.path(), &format!("outbox_file = {outbox:?}"));
+    // No bot yet: every direct reading bounces and stays unacknowledged.
+    let mut meter = street.meter();
+    wait_until(60, "three readings held", || saved_in(&outbox).len() >= 3);
+    let pid = meter.child().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = meter.child().wait();
+    let held_ids = saved_in(&outbox);
+    let held = held_ids.len() as u64;
+    println!("killed holding {held} readings");
+
+    let bot = street.bot();
+    // The bot in the room before the meter is back, so the first resend is not bounced.
+    std::thread::sleep(Duration::from_secs(3));
+    let meter = street.meter();
+    wait_until(90, "the killed run's readings acknowledged", || {
+        let now = saved_in(&outbox);
+        held_ids.iter().all(|id| !now.contains(id))
+    });
+    let meter_out = meter.terminate();
+    println!("meter: {}", String::from_utf8_lossy(&meter_out.stdout));
+    assert!(meter_out.status.success(), "meter: {:?}", meter_out.status);
+    let sent = count_after(&meter_out, "readings sent: ");
+    assert!(count_after(&meter_out, "resent ") >= held);
+    assert_eq!(count_after(&meter_out, "acknowledged "), sent + held);
+    assert_printed(&meter_out, "unacknowledged at stop 0,");
+    // What the killed run held was counted, once, with what the new run measured.
+    assert_eq!(accepted_by(bot), sent + held);
+}
+
+#[test]
+fn sigterm_ends_the_demo_early_with_its_summary_and_nothing_left_in_tmp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_gridmuc"))
+            .args([
+                "demo",
+                "--mode",
+                "direct",
+                "--houses",
+                "6",
+                "--minutes",
+                "5",
+            ])
+            .args(["--interval", "1"])
+            // The private server's directory goes here, so the test sees it is deleted.
+            .env("TMPDIR", tmp.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let lines = lines_of(demo.child());
+    let joined = lines.iter().any(|l| l.starts_with("substation joined"));
+    if !joined {
+        let out = demo.terminate();
+        panic!(
+            "the demo's bot never joined: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let out = demo.terminate();
+    let printed: Vec<String> = lines.iter().collect();
+    let text = printed.join("\n");
+    assert!(out.status.success(), "{:?}\n{text}", out.status);
+    assert!(
+        text.contains("Terminate: stopping the neighbourhood early"),
+        "{text}"
+    );
+    let summary = printed
+        .iter()
+        .find(|l| l.starts_with("readings sent: "))
+        .unwrap_or_else(|| panic!("no summary:\n{text}"));
+    let numbers: Vec<u64> = summary
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // sent, ingested, rejected, resent, unacknowledged
+    let [sent, ingested, rejected, _resent, unacked] = numbers[..] else {
+        panic!("{summary}")
+    };
+    assert!(sent >= 8, "{summary}");
+    assert_eq!((ingested, rejected, unacked), (sent, 0, 0), "{summary}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
