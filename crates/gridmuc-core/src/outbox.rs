@@ -453,7 +453,10 @@ mod tests {
         outbox.push(ReadingId(2), reading(60_000, 200));
         assert_eq!(outbox.len(), 2);
         assert_eq!(
-            outbox.unacknowledged().map(|(id, _)| id).collect::<Vec<_>>(),
+            outbox
+                .unacknowledged()
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>(),
             [ReadingId(1), ReadingId(2)]
         );
         let g1 = outbox.generation();

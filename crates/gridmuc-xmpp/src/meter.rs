@@ -264,6 +264,12 @@ pub async fn run_meter(
         );
     }
     let mut core = MeterCore::new(cfg.core(), OsRng.unwrap_err(), now_ts());
+    // Held until the meter returns.
+    let _outbox_lock = cfg
+        .outbox_file
+        .as_deref()
+        .map(outbox_file::lock)
+        .transpose()?;
     if let Some(path) = &cfg.outbox_file {
         let saved = outbox_file::load_or_set_aside(path)?;
         if !saved.is_empty() {

@@ -45,6 +45,33 @@ pub enum OutboxFileError {
     /// Writing, syncing or renaming failed (disk full, read-only, no directory).
     #[error("writing {0}: {1}")]
     Write(PathBuf, std::io::Error),
+    /// Another running meter keeps its readings in the same file.
+    #[error("{0} is in use by another meter: give each meter its own outbox_file")]
+    InUse(PathBuf),
+}
+
+/// Holds `<path>.lock` while it lives, so two meters never share one outbox file: each
+/// would overwrite what the other saved. The OS releases it when the process ends, however.
+#[derive(Debug)]
+pub struct OutboxLock {
+    _file: std::fs::File,
+}
+
+/// Takes the lock on the outbox file at `path` (see [`OutboxLock`]).
+pub fn lock(path: &Path) -> Result<OutboxLock, OutboxFileError> {
+    let lock_path = with_suffix(path, ".lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| OutboxFileError::Write(lock_path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(OutboxLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OutboxFileError::InUse(path.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(OutboxFileError::Write(path.to_owned(), e)),
+    }
 }
 
 /// The readings saved at `path`, oldest first; none if there is no file yet.
@@ -197,6 +224,17 @@ mod tests {
                 bad
             );
         }
+    }
+
+    #[test]
+    fn one_outbox_file_serves_one_meter_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("house.outbox");
+        let held = lock(&path).unwrap();
+        let err = lock(&path).unwrap_err();
+        assert!(matches!(err, OutboxFileError::InUse(_)), "{err}");
+        drop(held);
+        lock(&path).unwrap();
     }
 
     #[test]
