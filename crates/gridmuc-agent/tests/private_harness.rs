@@ -52,6 +52,7 @@ fn setup(seed: u64, min_reports: u32) -> Setup {
             drain: 1_000,
             keep_intervals: 6,
             catch_up: 1_000,
+            save_reports: false,
         },
         leader: LeaderConfig {
             nick: nick("substation"),
@@ -405,6 +406,40 @@ fn a_leader_restart_loses_no_report_a_meter_still_keeps() {
         w.meters.iter().all(|m| m.node.core.stats().expired == 0),
         "nothing given up"
     );
+}
+
+/// Meter 0 is killed outright while its report for an interval has reached nobody (every
+/// payload lost meanwhile) and is back 3 s later, before that interval closes. Returns the
+/// reports published for that interval (six houses).
+fn killed_meter_interval(save_reports: bool) -> (u64, u64) {
+    let mut s = setup(12, 3);
+    s.meter.save_reports = save_reports;
+    let mut w = world(12, 6, &s, Box::new(load));
+    w.run_for(9_000);
+    // 10 s: the start of an interval; every send of it is lost until 12.6 s.
+    let start = w.now().plus(1_000);
+    let interval = (start.millis() / P) as u64;
+    w.run_for(1_000);
+    w.faults.drop = 1.0;
+    w.run_for(2_600);
+    assert!(
+        w.meters[0].node.core.pending() >= 1,
+        "the report is still pending"
+    );
+    assert_eq!(w.meters[0].saved.is_empty(), !save_reports);
+    w.faults.drop = 0.0;
+    w.restart_meter(0, 3_000);
+    w.run_for(30_000);
+    (interval, published(&w)[&interval].reports)
+}
+
+#[test]
+fn a_meter_killed_outright_resends_the_report_it_saved_and_its_interval_is_whole() {
+    let (interval, reports) = killed_meter_interval(true);
+    assert_eq!(reports, 6, "interval {interval}");
+    // The same kill without saving loses the house from that interval.
+    let (interval, reports) = killed_meter_interval(false);
+    assert_eq!(reports, 5, "interval {interval}");
 }
 
 #[test]

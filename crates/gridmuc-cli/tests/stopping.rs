@@ -114,82 +114,129 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// `gridmuc server` with one house, and the substation's and the meter's config files for it
-/// (1-s intervals, direct mode, the bot's key pinned).
+/// A `gridmuc server` with two houses, and config files for its agents: direct mode with
+/// 1-s intervals, or private mode (a helper bot, at least 2 reports) with 2-s intervals.
 struct Street {
     server: Running,
     /// The server's stdout lines after the ones read at start.
     lines: mpsc::Receiver<String>,
-    /// The bot's secret key file, inside the server's directory.
-    key_file: String,
-    c2s: String,
-    substation: PathBuf,
-    meter: PathBuf,
+    dir: PathBuf,
+    accounts: toml::Table,
+    /// `key_file` of the substation and of the helper, `bot_key`, `helper_key`, as printed.
+    printed: [String; 4],
+    private: bool,
 }
 
 impl Street {
-    /// Starts the server; `meter_extra` goes at the top of the meter's config.
-    fn start(dir: &Path, meter_extra: &str) -> Street {
+    fn start(dir: &Path, private: bool) -> Street {
         let accounts_path = dir.join("accounts.toml");
         let mut server = Running::start(&[
             "server",
             "--houses",
-            "1",
+            "2",
             "--accounts-file",
             accounts_path.to_str().unwrap(),
         ]);
         let lines = lines_of(server.child());
-        let (mut key_file, mut bot_key) = (None, None);
-        while bot_key.is_none() {
+        let mut printed: [Option<String>; 4] = Default::default();
+        while printed.iter().any(Option::is_none) {
             let line = lines
                 .recv_timeout(Duration::from_secs(60))
-                .expect("gridmuc server printed no bot key");
-            if let Some(rest) = line.trim().strip_prefix("bot key") {
-                key_file = rest.split_whitespace().next().map(str::to_owned);
-            }
-            if let Some(rest) = line.trim().strip_prefix("bot_key = \"") {
-                bot_key = rest.split('"').next().map(str::to_owned);
+                .expect("gridmuc server printed no keys");
+            let line = line.trim();
+            for (i, prefix) in ["bot key", "helper key", "bot_key = \"", "helper_key = \""]
+                .iter()
+                .enumerate()
+            {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    let value = match i {
+                        0 | 1 => rest.split_whitespace().next(),
+                        _ => rest.split('"').next(),
+                    };
+                    printed[i] = value.map(str::to_owned);
+                }
             }
         }
-        let key_file = key_file.expect("gridmuc server printed no key file");
-        let accounts: toml::Table =
-            toml::from_str(&std::fs::read_to_string(&accounts_path).unwrap()).unwrap();
-        let room = accounts["room"].as_str().unwrap();
-        let substation = write(
-            dir,
-            "substation.toml",
-            &format!(
-                "room = {room:?}\nnick = \"substation\"\nkey_file = {key_file:?}\n\
-                 post_summaries = false\n[aggregator]\ninterval = \"1s\"\ngrace = \"500ms\"\n{}",
-                account_table(&accounts, "substation"),
-            ),
-        );
-        let meter = write(
-            dir,
-            "meter.toml",
-            &format!(
-                "{meter_extra}\nroom = {room:?}\nmode = \"direct\"\nbot_nick = \"substation\"\n\
-                 bot_key = {:?}\ninterval = \"1s\"\nsource = {{ kind = \"model\" }}\n{}",
-                bot_key.unwrap(),
-                account_table(&accounts, "house-001"),
-            ),
-        );
         Street {
             server,
             lines,
-            key_file,
-            c2s: accounts["server"].as_str().unwrap().to_owned(),
-            substation,
-            meter,
+            dir: dir.to_owned(),
+            accounts: toml::from_str(&std::fs::read_to_string(&accounts_path).unwrap()).unwrap(),
+            printed: printed.map(Option::unwrap_or_default),
+            private,
+        }
+    }
+
+    fn room(&self) -> &str {
+        self.accounts["room"].as_str().unwrap()
+    }
+
+    fn interval(&self) -> &'static str {
+        if self.private { "2s" } else { "1s" }
+    }
+
+    /// The `[private]` table every party shares, or nothing in direct mode.
+    fn private_table(&self) -> String {
+        match self.private {
+            true => format!(
+                "[private]\nhelper_key = {:?}\nmin_reports = 2\n",
+                self.printed[3]
+            ),
+            false => String::new(),
         }
     }
 
     fn bot(&self) -> Running {
-        Running::start(&["substation", "-c", self.substation.to_str().unwrap()])
+        let config = write(
+            &self.dir,
+            "substation.toml",
+            &format!(
+                "room = {:?}\nnick = \"substation\"\nkey_file = {:?}\npost_summaries = false\n\
+                 [aggregator]\ninterval = {:?}\ngrace = \"500ms\"\n{}{}",
+                self.room(),
+                self.printed[0],
+                self.interval(),
+                account_table(&self.accounts, "substation"),
+                self.private_table(),
+            ),
+        );
+        Running::start(&["substation", "-c", config.to_str().unwrap()])
     }
 
-    fn meter(&self) -> Running {
-        Running::start(&["meter", "-c", self.meter.to_str().unwrap()])
+    fn helper(&self) -> Running {
+        let config = write(
+            &self.dir,
+            "helper.toml",
+            &format!(
+                "room = {:?}\nnick = \"helper\"\nleader_nick = \"substation\"\nleader_key = {:?}\n\
+                 interval = {:?}\nkey_file = {:?}\n{}{}",
+                self.room(),
+                self.printed[2],
+                self.interval(),
+                self.printed[1],
+                account_table(&self.accounts, "helper"),
+                self.private_table(),
+            ),
+        );
+        Running::start(&["helper", "-c", config.to_str().unwrap()])
+    }
+
+    /// The meter of `house` (`house-001`, …); `extra` goes at the top of its config.
+    fn meter(&self, house: &str, extra: &str) -> Running {
+        let config = write(
+            &self.dir,
+            &format!("{house}.toml"),
+            &format!(
+                "{extra}\nroom = {:?}\nmode = \"direct\"\nbot_nick = \"substation\"\n\
+                 bot_key = {:?}\ninterval = {:?}\nsource = {{ kind = \"model\" }}\n{}{}",
+                self.room(),
+                self.printed[2],
+                self.interval(),
+                account_table(&self.accounts, house),
+                self.private_table(),
+            ),
+        );
+        Running::start(&["meter", "-c", config.to_str().unwrap()])
     }
 }
 
@@ -208,9 +255,9 @@ fn accepted_by(mut bot: Running) -> u64 {
 #[test]
 fn sigterm_stops_meter_bot_and_server_cleanly_losing_no_reading() {
     let tmp = tempfile::tempdir().unwrap();
-    let street = Street::start(tmp.path(), "");
+    let street = Street::start(tmp.path(), false);
     let bot = street.bot();
-    let meter = street.meter();
+    let meter = street.meter("house-001", "");
     // Readings for a few intervals; the bot batches its acks (16 readings or 5 s), so some are
     // still unacknowledged when the meter is told to stop.
     std::thread::sleep(Duration::from_secs(6));
@@ -224,13 +271,9 @@ fn sigterm_stops_meter_bot_and_server_cleanly_losing_no_reading() {
     assert_printed(&meter_out, "unacknowledged at stop 0,");
     assert_eq!(accepted_by(bot), sent);
 
-    let Street {
-        server,
-        lines,
-        key_file,
-        c2s,
-        ..
-    } = street;
+    let c2s = street.accounts["server"].as_str().unwrap().to_owned();
+    let key_file = street.printed[0].clone();
+    let Street { server, lines, .. } = street;
     let server_out = server.terminate();
     assert!(
         server_out.status.success(),
@@ -252,16 +295,17 @@ fn sigterm_stops_meter_bot_and_server_cleanly_losing_no_reading() {
     );
 }
 
-/// The ids of the readings in a meter's outbox file.
+/// What a meter's outbox file holds, one string per item: a plain reading's id, or a private
+/// report's bytes (base64).
 fn saved_in(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let Ok(saved) = serde_json::from_str::<serde_json::Value>(&text) else {
         return Vec::new();
     };
-    let readings = saved["readings"].as_array().cloned().unwrap_or_default();
-    readings
+    let items = saved["items"].as_array().cloned().unwrap_or_default();
+    items
         .iter()
-        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .filter_map(|item| item["id"].as_str().or(item.as_str()).map(str::to_owned))
         .collect()
 }
 
@@ -280,9 +324,10 @@ fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 fn a_meter_killed_outright_resends_what_its_outbox_file_held_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let outbox = tmp.path().join("house.outbox");
-    let street = Street::start(tmp.path(), &format!("outbox_file = {outbox:?}"));
+    let street = Street::start(tmp.path(), false);
+    let keep = format!("outbox_file = {outbox:?}");
     // No bot yet: every direct reading bounces and stays unacknowledged.
-    let mut meter = street.meter();
+    let mut meter = street.meter("house-001", &keep);
     wait_until(60, "three readings held", || saved_in(&outbox).len() >= 3);
     let pid = meter.child().id().to_string();
     assert!(
@@ -300,7 +345,7 @@ fn a_meter_killed_outright_resends_what_its_outbox_file_held_and_loses_nothing()
     let bot = street.bot();
     // The bot in the room before the meter is back, so the first resend is not bounced.
     std::thread::sleep(Duration::from_secs(3));
-    let meter = street.meter();
+    let meter = street.meter("house-001", &keep);
     wait_until(90, "the killed run's readings acknowledged", || {
         let now = saved_in(&outbox);
         held_ids.iter().all(|id| !now.contains(id))
@@ -373,4 +418,66 @@ fn sigterm_ends_the_demo_early_with_its_summary_and_nothing_left_in_tmp() {
     assert_eq!((ingested, rejected, unacked), (sent, 0, 0), "{summary}");
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+}
+
+#[test]
+fn a_private_meter_killed_outright_resends_its_saved_reports_and_nothing_counts_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outbox = tmp.path().join("house.outbox");
+    let street = Street::start(tmp.path(), true);
+    let mut bot = street.bot();
+    let bot_lines = lines_of(bot.child());
+    let helper = street.helper();
+    let keep = format!("outbox_file = {outbox:?}");
+    let other = street.meter("house-002", "");
+    let mut meter = street.meter("house-001", &keep);
+    // A report is kept until its interval is published: kill the meter while it keeps one.
+    wait_until(60, "a report kept", || !saved_in(&outbox).is_empty());
+    let pid = meter.child().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = meter.child().wait();
+    let held = saved_in(&outbox);
+    println!("killed keeping {} reports", held.len());
+    let meter = street.meter("house-001", &keep);
+    wait_until(60, "the killed run's reports settled", || {
+        let now = saved_in(&outbox);
+        held.iter().all(|r| !now.contains(r))
+    });
+    // A few more intervals under the new run.
+    std::thread::sleep(Duration::from_secs(5));
+    let out = meter.terminate();
+    let stats = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("restarted meter: {stats}");
+    assert!(out.status.success(), "{stats}");
+    let resent = stats
+        .split("resent: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no resent count in {stats}"));
+    assert!(resent >= held.len(), "{stats}");
+    assert!(other.terminate().status.success());
+    assert!(helper.terminate().status.success());
+    assert!(bot.terminate().status.success());
+    // Two houses: no interval ever counted three, the restored copy included.
+    let published: Vec<String> = bot_lines
+        .iter()
+        .filter(|l| l.contains(" meters, total "))
+        .collect();
+    assert!(published.len() >= 3, "{published:?}");
+    for line in &published {
+        let meters: u64 = line
+            .split(": ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!((1..=2).contains(&meters), "{line}");
+    }
 }

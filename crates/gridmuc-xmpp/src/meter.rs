@@ -90,7 +90,8 @@ pub struct MeterConfig {
     pub outbox: gridmuc_core::OutboxConfig,
     /// Where the readings the bot has not acknowledged yet are kept on disk, so a crash, a
     /// power cut or `kill -9` loses none: the next start resends them (see
-    /// [`crate::outbox_file`]). Off unless set; not in private mode.
+    /// [`crate::outbox_file`]); a private-mode meter keeps its sealed reports there. Off
+    /// unless set.
     #[serde(default)]
     pub outbox_file: Option<std::path::PathBuf>,
     /// No reading before this wall-clock time, so a load test starts a whole neighbourhood together.
@@ -271,7 +272,7 @@ pub async fn run_meter(
         .map(outbox_file::lock)
         .transpose()?;
     if let Some(path) = &cfg.outbox_file {
-        let saved = outbox_file::load_or_set_aside(path)?;
+        let saved = outbox_file::load_or_set_aside(path, outbox_file::load_readings)?;
         if !saved.is_empty() {
             tracing::info!(
                 readings = saved.len(),
@@ -388,16 +389,7 @@ impl<R: Rng + CryptoRng> Wire<MeterCore<R>> for MeterWire {
             }
             Transmit::SaveOutbox(readings) => {
                 if let Some(path) = self.cfg.outbox_file.clone() {
-                    // A sync to disk: off the runtime's thread. A failure (disk full, say)
-                    // costs the crash safety, not the readings, which are still held.
-                    let saved =
-                        tokio::task::spawn_blocking(move || outbox_file::save(&path, &readings))
-                            .await;
-                    match saved {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::warn!("{e}; the readings are kept in memory"),
-                        Err(e) => tracing::warn!("saving the outbox: {e}"),
-                    }
+                    outbox_file::keep(path, readings, outbox_file::save_readings).await;
                 }
                 Ok(None)
             }

@@ -12,6 +12,7 @@ use crate::connect::{self, ConnectConfig, ConnectError};
 use crate::driver::{self, RoomRefusal, Stall, Wire};
 use crate::meter::{MeterConfig, MeterError, Reader, SHUTDOWN_DRAIN};
 use crate::muc::{self, MucError};
+use crate::outbox_file::{self, OutboxFileError, with_suffix};
 use crate::session::Session;
 use crate::source::Source;
 use crate::{millis, now_ts};
@@ -151,6 +152,9 @@ pub enum PrivateError {
     /// The meter's own setup failed (room, source).
     #[error(transparent)]
     Meter(#[from] MeterError),
+    /// The outbox file could not be read (or a damaged one set aside) at start.
+    #[error(transparent)]
+    OutboxFile(#[from] OutboxFileError),
     /// The bot's own setup failed (key, JIDs).
     #[error(transparent)]
     Bot(#[from] BotError),
@@ -246,12 +250,6 @@ pub async fn run_private_meter(
             "private mode needs the leader's key pinned".into(),
         )
     })?;
-    if cfg.outbox_file.is_some() {
-        return Err(PrivateError::Setting(
-            "outbox_file",
-            "private mode does not keep its reports on disk; remove outbox_file".into(),
-        ));
-    }
     let room = room_of(&cfg.room)?;
     let interval = millis(cfg.interval);
     let task = settings.task(&cfg.room, interval, leader)?;
@@ -262,6 +260,7 @@ pub async fn run_private_meter(
         rejoin_gap: range(cfg.rejoin_gap),
         answer_timeout: millis(cfg.account.timeout),
         drain: millis(SHUTDOWN_DRAIN.min(cfg.account.timeout)),
+        save_reports: cfg.outbox_file.is_some(),
         // Intervals missed in a fault are still reported within half the leader's default
         // grace; `PrivateMeterConfig::new` holds the rest of the defaults.
         ..PrivateMeterConfig::new(task, nick("bot_nick", &cfg.bot_nick)?)
@@ -270,7 +269,24 @@ pub async fn run_private_meter(
     let source = Source::open(&cfg.source, &mut rng).map_err(MeterError::from)?;
     let reader = Reader::new(source, cfg.injections.clone());
     let mut core = PrivateMeterCore::new(core_cfg, OsRng.unwrap_err(), now_ts());
+    // Held until the meter returns.
+    let _outbox_lock = cfg
+        .outbox_file
+        .as_deref()
+        .map(outbox_file::lock)
+        .transpose()?;
+    if let Some(path) = &cfg.outbox_file {
+        let saved = outbox_file::load_or_set_aside(path, outbox_file::load_reports)?;
+        if !saved.is_empty() {
+            tracing::info!(
+                reports = saved.len(),
+                "resending what the last run left pending"
+            );
+        }
+        core.restore(saved);
+    }
     let mut wire = PrivateWire::new(room.clone(), &cfg.account, events, Some(reader));
+    wire.outbox_file = cfg.outbox_file.clone();
     driver::run(&mut core, &mut wire, &room, &cfg.account, true, shutdown).await?;
     Ok(core.stats().clone())
 }
@@ -364,12 +380,6 @@ fn kw_to_watts(what: &'static str, kw: f64) -> Result<u32, PrivateError> {
     Ok(w.round() as u32)
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// The verify key the helper accepted before, or a fresh one written 0600 for next time:
 /// the helper takes one verify key per task, so a restarted leader must keep it.
 fn load_or_create_verify_key(path: &Path) -> Result<VerifyKey, PrivateError> {
@@ -402,6 +412,8 @@ struct PrivateWire<E> {
     events: Option<mpsc::UnboundedSender<E>>,
     /// The meter's reading source; bots have none.
     reader: Option<Reader>,
+    /// Where the meter keeps its pending reports (`outbox_file`), if anywhere.
+    outbox_file: Option<PathBuf>,
 }
 
 impl<E> PrivateWire<E> {
@@ -416,6 +428,7 @@ impl<E> PrivateWire<E> {
             timeout: account.timeout,
             events,
             reader,
+            outbox_file: None,
         }
     }
 
@@ -524,6 +537,12 @@ where
                 None => Input::Room(gridmuc_agent::RoomInput::Shutdown),
                 Some(value) => Input::Measured { slot, value },
             })),
+            Transmit::SaveReports(reports) => {
+                if let Some(path) = self.outbox_file.clone() {
+                    outbox_file::keep(path, reports, outbox_file::save_reports).await;
+                }
+                Ok(None)
+            }
             // The room's own transmits never reach the wire.
             Transmit::Room(_) => Ok(None),
         }

@@ -61,6 +61,8 @@ pub struct MeterNode {
     pub node: Node<PrivateMeterCore<StdRng>>,
     /// The house whose load it reports.
     pub house: usize,
+    /// What it last saved of its pending reports: survives [`PrivateWorld::restart_meter`].
+    pub saved: Vec<Vec<u8>>,
 }
 
 /// A message on its way.
@@ -169,6 +171,7 @@ impl PrivateWorld {
         self.meters.push(MeterNode {
             node: Node::new(PrivateMeterCore::new(self.meter_cfg.clone(), rng, self.now)),
             house,
+            saved: Vec::new(),
         });
         i
     }
@@ -222,6 +225,22 @@ impl PrivateWorld {
         self.leader.core = LeaderCore::new(self.leader_cfg.clone(), rng, self.now)
             .expect("the leader's key is the configured one");
         self.leader.running = true;
+    }
+
+    /// Meter `i`'s process is killed outright (a crash, a power cut; its nickname leaves with
+    /// its connection) and a new one starts after `down` with only what the old one saved
+    /// ([`Transmit::SaveReports`]), if its config saves anything.
+    pub fn restart_meter(&mut self, i: usize, down: Millis) {
+        self.meters[i].node.running = false;
+        self.bump_session(Who::Meter(i));
+        self.occupants.retain(|_, o| o.0 != Who::Meter(i));
+        self.run_for(down);
+        let rng = StdRng::seed_from_u64(self.seed ^ self.meters[i].node.session ^ 0x3e7e);
+        let mut core = PrivateMeterCore::new(self.meter_cfg.clone(), rng, self.now);
+        core.restore(self.meters[i].saved.clone());
+        let m = &mut self.meters[i];
+        m.node.core = core;
+        m.node.running = true;
     }
 
     /// The helper process is killed and a new one starts after `down`.
@@ -319,7 +338,7 @@ impl PrivateWorld {
             self.deliver(d);
             return;
         }
-        for m in &mut self.meters {
+        for m in self.meters.iter_mut().filter(|m| m.node.running) {
             if m.node.core.poll_timeout().is_some_and(|t| t <= now) {
                 m.node.core.handle_timeout(now);
             }
@@ -337,7 +356,9 @@ impl PrivateWorld {
         loop {
             let mut out: Vec<(Who, u64, Transmit)> = Vec::new();
             for (i, m) in self.meters.iter_mut().enumerate() {
-                drain(&mut m.node, Who::Meter(i), self.now, &mut out);
+                if m.node.running {
+                    drain(&mut m.node, Who::Meter(i), self.now, &mut out);
+                }
             }
             if self.leader.running {
                 drain(&mut self.leader, Who::Leader, self.now, &mut out);
@@ -373,6 +394,12 @@ impl PrivateWorld {
                 self.occupants.retain(|_, o| o.0 != who);
                 let at = self.now.plus(self.renew_delay);
                 self.tell(at, who, session, Input::Room(RoomInput::SessionReset));
+            }
+            // The meter's own disk, whatever the room does.
+            Transmit::SaveReports(reports) => {
+                if let Who::Meter(i) = who {
+                    self.meters[i].saved = reports;
+                }
             }
             t @ Transmit::Send { .. } => self.message(
                 at,
@@ -420,7 +447,10 @@ impl PrivateWorld {
 
     fn session_of(&self, who: Who) -> Option<u64> {
         match who {
-            Who::Meter(i) => Some(self.meters[i].node.session),
+            Who::Meter(i) => {
+                let node = &self.meters[i].node;
+                node.running.then_some(node.session)
+            }
             Who::Leader => self.leader.running.then_some(self.leader.session),
             Who::Helper => self.helper.running.then_some(self.helper.session),
             Who::Hostile => Some(0),
@@ -492,7 +522,9 @@ impl PrivateWorld {
                 let answer = crate::harness::probe_answer(sender.is_some(), self.holds_nick(from));
                 self.schedule(hop, reply(Input::Room(answer)));
             }
-            Transmit::Room(RoomTransmit::RenewSession) | Transmit::Measure { .. } => {}
+            Transmit::Room(RoomTransmit::RenewSession)
+            | Transmit::Measure { .. }
+            | Transmit::SaveReports(_) => {}
             Transmit::Send {
                 to: To::Operator(op),
                 body,

@@ -63,6 +63,9 @@ pub struct PrivateMeterConfig {
     /// it missed that ended within this, as the plain meter does within its outbox's age.
     /// 0: a missed interval is skipped.
     pub catch_up: Millis,
+    /// Hand the pending reports out ([`Transmit::SaveReports`]) whenever they change, so the
+    /// driver can keep them where a crash or a power cut does not lose them.
+    pub save_reports: bool,
 }
 
 impl PrivateMeterConfig {
@@ -80,6 +83,7 @@ impl PrivateMeterConfig {
             drain: 2_000,
             keep_intervals: 6,
             catch_up: gridmuc_core::AggregatorConfig::default().grace / 2,
+            save_reports: false,
         }
     }
 }
@@ -208,6 +212,8 @@ pub struct PrivateMeterCore<R> {
     /// rotation) the intervals missed since are measured if the leader can still take them.
     last_slot: Option<Timestamp>,
     pending: BTreeMap<u64, Pending>,
+    /// The intervals of the pending reports last handed out to be saved.
+    saved: Vec<u64>,
     /// Our quantised readings, for the local check against a published threshold.
     readings: BTreeMap<u64, u32>,
     epoch: Option<u64>,
@@ -230,6 +236,7 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
             asked: None,
             last_slot: None,
             pending: BTreeMap::new(),
+            saved: Vec::new(),
             readings: BTreeMap::new(),
             epoch: None,
             conflicts_in_row: 0,
@@ -240,6 +247,28 @@ impl<R: Rng + CryptoRng> PrivateMeterCore<R> {
         };
         core.join(now);
         core
+    }
+
+    /// Takes back the reports an earlier run saved (see [`Transmit::SaveReports`]), before
+    /// this one joins: each goes out again as the same bytes, so the leader holds it once
+    /// whichever run delivered it, and is given up like any resend if its interval has closed.
+    /// Bytes that are not a report are skipped and logged.
+    pub fn restore(&mut self, reports: impl IntoIterator<Item = Vec<u8>>) {
+        for bytes in reports {
+            let Ok(r) = gridmuc_private::Report::from_bytes(&bytes) else {
+                tracing::warn!("a saved report that does not decode: skipped");
+                continue;
+            };
+            self.pending.entry(r.interval()).or_insert(Pending {
+                id: r.id(),
+                bytes,
+                held_by: None,
+                send_at: self.now,
+                // Sent by the earlier run, maybe counted: a resend, given up if late.
+                sent_once: true,
+                resent: true,
+            });
+        }
     }
 
     /// The totals so far.
@@ -643,6 +672,12 @@ impl<R: Rng + CryptoRng> Agent for PrivateMeterCore<R> {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
+        // A report's bytes never change while it is pending: its interval names it.
+        if self.cfg.save_reports && !self.pending.keys().eq(self.saved.iter()) {
+            self.saved = self.pending.keys().copied().collect();
+            let reports = self.pending.values().map(|p| p.bytes.clone()).collect();
+            return Some(Transmit::SaveReports(reports));
+        }
         self.transmits.pop_front()
     }
 

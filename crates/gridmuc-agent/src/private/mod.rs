@@ -96,6 +96,10 @@ pub enum Transmit {
         /// The interval.
         slot: Timestamp,
     },
+    /// Meters only (with [`PrivateMeterConfig::save_reports`]): keep these reports, every
+    /// pending one as sent (sealed), in place of what was kept before, so a meter killed
+    /// outright resends them when it starts again. It comes before their sends: written ahead.
+    SaveReports(Vec<Vec<u8>>),
 }
 
 impl From<RoomInput> for Input {
