@@ -35,11 +35,25 @@ impl Running {
 
     /// Sends SIGTERM and waits for the process to end, returning what it printed.
     fn terminate(mut self) -> Output {
-        let pid = self.child().id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
+        self.signal("-TERM");
         self.0.take().unwrap().wait_with_output().unwrap()
     }
+
+    /// Sends `signal` (as `kill` spells it) to the process.
+    fn signal(&mut self, signal: &str) {
+        let pid = self.child().id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(sent.success());
+    }
+}
+
+/// Waits until the meter's `outbox` holds at least `n` items, then kills the meter outright
+/// (`kill -9`) and returns what the file held then.
+fn kill_holding(mut meter: Running, outbox: &Path, n: usize) -> Vec<String> {
+    wait_until(60, "items kept", || saved_in(outbox).len() >= n);
+    meter.signal("-KILL");
+    let _ = meter.child().wait();
+    saved_in(outbox)
 }
 
 impl Drop for Running {
@@ -327,18 +341,7 @@ fn a_meter_killed_outright_resends_what_its_outbox_file_held_and_loses_nothing()
     let street = Street::start(tmp.path(), false);
     let keep = format!("outbox_file = {outbox:?}");
     // No bot yet: every direct reading bounces and stays unacknowledged.
-    let mut meter = street.meter("house-001", &keep);
-    wait_until(60, "three readings held", || saved_in(&outbox).len() >= 3);
-    let pid = meter.child().id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = meter.child().wait();
-    let held_ids = saved_in(&outbox);
+    let held_ids = kill_holding(street.meter("house-001", &keep), &outbox, 3);
     let held = held_ids.len() as u64;
     println!("killed holding {held} readings");
 
@@ -430,19 +433,8 @@ fn a_private_meter_killed_outright_resends_its_saved_reports_and_nothing_counts_
     let helper = street.helper();
     let keep = format!("outbox_file = {outbox:?}");
     let other = street.meter("house-002", "");
-    let mut meter = street.meter("house-001", &keep);
     // A report is kept until its interval is published: kill the meter while it keeps one.
-    wait_until(60, "a report kept", || !saved_in(&outbox).is_empty());
-    let pid = meter.child().id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = meter.child().wait();
-    let held = saved_in(&outbox);
+    let held = kill_holding(street.meter("house-001", &keep), &outbox, 1);
     println!("killed keeping {} reports", held.len());
     let meter = street.meter("house-001", &keep);
     wait_until(60, "the killed run's reports settled", || {

@@ -265,22 +265,9 @@ pub async fn run_meter(
         );
     }
     let mut core = MeterCore::new(cfg.core(), OsRng.unwrap_err(), now_ts());
-    // Held until the meter returns.
-    let _outbox_lock = cfg
-        .outbox_file
-        .as_deref()
-        .map(outbox_file::lock)
-        .transpose()?;
-    if let Some(path) = &cfg.outbox_file {
-        let saved = outbox_file::load_or_set_aside(path, outbox_file::load_readings)?;
-        if !saved.is_empty() {
-            tracing::info!(
-                readings = saved.len(),
-                "resending what the last run left unacknowledged"
-            );
-        }
-        core.restore(saved);
-    }
+    let (_outbox_lock, saved) =
+        outbox_file::open(cfg.outbox_file.as_deref(), outbox_file::load_readings)?;
+    core.restore(saved);
     let account = cfg.account.clone();
     let mut wire = MeterWire {
         cfg,

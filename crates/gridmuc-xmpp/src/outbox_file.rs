@@ -217,6 +217,26 @@ fn save_items<T: Serialize>(path: &Path, kind: &str, items: Vec<T>) -> Result<()
         .map_err(failed(dir))
 }
 
+/// What a starting meter takes from its `outbox_file`, if it has one: the lock, held for as
+/// long as the meter runs, and what the last run left (read with `load`), to restore.
+pub(crate) fn open<T>(
+    path: Option<&Path>,
+    load: fn(&Path) -> Result<Vec<T>, OutboxFileError>,
+) -> Result<(Option<OutboxLock>, Vec<T>), OutboxFileError> {
+    let Some(path) = path else {
+        return Ok((None, Vec::new()));
+    };
+    let held = lock(path)?;
+    let saved = load_or_set_aside(path, load)?;
+    if !saved.is_empty() {
+        tracing::info!(
+            items = saved.len(),
+            "resending what the last run left unacknowledged"
+        );
+    }
+    Ok((Some(held), saved))
+}
+
 /// Saves `items` at `path` with `save` off the runtime's thread, since it syncs to disk. A
 /// failure (disk full, say) costs the crash safety, not the items, which the meter still
 /// holds in memory: it is logged, not returned.

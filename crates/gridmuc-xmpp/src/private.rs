@@ -269,22 +269,9 @@ pub async fn run_private_meter(
     let source = Source::open(&cfg.source, &mut rng).map_err(MeterError::from)?;
     let reader = Reader::new(source, cfg.injections.clone());
     let mut core = PrivateMeterCore::new(core_cfg, OsRng.unwrap_err(), now_ts());
-    // Held until the meter returns.
-    let _outbox_lock = cfg
-        .outbox_file
-        .as_deref()
-        .map(outbox_file::lock)
-        .transpose()?;
-    if let Some(path) = &cfg.outbox_file {
-        let saved = outbox_file::load_or_set_aside(path, outbox_file::load_reports)?;
-        if !saved.is_empty() {
-            tracing::info!(
-                reports = saved.len(),
-                "resending what the last run left pending"
-            );
-        }
-        core.restore(saved);
-    }
+    let (_outbox_lock, saved) =
+        outbox_file::open(cfg.outbox_file.as_deref(), outbox_file::load_reports)?;
+    core.restore(saved);
     let mut wire = PrivateWire::new(room.clone(), &cfg.account, events, Some(reader));
     wire.outbox_file = cfg.outbox_file.clone();
     driver::run(&mut core, &mut wire, &room, &cfg.account, true, shutdown).await?;
